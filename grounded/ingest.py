@@ -1,0 +1,305 @@
+"""Build the next index version from connector pages, then publish it atomically.
+
+:class:`VersionBuilder` holds the write lock, works on a staging copy of the current version,
+and accepts pages: unchanged documents (same content hash) cost one lookup, changed ones get
+new chunks, and only text never embedded before goes through the model. ``publish()`` updates
+FAISS and BM25 and makes the staging copy current; leaving the block without publishing (an
+error, Ctrl-C) discards it and the last good version keeps serving.
+
+Example::
+
+    with VersionBuilder(versions, embedder, settings) as builder:
+        stats = builder.apply_page("docs", "files", page)
+        builder.publish()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from connectors.base import Cursor, Deletion, Document, Page, RowBatch, Unreadable
+from grounded.config import Settings
+from grounded.errors import ConfigError, KnowledgeBaseError
+from grounded.experts.embedding import SentenceEmbedder
+from indexes.chunking import ChunkingConfig, chunk_document
+from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore
+from indexes.faiss_index import EXACT_LIMIT, IndexChoice, VectorIndex
+from indexes.versions import STORE_FILE, VECTORS_FILE, VersionInfo, VersionStore
+
+__all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for"]
+
+
+def doc_id_for(source: str, key: str) -> str:
+    """Stable document id: the same source and key always give the same id."""
+    return hashlib.blake2b(f"{source}\x00{key}".encode(), digest_size=12).hexdigest()
+
+
+def content_hash(doc: Document) -> str:
+    """Hash of everything that, when changed, requires re-chunking or re-indexing."""
+    payload = json.dumps(
+        [doc.title, doc.text, doc.uri, dict(doc.metadata), sorted(doc.acl)], sort_keys=True, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _search_text(title: str, text: str) -> str:
+    # The title goes with every chunk: it is often the best evidence of what a chunk is about.
+    return f"{title}\n{text}" if title and not text.startswith(title) else text
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """What one ingest or sync did, for the CLI, the API and the benchmarks."""
+
+    documents_seen: int = 0
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_unchanged: int = 0
+    documents_deleted: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    skipped: list[str] = field(default_factory=list)
+    version: str | None = None
+    published: bool = False
+
+    def merge(self, other: IngestStats) -> None:
+        for name in (
+            "documents_seen",
+            "documents_added",
+            "documents_updated",
+            "documents_unchanged",
+            "documents_deleted",
+            "chunks_written",
+            "chunks_embedded",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.extend(other.skipped)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class VersionBuilder:
+    """Accepts pages into a staging copy of the knowledge base and publishes it."""
+
+    def __init__(self, versions: VersionStore, embedder: SentenceEmbedder, settings: Settings) -> None:
+        self.versions = versions
+        self.embedder = embedder
+        self.settings = settings
+        self.chunking = ChunkingConfig(settings.chunking.max_chars, settings.chunking.overlap_sentences)
+        self._stack = ExitStack()
+        self._store: DuckDBStore | None = None
+        self._changed = False
+        self.vid = ""
+        self.parent: str | None = None
+        self._staged = Path()
+        self._base_ids = np.zeros(0, dtype=np.int64)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> VersionBuilder:
+        self._stack.enter_context(self.versions.write_lock())
+        try:
+            self.parent = self.versions.current_id()
+            self.vid, self._staged = self.versions.new_staging()
+            self._store = DuckDBStore.open(self._staged / STORE_FILE, read_only=False)
+            self._check_embedding_model()
+            self._base_ids = self._store.chunk_ids()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            if not self.published:
+                self.versions.discard_staging()
+        finally:
+            self._stack.close()
+
+    published = False
+
+    @property
+    def store(self) -> DuckDBStore:
+        if self._store is None:
+            raise KnowledgeBaseError("the version builder is not open; use it in a with-block")
+        return self._store
+
+    def _check_embedding_model(self) -> None:
+        stored = self.store.meta("embed_model")
+        if stored is None:
+            self.store.set_meta("embed_model", self.embedder.fingerprint)
+        elif stored != self.embedder.fingerprint:
+            raise ConfigError(
+                f"{self.versions.root} was built with embedding model {stored!r} but "
+                f"{self.embedder.fingerprint!r} is configured; set embed_model back or ingest into a new directory"
+            )
+
+    # -- pages --------------------------------------------------------------------------------
+
+    def apply_page(self, source: str, stream: str, page: Page, seen: set[str] | None = None) -> IngestStats:
+        """Write one page and its cursor in one transaction. ``seen`` collects live doc ids."""
+        stats = IngestStats()
+        documents = [r for r in page.records if isinstance(r, Document)]
+        deletions = [r for r in page.records if isinstance(r, Deletion) and r.table is None]
+        if any(isinstance(r, RowBatch) for r in page.records):
+            raise KnowledgeBaseError(
+                f"source {source!r} yielded table rows; table mirroring needs the database sync runner"
+            )
+        # Later duplicates of a key in one page win, as they would across pages.
+        by_id: dict[str, Document] = {doc_id_for(source, d.key): d for d in documents}
+        stats.documents_seen = len(by_id)
+        if seen is not None:
+            seen.update(by_id)
+        for bad in (r for r in page.records if isinstance(r, Unreadable)):
+            stats.skipped.append(f"{bad.key_prefix}: {bad.reason}")
+            if seen is not None:
+                seen.update(self.store.doc_ids_with_key_prefix(source, bad.key_prefix))
+        hashes = {doc_id: content_hash(doc) for doc_id, doc in by_id.items()}
+        known = self.store.content_hashes(list(by_id))
+        changed = [doc_id for doc_id in by_id if known.get(doc_id) != hashes[doc_id]]
+        stats.documents_unchanged = len(by_id) - len(changed)
+        stats.documents_added = sum(1 for d in changed if d not in known)
+        stats.documents_updated = len(changed) - stats.documents_added
+
+        doc_rows: list[DocumentRow] = []
+        chunk_rows: list[ChunkRow] = []
+        for doc_id in changed:
+            doc = by_id[doc_id]
+            doc_rows.append(
+                DocumentRow(
+                    doc_id=doc_id,
+                    source=source,
+                    key=doc.key,
+                    title=doc.title,
+                    uri=doc.uri,
+                    text=doc.text,
+                    content_hash=hashes[doc_id],
+                    updated_at=doc.updated_at,
+                    metadata=dict(doc.metadata),
+                    acl=tuple(doc.acl),
+                )
+            )
+            for chunk in chunk_document(doc_id, doc.text, self.chunking):
+                search_text = _search_text(doc.title, chunk.text)
+                text_hash = hashlib.sha256(search_text.encode()).hexdigest()
+                chunk_rows.append(ChunkRow(chunk, search_text, text_hash))
+        embeddings = self._embeddings(chunk_rows, stats)
+        stats.chunks_written = len(chunk_rows)
+
+        delete_ids = [doc_id_for(source, d.key) for d in deletions]
+        cursor_changed = page.cursor is not None and page.cursor != self.store.get_cursor(source, stream)
+        with self.store.transaction():
+            self.store.write_documents(doc_rows, chunk_rows, embeddings)
+            stats.documents_deleted = self.store.delete_documents(delete_ids)
+            if page.cursor is not None:
+                self.store.set_cursor(source, stream, page.cursor)
+        self._changed = self._changed or bool(doc_rows) or stats.documents_deleted > 0 or cursor_changed
+        return stats
+
+    def _embeddings(self, rows: list[ChunkRow], stats: IngestStats) -> np.ndarray:
+        """Vectors for ``rows``: reused when that exact text was embedded before."""
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        reuse = self.store.embeddings_for(sorted({r.text_hash for r in rows}))
+        todo = sorted({r.text_hash: r.search_text for r in rows if r.text_hash not in reuse}.items())
+        if todo:
+            fresh = self.embedder.embed([text for _, text in todo])
+            reuse.update({h: fresh[i] for i, (h, _) in enumerate(todo)})
+            stats.chunks_embedded = len(todo)
+        return np.stack([reuse[r.text_hash] for r in rows])
+
+    def delete_unseen(self, source: str, seen: Iterable[str]) -> int:
+        """Delete this source's documents that a full scan did not see (deletion by key diff)."""
+        gone = sorted(self.store.source_doc_ids(source) - set(seen))
+        if gone:
+            with self.store.transaction():
+                self.store.delete_documents(gone)
+            self._changed = True
+        return len(gone)
+
+    def cursor(self, source: str, stream: str) -> Cursor | None:
+        return self.store.get_cursor(source, stream)
+
+    def record_source(self, name: str, type_: str) -> None:
+        self.store.record_source(name, type_)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self) -> VersionInfo | None:
+        """Index and publish the staged version; ``None`` when nothing changed."""
+        if not self._changed and self.parent is not None:
+            return None
+        store = self.store
+        now_ids = store.chunk_ids()
+        choice = self._update_vectors(now_ids)
+        store.rebuild_fts()
+        counts = store.counts()
+        fingerprint = store.cursor().execute(
+            "SELECT md5(coalesce(string_agg(content_hash, '' ORDER BY doc_id), '')) FROM documents"
+        ).fetchone()
+        store.checkpoint()
+        store.close()
+        self._store = None
+        manifest = {
+            "version": self.vid,
+            "parent": self.parent,
+            "created_at": datetime.now(UTC).isoformat(),
+            "embed_model": self.embedder.fingerprint,
+            "dim": self.embedder.dim,
+            "chunking": {"max_chars": self.chunking.max_chars, "overlap_sentences": self.chunking.overlap_sentences},
+            "index": choice.to_dict(),
+            "fingerprint": fingerprint[0] if fingerprint else "",
+            **counts,
+        }
+        info = self.versions.publish(self.vid, self._staged, manifest)
+        self.published = True
+        return info
+
+    def _update_vectors(self, now_ids: np.ndarray) -> IndexChoice:
+        path = self._staged / VECTORS_FILE
+        manifest = self.versions.current().manifest if self.parent else {}
+        previous = IndexChoice(**manifest["index"]) if "index" in manifest else None
+        removed = np.setdiff1d(self._base_ids, now_ids, assume_unique=True)
+        added = np.setdiff1d(now_ids, self._base_ids, assume_unique=True)
+        # Incremental update keeps the trained IVF quantiser; rebuild when the collection
+        # changed size class or doubled since training, where the old choice may no longer fit.
+        incremental = (
+            previous is not None
+            and path.exists()
+            and (
+                (previous.kind == "Flat" and len(now_ids) <= EXACT_LIMIT)
+                or (previous.kind != "Flat" and len(now_ids) <= 2 * max(previous.trained_on, 1))
+            )
+        )
+        if incremental and previous is not None:
+            index = VectorIndex.load(path, previous)
+            index.remove(removed)
+            if len(added):
+                ids, vectors = self.store.vectors(added)
+                index.add(ids, vectors)
+        else:
+            ids, vectors = self.store.vectors()
+            index = VectorIndex.build(ids, vectors) if len(ids) else VectorIndex.empty(self.embedder.dim)
+        if index.ntotal != len(now_ids):
+            raise KnowledgeBaseError(
+                f"vector index holds {index.ntotal} vectors but the store has {len(now_ids)} chunks; "
+                "the staged version was discarded"
+            )
+        index.save(path)
+        return index.choice

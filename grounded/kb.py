@@ -1,0 +1,179 @@
+"""The knowledge base: one directory of published index versions, searched and fed from here.
+
+Example::
+
+    import grounded
+
+    kb = grounded.open("kb")
+    kb.ingest("docs/")                      # files, folders, BEIR corpus.jsonl
+    for hit in kb.search("how do I open a file?", k=5):
+        print(hit.score, hit.title, hit.text[:80])
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Connector
+from connectors.files import FilesConfig, FilesConnector
+from grounded.config import Settings, load_settings
+from grounded.errors import InvalidRequest, NoPublishedVersion
+from grounded.experts.embedding import SentenceEmbedder
+from grounded.ingest import IngestStats, VersionBuilder
+from grounded.retrieval import Mode, Snapshot, parse_filters, search
+from indexes.base import Hit, SearchFilters
+from indexes.versions import VersionStore
+
+__all__ = ["MAX_QUERY_CHARS", "KnowledgeBase", "open_kb"]
+
+MAX_QUERY_CHARS = 2000
+
+ProgressFactory = Callable[[int | None, str], Any]
+
+
+class KnowledgeBase:
+    """Search and ingest over the knowledge base in ``path``.
+
+    Reads always use the latest published version; a search that started on a version finishes
+    on it even when a new one is published meanwhile.
+    """
+
+    def __init__(self, path: Path, settings: Settings, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self.versions = VersionStore.open(self.path, create=create, keep=settings.keep_versions)
+        self.embedder = SentenceEmbedder(settings.embed_model, batch_size=settings.embed_batch_size)
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase({str(self.path)!r}, version={self.version!r})"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str | None:
+        """The published version readers use now, or ``None`` when nothing is published."""
+        return self.versions.current_id()
+
+    def snapshot(self) -> Snapshot:
+        """The current published version, opened (and reopened when a newer one appears)."""
+        current = self.versions.current_id()
+        if current is None:
+            raise NoPublishedVersion(
+                f"the knowledge base in {self.path} is empty; add documents with `grounded ingest PATH`"
+            )
+        with self._lock:
+            if self._snapshot is None or self._snapshot.version.id != current:
+                # The old snapshot stays usable by callers that hold it; it closes when released.
+                self._snapshot = Snapshot.open(self.versions.get(current))
+            return self._snapshot
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        filters: Mapping[str, Any] | SearchFilters | None = None,
+        mode: Mode = "hybrid",
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` (hybrid BM25 + dense by default)."""
+        query = validate_query(query)
+        max_k = self.settings.search.max_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+            raise InvalidRequest(f"k must be an integer from 1 to {max_k}; got {k!r}")
+        parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
+        return search(
+            self.snapshot(), self.embedder, query, k=k, settings=self.settings.search, filters=parsed, mode=mode
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and index details of the current version."""
+        snap = self.snapshot()
+        return {
+            "version": snap.version.id,
+            **snap.store.counts(),
+            "index": snap.version.manifest.get("index", {}),
+            "embed_model": snap.version.manifest.get("embed_model"),
+            "created_at": snap.version.manifest.get("created_at"),
+        }
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        path: str | Path,
+        *,
+        source: str | None = None,
+        progress: ProgressFactory | None = None,
+    ) -> IngestStats:
+        """Ingest a file or folder as source ``source`` (default: the folder's name).
+
+        Re-ingesting unchanged files changes nothing; changed files replace their chunks and
+        files gone from the folder are removed from the knowledge base.
+        """
+        target = Path(path)
+        connector = FilesConnector(FilesConfig(path=target))
+        connector.check()
+        name = source or (target.resolve().name if target.is_dir() else target.resolve().parent.name) or "files"
+        return self.sync(name, connector, progress=progress, total=connector.size_hint())
+
+    def sync(
+        self,
+        source: str,
+        connector: Connector,
+        *,
+        progress: ProgressFactory | None = None,
+        total: int | None = None,
+    ) -> IngestStats:
+        """Read every stream of ``connector`` into a new version and publish it.
+
+        Nothing is published unless every page was accepted: on any error the last good
+        version keeps serving and the error propagates.
+        """
+        validate_source_name(source)
+        stats = IngestStats()
+        bar = progress(total, f"ingest {source}") if progress else None
+        with VersionBuilder(self.versions, self.embedder, self.settings) as builder:
+            for spec in connector.streams():
+                seen: set[str] = set()
+                cursor = None if spec.full_scan else builder.cursor(source, spec.name)
+                for page in connector.read(spec.name, cursor):
+                    page_stats = builder.apply_page(source, spec.name, page, seen)
+                    stats.merge(page_stats)
+                    if bar is not None:
+                        bar.update(len(page.records))
+                if spec.full_scan:
+                    stats.documents_deleted += builder.delete_unseen(source, seen)
+            builder.record_source(source, connector.name)
+            info = builder.publish()
+        if bar is not None:
+            bar.close()
+        stats.published = info is not None
+        stats.version = info.id if info else self.version
+        return stats
+
+
+def validate_query(query: object) -> str:
+    """A non-empty query of bounded length, whitespace-trimmed."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidRequest("query must be a non-empty string")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidRequest(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    return query.strip()
+
+
+def validate_source_name(name: str) -> None:
+    if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise InvalidRequest(
+            f"source name {name!r} must be letters, digits, '-', '_' or '.'; pass another with --source"
+        )
+
+
+def open_kb(path: str | Path | None = None, *, create: bool = True, **overrides: Any) -> KnowledgeBase:
+    """Open (or create) the knowledge base in ``path`` (default: settings' ``kb_path``)."""
+    settings = load_settings(**overrides)
+    return KnowledgeBase(Path(path) if path is not None else settings.kb_path, settings, create=create)

@@ -1,0 +1,163 @@
+"""Hybrid retrieval over one published version: BM25 (DuckDB fts) + dense (FAISS), fused by RRF.
+
+Each side returns its ``candidates`` best chunks; a chunk's fused score is
+``bm25_weight / (rrf_k + bm25_rank) + dense_weight / (rrf_k + dense_rank)``. Ties are broken by
+chunk id, so the same query on the same version always returns the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from grounded.config import SearchSettings
+from grounded.errors import InvalidRequest
+from grounded.experts.embedding import SentenceEmbedder
+from indexes.base import Hit, SearchFilters
+from indexes.duckdb_store import DuckDBStore
+from indexes.faiss_index import IndexChoice, VectorIndex
+from indexes.versions import VersionInfo
+
+__all__ = ["FILTER_KEYS", "Mode", "Snapshot", "parse_filters", "search"]
+
+Mode = Literal["hybrid", "bm25", "dense"]
+MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+
+FILTER_KEYS = {
+    "source": "a source name or a list of them",
+    "doc_id": "a document id or a list of them",
+    "uri_prefix": "a string the document URI starts with",
+    "updated_after": "an ISO-8601 date-time",
+    "updated_before": "an ISO-8601 date-time",
+    "metadata": "an object of metadata key -> exact value",
+}
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A published version opened for reading: its DuckDB store and FAISS index."""
+
+    version: VersionInfo
+    store: DuckDBStore
+    vectors: VectorIndex
+
+    @classmethod
+    def open(cls, version: VersionInfo) -> Snapshot:
+        store = DuckDBStore.open(version.store_path, read_only=True)
+        choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
+        vectors = VectorIndex.load(version.vectors_path, choice)
+        return cls(version, store, vectors)
+
+
+def _str_list(name: str, value: Any) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise InvalidRequest(f"filter {name!r} must be {FILTER_KEYS[name]}; got {value!r}")
+    return tuple(values)
+
+
+def _datetime(name: str, value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise InvalidRequest(f"filter {name!r} must be {FILTER_KEYS[name]}; got {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def parse_filters(filters: Mapping[str, Any] | None) -> SearchFilters:
+    """Validate a filter object from a caller; unknown keys and bad values raise InvalidRequest."""
+    if not filters:
+        return SearchFilters()
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        allowed = ", ".join(f"{k} ({v})" for k, v in FILTER_KEYS.items())
+        raise InvalidRequest(f"unknown filter {', '.join(map(repr, unknown))}; allowed filters: {allowed}")
+    metadata = filters.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, Mapping)
+        or not all(isinstance(v, str | int | float | bool) for v in metadata.values())
+    ):
+        raise InvalidRequest(f"filter 'metadata' must be {FILTER_KEYS['metadata']} (scalar values); got {metadata!r}")
+    uri_prefix = filters.get("uri_prefix")
+    if uri_prefix is not None and not isinstance(uri_prefix, str):
+        raise InvalidRequest(f"filter 'uri_prefix' must be {FILTER_KEYS['uri_prefix']}; got {uri_prefix!r}")
+    return SearchFilters(
+        sources=_str_list("source", filters["source"]) if "source" in filters else (),
+        doc_ids=_str_list("doc_id", filters["doc_id"]) if "doc_id" in filters else (),
+        uri_prefix=uri_prefix,
+        updated_after=_datetime("updated_after", filters["updated_after"]) if "updated_after" in filters else None,
+        updated_before=_datetime("updated_before", filters["updated_before"]) if "updated_before" in filters else None,
+        metadata=tuple(sorted((str(k), _scalar_text(v)) for k, v in (metadata or {}).items())),
+    )
+
+
+def _scalar_text(value: Any) -> str:
+    # json_extract_string renders booleans as true/false, as JSON does.
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def search(
+    snapshot: Snapshot,
+    embedder: SentenceEmbedder,
+    query: str,
+    *,
+    k: int,
+    settings: SearchSettings,
+    filters: SearchFilters | None = None,
+    mode: Mode = "hybrid",
+) -> list[Hit]:
+    """The top-``k`` chunks for ``query``; see the module docstring for the fusion."""
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    depth = max(settings.candidates, k)
+    filters = filters or SearchFilters()
+    bm25_ranked: list[int] = []
+    dense_ranked: list[int] = []
+    if mode in ("hybrid", "bm25"):
+        bm25_ranked = [cid for cid, _ in snapshot.store.bm25(query, depth, filters)]
+    if mode in ("hybrid", "dense") and snapshot.vectors.ntotal:
+        allowed = None if filters.is_empty() else snapshot.store.allowed_chunk_ids(filters)
+        if allowed is None or len(allowed):
+            _, ids = snapshot.vectors.search(embedder.embed_query(query)[None, :], depth, allowed=allowed)
+            dense_ranked = [int(i) for i in ids[0] if i >= 0]
+
+    bm25_rank = {cid: r for r, cid in enumerate(bm25_ranked, start=1)}
+    dense_rank = {cid: r for r, cid in enumerate(dense_ranked, start=1)}
+    fused: dict[int, float] = {}
+    for cid, r in bm25_rank.items():
+        fused[cid] = fused.get(cid, 0.0) + settings.bm25_weight / (settings.rrf_k + r)
+    for cid, r in dense_rank.items():
+        fused[cid] = fused.get(cid, 0.0) + settings.dense_weight / (settings.rrf_k + r)
+    top = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+    rows = snapshot.store.chunk_rows(cid for cid, _ in top)
+    hits: list[Hit] = []
+    for cid, score in top:
+        row = rows.get(cid)
+        if row is None:  # the vector index and the store disagree; never show a ghost
+            continue
+        hits.append(
+            Hit(
+                chunk_id=cid,
+                doc_id=row["doc_id"],
+                score=float(np.float32(score)),
+                text=row["text"],
+                start=int(row["start_char"]),
+                end=int(row["end_char"]),
+                title=row["title"] or "",
+                uri=row["uri"] or "",
+                source=row["source"],
+                key=row["key"],
+                ordinal=int(row["ordinal"]),
+                updated_at=row["updated_at"],
+                metadata=row["metadata"],
+                bm25_rank=bm25_rank.get(cid),
+                dense_rank=dense_rank.get(cid),
+            )
+        )
+    return hits

@@ -1,0 +1,423 @@
+"""The DuckDB side of a knowledge-base version: documents, chunks, vectors, BM25, sync state.
+
+One DuckDB file per index version. Writers fill a staging copy; published versions are opened
+read-only, by any number of processes. Chunk embeddings are kept here too, so the FAISS index
+is always derivable from this file and unchanged text is never embedded twice.
+
+The ``fts`` extension is not built into the PyPI ``duckdb`` wheel; it comes from the
+``duckdb-ext-fts`` package and is loaded from its installed path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from grounded.errors import ConfigError, CorruptKnowledgeBase
+from indexes.base import Chunk, SearchFilters
+
+__all__ = ["ChunkRow", "DocumentRow", "DuckDBStore", "fts_extension_path"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id VARCHAR PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    title VARCHAR,
+    uri VARCHAR,
+    text VARCHAR,
+    content_hash VARCHAR NOT NULL,
+    updated_at TIMESTAMPTZ,
+    metadata JSON,
+    acl VARCHAR[],
+    ingested_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id BIGINT PRIMARY KEY,
+    doc_id VARCHAR NOT NULL,
+    ordinal INTEGER NOT NULL,
+    start_char INTEGER NOT NULL,
+    end_char INTEGER NOT NULL,
+    text VARCHAR NOT NULL,
+    search_text VARCHAR NOT NULL,
+    text_hash VARCHAR NOT NULL,
+    embedding FLOAT[]
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+    source VARCHAR, stream VARCHAR, cursor JSON, updated_at TIMESTAMPTZ,
+    PRIMARY KEY (source, stream)
+);
+CREATE TABLE IF NOT EXISTS sources (
+    name VARCHAR PRIMARY KEY, type VARCHAR, last_synced_at TIMESTAMPTZ, documents BIGINT
+);
+"""
+
+
+def fts_extension_path() -> Path:
+    """Where ``duckdb-ext-fts`` installed the extension matching this ``duckdb``."""
+    spec = find_spec("duckdb_ext")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    platform = duckdb.sql("PRAGMA platform").fetchone()
+    version = f"v{duckdb.__version__}"
+    for root in roots:
+        candidate = Path(root) / "extensions" / version / str(platform[0] if platform else "") / "fts.duckdb_extension"
+        if candidate.exists():
+            return candidate
+    raise ConfigError(
+        f"DuckDB's fts extension for duckdb {duckdb.__version__} was not found; "
+        f"install the matching package: pip install 'duckdb-ext-fts=={duckdb.__version__}.*'"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    doc_id: str
+    source: str
+    key: str
+    title: str
+    uri: str
+    text: str
+    content_hash: str
+    updated_at: datetime | None
+    metadata: dict[str, Any]
+    acl: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    chunk: Chunk
+    search_text: str
+    text_hash: str
+
+
+class DuckDBStore:
+    """Documents, chunks and BM25 for one knowledge-base version (one DuckDB file)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool) -> DuckDBStore:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only, config={"autoinstall_known_extensions": False})
+            con.execute(f"LOAD '{fts_extension_path()}'")
+        except duckdb.Error as exc:
+            raise CorruptKnowledgeBase(
+                f"cannot open {path} as a DuckDB database ({exc}); rebuild it with `grounded ingest`"
+            ) from exc
+        store = cls(con, path, read_only=read_only)
+        if not read_only:
+            con.execute(_SCHEMA)
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        found = store.meta("schema_version")
+        if found != str(SCHEMA_VERSION):
+            con.close()
+            raise CorruptKnowledgeBase(
+                f"{path} has schema version {found!r}, this grounded reads {SCHEMA_VERSION}; "
+                "re-ingest into a new knowledge base directory"
+            )
+        return store
+
+    def close(self) -> None:
+        self._con.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection for one thread (DuckDB connections are not shared across threads)."""
+        with self._lock:
+            return self._con.cursor()
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        try:
+            row = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        except duckdb.CatalogException:
+            return None
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all."""
+        self._con.begin()
+        try:
+            yield
+        except BaseException:
+            self._con.rollback()
+            raise
+        self._con.commit()
+
+    def content_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        if not doc_ids:
+            return {}
+        rows = self._con.execute(
+            "SELECT doc_id, content_hash FROM documents WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
+        ).fetchall()
+        return {str(d): str(h) for d, h in rows}
+
+    def embeddings_for(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored embeddings of chunks whose embedded text has one of these hashes."""
+        if not text_hashes:
+            return {}
+        table = self._con.execute(
+            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks "
+            "WHERE text_hash IN (SELECT unnest(?)) AND embedding IS NOT NULL",
+            [list(text_hashes)],
+        ).arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        if table.num_rows == 0:
+            return {}
+        hashes = table.column("text_hash").to_pylist()
+        vectors = _matrix(table.column("embedding"))
+        return {h: vectors[i] for i, h in enumerate(hashes)}
+
+    def write_documents(
+        self, documents: Sequence[DocumentRow], chunks: Sequence[ChunkRow], embeddings: np.ndarray
+    ) -> None:
+        """Replace these documents and all their chunks. Call inside :meth:`transaction`."""
+        if not documents:
+            return
+        doc_ids = [d.doc_id for d in documents]
+        self.delete_documents(doc_ids)
+        now = datetime.now().astimezone()
+        doc_table = pa.table(
+            {
+                "doc_id": doc_ids,
+                "source": [d.source for d in documents],
+                "key": [d.key for d in documents],
+                "title": [d.title for d in documents],
+                "uri": [d.uri for d in documents],
+                "text": [d.text for d in documents],
+                "content_hash": [d.content_hash for d in documents],
+                "updated_at": pa.array([d.updated_at for d in documents], type=pa.timestamp("us", tz="UTC")),
+                "metadata": [json.dumps(d.metadata, sort_keys=True, default=str) for d in documents],
+                "acl": pa.array([list(d.acl) for d in documents], type=pa.list_(pa.string())),
+                "ingested_at": pa.array([now] * len(documents), type=pa.timestamp("us", tz="UTC")),
+            }
+        )
+        self._con.register("_new_documents", doc_table)
+        try:
+            self._con.execute("INSERT INTO documents SELECT * FROM _new_documents")
+        finally:
+            self._con.unregister("_new_documents")
+        if chunks:
+            dim = embeddings.shape[1]
+            flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1))
+            chunk_table = pa.table(
+                {
+                    "chunk_id": pa.array([c.chunk.chunk_id for c in chunks], type=pa.int64()),
+                    "doc_id": [c.chunk.doc_id for c in chunks],
+                    "ordinal": pa.array([c.chunk.ordinal for c in chunks], type=pa.int32()),
+                    "start_char": pa.array([c.chunk.start for c in chunks], type=pa.int32()),
+                    "end_char": pa.array([c.chunk.end for c in chunks], type=pa.int32()),
+                    "text": [c.chunk.text for c in chunks],
+                    "search_text": [c.search_text for c in chunks],
+                    "text_hash": [c.text_hash for c in chunks],
+                    "embedding": pa.FixedSizeListArray.from_arrays(flat, dim).cast(pa.list_(pa.float32())),
+                }
+            )
+            self._con.register("_new_chunks", chunk_table)
+            try:
+                self._con.execute("INSERT INTO chunks SELECT * FROM _new_chunks")
+            finally:
+                self._con.unregister("_new_chunks")
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        if not doc_ids:
+            return 0
+        ids = list(doc_ids)
+        self._con.execute("DELETE FROM chunks WHERE doc_id IN (SELECT unnest(?))", [ids])
+        row = self._con.execute(
+            "DELETE FROM documents WHERE doc_id IN (SELECT unnest(?)) RETURNING doc_id", [ids]
+        ).fetchall()
+        return len(row)
+
+    def source_doc_ids(self, source: str) -> set[str]:
+        rows = self._con.execute("SELECT doc_id FROM documents WHERE source = ?", [source]).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def doc_ids_with_key_prefix(self, source: str, prefix: str) -> set[str]:
+        rows = self._con.execute(
+            "SELECT doc_id FROM documents WHERE source = ? AND starts_with(key, ?)", [source, prefix]
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def doc_id_for_key(self, source: str, key: str) -> str | None:
+        row = self._con.execute(
+            "SELECT doc_id FROM documents WHERE source = ? AND key = ?", [source, key]
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def get_cursor(self, source: str, stream: str) -> dict[str, Any] | None:
+        row = self._con.execute(
+            "SELECT cursor FROM sync_state WHERE source = ? AND stream = ?", [source, stream]
+        ).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    def set_cursor(self, source: str, stream: str, cursor: dict[str, Any] | None) -> None:
+        self._con.execute(
+            "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, now())",
+            [source, stream, None if cursor is None else json.dumps(cursor, sort_keys=True)],
+        )
+
+    def record_source(self, name: str, type_: str) -> None:
+        self._con.execute(
+            "INSERT OR REPLACE INTO sources SELECT ?, ?, now(), count(*) FROM documents WHERE source = ?",
+            [name, type_, name],
+        )
+
+    def rebuild_fts(self) -> None:
+        """(Re)build the BM25 index; DuckDB's fts index does not follow table changes itself."""
+        self._con.execute(
+            "PRAGMA create_fts_index('chunks', 'chunk_id', 'search_text', overwrite=1, "
+            "stemmer='porter', stopwords='english', strip_accents=1, lower=1)"
+        )
+
+    def checkpoint(self) -> None:
+        self._con.execute("CHECKPOINT")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def has_fts(self) -> bool:
+        row = self.cursor().execute(
+            "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = 'fts_main_chunks'"
+        ).fetchone()
+        return bool(row and row[0])
+
+    def bm25(
+        self, query: str, k: int, filters: SearchFilters | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-``k`` ``(chunk_id, score)`` by BM25, ties broken by id for stable order."""
+        if not self.has_fts():
+            return []
+        where, params = _filter_sql(filters)
+        sql = (
+            "SELECT c.chunk_id, s.score FROM ("
+            "  SELECT chunk_id, fts_main_chunks.match_bm25(chunk_id, ?) AS score FROM chunks"
+            ") s JOIN chunks c USING (chunk_id) JOIN documents d USING (doc_id) "
+            f"WHERE s.score IS NOT NULL {where} ORDER BY s.score DESC, c.chunk_id LIMIT ?"
+        )
+        rows = self.cursor().execute(sql, [query, *params, k]).fetchall()
+        return [(int(c), float(s)) for c, s in rows]
+
+    def allowed_chunk_ids(self, filters: SearchFilters) -> np.ndarray:
+        where, params = _filter_sql(filters)
+        table = self.cursor().execute(
+            f"SELECT c.chunk_id FROM chunks c JOIN documents d USING (doc_id) WHERE true {where}", params
+        ).arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        return np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
+
+    def chunk_rows(self, chunk_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Chunk text, offsets and document fields for these ids."""
+        ids = [int(i) for i in chunk_ids]
+        if not ids:
+            return {}
+        cur = self.cursor()
+        cur.execute(
+            "SELECT c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
+            "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
+            "FROM chunks c JOIN documents d USING (doc_id) WHERE c.chunk_id IN (SELECT unnest(?))",
+            [ids],
+        )
+        names = [col[0] for col in cur.description or []]
+        out: dict[int, dict[str, Any]] = {}
+        for row in cur.fetchall():
+            rec = dict(zip(names, row, strict=True))
+            rec["metadata"] = json.loads(rec["metadata"]) if rec["metadata"] else {}
+            out[int(rec["chunk_id"])] = rec
+        return out
+
+    def vectors(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of all chunks, or of the chunks with these ids."""
+        if ids is None:
+            table = self.cursor().execute("SELECT chunk_id, embedding FROM chunks ORDER BY chunk_id").arrow()
+        else:
+            table = self.cursor().execute(
+                "SELECT chunk_id, embedding FROM chunks WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id",
+                [ids.astype(np.int64).tolist()],
+            ).arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        found = np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
+        return found, _matrix(table.column("embedding")) if len(found) else np.zeros((0, 0), np.float32)
+
+    def chunk_ids(self) -> np.ndarray:
+        table = self.cursor().execute("SELECT chunk_id FROM chunks ORDER BY chunk_id").arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        return np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        row = self.cursor().execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
+            "(SELECT count(DISTINCT source) FROM documents)"
+        ).fetchone()
+        assert row is not None
+        return {"documents": int(row[0]), "chunks": int(row[1]), "sources": int(row[2])}
+
+    def sources(self) -> list[dict[str, Any]]:
+        cur = self.cursor()
+        cur.execute("SELECT name, type, last_synced_at, documents FROM sources ORDER BY name")
+        names = [c[0] for c in cur.description or []]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow list<float> column as a 2-D float32 matrix."""
+    combined = column.combine_chunks()
+    values = np.asarray(combined.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return values.reshape(len(combined), -1)
+
+
+def _filter_sql(filters: SearchFilters | None) -> tuple[str, list[Any]]:
+    """SQL conditions (each starting with AND) over ``c`` chunks and ``d`` documents."""
+    if filters is None or filters.is_empty():
+        return "", []
+    parts: list[str] = []
+    params: list[Any] = []
+    if filters.sources:
+        parts.append("d.source IN (SELECT unnest(?))")
+        params.append(list(filters.sources))
+    if filters.doc_ids:
+        parts.append("d.doc_id IN (SELECT unnest(?))")
+        params.append(list(filters.doc_ids))
+    if filters.uri_prefix is not None:
+        parts.append("starts_with(d.uri, ?)")
+        params.append(filters.uri_prefix)
+    if filters.updated_after is not None:
+        parts.append("d.updated_at >= ?")
+        params.append(filters.updated_after)
+    if filters.updated_before is not None:
+        parts.append("d.updated_at < ?")
+        params.append(filters.updated_before)
+    for key, value in filters.metadata:
+        parts.append("json_extract_string(d.metadata, ?) = ?")
+        params.extend([f"$.{json.dumps(key)}", value])
+    if filters.acl_groups is not None:
+        parts.append("(len(coalesce(d.acl, [])) = 0 OR list_has_any(d.acl, ?::VARCHAR[]))")
+        params.append(list(filters.acl_groups))
+    return "".join(f" AND {p}" for p in parts), params
