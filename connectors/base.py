@@ -35,14 +35,17 @@ __all__ = [
     "Deletion",
     "Document",
     "JSONValue",
+    "LiveKeys",
     "Page",
     "Record",
     "RowBatch",
+    "SizedConnector",
     "StreamSpec",
     "Unreadable",
+    "row_document_key",
 ]
 
-JSONValue: TypeAlias = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
 Cursor: TypeAlias = dict[str, JSONValue]
 """Connector-defined resume state; must be JSON-serialisable."""
 
@@ -84,6 +87,8 @@ class Deletion:
 
     key: str
     table: str | None = None
+    row_key: tuple[Any, ...] | None = None
+    """With ``table``: the primary-key values of the deleted row (default: ``(key,)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +103,29 @@ class Unreadable:
     reason: str
 
 
-Record: TypeAlias = Document | RowBatch | Deletion | Unreadable
+@dataclass(frozen=True, slots=True)
+class LiveKeys:
+    """Primary keys of rows that still exist in ``table``, for deletion by key diff.
+
+    An incremental table stream reads only changed rows, so it cannot see deletions; after
+    them it yields every live key (cheap: one indexed column) and the runner deletes mirrored
+    rows whose keys it did not see once the stream ends.
+    """
+
+    table: str
+    keys: Sequence[tuple[Any, ...]]
+
+
+Record: TypeAlias = Document | RowBatch | Deletion | Unreadable | LiveKeys
+
+
+def row_document_key(table: str, key: Sequence[Any]) -> str:
+    """The document key of a table row rendered to text: ``table/pk1/pk2``.
+
+    Shared by connectors (which render rows) and the runner (which deletes the documents of
+    deleted rows), so both always agree.
+    """
+    return "/".join([table, *(str(k) for k in key)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +150,8 @@ class StreamSpec:
     full_scan: bool = True
     primary_key: tuple[str, ...] = ()
     cursor_field: str | None = None
+    table: str | None = None
+    """For ``kind="table"``: the mirrored table's name (``<source>.<table>`` in DuckDB)."""
 
 
 @runtime_checkable
@@ -140,3 +169,11 @@ class Connector(Protocol):
 
     def read(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
         """Yield pages of ``stream`` starting after ``cursor``."""
+
+
+@runtime_checkable
+class SizedConnector(Connector, Protocol):
+    """A connector that can say how many records a read will yield (for progress bars)."""
+
+    def size_hint(self) -> int | None:
+        """Roughly how many records all streams will yield; ``None`` when unknown."""

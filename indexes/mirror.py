@@ -1,0 +1,248 @@
+"""Mirror source tables into DuckDB: one schema per source, one table per source table.
+
+Rows arrive as :class:`~connectors.base.RowBatch` pages and are upserted by primary key, inside
+the caller's transaction (the one that also commits the page's cursor), so a crash never leaves
+rows without the cursor that covers them or the reverse. Deletions come as tombstones
+(:class:`~connectors.base.Deletion` with ``table``) or by key diff: the keys a stream saw are
+collected in a temporary table and, when the stream ends, mirrored rows with other keys go.
+
+Example::
+
+    mirror = TableMirror(con, "shop")
+    with transaction(con):
+        mirror.upsert(batch)
+    mirror.mark_seen("orders", [(1,), (2,)])
+    gone = mirror.delete_unseen("orders")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import Column, RowBatch
+from grounded.errors import FatalConnectorError
+
+__all__ = ["TableMirror", "quote_ident"]
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier, quoted so any name (spaces, capitals, quotes) is safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class TableMirror:
+    """The mirrored tables of one source in one DuckDB database."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: str) -> None:
+        self.con = con
+        self.source = source
+        self._ensured: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {}
+        self._seen: set[str] = set()
+
+    def qualified(self, table: str) -> str:
+        return f"{quote_ident(self.source)}.{quote_ident(table)}"
+
+    def _seen_table(self, table: str) -> str:
+        return quote_ident(f"_seen_{self.source}_{table}")
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def ensure_table(self, table: str, columns: Sequence[Column], primary_key: Sequence[str]) -> None:
+        """Create ``<source>.<table>`` or check that the existing one has these columns."""
+        cols, pk = tuple(columns), tuple(primary_key)
+        if self._ensured.get(table) == (cols, pk):
+            return
+        if not pk:
+            raise FatalConnectorError(
+                f"source {self.source!r}: table {table!r} has no primary key; mirroring upserts by key, "
+                "so set primary_key for this table in the source's config"
+            )
+        names = [c.name for c in cols]
+        missing = [k for k in pk if k not in names]
+        if missing:
+            raise FatalConnectorError(
+                f"source {self.source!r}: primary key column(s) {missing} of table {table!r} are not among "
+                f"its columns {names}; fix primary_key in the source's config"
+            )
+        existing = self.columns(table)
+        if existing is None:
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.source)}")
+            defs = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in cols)
+            keys = ", ".join(quote_ident(k) for k in pk)
+            try:
+                self.con.execute(f"CREATE TABLE {self.qualified(table)} ({defs}, PRIMARY KEY ({keys}))")
+            except duckdb.Error as exc:
+                raise FatalConnectorError(
+                    f"source {self.source!r}: cannot create mirror table {table!r} ({exc})"
+                ) from exc
+        else:
+            wanted = [(c.name, _normal_type(c.type)) for c in cols]
+            if existing != wanted:
+                raise FatalConnectorError(
+                    f"source {self.source!r}: table {table!r} changed shape since the last sync (mirror has "
+                    f"{existing}, source now has {wanted}); rebuild it: `grounded sync {self.source} --full`"
+                )
+        self._ensured[table] = (cols, pk)
+
+    def columns(self, table: str) -> list[tuple[str, str]] | None:
+        """``[(name, type)]`` of the mirrored table, or ``None`` when it does not exist."""
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [self.source, table],
+        ).fetchall()
+        return [(str(n), _normal_type(str(t))) for n, t in rows] or None
+
+    def primary_key(self, table: str) -> list[str]:
+        row = self.con.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() "
+            "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [self.source, table],
+        ).fetchone()
+        return list(row[0]) if row else []
+
+    def tables(self) -> list[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1", [self.source]
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def drop_all(self) -> None:
+        """Remove every mirrored table of this source (a full rebuild, or a removed source)."""
+        self.con.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.source)} CASCADE")
+        self._ensured.clear()
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def upsert(self, batch: RowBatch) -> int:
+        """Insert or replace ``batch.rows`` by primary key; returns the number of rows written."""
+        self.ensure_table(batch.table, batch.columns, batch.primary_key)
+        if not batch.rows:
+            return 0
+        names = [c.name for c in batch.columns]
+        rows = _last_per_key(batch.rows, [names.index(k) for k in batch.primary_key])
+        data = _arrow(names, rows)
+        view = "_grounded_rows"
+        self.con.register(view, data)
+        try:
+            select = ", ".join(f"{quote_ident(c.name)}::{c.type}" for c in batch.columns)
+            self.con.execute(f"INSERT OR REPLACE INTO {self.qualified(batch.table)} SELECT {select} FROM {view}")
+        except duckdb.Error as exc:
+            raise FatalConnectorError(
+                f"source {self.source!r}: rows of table {batch.table!r} do not fit its mirror ({exc})"
+            ) from exc
+        finally:
+            self.con.unregister(view)
+        if batch.table in self._seen:
+            idx = [names.index(k) for k in batch.primary_key]
+            self.mark_seen(batch.table, [tuple(r[i] for i in idx) for r in rows])
+        return len(rows)
+
+    def delete(self, table: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Delete rows by primary key (tombstones); returns the keys that were present."""
+        if not keys or self.columns(table) is None:
+            return []
+        pk = self.primary_key(table)
+        data = _arrow(pk, [tuple(k) for k in keys])
+        self.con.register("_grounded_keys", data)
+        try:
+            match = " AND ".join(f"t.{quote_ident(k)} = d.{quote_ident(k)}" for k in pk)
+            cols = ", ".join(quote_ident(k) for k in pk)
+            rows = self.con.execute(
+                f"DELETE FROM {self.qualified(table)} t USING _grounded_keys d WHERE {match} RETURNING {cols}"
+            ).fetchall()
+        finally:
+            self.con.unregister("_grounded_keys")
+        return [tuple(r) for r in rows]
+
+    def track_seen(self, table: str) -> None:
+        """Start collecting the keys ``table``'s stream delivers, for :meth:`delete_unseen`."""
+        self._seen.add(table)
+        self.con.execute(f"DROP TABLE IF EXISTS {self._seen_table(table)}")
+
+    def mark_seen(self, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
+        """Record live keys of ``table`` (from a full scan or :class:`~connectors.base.LiveKeys`)."""
+        if table not in self._seen or not keys or not self._ensure_seen_table(table):
+            return
+        pk = self.primary_key(table)
+        self.con.register("_grounded_seen", _arrow(pk, [tuple(k) for k in keys]))
+        try:
+            cols = ", ".join(quote_ident(k) for k in pk)
+            self.con.execute(f"INSERT INTO {self._seen_table(table)} SELECT {cols} FROM _grounded_seen")
+        finally:
+            self.con.unregister("_grounded_seen")
+
+    def mark_live(self, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
+        """Live keys from an incremental stream: the first batch starts the key diff."""
+        if table not in self._seen:
+            self.track_seen(table)
+        self.mark_seen(table, keys)
+
+    def _ensure_seen_table(self, table: str) -> bool:
+        """Create the temporary key table (typed like the mirror); ``False`` when no mirror exists."""
+        pk = self.primary_key(table)
+        if not pk:
+            return False
+        cols = ", ".join(quote_ident(k) for k in pk)
+        self.con.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {self._seen_table(table)} AS "
+            f"SELECT {cols} FROM {self.qualified(table)} LIMIT 0"
+        )
+        return True
+
+    def delete_unseen(self, table: str) -> list[tuple[Any, ...]]:
+        """Delete mirrored rows whose keys were not seen since :meth:`track_seen`; returns them."""
+        if table not in self._seen:
+            return []
+        self._seen.discard(table)
+        if not self._ensure_seen_table(table):
+            return []
+        pk = self.primary_key(table)
+        cols = ", ".join(quote_ident(k) for k in pk)
+        seen = self._seen_table(table)
+        match = " AND ".join(f"s.{quote_ident(k)} = m.{quote_ident(k)}" for k in pk)
+        rows = self.con.execute(
+            f"DELETE FROM {self.qualified(table)} AS m WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {seen} AS s WHERE {match}) RETURNING {cols}"
+        ).fetchall()
+        self.con.execute(f"DROP TABLE IF EXISTS {seen}")
+        return [tuple(r) for r in rows]
+
+    def count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {self.qualified(table)}").fetchone()
+        return int(row[0]) if row else 0
+
+
+def _normal_type(type_: str) -> str:
+    aliases = {
+        "INT": "INTEGER", "INT4": "INTEGER", "INT8": "BIGINT", "INT2": "SMALLINT", "FLOAT8": "DOUBLE",
+        "FLOAT4": "FLOAT", "REAL": "FLOAT", "TEXT": "VARCHAR", "STRING": "VARCHAR", "BOOL": "BOOLEAN",
+        "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "BYTEA": "BLOB", "NUMERIC": "DECIMAL(18,3)",
+    }  # fmt: skip
+    upper = " ".join(type_.upper().split()).replace(", ", ",")
+    return aliases.get(upper, upper)
+
+
+def _last_per_key(rows: Sequence[tuple[Any, ...]], key_idx: list[int]) -> list[tuple[Any, ...]]:
+    """Rows with duplicate keys collapsed to the last one (an upsert cannot hold both)."""
+    out: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for row in rows:
+        out[tuple(row[i] for i in key_idx)] = row
+    return list(out.values()) if len(out) != len(rows) else list(rows)
+
+
+def _arrow(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> pa.Table:
+    """Rows as an Arrow table (column-wise), letting Arrow infer each column's type."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    for values in columns:
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # Mixed Python types in one column: hand DuckDB text and let the cast decide.
+            arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+    return pa.table(dict(zip(names, arrays, strict=True)))
