@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from grounded.kb import KnowledgeBase
 
 
-def open(path: str | os.PathLike[str] | None = None, *, create: bool = True, **settings: Any) -> KnowledgeBase:  # noqa: A001
+def open(path: str | os.PathLike[str] | None = None, *, create: bool = True, **settings: Any) -> KnowledgeBase:
     """Open the knowledge base in ``path`` (created when new); ``settings`` override config."""
     from grounded.kb import open_kb
 
-    return open_kb(path, create=create, **settings)
+    return open_kb(None if path is None else os.fspath(path), create=create, **settings)
 
 
 def __getattr__(name: str) -> Any:

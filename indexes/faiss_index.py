@@ -15,9 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 import numpy.typing as npt
+
+# faiss's bundled SWIG stubs disagree with its Python API (SearchParameters keywords,
+# clustering params), so it is used untyped.
+faiss: Any = _faiss
 
 __all__ = ["IndexChoice", "VectorIndex", "recall_at_k"]
 
@@ -141,9 +145,7 @@ class VectorIndex:
             return 0
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def search(
-        self, queries: FloatArray, k: int, *, allowed: IdArray | None = None
-    ) -> tuple[FloatArray, IdArray]:
+    def search(self, queries: FloatArray, k: int, *, allowed: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         """Top-``k`` ``(scores, ids)`` per query; ids are -1 where fewer than ``k`` exist.
 
         ``allowed`` restricts the result to those ids (used for filters and access control).

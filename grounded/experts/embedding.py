@@ -103,7 +103,7 @@ class SentenceEmbedder:
 
 @functools.lru_cache(maxsize=4096)
 def _cached_query(embedder: SentenceEmbedder, text: str) -> np.ndarray:
-    vector = embedder.embed([text])[0]
+    vector: np.ndarray = embedder.embed([text])[0]
     vector.setflags(write=False)
     return vector
 

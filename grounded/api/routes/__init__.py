@@ -1,0 +1,1 @@
+"""One module per group of routes; ``grounded.api.app.ROUTERS`` lists them."""

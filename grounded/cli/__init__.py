@@ -1,0 +1,13 @@
+"""Command-line interface: ``grounded ingest | search | serve | ...``."""
+
+from __future__ import annotations
+
+from grounded.cli import demo, ingest, search, serve  # noqa: F401  (each module registers its commands)
+from grounded.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``grounded`` console script."""
+    app()

@@ -1,0 +1,80 @@
+"""The ``grounded`` command: a typer app that command modules add themselves to.
+
+Every command turns grounded's errors into one line on stderr and a non-zero exit code
+(2 for bad input or configuration, 1 for everything else); nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from grounded.errors import ConfigError, GroundedError, InvalidRequest
+
+__all__ = ["KBOption", "app", "console", "err_console", "fail", "handle_errors", "open_kb"]
+
+app = typer.Typer(
+    name="grounded",
+    help="A retrieval-grounded knowledge server: ingest, search, ask and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+KBOption = Annotated[
+    Path | None,
+    typer.Option("--kb", help="Knowledge-base directory (default: kb_path from config, ./kb).", show_default=False),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Map grounded's errors (and Ctrl-C) to a one-line message and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (InvalidRequest, ConfigError) as exc:
+            raise fail(str(exc), code=2) from None
+        except GroundedError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; nothing was published", code=130) from None
+
+    return wrapper
+
+
+def open_kb(path: Path | None, *, create: bool = False, **overrides: Any) -> Any:
+    """Open the knowledge base for a command (``create`` only for commands that write)."""
+    from grounded.kb import open_kb as _open
+
+    return _open(path, create=create, **overrides)
+
+
+def progress_factory(enabled: bool) -> Callable[[int | None, str], Any] | None:
+    """A tqdm progress bar factory on stderr, or None when disabled or not a terminal."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def make(total: int | None, desc: str) -> Any:
+        return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True)
+
+    return make

@@ -1,0 +1,54 @@
+"""``grounded demo``: build a knowledge base from the Python reference topics and serve it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from grounded.cli.app import KBOption, app, console, handle_errors, open_kb, progress_factory
+
+EXAMPLES = (
+    ("search", '{"query": "how does the with statement call __exit__", "k": 3}'),
+    ("search", '{"query": "operator precedence of not and or", "k": 3, "mode": "bm25"}'),
+    ("search", '{"query": "what happens when a generator is closed", "k": 3, "filters": {"source": "python-docs"}}'),
+)
+
+
+@app.command()
+@handle_errors
+def demo(
+    kb: KBOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    serve: Annotated[bool, typer.Option(help="Start the server after ingesting.")] = True,
+) -> None:
+    """Ingest the Python language reference (shipped with CPython), print examples, serve."""
+    from connectors.pydoc_topics import PydocTopicsConnector
+
+    knowledge = open_kb(kb, create=True)
+    connector = PydocTopicsConnector()
+    stats = knowledge.sync("python-docs", connector, progress=progress_factory(True), total=connector.size_hint())
+    counts = knowledge.stats()
+    console.print(
+        f"[bold green]demo knowledge base ready[/] in {knowledge.path}: {counts['documents']} documents, "
+        f"{counts['chunks']} chunks, version {counts['version']} "
+        f"({stats.chunks_embedded} chunks embedded this run)",
+        highlight=False,
+    )
+    base = f"http://{host}:{port}"
+    console.print("\n[bold]Try these:[/]")
+    for route, body in EXAMPLES:
+        console.print(
+            f"  curl -s {base}/v1/{route} -H 'content-type: application/json' -d '{body}'",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f'  .venv/bin/grounded search "context manager protocol" --kb {knowledge.path}', highlight=False)
+    console.print(f"  open {base}/docs for the OpenAPI documentation\n", highlight=False)
+    if serve:
+        import uvicorn
+
+        from grounded.api.app import create_app
+
+        uvicorn.run(create_app(knowledge), host=host, port=port, log_level="info")

@@ -1,0 +1,34 @@
+"""``grounded ingest PATH``: add a file or folder of documents to the knowledge base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from grounded.cli.app import KBOption, app, console, err_console, handle_errors, open_kb, progress_factory
+
+
+@app.command()
+@handle_errors
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A file or folder: txt, md, rst, html, pdf, jsonl (BEIR corpus).")],
+    kb: KBOption = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name for these documents (default: the folder's name).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Ingest documents; unchanged ones are skipped, changed ones replaced, removed ones deleted."""
+    knowledge = open_kb(kb, create=True)
+    stats = knowledge.ingest(path, source=source, progress=progress_factory(progress))
+    for problem in stats.skipped:
+        err_console.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)
+    verb = f"published version {stats.version}" if stats.published else f"nothing changed (version {stats.version})"
+    console.print(
+        f"{stats.documents_seen} documents: {stats.documents_added} added, {stats.documents_updated} updated, "
+        f"{stats.documents_unchanged} unchanged, {stats.documents_deleted} deleted; "
+        f"{stats.chunks_embedded} chunks embedded; {verb}",
+        highlight=False,
+    )
