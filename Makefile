@@ -1,0 +1,53 @@
+# grounded: the two set-up commands are `make demo` and `make test`.
+# Each creates or updates the virtual environment in .venv first (idempotent).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KB ?= kb
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv demo test lint typecheck pytest serve bench clean
+
+venv: $(STAMP)
+
+# torch goes first, pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: ingest the Python language reference into $(KB), print example requests, serve on $(HOST):$(PORT)
+demo: venv
+	$(BIN)/grounded demo --kb $(KB) --host $(HOST) --port $(PORT)
+
+## test: lint, type-check and run the whole test suite
+test: venv lint typecheck pytest
+
+lint: venv
+	$(BIN)/ruff check grounded connectors indexes tests benchmarks
+	$(BIN)/ruff format --check grounded connectors indexes tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+serve: venv
+	$(BIN)/grounded serve --kb $(KB) --host $(HOST) --port $(PORT)
+
+## bench: the benchmarks (need ../shared/data)
+bench: venv
+	$(BIN)/python benchmarks/retrieval.py --data ../shared/data/scifact
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench
