@@ -137,7 +137,7 @@ class PostgresConnector(SQLConnector):
         if base in ("json", "jsonb"):
             return _json_text
         if base == "enum":
-            return str
+            return _text  # enums arrive as bytes over the binary protocol
         return None
 
     def stream_rows(self, conn: Any, sql: str, params: Sequence[Any], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -166,6 +166,10 @@ class PostgresConnector(SQLConnector):
                 f"postgres {where}: cannot reach the server ({message}); is it running and reachable?"
             )
         return FatalConnectorError(f"postgres {where}: {message}")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _json_text(value: Any) -> str:

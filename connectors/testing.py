@@ -1,0 +1,118 @@
+"""A contract test suite every connector's tests reuse, built-in or third-party.
+
+Subclass :class:`ConnectorContract` in a pytest module and provide a ``connector`` fixture
+(a configured instance with some data behind it); optionally ``failing_connector`` (one whose
+``check()`` must fail, e.g. a wrong password) and ``entry_point`` (its registered type name)::
+
+    from connectors.testing import ConnectorContract
+
+    class TestMyAPI(ConnectorContract):
+        entry_point = "myapi"
+
+        @pytest.fixture
+        def connector(self, server):
+            return MyAPIConnector(MyAPIConfig(base_url=server.url))
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from connectors.base import Connector, Deletion, Document, LiveKeys, Page, RowBatch, Unreadable
+from grounded.errors import ConnectorError
+
+__all__ = ["ConnectorContract", "collect"]
+
+
+def collect(connector: Connector, stream: str, cursor: Any = None, limit: int = 10_000) -> list[Page]:
+    """Every page of one read (at most ``limit``: a page that never ends fails the test)."""
+    pages: list[Page] = []
+    for page in connector.read(stream, cursor):
+        pages.append(page)
+        assert len(pages) <= limit, f"stream {stream!r} yielded more than {limit} pages; does it ever end?"
+    return pages
+
+
+class ConnectorContract:
+    """What every connector must do; see the module docstring."""
+
+    entry_point: ClassVar[str | None] = None
+    """The connector's name in the ``grounded.connectors`` entry-point group, if registered."""
+
+    @pytest.fixture
+    def failing_connector(self) -> Connector | None:
+        """A connector whose ``check()`` must raise (override to test it)."""
+        return None
+
+    def test_declares_name_and_config(self, connector: Connector) -> None:
+        assert isinstance(connector.name, str)
+        assert connector.name
+        assert isinstance(connector.Config, type)
+        assert issubclass(connector.Config, BaseModel)
+        assert isinstance(connector, Connector)
+
+    def test_is_registered(self, connector: Connector) -> None:
+        if self.entry_point is None:
+            pytest.skip("no entry point declared for this connector")
+        from connectors.registry import load_connector
+
+        assert load_connector(self.entry_point) is type(connector)
+
+    def test_check_passes(self, connector: Connector) -> None:
+        connector.check()
+
+    def test_check_fails_clearly(self, failing_connector: Connector | None) -> None:
+        if failing_connector is None:
+            pytest.skip("no failing_connector fixture")
+        with pytest.raises(ConnectorError) as info:
+            failing_connector.check()
+        assert len(str(info.value)) > 20, "the error should say what failed and how to fix it"
+
+    def test_streams_are_unique_and_readable(self, connector: Connector) -> None:
+        specs = connector.streams()
+        assert specs, "a connector reads at least one stream"
+        names = [s.name for s in specs]
+        assert len(names) == len(set(names)), f"duplicate stream names: {names}"
+        for spec in specs:
+            assert spec.kind in ("documents", "table")
+
+    def test_pages_are_well_formed(self, connector: Connector) -> None:
+        for spec in connector.streams():
+            for page in collect(connector, spec.name):
+                assert isinstance(page, Page)
+                if page.cursor is not None:
+                    json.dumps(page.cursor)  # cursors are stored as JSON
+                for record in page.records:
+                    assert isinstance(record, Document | RowBatch | Deletion | Unreadable | LiveKeys)
+                    if isinstance(record, Document):
+                        assert record.key, "documents need a stable key"
+                    if isinstance(record, RowBatch):
+                        names = [c.name for c in record.columns]
+                        assert record.primary_key, f"table {record.table!r} needs a primary key"
+                        assert set(record.primary_key) <= set(names)
+                        assert all(len(row) == len(names) for row in record.rows)
+
+    def test_reads_are_repeatable(self, connector: Connector) -> None:
+        """Two reads of unchanged data give the same records (ids come from content)."""
+        for spec in connector.streams():
+            first = [r for p in collect(connector, spec.name) for r in p.records]
+            second = [r for p in collect(connector, spec.name) for r in p.records]
+            assert first == second
+
+    def test_resume_after_last_cursor_reads_nothing_new(self, connector: Connector) -> None:
+        for spec in connector.streams():
+            if spec.full_scan:
+                continue
+            pages = collect(connector, spec.name)
+            cursor = next((p.cursor for p in reversed(pages) if p.cursor is not None), None)
+            again = collect(connector, spec.name, cursor)
+            fresh = [r for p in again for r in p.records if isinstance(r, Document | RowBatch) and _non_empty(r)]
+            assert not fresh, f"stream {spec.name!r} re-read {len(fresh)} records after its last cursor"
+
+
+def _non_empty(record: Document | RowBatch) -> bool:
+    return bool(record.rows) if isinstance(record, RowBatch) else True
