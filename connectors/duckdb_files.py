@@ -107,13 +107,10 @@ class DuckDBFilesConnector(SQLConnector):
         return source_type
 
     def stream_rows(self, conn: Any, sql: str, params: Sequence[Any], size: int) -> Iterator[list[tuple[Any, ...]]]:
-        cur = conn.cursor()
-        try:
-            cur.execute(sql, list(params))
-            while rows := cur.fetchmany(size):
-                yield rows
-        finally:
-            cur.close()
+        # The connection itself, not a cursor: the file views are temporary, visible to it alone.
+        result = conn.execute(sql, list(params))
+        while rows := result.fetchmany(size):
+            yield rows
 
     def wrap_error(self, exc: Exception) -> ConnectorError:
         return FatalConnectorError(f"duckdb {self.location()}: {exc}")
