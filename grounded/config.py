@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +29,7 @@ from pydantic_settings import (
 
 from grounded.errors import ConfigError
 
-__all__ = ["ChunkSettings", "SearchSettings", "ServerSettings", "Settings", "get_settings", "load_settings"]
+__all__ = ["ChunkSettings", "SourceConfig", "SearchSettings", "ServerSettings", "Settings", "get_settings", "load_settings"]
 
 
 class ChunkSettings(BaseModel):
@@ -54,6 +54,31 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class SourceConfig(BaseModel):
+    """One configured source: a connector type and its parameters (see ``grounded sync``).
+
+    ``params`` are validated by the connector's own ``Config``. Secrets never appear here:
+    connectors take the *name* of an environment variable (``password_env = "PG_PASSWORD"``).
+    Sources are keyed by name, so the environment can override any parameter::
+
+        [sources.shop]
+        type = "postgres"
+        acl = ["staff"]
+        params = { database = "shop", user = "reader", password_env = "SHOP_PG_PASSWORD",
+                   tables = [{ name = "orders", cursor_column = "updated_at" }] }
+
+        GROUNDED_SOURCES__SHOP__PARAMS__HOST=db.internal grounded sync shop
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Connector type: postgres, mysql, sqlite, duckdb_files, rest, github, ...")
+    params: dict[str, Any] = Field(default_factory=dict, description="The connector's settings.")
+    acl: list[str] = Field(default_factory=list, description="Groups allowed to read this source's documents.")
+    schedule: str | None = Field(None, description="When to refresh: a cron expression or an interval ('15m').")
+    enabled: bool = Field(True, description="Skip this source in `grounded sync` when false.")
+
+
 class Settings(BaseSettings):
     """All of grounded's configuration. Every field can be set in TOML or the environment."""
 
@@ -70,6 +95,7 @@ class Settings(BaseSettings):
     chunking: ChunkSettings = ChunkSettings()
     search: SearchSettings = SearchSettings()
     server: ServerSettings = ServerSettings()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict, description="Sources to sync, by name.")
 
     @classmethod
     def settings_customise_sources(

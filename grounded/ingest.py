@@ -27,13 +27,24 @@ from typing import Any
 
 import numpy as np
 
-from connectors.base import Cursor, Deletion, Document, Page, RowBatch, Unreadable
+from connectors.base import (
+    Cursor,
+    Deletion,
+    Document,
+    LiveKeys,
+    Page,
+    RowBatch,
+    StreamSpec,
+    Unreadable,
+    row_document_key,
+)
 from grounded.config import Settings
 from grounded.errors import ConfigError, KnowledgeBaseError
 from grounded.experts.embedding import SentenceEmbedder
 from indexes.chunking import ChunkingConfig, chunk_document
 from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore
 from indexes.faiss_index import EXACT_LIMIT, IndexChoice, VectorIndex
+from indexes.mirror import TableMirror
 from indexes.versions import STORE_FILE, VECTORS_FILE, VersionInfo, VersionStore
 
 __all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for"]
@@ -68,6 +79,8 @@ class IngestStats:
     documents_deleted: int = 0
     chunks_written: int = 0
     chunks_embedded: int = 0
+    rows_upserted: int = 0
+    rows_deleted: int = 0
     skipped: list[str] = field(default_factory=list)
     version: str | None = None
     published: bool = False
@@ -81,6 +94,8 @@ class IngestStats:
             "documents_deleted",
             "chunks_written",
             "chunks_embedded",
+            "rows_upserted",
+            "rows_deleted",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped.extend(other.skipped)
@@ -104,6 +119,7 @@ class VersionBuilder:
         self.parent: str | None = None
         self._staged = Path()
         self._base_ids = np.zeros(0, dtype=np.int64)
+        self._mirrors: dict[str, TableMirror] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -157,10 +173,6 @@ class VersionBuilder:
         stats = IngestStats()
         documents = [r for r in page.records if isinstance(r, Document)]
         deletions = [r for r in page.records if isinstance(r, Deletion) and r.table is None]
-        if any(isinstance(r, RowBatch) for r in page.records):
-            raise KnowledgeBaseError(
-                f"source {source!r} yielded table rows; table mirroring needs the database sync runner"
-            )
         # Later duplicates of a key in one page win, as they would across pages.
         by_id: dict[str, Document] = {doc_id_for(source, d.key): d for d in documents}
         stats.documents_seen = len(by_id)
@@ -206,10 +218,60 @@ class VersionBuilder:
         cursor_changed = page.cursor is not None and page.cursor != self.store.get_cursor(source, stream)
         with self.store.transaction():
             self.store.write_documents(doc_rows, chunk_rows, embeddings)
+            if any(isinstance(r, RowBatch | LiveKeys | Deletion) for r in page.records):
+                delete_ids.extend(self._apply_rows(source, page, stats))
             stats.documents_deleted = self.store.delete_documents(delete_ids)
             if page.cursor is not None:
                 self.store.set_cursor(source, stream, page.cursor)
-        self._changed = self._changed or bool(doc_rows) or stats.documents_deleted > 0 or cursor_changed
+        self._changed = (
+            self._changed
+            or bool(doc_rows)
+            or stats.documents_deleted > 0
+            or stats.rows_upserted + stats.rows_deleted > 0
+            or cursor_changed
+        )
+        return stats
+
+    # -- mirrored tables ------------------------------------------------------------------------
+
+    def mirror(self, source: str) -> TableMirror:
+        """The DuckDB mirror of ``source``'s tables in the staged version."""
+        if source not in self._mirrors:
+            self._mirrors[source] = TableMirror(self.store.connection, source)
+        return self._mirrors[source]
+
+    def _apply_rows(self, source: str, page: Page, stats: IngestStats) -> list[str]:
+        """Upsert row batches, apply tombstones and live keys; returns doc ids of deleted rows."""
+        mirror = self.mirror(source)
+        gone: list[str] = []
+        for record in page.records:
+            if isinstance(record, RowBatch):
+                stats.rows_upserted += mirror.upsert(record)
+            elif isinstance(record, LiveKeys):
+                mirror.mark_live(record.table, record.keys)
+            elif isinstance(record, Deletion) and record.table:
+                removed = mirror.delete(record.table, [record.row_key or (record.key,)])
+                stats.rows_deleted += len(removed)
+                gone.extend(doc_id_for(source, row_document_key(record.table, k)) for k in removed)
+        return gone
+
+    def begin_stream(self, source: str, spec: StreamSpec) -> None:
+        """A table stream that reads everything starts collecting keys for the key diff."""
+        if spec.kind == "table" and spec.full_scan:
+            self.mirror(source).track_seen(spec.table or spec.name)
+
+    def end_stream(self, source: str, spec: StreamSpec) -> IngestStats:
+        """Delete mirrored rows (and their documents) that the stream's key diff did not see."""
+        stats = IngestStats()
+        if spec.kind != "table":
+            return stats
+        mirror = self.mirror(source)
+        with self.store.transaction():
+            removed = mirror.delete_unseen(spec.table or spec.name)
+            stats.rows_deleted = len(removed)
+            doc_ids = [doc_id_for(source, row_document_key(spec.table or spec.name, k)) for k in removed]
+            stats.documents_deleted = self.store.delete_documents(doc_ids)
+        self._changed = self._changed or bool(removed)
         return stats
 
     def _embeddings(self, rows: list[ChunkRow], stats: IngestStats) -> np.ndarray:
@@ -232,6 +294,17 @@ class VersionBuilder:
                 self.store.delete_documents(gone)
             self._changed = True
         return len(gone)
+
+    def remove_source(self, source: str) -> int:
+        """Delete everything of ``source``: documents, mirrored tables, cursors, its record."""
+        removed = self.delete_unseen(source, ())
+        self.mirror(source).drop_all()
+        con = self.store.connection
+        con.execute("DELETE FROM sync_state WHERE source = ?", [source])
+        con.execute("DELETE FROM sources WHERE name = ?", [source])
+        con.execute("DELETE FROM meta WHERE key = ?", [f"source_identity:{source}"])
+        self._changed = True
+        return removed
 
     def cursor(self, source: str, stream: str) -> Cursor | None:
         return self.store.get_cursor(source, stream)

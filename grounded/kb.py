@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Connector
+from connectors.base import Connector, LiveKeys, Page, RowBatch
 from connectors.files import FilesConfig, FilesConnector
 from grounded.config import Settings, load_settings
 from grounded.errors import InvalidRequest, NoPublishedVersion
@@ -128,33 +128,51 @@ class KnowledgeBase:
         *,
         progress: ProgressFactory | None = None,
         total: int | None = None,
+        full: bool = False,
+        identity: str | None = None,
     ) -> IngestStats:
         """Read every stream of ``connector`` into a new version and publish it.
 
-        Nothing is published unless every page was accepted: on any error the last good
-        version keeps serving and the error propagates.
+        Incremental streams resume from their stored cursor (``full=True`` ignores the cursors
+        and rebuilds the source's mirrored tables). Nothing is published unless every page was
+        accepted: on any error the last good version keeps serving and the error propagates.
+        ``identity`` (a hash of the source's type and parameters) is kept to notice renames.
         """
         validate_source_name(source)
         stats = IngestStats()
-        bar = progress(total, f"ingest {source}") if progress else None
+        bar = progress(total, f"sync {source}") if progress else None
         with VersionBuilder(self.versions, self.embedder, self.settings) as builder:
+            if full:
+                builder.mirror(source).drop_all()
             for spec in connector.streams():
                 seen: set[str] = set()
-                cursor = None if spec.full_scan else builder.cursor(source, spec.name)
+                cursor = None if spec.full_scan or full else builder.cursor(source, spec.name)
+                builder.begin_stream(source, spec)
                 for page in connector.read(spec.name, cursor):
-                    page_stats = builder.apply_page(source, spec.name, page, seen)
-                    stats.merge(page_stats)
+                    # Table streams delete by row keys (in the mirror), not by a set of doc ids.
+                    doc_seen = seen if spec.kind == "documents" else None
+                    stats.merge(builder.apply_page(source, spec.name, page, doc_seen))
                     if bar is not None:
-                        bar.update(len(page.records))
-                if spec.full_scan:
+                        bar.update(_progress_units(page))
+                stats.merge(builder.end_stream(source, spec))
+                if spec.full_scan and spec.kind == "documents":
                     stats.documents_deleted += builder.delete_unseen(source, seen)
             builder.record_source(source, connector.name)
+            if identity is not None:
+                builder.store.set_meta(f"source_identity:{source}", identity)
             info = builder.publish()
         if bar is not None:
             bar.close()
         stats.published = info is not None
         stats.version = info.id if info else self.version
         return stats
+
+
+def _progress_units(page: Page) -> int:
+    """Records in a page for a progress bar: rows for row batches, nothing for key lists."""
+    return sum(
+        len(r.rows) if isinstance(r, RowBatch) else 1 for r in page.records if not isinstance(r, LiveKeys)
+    )
 
 
 def validate_query(query: object) -> str:

@@ -138,6 +138,11 @@ class DuckDBStore:
     def close(self) -> None:
         self._con.close()
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The writer's own connection: writes through it join :meth:`transaction`."""
+        return self._con
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for one thread (DuckDB connections are not shared across threads)."""
         with self._lock:
