@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grounded.cli import demo, ingest, search, serve  # noqa: F401  (each module registers its commands)
+from grounded.cli import sync as _sync  # noqa: F401  (registers `grounded sync`)
 from grounded.cli.app import app
 
 __all__ = ["app", "main"]
