@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connector, LiveKeys, Page, RowBatch
 from connectors.files import FilesConfig, FilesConnector
@@ -26,6 +26,10 @@ from grounded.ingest import IngestStats, VersionBuilder
 from grounded.retrieval import Mode, Snapshot, parse_filters, search
 from indexes.base import Hit, SearchFilters
 from indexes.versions import VersionStore
+
+if TYPE_CHECKING:
+    from grounded.answer import Answer
+    from grounded.engine import GroundingEngine
 
 __all__ = ["MAX_QUERY_CHARS", "KnowledgeBase", "open_kb"]
 
@@ -45,9 +49,10 @@ class KnowledgeBase:
         self.path = Path(path)
         self.settings = settings
         self.versions = VersionStore.open(self.path, create=create, keep=settings.keep_versions)
-        self.embedder = SentenceEmbedder(settings.embed_model, batch_size=settings.embed_batch_size)
+        self.embedder = SentenceEmbedder.shared(settings.embed_model, batch_size=settings.embed_batch_size)
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
+        self._engine: GroundingEngine | None = None
 
     def __repr__(self) -> str:
         return f"KnowledgeBase({str(self.path)!r}, version={self.version!r})"
@@ -87,8 +92,35 @@ class KnowledgeBase:
             raise InvalidRequest(f"k must be an integer from 1 to {max_k}; got {k!r}")
         parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
         return search(
-            self.snapshot(), self.embedder, query, k=k, settings=self.settings.search, filters=parsed, mode=mode
+            self.snapshot(),
+            self.embedder,
+            query,
+            k=k,
+            settings=self.settings.search,
+            filters=parsed,
+            mode=mode,
         )
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+    ) -> Answer:
+        """A cited, verified answer from the answer expert, or an abstention (see grounded.engine)."""
+        return self.engine.answer(question, k=k, filters=filters, use_cache=use_cache)
+
+    @property
+    def engine(self) -> GroundingEngine:
+        """The grounding engine answering :meth:`ask` (created on first use)."""
+        with self._lock:
+            if self._engine is None:
+                from grounded.engine import GroundingEngine
+
+                self._engine = GroundingEngine(self)
+            return self._engine
 
     def stats(self) -> dict[str, Any]:
         """Counts and index details of the current version."""
@@ -170,9 +202,7 @@ class KnowledgeBase:
 
 def _progress_units(page: Page) -> int:
     """Records in a page for a progress bar: rows for row batches, nothing for key lists."""
-    return sum(
-        len(r.rows) if isinstance(r, RowBatch) else 1 for r in page.records if not isinstance(r, LiveKeys)
-    )
+    return sum(len(r.rows) if isinstance(r, RowBatch) else 1 for r in page.records if not isinstance(r, LiveKeys))
 
 
 def validate_query(query: object) -> str:

@@ -96,9 +96,19 @@ class SentenceEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    @classmethod
+    def shared(cls, model: str = DEFAULT_EMBED_MODEL, *, batch_size: int = 64) -> SentenceEmbedder:
+        """One embedder per (model, batch size) in this process: the model loads once."""
+        return _shared(model, batch_size)
+
     def embed_query(self, text: str) -> np.ndarray:
         """One query's embedding, cached: repeated questions skip the model."""
         return _cached_query(self, text)
+
+
+@functools.cache
+def _shared(model: str, batch_size: int) -> SentenceEmbedder:
+    return SentenceEmbedder(model, batch_size=batch_size)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_search_returns_hits_with_offsets_and_document_identity(client: httpx.Client) -> None:
+    response = client.post("/v1/search", json={"query": "context manager __exit__", "k": 3})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["index_version"]
+    assert len(body["hits"]) == 3
+    top = body["hits"][0]
+    assert top["title"] == "with"
+    assert top["end"] - top["start"] == len(top["text"])
+    assert {"score", "doc_id", "uri", "source", "chunk_id"} <= top.keys()
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_filters_apply_over_http(client: httpx.Client) -> None:
+    response = client.post("/v1/search", json={"query": "loop", "k": 5, "filters": {"source": "nowhere"}})
+    assert response.status_code == 200
+    assert response.json()["hits"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": ""}, "query"),
+        ({"query": "x", "k": 0}, "k"),
+        ({"query": "x", "k": 1000}, "k"),
+        ({"k": 3}, "query"),
+        ({"query": "x", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_requests_are_problem_json(client: httpx.Client, body: dict[str, object], field: str) -> None:
+    response = client.post("/v1/search", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    assert problem["title"] == "Invalid request"
+    assert field in problem["detail"]
+
+
+def test_unknown_filter_is_problem_json_naming_the_allowed_ones(client: httpx.Client) -> None:
+    response = client.post("/v1/search", json={"query": "x", "filters": {"colour": "red"}})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "unknown filter 'colour'" in response.json()["detail"]
+    assert "uri_prefix" in response.json()["detail"]
+
+
+def test_malformed_json_is_problem_json(client: httpx.Client) -> None:
+    response = client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_unknown_route_is_problem_json(client: httpx.Client) -> None:
+    response = client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["title"] == "Not found"
+
+
+def test_healthz_reports_the_version(client: httpx.Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["index_version"]
+
+
+def test_openapi_documents_the_search_route(client: httpx.Client) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/v1/search" in spec["paths"]

@@ -1,0 +1,42 @@
+"""Shared fixtures: a small real corpus (the Python reference topics shipped with CPython)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEMO_TOPICS = ("with", "for", "while", "if", "lambda", "assert", "del", "pass", "break", "return")
+
+
+def write_topics(folder: Path, topics: tuple[str, ...] = DEMO_TOPICS) -> Path:
+    """Write pydoc reference topics as .txt files (real text, available offline)."""
+    from pydoc_data.topics import topics as all_topics
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for topic in topics:
+        (folder / f"{topic}.txt").write_text(all_topics[topic], encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A fresh folder of small reference topics, for tests that change files."""
+    return write_topics(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def built_kb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A knowledge base built once per session from the topic corpus (read-only for tests)."""
+    import grounded
+
+    root = tmp_path_factory.mktemp("shared")
+    corpus_dir = write_topics(root / "corpus")
+    kb = grounded.open(root / "kb")
+    kb.ingest(corpus_dir, source="reference")
+    return root / "kb"
