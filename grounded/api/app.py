@@ -17,12 +17,12 @@ from fastapi import APIRouter, FastAPI
 
 import grounded
 from grounded.api.problems import install_problem_handlers
-from grounded.api.routes import health, search
+from grounded.api.routes import health, query, search
 from grounded.kb import KnowledgeBase
 
 __all__ = ["ROUTERS", "create_app"]
 
-ROUTERS: list[APIRouter] = [health.router, search.router]
+ROUTERS: list[APIRouter] = [health.router, search.router, query.router]
 
 
 def create_app(kb: KnowledgeBase) -> FastAPI:
