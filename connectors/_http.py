@@ -83,7 +83,8 @@ class HttpClient:
             self._throttle()
             self.requests += 1
             try:
-                response = self.client.get(url, params=dict(params or {}))
+                # No params at all (not {}) keeps a next-link's own query string intact.
+                response = self.client.get(url, params=dict(params) if params else None)
             except httpx.TimeoutException as exc:
                 last_problem = f"timed out ({type(exc).__name__})"
                 self._wait(attempt, None)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors._http import HttpClient
 from connectors.base import Cursor, Document, Page, StreamSpec
@@ -32,10 +32,13 @@ __all__ = ["GitHubConfig", "GitHubConnector"]
 
 
 class GitHubConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     repos: list[str] = Field(min_length=1, description="Repositories as owner/name.")
     token_env: str | None = Field(None, description="Variable holding a token (raises the rate limit).")
     api_url: str = Field("https://api.github.com", description="API root (GitHub Enterprise: https://HOST/api/v3).")
     include_pulls: bool = Field(False, description="Also read pull requests.")
+    per_page: int = Field(100, ge=1, le=100, description="Issues per request (the API allows up to 100).")
     rate_limit: float | None = Field(None, gt=0, description="Most requests per second.")
     max_retries: int = Field(5, ge=0)
     max_pages: int = Field(10_000, ge=1)
@@ -91,7 +94,7 @@ class GitHubConnector:
         since = (cursor or {}).get("since")
         if isinstance(since, str):
             params["since"] = since
-        pager = PaginatorConfig(type="link", size_param="per_page", page_size=100)
+        pager = PaginatorConfig(type="link", size_param="per_page", page_size=self.config.per_page)
         client = self.client()
         newest = since if isinstance(since, str) else None
         try:

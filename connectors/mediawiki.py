@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors._http import HttpClient
 from connectors.base import Cursor, Document, Page, Record, StreamSpec, Unreadable
@@ -31,6 +31,8 @@ __all__ = ["MediaWikiConfig", "MediaWikiConnector"]
 
 
 class MediaWikiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     api_url: str = Field(description="The wiki's api.php URL.")
     titles: list[str] = Field(default_factory=list, description="Page titles to read.")
     category: str | None = Field(None, description="Read every page in this category ('Category:...').")
@@ -59,7 +61,7 @@ class MediaWikiConnector:
 
     def client(self) -> HttpClient:
         return HttpClient(
-            self.config.api_url,
+            "",  # every request goes to api_url itself (a base URL would add a trailing slash)
             rate_limit=self.config.rate_limit,
             max_retries=self.config.max_retries,
             transport=self.transport,
@@ -68,7 +70,9 @@ class MediaWikiConnector:
     def check(self) -> None:
         client = self.client()
         try:
-            body, _ = client.get("", {"action": "query", "meta": "siteinfo", "format": "json", "formatversion": 2})
+            body, _ = client.get(
+                self.config.api_url, {"action": "query", "meta": "siteinfo", "format": "json", "formatversion": 2}
+            )
         finally:
             client.close()
         if not isinstance(body, dict) or "query" not in body:
@@ -109,7 +113,7 @@ class MediaWikiConnector:
                             f"{self.config.api_url}: more than {self.config.max_pages} requests; the continuation "
                             "may loop, or raise max_pages"
                         )
-                    body, _ = client.get("", params)
+                    body, _ = client.get(self.config.api_url, params)
                     if isinstance(body, dict) and "error" in body:
                         err = body["error"]
                         raise FatalConnectorError(

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors._http import HttpClient, first, json_path
 from connectors.base import Cursor, Document, JSONValue, Page, StreamSpec
@@ -45,6 +45,8 @@ __all__ = ["AuthConfig", "EndpointConfig", "PaginatorConfig", "RestConfig", "Res
 
 class AuthConfig(BaseModel):
     """How to authenticate; secrets come from environment variables named here."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     type: Literal["none", "bearer", "api_key", "basic"] = "none"
     token_env: str | None = Field(None, description="Variable holding the bearer token or API key.")
@@ -73,6 +75,8 @@ class AuthConfig(BaseModel):
 class PaginatorConfig(BaseModel):
     """How an endpoint pages."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     type: Literal["none", "page", "offset", "cursor", "link"] = "none"
     page_param: str = Field("page", description="Page-number parameter (type page).")
     first_page: int = Field(1, description="Number of the first page (type page).")
@@ -84,11 +88,15 @@ class PaginatorConfig(BaseModel):
 
 
 class IncrementalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     param: str = Field(description="Query parameter sent with the last 'updated' value, e.g. since.")
 
 
 class EndpointConfig(BaseModel):
     """One endpoint: where its records are and which fields make a document."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     name: str = Field(description="Stream name.")
     path: str = Field(description="Path relative to base_url.")
@@ -105,6 +113,8 @@ class EndpointConfig(BaseModel):
 
 
 class RestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     base_url: str = Field(description="The API's base URL.")
     endpoints: list[EndpointConfig] = Field(min_length=1)
     auth: AuthConfig = AuthConfig()

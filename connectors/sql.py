@@ -32,7 +32,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.base import (
     Column,
@@ -62,6 +62,8 @@ __all__ = [
 class DocumentTemplate(BaseModel):
     """How a row becomes a document: Python format strings over the row's columns."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     title: str = Field("", description="Title template, e.g. '{name}'.")
     text: str | None = Field(None, description="Text template; default: 'column: value' lines of `columns`.")
     columns: list[str] = Field(default_factory=list, description="Columns listed in the text when no template.")
@@ -76,6 +78,8 @@ class DocumentTemplate(BaseModel):
 
 class TableConfig(BaseModel):
     """One table (or view) to mirror."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     name: str = Field(description="Table in the source, optionally schema-qualified: 'public.orders'.")
     mirror_as: str | None = Field(None, description="Table name in the mirror (default: name without schema).")
@@ -95,6 +99,8 @@ class TableConfig(BaseModel):
 
 class SQLConfig(BaseModel):
     """Settings every SQL connector has."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     tables: list[TableConfig] = Field(description="Tables to mirror.")
     page_size: int = Field(5000, ge=1, le=1_000_000, description="Rows per page (one transaction each).")

@@ -61,3 +61,13 @@ def my_db() -> Iterator[dict[str, Any]]:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    """An HTTP server on 127.0.0.1 (a random port) serving scripted JSON."""
+    from apiserver import APIServer
+
+    server = APIServer()
+    yield server
+    server.close()
