@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -34,6 +34,7 @@ __all__ = [
     "ChunkSettings",
     "ExpertSpec",
     "ExpertsSettings",
+    "SchedulerSettings",
     "SearchSettings",
     "ServerSettings",
     "Settings",
@@ -61,8 +62,31 @@ class SearchSettings(BaseModel):
 
 
 class ServerSettings(BaseModel):
+    """How ``grounded serve`` listens and protects itself."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (each serves every route).")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above).")
+    rate_limit: float = Field(
+        50.0, ge=0, description="Requests per second per caller and worker (0: no limit); 429 above."
+    )
+    rate_burst: int = Field(100, ge=1, description="Requests a caller may make at once before the rate applies.")
+    log_format: Literal["json", "text"] = Field("json", description="Server logs: JSON lines or plain text.")
+    graceful_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+    scheduler: bool = Field(True, description="Run the source schedules inside `grounded serve`.")
+
+
+class SchedulerSettings(BaseModel):
+    """How scheduled and manual refreshes of sources run (see ``grounded.scheduler``)."""
+
+    jitter_s: float = Field(30.0, ge=0, description="Random delay added to each scheduled run, up to this.")
+    max_retries: int = Field(3, ge=0, le=20, description="Retries after a retriable connector error.")
+    backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles with each retry.")
+    backoff_max_s: float = Field(600.0, ge=0, description="Longest delay between retries.")
+    history: int = Field(1000, ge=10, description="Job records kept in <kb>/jobs.sqlite.")
 
 
 class ExpertSpec(BaseModel):
@@ -154,6 +178,7 @@ class Settings(BaseSettings):
     experts: ExpertsSettings = ExpertsSettings()
     answer: AnswerSettings = AnswerSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict, description="Sources to sync, by name.")
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -105,21 +105,37 @@ class GroundingEngine:
     # -- public -----------------------------------------------------------------------------------
 
     def answer(
-        self, question: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, use_cache: bool = True
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+        acl_groups: Sequence[str] | None = None,
     ) -> Answer:
         """A cited, verified answer to ``question`` (see the module docstring)."""
         result: Answer | None = None
-        for event in self.stream(question, k=k, filters=filters, use_cache=use_cache):
+        for event in self.stream(question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups):
             if event.kind == "answer":
                 result = event.data
         assert result is not None
         return result
 
     def stream(
-        self, question: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, use_cache: bool = True
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+        acl_groups: Sequence[str] | None = None,
     ) -> Iterator[AnswerEvent]:
-        """The answer as events: ``evidence`` (list of citations), each ``sentence``, ``answer``."""
-        from grounded.kb import validate_query
+        """The answer as events: ``evidence`` (list of citations), each ``sentence``, ``answer``.
+
+        ``acl_groups`` (``None``: unrestricted) limits the evidence to what those groups may
+        read; the groups are part of the cache key, so a cached answer never crosses groups.
+        """
+        from grounded.kb import restrict, validate_query
 
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -127,7 +143,7 @@ class GroundingEngine:
         k = self.settings.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 20:
             raise InvalidRequest(f"k (evidence passages) must be an integer from 1 to 20; got {k!r}")
-        parsed_filters = parse_filters(filters)
+        parsed_filters = restrict(parse_filters(filters), acl_groups)
         snapshot = self.kb.snapshot()
         version = snapshot.version.id
         key = cache_key(
@@ -139,6 +155,7 @@ class GroundingEngine:
                 "search": self.kb.settings.search.model_dump(),
                 "k": k,
                 "filters": repr(parsed_filters),
+                "acl_groups": parsed_filters.acl_groups,
             },
             {"answer": self.expert.fingerprint, "embed": self.kb.embedder.fingerprint},
         )
@@ -158,7 +175,7 @@ class GroundingEngine:
                 return
 
         t = time.perf_counter()
-        hits = self.kb.search(q, k=k, filters=parsed_filters)
+        hits = self.kb.search(q, k=k, filters=parsed_filters, snapshot=snapshot)
         timings["retrieve_ms"] = _ms(t)
         citations = tuple(self._citation(i, hit, version) for i, hit in enumerate(hits, start=1))
         yield AnswerEvent("evidence", list(citations))

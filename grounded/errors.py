@@ -4,6 +4,10 @@
     ├── ConfigError (ValueError)       500  bad or missing configuration
     ├── InvalidRequest (ValueError)    422  bad input from a caller (query, k, filter, path)
     ├── NotFound (LookupError)         404  an id or name that does not exist
+    ├── Unauthorized                   401  no API key, or an unknown or revoked one
+    ├── Forbidden                      403  a valid key that may not use this route
+    ├── RateLimited                    429  too many requests from one caller
+    ├── RequestTooLarge                413  a request body over the configured limit
     ├── KnowledgeBaseError             500  the knowledge base on disk
     │   ├── CorruptKnowledgeBase       500  unreadable, wrong format, or half-written files
     │   ├── KnowledgeBaseLocked        409  another process holds the write lock
@@ -30,6 +34,7 @@ __all__ = [
     "ExpertError",
     "ExpertTimeout",
     "FatalConnectorError",
+    "Forbidden",
     "GroundedError",
     "IngestError",
     "InvalidRequest",
@@ -37,8 +42,11 @@ __all__ = [
     "KnowledgeBaseLocked",
     "NoPublishedVersion",
     "NotFound",
+    "RateLimited",
+    "RequestTooLarge",
     "RetriableConnectorError",
     "SkippableRecordError",
+    "Unauthorized",
 ]
 
 
@@ -71,6 +79,38 @@ class NotFound(GroundedError, LookupError):
     def __str__(self) -> str:
         # LookupError/KeyError would repr() the message; keep it readable.
         return str(self.args[0]) if self.args else self.title
+
+
+class Unauthorized(GroundedError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(GroundedError):
+    """A valid API key that may not use this route."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class RateLimited(GroundedError):
+    """Too many requests from one caller; ``retry_after`` says when to come back (seconds)."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTooLarge(GroundedError):
+    """A request body larger than ``server.max_body_bytes``."""
+
+    status = 413
+    title = "Request too large"
 
 
 class KnowledgeBaseError(GroundedError):

@@ -12,37 +12,43 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import Connector, LiveKeys, Page, RowBatch
+from connectors.base import Connector, Document, LiveKeys, Page, RowBatch
 from connectors.files import FilesConfig, FilesConnector
 from grounded.config import Settings, load_settings
-from grounded.errors import InvalidRequest, NoPublishedVersion
+from grounded.display import SearchResults
+from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
 from grounded.experts.embedding import SentenceEmbedder
+from grounded.explore import ExploreMixin
 from grounded.ingest import IngestStats, VersionBuilder
 from grounded.retrieval import Mode, Snapshot, parse_filters, search
-from indexes.base import Hit, SearchFilters
+from indexes.base import SearchFilters
 from indexes.versions import VersionStore
 
 if TYPE_CHECKING:
     from grounded.answer import Answer
     from grounded.engine import GroundingEngine
 
-__all__ = ["MAX_QUERY_CHARS", "KnowledgeBase", "open_kb"]
+__all__ = ["MAX_QUERY_CHARS", "KnowledgeBase", "open_kb", "restrict"]
 
 MAX_QUERY_CHARS = 2000
 
 ProgressFactory = Callable[[int | None, str], Any]
 
 
-class KnowledgeBase:
+class KnowledgeBase(ExploreMixin):
     """Search and ingest over the knowledge base in ``path``.
 
     Reads always use the latest published version; a search that started on a version finishes
-    on it even when a new one is published meanwhile.
+    on it even when a new one is published meanwhile. Exploration helpers (``sources``,
+    ``documents``, ``tables``, ``sql``, ``explain``, ``trace``) come from
+    :class:`~grounded.explore.ExploreMixin`.
     """
 
     def __init__(self, path: Path, settings: Settings, *, create: bool = True) -> None:
@@ -53,6 +59,7 @@ class KnowledgeBase:
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         self._engine: GroundingEngine | None = None
+        self._last_answer: Answer | None = None
 
     def __repr__(self) -> str:
         return f"KnowledgeBase({str(self.path)!r}, version={self.version!r})"
@@ -74,8 +81,20 @@ class KnowledgeBase:
         with self._lock:
             if self._snapshot is None or self._snapshot.version.id != current:
                 # The old snapshot stays usable by callers that hold it; it closes when released.
-                self._snapshot = Snapshot.open(self.versions.get(current))
+                self._snapshot = self._open_snapshot(current)
             return self._snapshot
+
+    def _open_snapshot(self, vid: str) -> Snapshot:
+        """Open ``vid``; if writers published and pruned it meanwhile, open the newer current one."""
+        for _ in range(5):
+            try:
+                return Snapshot.open(self.versions.get(vid))
+            except CorruptKnowledgeBase:
+                newer = self.versions.current_id()
+                if newer is None or newer == vid:
+                    raise
+                vid = newer
+        return Snapshot.open(self.versions.get(vid))
 
     def search(
         self,
@@ -84,15 +103,24 @@ class KnowledgeBase:
         *,
         filters: Mapping[str, Any] | SearchFilters | None = None,
         mode: Mode = "hybrid",
-    ) -> list[Hit]:
-        """The ``k`` best chunks for ``query`` (hybrid BM25 + dense by default)."""
+        acl_groups: Sequence[str] | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> SearchResults:
+        """The ``k`` best chunks for ``query`` (hybrid BM25 + dense by default).
+
+        ``acl_groups`` restricts the result to documents without an ACL or sharing one of these
+        groups (``None``: no restriction). ``snapshot`` pins the version searched.
+        """
         query = validate_query(query)
         max_k = self.settings.search.max_k
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
             raise InvalidRequest(f"k must be an integer from 1 to {max_k}; got {k!r}")
         parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
-        return search(
-            self.snapshot(),
+        parsed = restrict(parsed, acl_groups)
+        started = time.perf_counter()
+        snap = snapshot or self.snapshot()
+        hits = search(
+            snap,
             self.embedder,
             query,
             k=k,
@@ -100,6 +128,8 @@ class KnowledgeBase:
             filters=parsed,
             mode=mode,
         )
+        took_ms = round((time.perf_counter() - started) * 1000, 3)
+        return SearchResults(hits, query=query, index_version=snap.version.id, mode=mode, took_ms=took_ms)
 
     def ask(
         self,
@@ -108,9 +138,15 @@ class KnowledgeBase:
         k: int | None = None,
         filters: Mapping[str, Any] | None = None,
         use_cache: bool = True,
+        acl_groups: Sequence[str] | None = None,
     ) -> Answer:
-        """A cited, verified answer from the answer expert, or an abstention (see grounded.engine)."""
-        return self.engine.answer(question, k=k, filters=filters, use_cache=use_cache)
+        """A cited, verified answer from the answer expert, or an abstention (see grounded.engine).
+
+        ``acl_groups`` limits the evidence (and the cache entry) to what those groups may read.
+        """
+        answer = self.engine.answer(question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups)
+        self._last_answer = answer  # kb.trace() attaches the engine's draft to this answer only
+        return answer
 
     @property
     def engine(self) -> GroundingEngine:
@@ -162,6 +198,7 @@ class KnowledgeBase:
         total: int | None = None,
         full: bool = False,
         identity: str | None = None,
+        acl: Sequence[str] = (),
     ) -> IngestStats:
         """Read every stream of ``connector`` into a new version and publish it.
 
@@ -169,6 +206,8 @@ class KnowledgeBase:
         and rebuilds the source's mirrored tables). Nothing is published unless every page was
         accepted: on any error the last good version keeps serving and the error propagates.
         ``identity`` (a hash of the source's type and parameters) is kept to notice renames.
+        ``acl`` (the source's groups) is stamped on every document, whatever the connector does:
+        a document's own ACL can only narrow it (see :func:`effective_acl`).
         """
         validate_source_name(source)
         stats = IngestStats()
@@ -181,6 +220,8 @@ class KnowledgeBase:
                 cursor = None if spec.full_scan or full else builder.cursor(source, spec.name)
                 builder.begin_stream(source, spec)
                 for page in connector.read(spec.name, cursor):
+                    if acl:
+                        page = with_acl(page, acl)
                     # Table streams delete by row keys (in the mirror), not by a set of doc ids.
                     doc_seen = seen if spec.kind == "documents" else None
                     stats.merge(builder.apply_page(source, spec.name, page, doc_seen))
@@ -200,9 +241,40 @@ class KnowledgeBase:
         return stats
 
 
+NO_ONE = "grounded:no-one"
+"""An ACL group no key can hold: a document whose own ACL shares no group with its source's."""
+
+
+def effective_acl(source_acl: Sequence[str], doc_acl: Sequence[str]) -> tuple[str, ...]:
+    """The groups that may read a document: its source's, narrowed by its own when it has one."""
+    if not source_acl:
+        return tuple(sorted(set(doc_acl)))
+    if not doc_acl:
+        return tuple(sorted(set(source_acl)))
+    return tuple(sorted(set(source_acl) & set(doc_acl))) or (NO_ONE,)
+
+
+def with_acl(page: Page, acl: Sequence[str]) -> Page:
+    """``page`` with every document's ACL set to :func:`effective_acl` of the source's ``acl``."""
+    records = [
+        dataclasses.replace(r, acl=effective_acl(acl, r.acl)) if isinstance(r, Document) else r for r in page.records
+    ]
+    return dataclasses.replace(page, records=records)
+
+
 def _progress_units(page: Page) -> int:
     """Records in a page for a progress bar: rows for row batches, nothing for key lists."""
     return sum(len(r.rows) if isinstance(r, RowBatch) else 1 for r in page.records if not isinstance(r, LiveKeys))
+
+
+def restrict(filters: SearchFilters, acl_groups: Sequence[str] | None) -> SearchFilters:
+    """``filters`` narrowed to what ``acl_groups`` may read (an existing restriction is kept)."""
+    if acl_groups is None:
+        return filters
+    groups = tuple(sorted(set(acl_groups)))
+    if filters.acl_groups is not None:
+        groups = tuple(g for g in groups if g in filters.acl_groups)
+    return dataclasses.replace(filters, acl_groups=groups)
 
 
 def validate_query(query: object) -> str:

@@ -123,7 +123,9 @@ def sync_source(
         remove_source(kb, old)
     connector.check()
     total = connector.size_hint() if isinstance(connector, SizedConnector) else None
-    return kb.sync(name, connector, progress=progress, total=total, full=full, identity=source_identity(config))
+    return kb.sync(
+        name, connector, progress=progress, total=total, full=full, identity=source_identity(config), acl=config.acl
+    )
 
 
 def sync_sources(

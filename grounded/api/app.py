@@ -6,34 +6,56 @@ Example::
     from grounded.api import create_app
 
     app = create_app(grounded.open("kb"))   # serve with: uvicorn.run(app)
+
+``grounded serve --workers N`` gives uvicorn the import string ``grounded.api.app:app_from_env``
+(a factory), so every worker process builds its own app over the same knowledge base.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 import grounded
+from grounded.access import KEYS_FILE, KeyStore
+from grounded.api.middleware import ServingMiddleware
 from grounded.api.problems import install_problem_handlers
-from grounded.api.routes import health, query, search
+from grounded.api.ratelimit import RateLimiter
+from grounded.api.routes import health, query, search, sources
 from grounded.kb import KnowledgeBase
+from grounded.scheduler import Refresher
 
-__all__ = ["ROUTERS", "create_app"]
+__all__ = ["ROUTERS", "app_from_env", "create_app"]
 
-ROUTERS: list[APIRouter] = [health.router, search.router, query.router]
+ROUTERS: list[APIRouter] = [health.router, search.router, query.router, sources.router]
+
+log = logging.getLogger("grounded.api")
 
 
 def create_app(kb: KnowledgeBase) -> FastAPI:
     """An app serving ``kb``; the embedding model is loaded at start-up, not on the first query."""
+    keys = KeyStore(kb.path / KEYS_FILE)
+    server = kb.settings.server
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not keys.has_keys():
+            log.warning(
+                "LOCAL DEVELOPMENT MODE: no API key exists in %s, so every caller is an admin and sees every "
+                "source. Create a key with `grounded keys create --name NAME --groups a,b [--admin]` before "
+                "exposing this server.",
+                keys.path,
+            )
         if kb.version is not None:
             kb.snapshot()
             kb.embedder.embed_query("warm up")
         yield
+        # Graceful shutdown: uvicorn stops accepting, lets in-flight requests finish, then we get here.
+        app.state.shutting_down = True
 
     app = FastAPI(
         title="grounded",
@@ -42,7 +64,23 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.kb = kb
+    app.state.keys = keys
+    app.state.refresher = Refresher(kb)
+    app.state.rate_limiter = RateLimiter(server.rate_limit, server.rate_burst) if server.rate_limit > 0 else None
+    app.state.shutting_down = False
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(ServingMiddleware, max_body_bytes=server.max_body_bytes)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``GROUNDED_KB_PATH`` (and the rest of the settings): uvicorn's worker factory."""
+    from grounded.config import load_settings
+    from grounded.logs import configure_logging
+
+    settings = load_settings()
+    if os.environ.get("GROUNDED_LOG_CONFIGURED") == "1":
+        configure_logging(settings.server.log_format)
+    return create_app(KnowledgeBase(settings.kb_path, settings, create=True))

@@ -7,6 +7,7 @@ offending fields listed; anything unexpected becomes a 500 whose detail hides in
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from grounded.errors import GroundedError
+from grounded.errors import GroundedError, RateLimited, Unauthorized
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -46,7 +47,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def grounded_error(request: Request, exc: GroundedError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
-        return problem(request, exc.status, exc.title, str(exc))
+        response = problem(request, exc.status, exc.title, str(exc))
+        if isinstance(exc, RateLimited):
+            response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+        if isinstance(exc, Unauthorized):
+            response.headers["www-authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,7 +1,9 @@
-"""``grounded serve``: the REST API on uvicorn."""
+"""``grounded serve``: the REST API on uvicorn, with the source scheduler alongside."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Annotated
 
 import typer
@@ -15,18 +17,55 @@ def serve(
     kb: KBOption = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default from config: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from config: 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default from config: 1).", min=1)] = None,
+    scheduler: Annotated[
+        bool | None, typer.Option(help="Refresh sources on their schedules in this process (default: on).")
+    ] = None,
 ) -> None:
-    """Serve the REST API (OpenAPI docs at /docs)."""
-    import uvicorn
+    """Serve the REST API (OpenAPI docs at /docs, web page at /) and run the source schedules.
 
-    from grounded.api.app import create_app
-
+    Workers are separate processes over the same knowledge base; the scheduler runs once, in
+    this process. SIGTERM or Ctrl-C stops accepting connections and lets requests in flight
+    finish (up to server.graceful_timeout_s).
+    """
     knowledge = open_kb(kb, create=True)
     settings = knowledge.settings
-    application = create_app(knowledge)
-    uvicorn.run(
-        application,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
-        log_level="info",
-    )
+    count = workers or settings.server.workers
+    if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before prometheus_client is imported anywhere: every worker then writes its metrics
+        # to this folder and /metrics merges them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="grounded-metrics-")
+    run_server(knowledge, host=host, port=port, workers=count, scheduler=scheduler)
+
+
+def run_server(knowledge: object, *, host: str | None, port: int | None, workers: int, scheduler: bool | None) -> None:
+    """Run uvicorn over ``knowledge`` with ``workers`` processes and the scheduler thread."""
+    import uvicorn
+
+    from grounded.kb import KnowledgeBase
+    from grounded.logs import configure_logging
+    from grounded.scheduler import Refresher, Scheduler
+
+    assert isinstance(knowledge, KnowledgeBase)
+    settings = knowledge.settings
+    configure_logging(settings.server.log_format)
+    os.environ["GROUNDED_LOG_CONFIGURED"] = "1"
+    os.environ["GROUNDED_KB_PATH"] = str(knowledge.path.resolve())
+    run_scheduler = settings.server.scheduler if scheduler is None else scheduler
+    background = Scheduler(Refresher(knowledge)) if run_scheduler else None
+    if background is not None and background.schedules:
+        background.start()
+    try:
+        uvicorn.run(
+            "grounded.api.app:app_from_env",
+            factory=True,
+            host=host or settings.server.host,
+            port=port or settings.server.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=round(settings.server.graceful_timeout_s),
+        )
+    finally:
+        if background is not None:
+            background.stop()

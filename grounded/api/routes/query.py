@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from grounded.answer import Answer, AnswerSentence, Citation
-from grounded.api.deps import KBDep
+from grounded.api.deps import KBDep, PrincipalDep
 from grounded.engine import AnswerEvent
 from grounded.errors import GroundedError
+from grounded.metrics import observe_answer
 
 __all__ = ["CitationOut", "QueryRequest", "QueryResponse", "SentenceOut", "router"]
 
@@ -125,16 +126,20 @@ def _encode(event: AnswerEvent) -> bytes:
     response_model=QueryResponse,
     responses={200: {"content": {"text/event-stream": {}}}, 504: {"description": "The answer expert timed out."}},
 )
-async def query(body: QueryRequest, request: Request, kb: KBDep) -> Any:
-    """Answer ``query`` from the knowledge base, every sentence cited and verified."""
+async def query(body: QueryRequest, request: Request, kb: KBDep, principal: PrincipalDep) -> Any:
+    """Answer ``query`` from what the caller may read, every sentence cited and verified."""
     engine = kb.engine
+    groups = principal.acl_groups
     if "text/event-stream" not in request.headers.get("accept", ""):
         answer = await run_in_threadpool(
-            engine.answer, body.query, k=body.k, filters=body.filters, use_cache=body.cache
+            engine.answer, body.query, k=body.k, filters=body.filters, use_cache=body.cache, acl_groups=groups
         )
+        observe_answer(answer, "/v1/query")
         return QueryResponse.of(answer)
 
-    events: Iterator[AnswerEvent] = engine.stream(body.query, k=body.k, filters=body.filters, use_cache=body.cache)
+    events: Iterator[AnswerEvent] = engine.stream(
+        body.query, k=body.k, filters=body.filters, use_cache=body.cache, acl_groups=groups
+    )
     # Validate before the 200 goes out: bad input still gets a problem+json response.
     first = await run_in_threadpool(next, events)
 
@@ -142,6 +147,8 @@ async def query(body: QueryRequest, request: Request, kb: KBDep) -> Any:
         yield _encode(first)
         try:
             async for event in iterate_in_threadpool(events):
+                if event.kind == "answer":
+                    observe_answer(event.data, "/v1/query")
                 yield _encode(event)
         except GroundedError as exc:
             yield _sse(

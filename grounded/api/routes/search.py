@@ -1,4 +1,4 @@
-"""``POST /v1/search``: hybrid retrieval over the current index version."""
+"""``POST /v1/search``: hybrid retrieval over the current index version, as the caller may see it."""
 
 from __future__ import annotations
 
@@ -6,18 +6,31 @@ import time
 
 from fastapi import APIRouter
 
-from grounded.api.deps import KBDep
+from grounded.api.deps import KBDep, PrincipalDep
 from grounded.api.schemas import HitOut, SearchRequest, SearchResponse
+from grounded.metrics import RETRIEVAL_HITS
 
 router = APIRouter(tags=["search"])
 
 
 @router.post("/v1/search", response_model=SearchResponse)
-def search(body: SearchRequest, kb: KBDep) -> SearchResponse:
-    """Return the ``k`` chunks that best match ``query``, with scores and character offsets."""
+def search(body: SearchRequest, kb: KBDep, principal: PrincipalDep) -> SearchResponse:
+    """Return the ``k`` chunks that best match ``query``, with scores and character offsets.
+
+    Only documents the caller's key may read are searched: a source outside its groups
+    contributes nothing, not even to the number of hits.
+    """
     started = time.perf_counter()
-    snapshot = kb.snapshot()
-    hits = kb.search(body.query, k=body.k, filters=body.filters, mode=body.mode)
+    snapshot = kb.snapshot()  # one version for the hits and the reported index_version
+    hits = kb.search(
+        body.query,
+        k=body.k,
+        filters=body.filters,
+        mode=body.mode,
+        acl_groups=principal.acl_groups,
+        snapshot=snapshot,
+    )
+    RETRIEVAL_HITS.labels(route="/v1/search").observe(len(hits))
     return SearchResponse(
         query=body.query,
         index_version=snapshot.version.id,
