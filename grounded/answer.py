@@ -159,8 +159,12 @@ class Evidence:
     sentences: tuple[tuple[int, int], ...]
     """Spans (offsets into ``citation.text``) of the sentences shown, in text order."""
 
-    def shown_text(self) -> str:
-        return " ".join(" ".join(self.citation.text[a:b].split()) for a, b in self.sentences)
+    def shown_text(self, max_sentence_chars: int = 400) -> str:
+        parts = []
+        for a, b in self.sentences:
+            sentence = " ".join(self.citation.text[a:b].split())
+            parts.append(sentence if len(sentence) <= max_sentence_chars else sentence[:max_sentence_chars] + " ...")
+        return " ".join(parts)
 
 
 def build_messages(question: str, evidence: Sequence[Evidence]) -> list[Message]:

@@ -104,7 +104,7 @@ class ExpertSpec(BaseModel):
     timeout_s: float = Field(60.0, gt=0, description="Longest one generation may take before ExpertTimeout.")
     max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx and connection errors (HTTP backends).")
     device: str | None = Field(None, description="`cpu`, `cuda` or unset for the best available (local backends).")
-    threads: int | None = Field(None, ge=1, description="CPU threads for local backends (unset: all cores).")
+    threads: int | None = Field(None, ge=1, description="CPU threads for local backends (unset: half the cores).")
 
 
 class ExpertsSettings(BaseModel):
@@ -117,8 +117,8 @@ class AnswerSettings(BaseModel):
     """How ``kb.ask`` turns retrieved evidence into a cited, verified answer."""
 
     k: int = Field(3, ge=1, le=20, description="Evidence passages given to the answer expert.")
-    sentences_per_passage: int = Field(3, ge=1, le=50, description="Best sentences kept from each passage.")
-    max_new_tokens: int = Field(96, ge=8, le=2048, description="Longest answer the expert may write, in tokens.")
+    sentences_per_passage: int = Field(2, ge=1, le=50, description="Best sentences kept from each passage.")
+    max_new_tokens: int = Field(64, ge=8, le=2048, description="Longest answer the expert may write, in tokens.")
     min_evidence_similarity: float = Field(
         0.45, ge=-1, le=1, description="Abstain when no evidence sentence is this similar to the question."
     )

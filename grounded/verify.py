@@ -99,7 +99,8 @@ def build_pool(question: str, citations: Sequence[Citation], embedder: SentenceE
             if c.text[a:b].strip():
                 owners.append(c.id)
                 spans.append((a, b))
-                texts.append(c.text[a:b])
+                # The title gives a sentence its subject ("It is located ..." -> "Mount Logan: It is ...").
+                texts.append(f"{c.title}: {c.text[a:b]}" if c.title else c.text[a:b])
     vectors = embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
     qsim = vectors @ embedder.embed_query(question) if texts else np.zeros(0, np.float32)
     return EvidencePool(

@@ -73,8 +73,9 @@ class TransformersGenerator:
         transformers = _transformers()
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
-        if self.spec.threads:
-            torch.set_num_threads(self.spec.threads)
+        # Half the cores by default: on a busy machine, OpenMP threads that spin waiting for a
+        # descheduled sibling make decoding several times slower than fewer threads.
+        torch.set_num_threads(self.spec.threads or max(1, (os.cpu_count() or 2) // 2))
         # Greedy decoding is only reproducible when every kernel is.
         torch.use_deterministic_algorithms(True)
         device = self.spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
