@@ -1,0 +1,521 @@
+"""Look inside a knowledge base: its sources, documents, mirrored tables, read-only SQL, and why
+retrieval ranked what it ranked. The :class:`~grounded.kb.KnowledgeBase` methods ``sources``,
+``source``, ``documents``, ``tables``, ``sql``, ``explain`` and ``trace`` call into here.
+
+SQL runs on a connection of its own: an in-memory DuckDB that ATTACHes the published version's
+file ``READ_ONLY``, then turns off all file and network access (``enable_external_access``) and
+locks its configuration. Only one ``SELECT`` (``WITH ... SELECT``, ``FROM t``, ``DESCRIBE``)
+statement per call passes DuckDB's own parser check; anything else is an ``InvalidRequest``.
+
+Example::
+
+    kb.sql("SELECT source, count(*) AS n FROM documents GROUP BY ALL ORDER BY n DESC")
+    kb.explain("how does the with statement call __exit__")   # BM25 vs dense vs fused ranks
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import duckdb
+import pyarrow as pa
+
+from grounded.display import STYLE, _link, table_html, trace_rows
+from grounded.errors import InvalidRequest, NotFound
+from grounded.retrieval import fuse, parse_filters
+from indexes.duckdb_store import fts_extension_path
+
+if TYPE_CHECKING:
+    from grounded.answer import Answer
+    from grounded.engine import Draft
+    from grounded.kb import KnowledgeBase
+
+__all__ = ["AnswerTrace", "ExploreMixin", "SQLReader", "SourceInfo", "Sources", "TableInfo"]
+
+CATALOG = "grounded_kb"
+"""The name the published version is attached under in the read-only SQL connection."""
+
+_INTERNAL_SCHEMAS = ("main", "information_schema", "pg_catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """A table mirrored from a source: ``<source>.<table>``, its columns and row count."""
+
+    source: str
+    table: str
+    rows: int
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def qualified(self) -> str:
+        return f'"{self.source}"."{self.table}"'
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """One source of the knowledge base as of the current version."""
+
+    name: str
+    type: str | None
+    last_synced_at: datetime | None
+    documents: int
+    chunks: int
+    tables: tuple[TableInfo, ...] = ()
+    recent: tuple[Mapping[str, Any], ...] = ()
+    """A few of its documents, most recently updated first (doc_id, title, uri, updated_at)."""
+
+    def _repr_html_(self) -> str:
+        synced = self.last_synced_at.isoformat(timespec="seconds") if self.last_synced_at else "never"
+        tables = (
+            table_html(
+                [
+                    {"table": t.qualified, "rows": t.rows, "columns": [f"{n} {ty}" for n, ty in t.columns]}
+                    for t in self.tables
+                ]
+            )
+            if self.tables
+            else "<div class='muted'>no mirrored tables</div>"
+        )
+        docs = "".join(
+            f"<li>{_link(str(d.get('title') or d['doc_id']), str(d.get('uri') or ''))}</li>" for d in self.recent
+        )
+        return (
+            f"<div class='gr'>{STYLE}<b>{_escape(self.name)}</b> <span class='muted'>{_escape(self.type or '?')}"
+            f" · synced {_escape(synced)} · {self.documents} documents · {self.chunks} chunks</span>"
+            f"{tables}{f'<ul>{docs}</ul>' if docs else ''}</div>"
+        )
+
+
+class Sources(list[SourceInfo]):
+    """The sources of a knowledge base; a table in Jupyter, ``to_pandas()`` for a DataFrame."""
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": s.name,
+                "type": s.type,
+                "last_synced_at": s.last_synced_at,
+                "documents": s.documents,
+                "chunks": s.chunks,
+                "tables": len(s.tables),
+            }
+            for s in self
+        ]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self._rows(), columns=["name", "type", "last_synced_at", "documents", "chunks", "tables"])
+
+    def _repr_html_(self) -> str:
+        return f"<div class='gr'>{STYLE}{table_html(self._rows())}</div>"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTrace:
+    """What happened on the way to an answer: timings, what the model wrote, each check."""
+
+    answer: Answer
+    draft: Draft | None
+    note: str = ""
+    """Why there is no draft, when there is none."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per sentence the model wrote, with the verifier's findings."""
+        if self.draft is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for i, (text, cites) in enumerate(self.draft.parsed):
+            check = self.draft.checks[i] if i < len(self.draft.checks) else None
+            row: dict[str, Any] = {"sentence": text, "cites": cites}
+            if check is not None:
+                row.update(dataclasses.asdict(check))
+            out.append(row)
+        return out
+
+    def _repr_html_(self) -> str:
+        steps = trace_rows(self.answer)
+        parts = [f"<div class='gr'>{STYLE}<b>trace</b> <span class='muted'>{_escape(self.answer.question)}</span>"]
+        if steps:
+            parts.append(table_html(steps))
+        if self.draft is None:
+            parts.append(f"<div class='muted'>no draft: {_escape(self.note)}</div>")
+        else:
+            parts.append(f"<div class='muted'>best evidence similarity {self.draft.best_similarity:.3f}</div>")
+            if self.draft.generation is not None:
+                parts.append(f"<div>model wrote: <q>{_escape(self.draft.generation.text)}</q></div>")
+            else:
+                parts.append("<div class='muted'>the model was not asked (no evidence close enough)</div>")
+            if self.draft.parsed:
+                parts.append(table_html(self.rows()))
+        parts.append("</div>")
+        return "".join(parts)
+
+
+def _escape(text: str) -> str:
+    from html import escape
+
+    return escape(text)
+
+
+# -- read-only SQL --------------------------------------------------------------------------------
+
+
+class SQLReader:
+    """A read-only, sandboxed DuckDB connection to one published version's store file."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.path = Path(store_path)
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+        try:
+            con.execute(f"LOAD '{_quote(str(fts_extension_path()))}'")
+            con.execute(f"ATTACH '{_quote(str(self.path))}' AS {CATALOG} (READ_ONLY)")
+            con.execute(f"USE {CATALOG}")
+            # From here on no file, extension or network access, and no way to turn it back on.
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error:
+            con.close()
+            raise
+        self._con = con
+        self._lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for one query (``USE`` is per connection, so it is set again)."""
+        with self._lock:
+            cur = self._con.cursor()
+        cur.execute(f"USE {CATALOG}")
+        return cur
+
+    def check(self, query: str) -> str:
+        """``query`` if it is exactly one SELECT statement; else InvalidRequest naming what it is."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequest("kb.sql needs a SELECT statement; got an empty query")
+        try:
+            statements = self.cursor().extract_statements(query)
+        except duckdb.Error as exc:
+            raise InvalidRequest(f"kb.sql cannot parse the query: {exc}") from exc
+        if len(statements) != 1:
+            raise InvalidRequest(f"kb.sql runs exactly one statement; got {len(statements)}. Send them one at a time")
+        kind = statements[0].type
+        if kind.name != "SELECT":
+            raise InvalidRequest(f"kb.sql is read-only: it runs SELECT (or WITH ... SELECT) only; got {kind.name}")
+        return query
+
+    def query(
+        self, query: str, *, params: Sequence[Any] | None = None, limit: int = 10_000, timeout_s: float = 30.0
+    ) -> pa.Table:
+        """Rows of one checked SELECT as an Arrow table, at most ``limit`` rows."""
+        self.check(query)
+        return self._run(query, params, limit=limit, timeout_s=timeout_s)
+
+    def _run(self, query: str, params: Sequence[Any] | None, *, limit: int, timeout_s: float) -> pa.Table:
+        cur = self.cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timer.start()
+        try:
+            reader = cur.execute(query, list(params) if params else None).fetch_record_batch(min(limit, 2048) or 1)
+            batches: list[pa.RecordBatch] = []
+            rows = 0
+            truncated = False
+            for batch in reader:
+                if rows + batch.num_rows > limit:
+                    batches.append(batch.slice(0, limit - rows))
+                    truncated = True
+                    break
+                batches.append(batch)
+                rows += batch.num_rows
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.InterruptException as exc:
+            raise InvalidRequest(
+                f"kb.sql stopped the query after {timeout_s:g} s; narrow it or pass timeout_s"
+            ) from exc
+        except duckdb.PermissionException as exc:
+            raise InvalidRequest(
+                f"kb.sql reads only the knowledge base's own tables (no files, no network): {exc}"
+            ) from exc
+        except duckdb.Error as exc:
+            raise InvalidRequest(f"kb.sql: {exc}") from exc
+        finally:
+            timer.cancel()
+            cur.close()
+        meta = {**(table.schema.metadata or {}), b"grounded.truncated": b"1" if truncated else b"0"}
+        return table.replace_schema_metadata(meta)
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+@functools.lru_cache(maxsize=4)
+def _reader(store_path: str, version: str) -> SQLReader:
+    # Versions are immutable, so one reader per (path, version) serves every later call.
+    return SQLReader(Path(store_path))
+
+
+def reader_for(kb: KnowledgeBase) -> SQLReader:
+    """The read-only SQL connection for the knowledge base's current version."""
+    snap = kb.snapshot()
+    return _reader(str(snap.version.store_path), snap.version.id)
+
+
+def to_frame(table: pa.Table, fmt: Literal["pandas", "arrow"]) -> Any:
+    """``table`` as asked: Arrow as is, or a pandas DataFrame (``attrs['truncated']`` set)."""
+    if fmt == "arrow":
+        return table
+    if fmt != "pandas":
+        raise InvalidRequest(f"format must be 'pandas' or 'arrow'; got {fmt!r}")
+    frame = table.to_pandas()
+    frame.attrs["truncated"] = (table.schema.metadata or {}).get(b"grounded.truncated") == b"1"
+    return frame
+
+
+# -- helpers behind KnowledgeBase -----------------------------------------------------------------
+
+
+def sql(
+    kb: KnowledgeBase,
+    query: str,
+    *,
+    limit: int = 10_000,
+    timeout_s: float = 30.0,
+    format: Literal["pandas", "arrow"] = "pandas",
+) -> Any:
+    """Run one read-only SELECT on the current version; see the module docstring."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidRequest(f"limit must be a positive integer; got {limit!r}")
+    return to_frame(reader_for(kb).query(query, limit=limit, timeout_s=timeout_s), format)
+
+
+def _internal(kb: KnowledgeBase, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Our own fixed queries: same sandboxed connection, no statement check."""
+    rows: list[dict[str, Any]] = reader_for(kb)._run(query, params, limit=1_000_000, timeout_s=60.0).to_pylist()
+    return rows
+
+
+def tables(kb: KnowledgeBase, source: str | None = None) -> list[TableInfo]:
+    """Mirrored tables (``<source>.<table>``) with their columns and exact row counts."""
+    rows = _internal(
+        kb,
+        "SELECT schema_name, table_name, list(column_name ORDER BY column_index) AS names, "
+        "list(data_type ORDER BY column_index) AS types FROM duckdb_columns() "
+        "WHERE database_name = ? AND NOT list_contains(?, schema_name) AND NOT starts_with(schema_name, 'fts_') "
+        "AND (? IS NULL OR schema_name = ?) GROUP BY ALL ORDER BY ALL",
+        [CATALOG, list(_INTERNAL_SCHEMAS), source, source],
+    )
+    out: list[TableInfo] = []
+    for row in rows:
+        schema, name = str(row["schema_name"]), str(row["table_name"])
+        qualified = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+        count = _internal(kb, f"SELECT count(*) AS n FROM {qualified}")[0]["n"]
+        out.append(TableInfo(schema, name, int(count), tuple(zip(row["names"], row["types"], strict=True))))
+    return out
+
+
+def tables_frame(kb: KnowledgeBase) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "source": t.source,
+                "table": t.table,
+                "rows": t.rows,
+                "columns": ", ".join(f"{n} {ty}" for n, ty in t.columns),
+            }
+            for t in tables(kb)
+        ],
+        columns=["source", "table", "rows", "columns"],
+    )
+
+
+def sources(kb: KnowledgeBase) -> Sources:
+    """Every source with its counts and mirrored tables (the ``sources`` catalog + documents)."""
+    rows = _internal(
+        kb,
+        "WITH names AS (SELECT name FROM sources UNION SELECT DISTINCT source FROM documents), "
+        "docs AS (SELECT source, count(*) AS documents FROM documents GROUP BY ALL), "
+        "chunks AS (SELECT d.source, count(*) AS chunks FROM chunks c JOIN documents d USING (doc_id) GROUP BY ALL) "
+        "SELECT n.name, s.type, s.last_synced_at, coalesce(docs.documents, 0) AS documents, "
+        "coalesce(chunks.chunks, 0) AS chunks FROM names n LEFT JOIN sources s USING (name) "
+        "LEFT JOIN docs ON docs.source = n.name LEFT JOIN chunks ON chunks.source = n.name ORDER BY n.name",
+    )
+    by_source: dict[str, list[TableInfo]] = {}
+    for t in tables(kb):
+        by_source.setdefault(t.source, []).append(t)
+    return Sources(
+        SourceInfo(
+            name=str(r["name"]),
+            type=r["type"],
+            last_synced_at=r["last_synced_at"],
+            documents=int(r["documents"]),
+            chunks=int(r["chunks"]),
+            tables=tuple(by_source.get(str(r["name"]), ())),
+        )
+        for r in rows
+    )
+
+
+def source(kb: KnowledgeBase, name: str, *, recent: int = 5) -> SourceInfo:
+    """One source, with its tables and its ``recent`` most recently updated documents."""
+    for info in sources(kb):
+        if info.name == name:
+            docs = _internal(
+                kb,
+                "SELECT doc_id, title, uri, updated_at FROM documents WHERE source = ? "
+                "ORDER BY updated_at DESC NULLS LAST, key LIMIT ?",
+                [name, recent],
+            )
+            return dataclasses.replace(info, recent=tuple(docs))
+    known = ", ".join(s.name for s in sources(kb)) or "none"
+    raise NotFound(f"no source named {name!r} in {kb.path}; known sources: {known}")
+
+
+def documents(kb: KnowledgeBase, source: str | None = None, *, limit: int = 50, offset: int = 0) -> Any:
+    """Documents as a DataFrame (id, source, key, title, uri, characters, chunks, dates), by source and key."""
+    for label, value in (("limit", limit), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if label == "limit" else 0):
+            raise InvalidRequest(
+                f"{label} must be a {'positive' if label == 'limit' else 'non-negative'} integer; got {value!r}"
+            )
+    table = reader_for(kb)._run(
+        "SELECT d.doc_id, d.source, d.key, d.title, d.uri, length(d.text) AS characters, "
+        "count(c.chunk_id) AS chunks, d.updated_at, d.ingested_at "
+        "FROM documents d LEFT JOIN chunks c USING (doc_id) WHERE (? IS NULL OR d.source = ?) "
+        "GROUP BY ALL ORDER BY d.source, d.key LIMIT ? OFFSET ?",
+        [source, source, limit, offset],
+        limit=limit,
+        timeout_s=60.0,
+    )
+    return to_frame(table, "pandas")
+
+
+def explain(kb: KnowledgeBase, question: str, *, k: int = 10, filters: Mapping[str, Any] | None = None) -> Any:
+    """BM25 and dense candidates side by side with their fused ranks, as a DataFrame.
+
+    Rows are every chunk that either side or the fusion puts in its top ``k``, ordered by fused
+    rank (the order ``kb.search`` returns); ``None`` in a rank column means that side did not
+    return the chunk among its ``search.candidates`` candidates.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from grounded.kb import validate_query
+
+    question = validate_query(question)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= kb.settings.search.max_k:
+        raise InvalidRequest(f"k must be an integer from 1 to {kb.settings.search.max_k}; got {k!r}")
+    settings = kb.settings.search
+    parsed = parse_filters(filters)
+    snap = kb.snapshot()
+    depth = max(settings.candidates, k)
+    bm25 = snap.store.bm25(question, depth, parsed)
+    dense: list[tuple[int, float]] = []
+    if snap.vectors.ntotal:
+        allowed = None if parsed.is_empty() else snap.store.allowed_chunk_ids(parsed)
+        if allowed is None or len(allowed):
+            scores, ids = snap.vectors.search(kb.embedder.embed_query(question)[None, :], depth, allowed=allowed)
+            dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    fused = fuse(bm25, dense, settings)
+    sides = {
+        "fused": {cid: (r, s) for r, (cid, s) in enumerate(fused, 1)},
+        "bm25": {cid: (r, s) for r, (cid, s) in enumerate(bm25, 1)},
+        "dense": {cid: (r, s) for r, (cid, s) in enumerate(dense, 1)},
+    }
+    shown = sorted(
+        {cid for ranks in sides.values() for cid, (r, _) in ranks.items() if r <= k},
+        key=lambda cid: sides["fused"][cid][0],
+    )
+    rows = snap.store.chunk_rows(shown)
+    records = []
+    for cid in shown:
+        row = rows.get(cid, {})
+        rec: dict[str, Any] = {}
+        for side, ranks in sides.items():
+            rank, score = ranks.get(cid, (None, None))
+            rec[f"{side}_rank"] = rank
+            rec[f"{side}_score"] = None if score is None else float(np.float32(score))
+        text = " ".join(str(row.get("text", "")).split())
+        rec.update(
+            chunk_id=cid,
+            title=row.get("title") or row.get("doc_id"),
+            source=row.get("source"),
+            text=text if len(text) <= 160 else text[:159] + "…",
+        )
+        records.append(rec)
+    frame = pd.DataFrame(records, columns=_EXPLAIN_COLUMNS)
+    for col in ("fused_rank", "bm25_rank", "dense_rank"):
+        frame[col] = frame[col].astype("Int64")
+    frame.attrs.update(query=question, index_version=snap.version.id, k=k, candidates=depth)
+    return frame
+
+
+_EXPLAIN_COLUMNS = [
+    "fused_rank",
+    "fused_score",
+    "bm25_rank",
+    "bm25_score",
+    "dense_rank",
+    "dense_score",
+    "chunk_id",
+    "title",
+    "source",
+    "text",
+]
+
+
+def trace(kb: KnowledgeBase, answer: Answer) -> AnswerTrace:
+    """The trace of ``answer``; the model's draft is attached only to the last ``kb.ask`` answer."""
+    if answer.cached:
+        return AnswerTrace(answer, None, "the answer came from the cache (ask with use_cache=False to see one)")
+    if answer is not getattr(kb, "_last_answer", None):
+        return AnswerTrace(answer, None, "the model's draft is kept for the last kb.ask answer only")
+    return AnswerTrace(answer, kb.engine.last_draft)
+
+
+class ExploreMixin:
+    """The exploration methods of :class:`~grounded.kb.KnowledgeBase` (each documented above)."""
+
+    def _kb(self) -> KnowledgeBase:
+        return cast("KnowledgeBase", self)
+
+    def sources(self) -> Sources:
+        """Every source with its type, last sync, document/chunk counts and mirrored tables."""
+        return sources(self._kb())
+
+    def source(self, name: str) -> SourceInfo:
+        """One source, with its tables and a few recently updated documents (NotFound if absent)."""
+        return source(self._kb(), name)
+
+    def documents(self, source: str | None = None, *, limit: int = 50, offset: int = 0) -> Any:
+        """Documents (of one ``source``, or all) as a pandas DataFrame, ordered by source and key."""
+        return documents(self._kb(), source, limit=limit, offset=offset)
+
+    def tables(self) -> Any:
+        """Mirrored tables ``<source>.<table>`` as a DataFrame: source, table, rows, columns."""
+        return tables_frame(self._kb())
+
+    def sql(
+        self, query: str, *, limit: int = 10_000, timeout_s: float = 30.0, format: Literal["pandas", "arrow"] = "pandas"
+    ) -> Any:
+        """One read-only SELECT on the current version, as pandas (default) or Arrow.
+
+        >>> kb.sql("SELECT source, count(*) AS n FROM documents GROUP BY ALL")   # doctest: +SKIP
+        """
+        return sql(self._kb(), query, limit=limit, timeout_s=timeout_s, format=format)
+
+    def explain(self, question: str, *, k: int = 10, filters: Mapping[str, Any] | None = None) -> Any:
+        """BM25 and dense candidates side by side with their fused ranks (a DataFrame)."""
+        return explain(self._kb(), question, k=k, filters=filters)
+
+    def trace(self, answer: Answer) -> AnswerTrace:
+        """How ``answer`` came about: timings, the model's draft and the verifier's checks."""
+        return trace(self._kb(), answer)
