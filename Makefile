@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest serve bench clean
+.PHONY: venv demo test lint typecheck pytest serve bench notebook clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ pytest: venv
 
 serve: venv
 	$(BIN)/grounded serve --kb $(KB) --host $(HOST) --port $(PORT)
+
+## notebook: JupyterLab on notebooks/ with this .venv as the kernel (installs jupyterlab on first use)
+notebook: venv
+	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet -e '.[dev,notebook]'
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 ## bench: the benchmarks (need ../shared/data)
 bench: venv
