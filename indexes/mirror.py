@@ -124,13 +124,26 @@ class TableMirror:
         if not batch.rows:
             return 0
         names = [c.name for c in batch.columns]
-        rows = _last_per_key(batch.rows, [names.index(k) for k in batch.primary_key])
-        data = _arrow(names, rows)
+        key_idx = [names.index(k) for k in batch.primary_key]
+        rows = batch.rows
+        if len(key_idx) == 1:
+            if len({r[key_idx[0]] for r in rows}) != len(rows):
+                rows = _last_per_key(rows, key_idx)
+        else:
+            rows = _last_per_key(rows, key_idx)
+        data = _arrow(names, rows, [c.type for c in batch.columns])
         view = "_grounded_rows"
+        target = self.qualified(batch.table)
         self.con.register(view, data)
         try:
             select = ", ".join(f"{quote_ident(c.name)}::{c.type}" for c in batch.columns)
-            self.con.execute(f"INSERT OR REPLACE INTO {self.qualified(batch.table)} SELECT {select} FROM {view}")
+            match = " AND ".join(
+                f"t.{quote_ident(k)} = v.{quote_ident(k)}::{_key_type(batch, k)}" for k in batch.primary_key
+            )
+            existing = self.con.execute(f"SELECT count(*) FROM {target} t JOIN {view} v ON {match}").fetchone()
+            # A plain INSERT is a third faster than INSERT OR REPLACE; most pages hold only new keys.
+            verb = "INSERT OR REPLACE" if existing and existing[0] else "INSERT"
+            self.con.execute(f"{verb} INTO {target} SELECT {select} FROM {view}")
         except duckdb.Error as exc:
             raise FatalConnectorError(
                 f"source {self.source!r}: rows of table {batch.table!r} do not fit its mirror ({exc})"
@@ -138,8 +151,7 @@ class TableMirror:
         finally:
             self.con.unregister(view)
         if batch.table in self._seen:
-            idx = [names.index(k) for k in batch.primary_key]
-            self.mark_seen(batch.table, [tuple(r[i] for i in idx) for r in rows])
+            self.mark_seen(batch.table, [tuple(r[i] for i in key_idx) for r in rows])
         return len(rows)
 
     def delete(self, table: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -227,22 +239,55 @@ def _normal_type(type_: str) -> str:
     return aliases.get(upper, upper)
 
 
+def _key_type(batch: RowBatch, key: str) -> str:
+    return next(c.type for c in batch.columns if c.name == key)
+
+
 def _last_per_key(rows: Sequence[tuple[Any, ...]], key_idx: list[int]) -> list[tuple[Any, ...]]:
     """Rows with duplicate keys collapsed to the last one (an upsert cannot hold both)."""
     out: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for row in rows:
         out[tuple(row[i] for i in key_idx)] = row
-    return list(out.values()) if len(out) != len(rows) else list(rows)
+    return list(out.values())
 
 
-def _arrow(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> pa.Table:
-    """Rows as an Arrow table (column-wise), letting Arrow infer each column's type."""
+def _arrow(names: Sequence[str], rows: Sequence[tuple[Any, ...]], types: Sequence[str] | None = None) -> pa.Table:
+    """Rows as an Arrow table, column by column.
+
+    With the mirror's DuckDB ``types``, columns convert straight to the matching Arrow type,
+    several times faster than letting Arrow infer (decimals and timestamps especially).
+    """
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
-    for values in columns:
+    for i, values in enumerate(columns):
+        arrow_type = _arrow_type(types[i]) if types else None
+        try:
+            arrays.append(pa.array(values, type=arrow_type))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            pass
         try:
             arrays.append(pa.array(values))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             # Mixed Python types in one column: hand DuckDB text and let the cast decide.
             arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
     return pa.table(dict(zip(names, arrays, strict=True)))
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "TINYINT": pa.int8(),
+    "UBIGINT": pa.uint64(), "UINTEGER": pa.uint32(), "USMALLINT": pa.uint16(), "UTINYINT": pa.uint8(),
+    "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "VARCHAR": pa.string(), "JSON": pa.string(),
+    "BOOLEAN": pa.bool_(), "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"),
+    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "BLOB": pa.binary(),
+}  # fmt: skip
+
+
+def _arrow_type(duckdb_type: str) -> pa.DataType | None:
+    normal = _normal_type(duckdb_type)
+    if normal in _ARROW_TYPES:
+        return _ARROW_TYPES[normal]
+    if normal.startswith("DECIMAL(") and normal.endswith(")"):
+        precision, scale = (int(x) for x in normal[8:-1].split(","))
+        return pa.decimal128(precision, scale)
+    return None
