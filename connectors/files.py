@@ -134,7 +134,8 @@ class FilesConnector:
                     continue
                 title = obj.get(self.config.title_field)
                 metadata = {
-                    k: v for k, v in obj.items()
+                    k: v
+                    for k, v in obj.items()
                     if k not in (*self.config.id_field, *self.config.text_field, self.config.title_field)
                     and isinstance(v, str | int | float | bool)
                 }

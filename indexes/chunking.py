@@ -21,8 +21,48 @@ __all__ = ["ChunkingConfig", "chunk_document", "chunk_id_for", "sentence_spans"]
 # abbreviations ("e.g.", "Dr.", "Fig.") and single initials are not ends.
 _END = re.compile(r"""[.!?]+["')\]]*\s+(?=["'(\[]?[A-Z0-9])|\n\s*\n""")
 _ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs cf al fig figs eq eqs no nos dr mr mrs ms prof sr jr st approx ca resp inc ltd co "
-    "jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k".split()
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "cf",
+        "al",
+        "fig",
+        "figs",
+        "eq",
+        "eqs",
+        "no",
+        "nos",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "approx",
+        "ca",
+        "resp",
+        "inc",
+        "ltd",
+        "co",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "u.s",
+        "u.k",
+    ]
 )
 
 

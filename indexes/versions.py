@@ -103,9 +103,7 @@ class VersionStore:
         except (OSError, ValueError) as exc:
             raise CorruptKnowledgeBase(f"{marker} is unreadable ({exc}); the directory is damaged") from exc
         if not isinstance(found, dict) or found.get("version") != FORMAT_VERSION:
-            raise CorruptKnowledgeBase(
-                f"{marker} says format {found!r}; this grounded reads format {FORMAT_VERSION}"
-            )
+            raise CorruptKnowledgeBase(f"{marker} says format {found!r}; this grounded reads format {FORMAT_VERSION}")
         return cls(root, keep=keep)
 
     def current_id(self) -> str | None:
