@@ -136,19 +136,10 @@ class Answer:
         )
 
     def _repr_html_(self) -> str:
-        import html
+        """Jupyter: linked [n] markers, cited spans highlighted, trace and timings (grounded.display)."""
+        from grounded.display import answer_html
 
-        body = "<br>".join(
-            f"{html.escape(s.text)} " + "".join(f"<sup>[{i}]</sup>" for i in s.citations) for s in self.sentences
-        )
-        if self.abstained:
-            body = f"<i>{html.escape(self.text)}</i>"
-        sources = "".join(
-            f"<li value='{c.id}'><b>{html.escape(c.title or c.doc_id)}</b> "
-            f"<small>{html.escape(c.source)} · {html.escape(c.uri)} · {c.start}-{c.end}</small></li>"
-            for c in self.cited()
-        )
-        return f"<div><p>{body}</p><ol>{sources}</ol><small>index version {self.index_version}</small></div>"
+        return answer_html(self)
 
 
 @dataclass(frozen=True, slots=True)
