@@ -49,7 +49,7 @@ STYLE = (
     ".gr .abstain{border-left:4px solid #c77;padding:4px 8px;background:#fff4f4}"
     ".gr .passage{border-left:3px solid #9ab;padding:2px 8px;margin:6px 0}"
     ".gr .text{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}"
-    ".gr sup a{text-decoration:none}"
+    ".gr a.cite{text-decoration:none}"
     "</style>"
 )
 
@@ -273,7 +273,7 @@ def _anchor(answer: Answer) -> str:
 
 
 def _markers(prefix: str, ids: Iterable[int]) -> str:
-    return "".join(f'<sup><a href="#{prefix}-p{i}" title="passage {i}">[{i}]</a></sup>' for i in ids)
+    return "".join(f'<a class="cite" href="#{prefix}-p{i}" title="passage {i}"><sup>[{i}]</sup></a>' for i in ids)
 
 
 def _passage(prefix: str, citation: Citation, spans: Sequence[tuple[int, int]]) -> str:
