@@ -1,0 +1,90 @@
+"""Live calls through a configured REST source: the ``api`` tool.
+
+Only endpoints configured under ``[sources.NAME]`` with ``type = "rest"`` can be called, with
+the source's base URL, auth, rate limit and retries; a call may add query parameters but never
+change the host or path, so a model cannot make the server fetch an arbitrary URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from connectors._http import first, json_path
+from connectors.registry import build_connector
+from connectors.rest import RestConnector
+from grounded.tools.base import Params, Tool, ToolContext, ToolResult, utc_now
+
+__all__ = ["ApiTool"]
+
+MAX_RECORDS = 20
+
+
+class ApiArguments(Params):
+    source: str = Field(min_length=1, description="A configured REST source.")
+    endpoint: str = Field(min_length=1, description="One of the source's endpoints.")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Extra query parameters.")
+
+
+class ApiTool(Tool):
+    """A live GET on one endpoint of a configured REST source; records become evidence."""
+
+    name = "api"
+    description = "Call a configured REST API endpoint live (for facts that change) and return its records."
+    Arguments = ApiArguments
+
+    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+        if ctx.kb is None:
+            return ToolResult.failure(self.name, "no knowledge base is open")
+        sources = ctx.kb.settings.sources
+        config = sources.get(args.source)
+        if config is None or config.type != "rest":
+            rest = sorted(n for n, s in sources.items() if s.type == "rest")
+            return ToolResult.failure(
+                self.name,
+                f"{args.source!r} is not a configured REST source; configured: {rest or 'none'}",
+                refused=True,
+            )
+        connector = build_connector(config.type, config.params, source=args.source)
+        assert isinstance(connector, RestConnector)
+        endpoint = next((e for e in connector.config.endpoints if e.name == args.endpoint), None)
+        if endpoint is None:
+            names = [e.name for e in connector.config.endpoints]
+            return ToolResult.failure(
+                self.name, f"source {args.source!r} has no endpoint {args.endpoint!r}; has {names}"
+            )
+        transport = ctx.extra.get("transport")
+        if transport is not None:
+            connector.transport = transport
+        client = connector.client()
+        try:
+            body, response = client.get(endpoint.path, {**endpoint.params, **args.params})
+        finally:
+            client.close()
+        fetched_at = utc_now()
+        records = json_path(body, endpoint.records) if endpoint.records else body
+        if not isinstance(records, list):
+            records = [records]
+        lines: list[str] = []
+        keys: list[Any] = []
+        for record in records[:MAX_RECORDS]:
+            doc = connector.document(endpoint, record)
+            keys.append(first(record, endpoint.key))
+            if doc is not None:
+                lines.append(f"{doc.title}: {doc.text}" if doc.title else doc.text)
+        return ToolResult(
+            tool=self.name,
+            ok=True,
+            text="\n".join(lines) or "The API returned no records.",
+            data={"records": records[:MAX_RECORDS]},
+            provenance={
+                "tool": "api",
+                "source": args.source,
+                "endpoint": args.endpoint,
+                "uri": str(response.request.url),
+                "row_keys": keys,
+                "fetched_at": fetched_at,
+            },
+            size=len(records),
+        )
