@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,9 +290,25 @@ class Executor:
     async def _call(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
         tool = self.tools[name]
         try:
-            return await asyncio.wait_for(asyncio.to_thread(tool.call, arguments, self.ctx), self.call_timeout_s)
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(_pool(), tool.call, arguments, self.ctx)
+            return await asyncio.wait_for(future, self.call_timeout_s)
         except TimeoutError:
             return ToolResult.failure(name, f"timed out after {self.call_timeout_s:g}s", refused=True)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads shared by every plan: a call that timed out finishes there on its own
+    (the SQL tool interrupts itself) without holding up the answer that gave up on it."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="grounded-tool")
+        return _POOL
 
 
 def _ms(since: float) -> float:
