@@ -101,7 +101,7 @@ class ExpertSpec(BaseModel):
     )
     url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint (backend `openai`).")
     api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
-    timeout_s: float = Field(60.0, gt=0, description="Longest one generation may take before ExpertTimeout.")
+    timeout_s: float = Field(120.0, gt=0, description="Longest one generation may take before ExpertTimeout.")
     max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx and connection errors (HTTP backends).")
     device: str | None = Field(None, description="`cpu`, `cuda` or unset for the best available (local backends).")
     threads: int | None = Field(None, ge=1, description="CPU threads for local backends (unset: half the cores).")

@@ -40,7 +40,7 @@ class FakeGenerator:
             time.sleep(min(self.delay, timeout))
             if self.delay > timeout:
                 raise ExpertTimeout(f"fake expert did not finish within {timeout:g} s")
-        match = re.search(r"^\[1\] (?:[^:\n]*: )?(.+?[.!?])(?:\s|$)", messages[-1].content, re.M)
+        match = re.search(r"^\[1\] (?:[^:\n]*: )?(.+?[.!?:])(?:\s|$)", messages[-1].content, re.M)
         text = f"{match.group(1)} [1]" if match else "The sources do not contain this."
         return Generation(text, prompt_tokens=10, completion_tokens=5, prefill_s=0.0, decode_s=0.0)
 

@@ -31,9 +31,13 @@ def fake_kb(built_kb_path: Path, fake_backend: str) -> KnowledgeBase:  # noqa: F
     return grounded.open(built_kb_path, create=False, experts={"answer": {"backend": fake_backend, "model": "echo"}})
 
 
+# Fewer passages and tokens than the defaults keep the real model's tests short on a small CPU.
+REAL = {"answer": {"k": 2, "max_new_tokens": 48}, "experts": {"answer": {"timeout_s": 280}}}
+
+
 @pytest.fixture(scope="module")
 def real_kb(built_kb_path: Path) -> KnowledgeBase:
-    return grounded.open(built_kb_path, create=False)
+    return grounded.open(built_kb_path, create=False, **REAL)
 
 
 def _doc_text(kb: KnowledgeBase, doc_id: str) -> str:
@@ -126,8 +130,8 @@ def test_real_model_answers_with_verified_citations(real_kb: KnowledgeBase) -> N
 
 
 _ASK = """
-import sys, grounded
-kb = grounded.open(sys.argv[1], create=False)
+import json, sys, grounded
+kb = grounded.open(sys.argv[1], create=False, **json.loads(sys.argv[3]))
 sys.stdout.write(kb.ask(sys.argv[2], use_cache=False).canonical_json())
 """
 
@@ -137,7 +141,7 @@ def test_same_bytes_from_two_fresh_processes(built_kb_path: Path, real_kb: Knowl
     question = "When is the else clause of a for loop executed?"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", _ASK, str(built_kb_path), question],
+        subprocess.Popen([sys.executable, "-c", _ASK, str(built_kb_path), question, json.dumps(REAL)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for _ in range(2)
     ]  # fmt: skip

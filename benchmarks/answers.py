@@ -1,0 +1,364 @@
+"""Answer quality and speed on ClapNQ dev: cited, verified answers vs. abstentions.
+
+    python benchmarks/answers.py --data ../shared/data/clapnq
+
+Builds a knowledge base from ``derived_dev_passages.jsonl`` (BEIR-style: _id, title, text),
+asks the answerable and unanswerable dev questions and prints one table:
+
+* retrieval: gold passage in the top 5
+* answer rate (answerable, goal >= 85%), abstention rate (unanswerable, goal >= 70%)
+* share of answered questions citing the gold passage (goal >= 90%)
+* token F1 and ROUGE-L against the human answers (answered answerable questions)
+* share of answer sentences whose content words appear in the cited passage (model's raw
+  sentences and after verification), share of sentences quoted verbatim by the verifier
+* determinism: questions asked again in a fresh process, canonical answers byte-compared
+* /v1/query p50/p95 over HTTP (uvicorn on loopback), prefill and decode tokens/s, and
+  llama-cpp-python's on the same GGUF when it is installed
+
+The abstention threshold (``answer.min_evidence_similarity``) is tuned on the even-numbered
+questions (the largest threshold that keeps the answer rate >= 85% there) and reported on
+the odd-numbered ones (held out) and on all. Every question is first answered with the
+threshold off, so the sweep needs no extra model calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import grounded
+from grounded.answer import Answer
+from grounded.kb import KnowledgeBase
+
+ANSWER_GOAL, ABSTAIN_GOAL, GOLD_CITE_GOAL = 0.85, 0.70, 0.90
+
+
+@dataclass
+class Row:
+    """One question's outcome with the abstention threshold off."""
+
+    qid: str
+    question: str
+    answerable: bool
+    gold_key: str | None
+    reference: str
+    top5_keys: list[str]
+    best_similarity: float
+    answer: dict[str, Any]
+    cited_keys: list[str]
+    raw_support: list[float] = field(default_factory=list)
+
+
+def load_questions(data: Path, limit: int | None) -> list[tuple[dict[str, Any], bool]]:
+    out: list[tuple[dict[str, Any], bool]] = []
+    for name, answerable in (("dev_answerable.jsonl", True), ("dev_unanswerable.jsonl", False)):
+        with open(data / name, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        out.extend((r, answerable) for r in rows[:limit])
+    return out
+
+
+def build_kb(data: Path, work: Path, overrides: dict[str, Any]) -> KnowledgeBase:
+    corpus_dir = work / "corpus"
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    link = corpus_dir / "corpus.jsonl"
+    if not link.exists():
+        link.symlink_to((data / "derived_dev_passages.jsonl").resolve())
+    kb = grounded.open(work / "kb", **overrides)
+    if kb.version is None:
+        started = time.perf_counter()
+        kb.ingest(corpus_dir, source="clapnq")
+        print(f"built the knowledge base in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return kb
+
+
+def key_map(kb: KnowledgeBase) -> dict[str, str]:
+    rows = kb.snapshot().store.cursor().execute("SELECT doc_id, key FROM documents").fetchall()
+    return {str(d): str(k).split("#", 1)[-1] for d, k in rows}
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    p, r = tokens(prediction), tokens(reference)
+    common = sum((Counter(p) & Counter(r)).values())
+    if not p or not r or not common:
+        return 0.0
+    precision, recall = common / len(p), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    p, r = tokens(prediction), tokens(reference)
+    if not p or not r:
+        return 0.0
+    prev = [0] * (len(r) + 1)
+    for a in p:
+        cur = [0]
+        for j, b in enumerate(r):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def ask_all(kb: KnowledgeBase, questions: list[tuple[dict[str, Any], bool]], gold: dict[str, str]) -> list[Row]:
+    keys = key_map(kb)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for n, (q, answerable) in enumerate(questions, start=1):
+        top5 = [keys[h.doc_id] for h in kb.search(q["input"], k=5)]
+        answer = kb.ask(q["input"], use_cache=False)
+        draft = kb.engine.last_draft
+        assert draft is not None
+        cited = sorted({keys[c.doc_id] for c in answer.cited()}) if not answer.abstained else []
+        rows.append(
+            Row(
+                qid=q["id"],
+                question=q["input"],
+                answerable=answerable,
+                gold_key=gold.get(q["passages"][0]["text"]),
+                reference=q["output"][0]["answer"] if q.get("output") else "",
+                top5_keys=top5,
+                best_similarity=draft.best_similarity,
+                answer=json.loads(answer.canonical_json()) | {"timings": dict(answer.timings)},
+                cited_keys=cited,
+                raw_support=[c.word_support for c in draft.checks],
+            )
+        )
+        if n % 10 == 0:
+            rate = (time.perf_counter() - started) / n
+            print(f"  {n}/{len(questions)} questions, {rate:.1f} s each", file=sys.stderr)
+    return rows
+
+
+def answered(row: Row, threshold: float) -> bool:
+    return not row.answer["abstained"] and row.best_similarity >= threshold
+
+
+def metrics(rows: list[Row], threshold: float) -> dict[str, float]:
+    ans = [r for r in rows if r.answerable]
+    una = [r for r in rows if not r.answerable]
+    answered_rows = [r for r in ans if answered(r, threshold)]
+    sentences = [s for r in rows if answered(r, threshold) for s in r.answer["sentences"]]
+    raw = [x for r in rows if answered(r, threshold) for x in r.raw_support]
+    out = {
+        "gold@5": _share(r.gold_key in r.top5_keys for r in ans),
+        "answer_rate": _share(answered(r, threshold) for r in ans),
+        "abstain_rate": _share(not answered(r, threshold) for r in una),
+        "gold_cited": _share(r.gold_key in r.cited_keys for r in answered_rows),
+        "f1": statistics.fmean(token_f1(r.answer["text"], r.reference) for r in answered_rows) if answered_rows else 0,
+        "rouge_l": statistics.fmean(rouge_l(r.answer["text"], r.reference) for r in answered_rows)
+        if answered_rows
+        else 0,
+        "support": _share(s["support"] >= 0.75 for s in sentences),
+        "raw_support": _share(x >= 0.75 for x in raw),
+        "quoted": _share(s["quoted"] for s in sentences),
+        "n_ans": len(ans),
+        "n_una": len(una),
+    }
+    return out
+
+
+def _share(flags: Any) -> float:
+    values = [bool(f) for f in flags]
+    return sum(values) / len(values) if values else 0.0
+
+
+def tune(rows: list[Row]) -> float:
+    """Largest threshold keeping the answer rate >= the goal on these rows."""
+    best = -1.0
+    for step in range(0, 81):
+        threshold = round(step * 0.01, 2)
+        if metrics(rows, threshold)["answer_rate"] >= ANSWER_GOAL:
+            best = threshold
+    return best
+
+
+_REPLAY = """
+import json, sys, grounded
+kb = grounded.open(sys.argv[1], create=False, **json.loads(sys.argv[2]))
+for q in json.loads(sys.stdin.read()):
+    print(kb.ask(q, use_cache=False).canonical_json(), flush=True)
+"""
+
+
+def determinism(kb_path: Path, overrides: dict[str, Any], rows: list[Row]) -> float:
+    """Ask these questions in a fresh process; share byte-identical to this process's answers."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPLAY, str(kb_path), json.dumps(overrides)],
+        input=json.dumps([r.question for r in rows]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    again = proc.stdout.splitlines()
+    first = [json.dumps({k: v for k, v in r.answer.items() if k != "timings"}, sort_keys=True,
+                        ensure_ascii=False, separators=(",", ":")) for r in rows]  # fmt: skip
+    return _share(a == b for a, b in zip(first, again, strict=True))
+
+
+def http_latency(kb: KnowledgeBase, questions: list[str]) -> tuple[float, float]:
+    import httpx
+    import uvicorn
+
+    from grounded.api.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(kb), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    took: list[float] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+        for q in questions:
+            started = time.perf_counter()
+            response = client.post("/v1/query", json={"query": q, "cache": False})
+            response.raise_for_status()
+            took.append(time.perf_counter() - started)
+    server.should_exit = True
+    thread.join(timeout=10)
+    took.sort()
+    return statistics.median(took), took[min(len(took) - 1, round(0.95 * (len(took) - 1)))]
+
+
+def speed(rows: list[Row]) -> tuple[float, float]:
+    t = [r.answer["timings"] for r in rows if "prefill_s" in r.answer["timings"]]
+    prefill = sum(x["prompt_tokens"] for x in t) / max(1e-9, sum(x["prefill_s"] for x in t))
+    decode = sum(x["completion_tokens"] for x in t) / max(1e-9, sum(x["decode_s"] for x in t))
+    return prefill, decode
+
+
+def llama_speed(kb: KnowledgeBase, rows: list[Row]) -> tuple[float, float] | None:
+    """Prefill/decode tokens/s of llama-cpp-python on the same prompts, if it is installed."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    from grounded.answer import build_messages
+    from grounded.config import ExpertSpec
+    from grounded.experts.llamacpp_backend import LlamaCppGenerator
+    from grounded.verify import build_pool
+
+    spec = kb.settings.experts.answer
+    gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model=spec.model, threads=spec.threads))
+    engine = kb.engine
+    prompt_tokens = completion = 0
+    prefill_s = decode_s = 0.0
+    for row in rows:
+        answer = Answer.from_dict(row.answer)
+        pool = build_pool(row.question, answer.citations, kb.embedder)
+        out = gen.generate(
+            build_messages(row.question, engine._evidence(pool)), max_tokens=kb.settings.answer.max_new_tokens
+        )
+        prompt_tokens += out.prompt_tokens
+        completion += out.completion_tokens
+        prefill_s += out.prefill_s
+        decode_s += out.decode_s
+    return prompt_tokens / max(prefill_s, 1e-9), completion / max(decode_s, 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/clapnq"))
+    parser.add_argument("--work", type=Path, default=Path(".bench/answers"), help="KB and results (git-ignored).")
+    parser.add_argument("--limit", type=int, default=None, help="Questions per set (default: all 150).")
+    parser.add_argument("--backend", default=None, help="Answer backend (default: config).")
+    parser.add_argument("--replay", type=int, default=None, help="Questions re-asked for determinism (default: all).")
+    parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP.")
+    parser.add_argument("--llama", type=int, default=20, help="Prompts timed with llama-cpp-python (if installed).")
+    args = parser.parse_args()
+
+    overrides: dict[str, Any] = {"answer": {"min_evidence_similarity": -1.0, "cache": False}}
+    if args.backend:
+        overrides["experts"] = {"answer": {"backend": args.backend, "timeout_s": 600}}
+    else:
+        overrides["experts"] = {"answer": {"timeout_s": 600}}
+    args.work.mkdir(parents=True, exist_ok=True)
+    kb = build_kb(args.data, args.work, overrides)
+    with open(args.data / "derived_dev_passages.jsonl", encoding="utf-8") as fh:
+        gold = {d["text"]: d["_id"] for d in map(json.loads, fh)}
+    keys = key_map(kb)
+    every = [(q, a) for q, a in load_questions(args.data, None) if a]
+    gold_at_5 = _share(
+        gold.get(q["passages"][0]["text"]) in {keys[h.doc_id] for h in kb.search(q["input"], k=5)} for q, _ in every
+    )
+    questions = load_questions(args.data, args.limit)
+    print(f"asking {len(questions)} questions with {kb.engine.expert.fingerprint}", file=sys.stderr)
+    rows = ask_all(kb, questions, gold)
+    (args.work / "rows.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
+
+    tune_rows = [r for i, r in enumerate(rows) if i % 2 == 0]
+    test_rows = [r for i, r in enumerate(rows) if i % 2 == 1]
+    threshold = tune(tune_rows)
+    held, everything = metrics(test_rows, threshold), metrics(rows, threshold)
+    replay_rows = rows[: args.replay] if args.replay else rows
+    identical = determinism(args.work / "kb", overrides, replay_rows)
+
+    tuned = {**overrides, "answer": {"min_evidence_similarity": threshold, "cache": False}}
+    http_kb = grounded.open(args.work / "kb", create=False, **tuned)
+    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http]
+    p50, p95 = http_latency(http_kb, http_qs)
+    prefill, decode = speed(rows)
+    llama = llama_speed(kb, rows[: args.llama]) if args.llama else None
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}%"
+
+    def goal(value: float, target: float, *, lower: bool = False) -> str:
+        ok = value <= target if lower else value >= target
+        return "met" if ok else f"gap {abs(value - target) * (1 if lower else 100):.{2 if lower else 1}f}"
+
+    table = [
+        ("metric", "held-out (odd)", "all", "goal"),
+        ("gold passage in top-5", pct(held["gold@5"]), f"{pct(everything['gold@5'])} ({pct(gold_at_5)} of all {len(every)})", ""),
+        ("answer rate (answerable)", pct(held["answer_rate"]), pct(everything["answer_rate"]),
+         f">= 85% ({goal(held['answer_rate'], ANSWER_GOAL)})"),
+        ("abstention rate (unanswerable)", pct(held["abstain_rate"]), pct(everything["abstain_rate"]),
+         f">= 70% ({goal(held['abstain_rate'], ABSTAIN_GOAL)})"),
+        ("answered citing the gold passage", pct(held["gold_cited"]), pct(everything["gold_cited"]),
+         f">= 90% ({goal(held['gold_cited'], GOLD_CITE_GOAL)})"),
+        ("token F1 vs human answer", f"{held['f1']:.3f}", f"{everything['f1']:.3f}", ""),
+        ("ROUGE-L vs human answer", f"{held['rouge_l']:.3f}", f"{everything['rouge_l']:.3f}", ""),
+        ("sentences supported by cited passage", pct(held["support"]), pct(everything["support"]), ""),
+        ("  model's own sentences supported", pct(held["raw_support"]), pct(everything["raw_support"]), ""),
+        ("  sentences quoted by the verifier", pct(held["quoted"]), pct(everything["quoted"]), ""),
+        ("determinism (fresh process, identical)", "", f"{pct(identical)} of {len(replay_rows)}",
+         f"100% ({goal(identical, 1.0)})"),
+        ("/v1/query p50 / p95", "", f"{p50:.2f} s / {p95:.2f} s ({len(http_qs)} q)",
+         f"<= 2.5 s / 5 s ({goal(p50, 2.5, lower=True)} / {goal(p95, 5.0, lower=True)})"),
+        ("prefill / decode tokens/s", "", f"{prefill:.0f} / {decode:.1f}", ""),
+    ]  # fmt: skip
+    if llama is not None:
+        table.append(("llama-cpp-python prefill / decode tok/s", "", f"{llama[0]:.0f} / {llama[1]:.1f}",
+                      f"ratio {llama[0] / prefill:.1f}x / {llama[1] / decode:.1f}x"))  # fmt: skip
+    print(f"\nClapNQ dev: {held['n_ans'] + held['n_una']} held-out, {len(rows)} questions in all; "
+          f"model {kb.engine.expert.fingerprint}; tuned min_evidence_similarity = {threshold:.2f}\n")  # fmt: skip
+    widths = [max(len(str(r[i])) for r in table) for i in range(4)]
+    for n, r in enumerate(table):
+        print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    main()
