@@ -334,6 +334,9 @@ class SQLConnector(ABC):
         sql += " ORDER BY " + ", ".join(self.quote(c) for c in order if c)
         spec = StreamSpec(name=table.stream, kind="table", primary_key=tuple(pk))
         last: Cursor | None = cursor
+        # An empty batch first declares the table's shape, so a changed schema is caught now,
+        # not only when a changed row happens to arrive.
+        yield Page(records=[RowBatch(spec.name, tuple(columns), [], tuple(pk))], cursor=last)
         for rows in self.stream_rows(conn, sql, params, self.config.page_size):
             if convert:
                 rows = [_convert(row, convert) for row in rows]

@@ -107,10 +107,7 @@ def sync_source(
 ) -> IngestStats:
     """Sync one source; raises a :class:`GroundedError` that names the source on failure."""
     validate_source_name(name)
-    params = dict(config.params)
-    if config.acl and "acl" not in params:
-        params["acl"] = list(config.acl)
-    connector = build_connector(config.type, params, source=name)
+    connector = build_connector(config.type, config.params, source=name)
     old = _check_rename(name, config, configured, _known_identities(kb))
     if old is not None:
         if not allow_rename:

@@ -111,9 +111,16 @@ class TableMirror:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def drop_all(self) -> None:
-        """Remove every mirrored table of this source (a full rebuild, or a removed source)."""
-        self.con.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.source)} CASCADE")
+    def drop_all(self, *, keep_schema: bool = True) -> None:
+        """Remove every mirrored table of this source (a full rebuild, or a removed source).
+
+        Tables are dropped one by one and the schema kept: DuckDB 1.4 cannot commit a table
+        created in a schema that was dropped and re-created on the same connection.
+        """
+        for table in self.tables():
+            self.con.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
+        if not keep_schema:
+            self.con.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.source)} CASCADE")
         self._ensured.clear()
 
     # -- rows -----------------------------------------------------------------------------

@@ -222,3 +222,20 @@ def test_rest_page_that_never_ends_is_stopped(api: APIServer) -> None:
     looping = rest(api, records="data", paginator={"type": "cursor", "cursor_path": "next"})
     with pytest.raises(FatalConnectorError, match="cursor 'same' twice"):
         collect(looping, "items")
+
+
+class TestRestContract(ConnectorContract):
+    entry_point = "rest"
+
+    @pytest.fixture
+    def connector(self, api: APIServer) -> RestConnector:
+        items = [{"id": i, "text": f"item {i}", "updated_at": f"2024-01-{i + 1:02d}T00:00:00Z"} for i in range(12)]
+
+        def since(q: dict[str, str], h: dict[str, str]) -> Reply:
+            fresh = [i for i in items if i["updated_at"] > q.get("since", "")]
+            start = int(q.get("offset", 0))
+            return Reply(200, {"data": fresh[start : start + 5]})
+
+        api.route("/items", since)
+        pager = {"type": "offset", "size_param": "limit", "page_size": 5}
+        return rest(api, records="data", paginator=pager, updated="updated_at", incremental={"param": "since"})

@@ -182,3 +182,16 @@ def test_sigkill_mid_table_then_resync_has_every_row_once(pg_db: dict[str, Any],
     assert json.dumps(mirror_rows(kb, "SELECT min(id), max(id), sum(id) FROM big.big")) == json.dumps(
         [[1, 60000, 60000 * 60001 // 2]]
     )
+
+
+def test_full_rebuild_after_a_shape_change(pg_db: dict[str, Any], kb: KnowledgeBase) -> None:
+    pg_exec(pg_db, ITEMS)
+    src = connector(pg_db, document={"title": "{name}", "text": "{name}"})
+    kb.sync("shop", src)
+    pg_exec(pg_db, "ALTER TABLE items ADD COLUMN color text", "DELETE FROM items WHERE id > 40")
+    with pytest.raises(FatalConnectorError, match=r"changed shape since the last sync.*--full"):
+        kb.sync("shop", src)
+    stats = kb.sync("shop", src, full=True)
+    assert stats.rows_upserted == 40
+    assert stats.documents_deleted == 10
+    assert mirror_rows(kb, "SELECT count(*), count(color) FROM shop.items") == [(40, 0)]
