@@ -298,7 +298,7 @@ class VersionBuilder:
     def remove_source(self, source: str) -> int:
         """Delete everything of ``source``: documents, mirrored tables, cursors, its record."""
         removed = self.delete_unseen(source, ())
-        self.mirror(source).drop_all()
+        self.mirror(source).drop_all(keep_schema=False)
         con = self.store.connection
         con.execute("DELETE FROM sync_state WHERE source = ?", [source])
         con.execute("DELETE FROM sources WHERE name = ?", [source])

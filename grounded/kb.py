@@ -215,21 +215,25 @@ class KnowledgeBase(ExploreMixin):
         with VersionBuilder(self.versions, self.embedder, self.settings) as builder:
             if full:
                 builder.mirror(source).drop_all()
+            everything: set[str] = set()  # with full: every document id read, from all streams
             for spec in connector.streams():
-                seen: set[str] = set()
+                seen: set[str] = everything if full else set()
                 cursor = None if spec.full_scan or full else builder.cursor(source, spec.name)
                 builder.begin_stream(source, spec)
                 for page in connector.read(spec.name, cursor):
                     if acl:
                         page = with_acl(page, acl)
-                    # Table streams delete by row keys (in the mirror), not by a set of doc ids.
-                    doc_seen = seen if spec.kind == "documents" else None
+                    # Table streams delete by row keys (in the mirror), not by a set of doc ids;
+                    # a full rebuild emptied the mirror, so it diffs documents by id instead.
+                    doc_seen = seen if spec.kind == "documents" or full else None
                     stats.merge(builder.apply_page(source, spec.name, page, doc_seen))
                     if bar is not None:
                         bar.update(_progress_units(page))
                 stats.merge(builder.end_stream(source, spec))
-                if spec.full_scan and spec.kind == "documents":
+                if spec.full_scan and spec.kind == "documents" and not full:
                     stats.documents_deleted += builder.delete_unseen(source, seen)
+            if full:
+                stats.documents_deleted += builder.delete_unseen(source, everything)
             builder.record_source(source, connector.name)
             if identity is not None:
                 builder.store.set_meta(f"source_identity:{source}", identity)
