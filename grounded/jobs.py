@@ -108,13 +108,14 @@ class JobStore:
             self._local.con = con
         return con
 
-    def start(self, source: str, trigger: str) -> JobRecord:
+    def start(self, source: str, trigger: str, *, at: datetime | None = None) -> JobRecord:
         """Record a refresh that starts now (call it while holding the source's lock)."""
         con = self._con()
+        started = at.astimezone(UTC).isoformat(timespec="milliseconds") if at else _now()
         with con:
             cur = con.execute(
                 "INSERT INTO jobs (source, trigger, status, started_at, pid) VALUES (?, ?, 'running', ?, ?)",
-                (source, trigger, _now(), os.getpid()),
+                (source, trigger, started, os.getpid()),
             )
             job_id = int(cur.lastrowid or 0)
             con.execute("DELETE FROM jobs WHERE id <= ?", (job_id - self.keep,))

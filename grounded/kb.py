@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_QUERY_CHARS", "KnowledgeBase", "open_kb", "restrict"]
 
 MAX_QUERY_CHARS = 2000
+
+log = logging.getLogger("grounded.kb")
 
 ProgressFactory = Callable[[int | None, str], Any]
 
@@ -85,16 +88,21 @@ class KnowledgeBase(ExploreMixin):
             return self._snapshot
 
     def _open_snapshot(self, vid: str) -> Snapshot:
-        """Open ``vid``; if writers published and pruned it meanwhile, open the newer current one."""
-        for _ in range(5):
+        """Open ``vid``; if writers published and pruned it meanwhile, open the newer current one.
+
+        DuckDB can fail to open a file that a writer in this process closed a moment ago (its
+        instance cache is process-wide), so a failed open is retried briefly before it counts.
+        """
+        for attempt in range(5):
             try:
                 return Snapshot.open(self.versions.get(vid))
             except CorruptKnowledgeBase:
-                newer = self.versions.current_id()
-                if newer is None or newer == vid:
+                if attempt == 4:
                     raise
-                vid = newer
-        return Snapshot.open(self.versions.get(vid))
+                log.warning("opening version %s failed; retrying", vid, exc_info=True)
+                time.sleep(0.05 * (attempt + 1))
+                vid = self.versions.current_id() or vid
+        raise AssertionError("unreachable")
 
     def search(
         self,

@@ -119,6 +119,7 @@ class Refresher:
         self.settings = kb.settings.scheduler
         self.jobs = jobs or JobStore(kb.path / JOBS_FILE, keep=self.settings.history)
         self.sleep = sleep
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- locking ----------------------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class Refresher:
         lock = self._acquire(source)
         try:
             self.jobs.interrupt_stale(source)
-            job = self.jobs.start(source, trigger)
+            job = self.jobs.start(source, trigger, at=self.clock())
         except BaseException:
             lock.release()
             raise
@@ -250,6 +251,7 @@ class Scheduler:
         self.refresher = refresher
         self.kb = refresher.kb
         self.clock = clock or (lambda: datetime.now(UTC))
+        refresher.clock = self.clock  # job start times and due times on one clock
         self.schedules = {
             name: parse_schedule(cfg.schedule, source=name)
             for name, cfg in sorted(self.kb.settings.sources.items())
