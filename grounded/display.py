@@ -43,7 +43,7 @@ STYLE = (
     "<style>"
     ".gr{font-family:system-ui,sans-serif;font-size:13px;line-height:1.45;max-width:960px}"
     ".gr table{border-collapse:collapse;margin:4px 0}"
-    ".gr th,.gr td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}"
+    ".gr th,.gr td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:left!important;vertical-align:top}"
     ".gr mark{background:#fff3a3;padding:0 1px}"
     ".gr .muted{color:#777;font-size:11px}"
     ".gr .abstain{border-left:4px solid #c77;padding:4px 8px;background:#fff4f4}"

@@ -2,10 +2,8 @@
 retrieval ranked what it ranked. The :class:`~grounded.kb.KnowledgeBase` methods ``sources``,
 ``source``, ``documents``, ``tables``, ``sql``, ``explain`` and ``trace`` call into here.
 
-SQL runs on a connection of its own: an in-memory DuckDB that ATTACHes the published version's
-file ``READ_ONLY``, then turns off all file and network access (``enable_external_access``) and
-locks its configuration. Only one ``SELECT`` (``WITH ... SELECT``, ``FROM t``, ``DESCRIBE``)
-statement per call passes DuckDB's own parser check; anything else is an ``InvalidRequest``.
+SQL runs on a sandboxed, read-only connection of its own (:mod:`grounded.explore_sql`): one
+``SELECT`` per call; anything else is an ``InvalidRequest``.
 
 Example::
 
@@ -16,31 +14,22 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import functools
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
-
-import duckdb
-import pyarrow as pa
 
 from grounded.display import STYLE, _link, table_html, trace_rows
 from grounded.errors import InvalidRequest, NotFound
+from grounded.explore_sql import CATALOG, reader_for, to_frame
 from grounded.retrieval import fuse, parse_filters
-from indexes.duckdb_store import fts_extension_path
 
 if TYPE_CHECKING:
     from grounded.answer import Answer
     from grounded.engine import Draft
     from grounded.kb import KnowledgeBase
 
-__all__ = ["AnswerTrace", "ExploreMixin", "SQLReader", "SourceInfo", "Sources", "TableInfo"]
-
-CATALOG = "grounded_kb"
-"""The name the published version is attached under in the read-only SQL connection."""
+__all__ = ["AnswerTrace", "ExploreMixin", "SourceInfo", "Sources", "TableInfo"]
 
 _INTERNAL_SCHEMAS = ("main", "information_schema", "pg_catalog")
 
@@ -128,16 +117,32 @@ class AnswerTrace:
     note: str = ""
     """Why there is no draft, when there is none."""
 
+    def __repr__(self) -> str:
+        state = "no draft" if self.draft is None else f"{len(self.draft.parsed)} drafted sentence(s)"
+        return f"AnswerTrace({self.answer.question!r}, {state}, abstained={self.answer.abstained})"
+
     def rows(self) -> list[dict[str, Any]]:
-        """One row per sentence the model wrote, with the verifier's findings."""
+        """One row per sentence the model wrote: the verifier's findings and what became of it.
+
+        ``outcome`` is ``kept`` (cited as the model did), ``kept, cited [n]`` (the verifier
+        found the passage that supports an uncited or miscited sentence) or ``replaced or
+        dropped`` (an evidence quote stands in for it, or nothing does).
+        """
         if self.draft is None:
             return []
+        final = {s.text: s.citations for s in self.answer.sentences if not s.quoted}
         out: list[dict[str, Any]] = []
         for i, (text, cites) in enumerate(self.draft.parsed):
             check = self.draft.checks[i] if i < len(self.draft.checks) else None
-            row: dict[str, Any] = {"sentence": text, "cites": cites}
+            row: dict[str, Any] = {"sentence": text, "cites": cites or "none"}
             if check is not None:
                 row.update(dataclasses.asdict(check))
+            if text not in final:
+                row["outcome"] = "replaced or dropped"
+            elif final[text] == cites:
+                row["outcome"] = "kept"
+            else:
+                row["outcome"] = "kept, cited " + " ".join(f"[{n}]" for n in final[text])
             out.append(row)
         return out
 
@@ -164,118 +169,6 @@ def _escape(text: str) -> str:
     from html import escape
 
     return escape(text)
-
-
-# -- read-only SQL --------------------------------------------------------------------------------
-
-
-class SQLReader:
-    """A read-only, sandboxed DuckDB connection to one published version's store file."""
-
-    def __init__(self, store_path: Path) -> None:
-        self.path = Path(store_path)
-        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
-        try:
-            con.execute(f"LOAD '{_quote(str(fts_extension_path()))}'")
-            con.execute(f"ATTACH '{_quote(str(self.path))}' AS {CATALOG} (READ_ONLY)")
-            con.execute(f"USE {CATALOG}")
-            # From here on no file, extension or network access, and no way to turn it back on.
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
-        except duckdb.Error:
-            con.close()
-            raise
-        self._con = con
-        self._lock = threading.Lock()
-
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own for one query (``USE`` is per connection, so it is set again)."""
-        with self._lock:
-            cur = self._con.cursor()
-        cur.execute(f"USE {CATALOG}")
-        return cur
-
-    def check(self, query: str) -> str:
-        """``query`` if it is exactly one SELECT statement; else InvalidRequest naming what it is."""
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRequest("kb.sql needs a SELECT statement; got an empty query")
-        try:
-            statements = self.cursor().extract_statements(query)
-        except duckdb.Error as exc:
-            raise InvalidRequest(f"kb.sql cannot parse the query: {exc}") from exc
-        if len(statements) != 1:
-            raise InvalidRequest(f"kb.sql runs exactly one statement; got {len(statements)}. Send them one at a time")
-        kind = statements[0].type
-        if kind.name != "SELECT":
-            raise InvalidRequest(f"kb.sql is read-only: it runs SELECT (or WITH ... SELECT) only; got {kind.name}")
-        return query
-
-    def query(
-        self, query: str, *, params: Sequence[Any] | None = None, limit: int = 10_000, timeout_s: float = 30.0
-    ) -> pa.Table:
-        """Rows of one checked SELECT as an Arrow table, at most ``limit`` rows."""
-        self.check(query)
-        return self._run(query, params, limit=limit, timeout_s=timeout_s)
-
-    def _run(self, query: str, params: Sequence[Any] | None, *, limit: int, timeout_s: float) -> pa.Table:
-        cur = self.cursor()
-        timer = threading.Timer(timeout_s, cur.interrupt)
-        timer.start()
-        try:
-            reader = cur.execute(query, list(params) if params else None).fetch_record_batch(min(limit, 2048) or 1)
-            batches: list[pa.RecordBatch] = []
-            rows = 0
-            truncated = False
-            for batch in reader:
-                if rows + batch.num_rows > limit:
-                    batches.append(batch.slice(0, limit - rows))
-                    truncated = True
-                    break
-                batches.append(batch)
-                rows += batch.num_rows
-            table = pa.Table.from_batches(batches, schema=reader.schema)
-        except duckdb.InterruptException as exc:
-            raise InvalidRequest(
-                f"kb.sql stopped the query after {timeout_s:g} s; narrow it or pass timeout_s"
-            ) from exc
-        except duckdb.PermissionException as exc:
-            raise InvalidRequest(
-                f"kb.sql reads only the knowledge base's own tables (no files, no network): {exc}"
-            ) from exc
-        except duckdb.Error as exc:
-            raise InvalidRequest(f"kb.sql: {exc}") from exc
-        finally:
-            timer.cancel()
-            cur.close()
-        meta = {**(table.schema.metadata or {}), b"grounded.truncated": b"1" if truncated else b"0"}
-        return table.replace_schema_metadata(meta)
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
-
-
-@functools.lru_cache(maxsize=4)
-def _reader(store_path: str, version: str) -> SQLReader:
-    # Versions are immutable, so one reader per (path, version) serves every later call.
-    return SQLReader(Path(store_path))
-
-
-def reader_for(kb: KnowledgeBase) -> SQLReader:
-    """The read-only SQL connection for the knowledge base's current version."""
-    snap = kb.snapshot()
-    return _reader(str(snap.version.store_path), snap.version.id)
-
-
-def to_frame(table: pa.Table, fmt: Literal["pandas", "arrow"]) -> Any:
-    """``table`` as asked: Arrow as is, or a pandas DataFrame (``attrs['truncated']`` set)."""
-    if fmt == "arrow":
-        return table
-    if fmt != "pandas":
-        raise InvalidRequest(f"format must be 'pandas' or 'arrow'; got {fmt!r}")
-    frame = table.to_pandas()
-    frame.attrs["truncated"] = (table.schema.metadata or {}).get(b"grounded.truncated") == b"1"
-    return frame
 
 
 # -- helpers behind KnowledgeBase -----------------------------------------------------------------

@@ -210,7 +210,9 @@ def test_trace_shows_the_draft_of_the_last_answer(built_kb_path: Path, fake_back
     assert trace.draft is not None
     rows = trace.rows()
     assert rows
-    assert {"sentence", "cites", "word_support", "supported"} <= set(rows[0])
+    assert {"sentence", "cites", "word_support", "supported", "outcome"} <= set(rows[0])
+    assert rows[0]["outcome"] in {"kept", "kept, cited [1]", "replaced or dropped"}
+    assert repr(trace).startswith("AnswerTrace('What does the pass statement do?', 1 drafted sentence(s)")
     html = trace._repr_html_()
     assert "model wrote" in html
     assert "<td>generate</td>" in html
