@@ -68,6 +68,32 @@ class ServingMiddleware:
             REQUEST_ID.reset(token)
             return
 
+        if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # A streamed body without Content-Length: read it here (up to the limit) and replay it,
+            # so an oversized one gets a clean 413 instead of failing inside body parsing.
+            body, complete = bytearray(), False
+            while not complete:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                complete = not message.get("more_body", False)
+                if len(body) > limit:
+                    await self._too_large(scope, send, request_id, len(body))
+                    self._finish(scope, 413, started)
+                    REQUEST_ID.reset(token)
+                    return
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
+
+            receive = replay
+
         received = 0
 
         async def limited_receive() -> Message:
