@@ -25,13 +25,13 @@ from grounded.access import KEYS_FILE, KeyStore
 from grounded.api.middleware import ServingMiddleware
 from grounded.api.problems import install_problem_handlers
 from grounded.api.ratelimit import RateLimiter
-from grounded.api.routes import health, query, search, sources
+from grounded.api.routes import health, openai_compat, query, search, sources
 from grounded.kb import KnowledgeBase
 from grounded.scheduler import Refresher
 
 __all__ = ["ROUTERS", "app_from_env", "create_app"]
 
-ROUTERS: list[APIRouter] = [health.router, search.router, query.router, sources.router]
+ROUTERS: list[APIRouter] = [health.router, search.router, query.router, sources.router, openai_compat.router]
 
 log = logging.getLogger("grounded.api")
 
