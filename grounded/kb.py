@@ -275,8 +275,11 @@ def with_acl(page: Page, acl: Sequence[str]) -> Page:
 
 
 def _progress_units(page: Page) -> int:
-    """Records in a page for a progress bar: rows for row batches, nothing for key lists."""
-    return sum(len(r.rows) if isinstance(r, RowBatch) else 1 for r in page.records if not isinstance(r, LiveKeys))
+    """Records in a page for a progress bar: its rows (not the documents rendered from them), else
+    its documents; key lists count nothing."""
+    if any(isinstance(r, RowBatch) for r in page.records):
+        return sum(len(r.rows) for r in page.records if isinstance(r, RowBatch))
+    return sum(1 for r in page.records if not isinstance(r, LiveKeys))
 
 
 def restrict(filters: SearchFilters, acl_groups: Sequence[str] | None) -> SearchFilters:

@@ -126,7 +126,7 @@ class TableMirror:
     # -- rows -----------------------------------------------------------------------------
 
     def upsert(self, batch: RowBatch) -> int:
-        """Insert or replace ``batch.rows`` by primary key; returns the number of rows written."""
+        """Insert or replace ``batch.rows`` by primary key; returns how many rows were new or changed."""
         self.ensure_table(batch.table, batch.columns, batch.primary_key)
         if not batch.rows:
             return 0
@@ -143,14 +143,26 @@ class TableMirror:
         target = self.qualified(batch.table)
         self.con.register(view, data)
         try:
-            select = ", ".join(f"{quote_ident(c.name)}::{c.type}" for c in batch.columns)
-            match = " AND ".join(
-                f"t.{quote_ident(k)} = v.{quote_ident(k)}::{_key_type(batch, k)}" for k in batch.primary_key
-            )
-            existing = self.con.execute(f"SELECT count(*) FROM {target} t JOIN {view} v ON {match}").fetchone()
-            # A plain INSERT is a third faster than INSERT OR REPLACE; most pages hold only new keys.
-            verb = "INSERT OR REPLACE" if existing and existing[0] else "INSERT"
-            self.con.execute(f"{verb} INTO {target} SELECT {select} FROM {view}")
+            select = ", ".join(f"{quote_ident(c.name)}::{c.type} AS {quote_ident(c.name)}" for c in batch.columns)
+            match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in batch.primary_key)
+            source_rows = f"(SELECT {select} FROM {view}) s"
+            existing = self.con.execute(f"SELECT count(*) FROM {target} t JOIN {source_rows} ON {match}").fetchone()
+            if existing and existing[0]:
+                # Only rows that are new or differ are written: re-reading an unchanged table
+                # (a full scan) changes nothing and publishes nothing.
+                differs = " OR ".join(
+                    f"t.{quote_ident(c.name)} IS DISTINCT FROM s.{quote_ident(c.name)}" for c in batch.columns
+                )
+                first_key = quote_ident(batch.primary_key[0])
+                written = self.con.execute(
+                    f"INSERT OR REPLACE INTO {target} SELECT s.* FROM {source_rows} LEFT JOIN {target} t ON {match} "
+                    f"WHERE t.{first_key} IS NULL OR {differs} RETURNING 1"
+                ).fetchall()
+                count = len(written)
+            else:
+                # A plain INSERT is a third faster than INSERT OR REPLACE; most pages hold only new keys.
+                self.con.execute(f"INSERT INTO {target} SELECT {select} FROM {view}")
+                count = len(rows)
         except duckdb.Error as exc:
             raise FatalConnectorError(
                 f"source {self.source!r}: rows of table {batch.table!r} do not fit its mirror ({exc})"
@@ -159,7 +171,7 @@ class TableMirror:
             self.con.unregister(view)
         if batch.table in self._seen:
             self.mark_seen(batch.table, [tuple(r[i] for i in key_idx) for r in rows])
-        return len(rows)
+        return count
 
     def delete(self, table: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Delete rows by primary key (tombstones); returns the keys that were present."""

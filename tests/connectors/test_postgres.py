@@ -98,9 +98,11 @@ def test_full_scan_table_deletes_by_key_diff(pg_db: dict[str, Any], kb: Knowledg
             "INSERT INTO tags VALUES (1, 'x', 'one'), (2, 'y', 'two'), (3, 'z', 'three')")  # fmt: skip
     src = PostgresConnector(PostgresConfig(**pg_db, tables=[{"name": "public.tags"}]))
     kb.sync("t", src)
+    unchanged = kb.sync("t", src)
+    assert (unchanged.rows_upserted, unchanged.published) == (0, False)  # a full re-read that changes nothing
     pg_exec(pg_db, "DELETE FROM tags WHERE a = 2")
     stats = kb.sync("t", src)
-    assert stats.rows_deleted == 1
+    assert (stats.rows_upserted, stats.rows_deleted) == (0, 1)
     assert mirror_rows(kb, "SELECT a, b FROM t.tags ORDER BY a") == [(1, "x"), (3, "z")]
 
 

@@ -31,6 +31,9 @@ def test_upsert_replaces_by_key_and_last_duplicate_wins() -> None:
     assert mirror.upsert(batch((2, "b2", Decimal("2"), AT), (3, "c", None, AT), (3, "c2", None, AT))) == 2
     rows = mirror.con.execute('SELECT id, name, price, "at" FROM shop.items ORDER BY id').fetchall()
     assert rows == [(1, "a", Decimal("1.50"), AT), (2, "b2", Decimal("2.00"), AT), (3, "c2", None, AT)]
+    # Re-reading unchanged rows writes nothing; only the row that differs is written.
+    assert mirror.upsert(batch((1, "a", Decimal("1.50"), AT), (3, "c2", None, AT))) == 0
+    assert mirror.upsert(batch((1, "a", Decimal("1.50"), AT), (3, "c3", None, AT))) == 1
 
 
 def test_tombstones_and_key_diff() -> None:
