@@ -19,19 +19,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 import grounded
 from grounded.access import KEYS_FILE, KeyStore
 from grounded.api.middleware import ServingMiddleware
 from grounded.api.problems import install_problem_handlers
 from grounded.api.ratelimit import RateLimiter
-from grounded.api.routes import health, openai_compat, query, search, sources
+from grounded.api.routes import health, openai_compat, query, search, sources, web
 from grounded.kb import KnowledgeBase
 from grounded.scheduler import Refresher
 
 __all__ = ["ROUTERS", "app_from_env", "create_app"]
 
-ROUTERS: list[APIRouter] = [health.router, search.router, query.router, sources.router, openai_compat.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    search.router,
+    query.router,
+    sources.router,
+    openai_compat.router,
+    web.router,
+]
 
 log = logging.getLogger("grounded.api")
 
@@ -71,6 +79,7 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     app.add_middleware(ServingMiddleware, max_body_bytes=server.max_body_bytes)
     return app
 
