@@ -79,11 +79,11 @@ def test_bad_input_is_a_problem(client: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def slow_server(built_kb_path: Path, fake_backend: str) -> Iterator[str]:  # noqa: F811
-    """A second server whose answer expert takes 3 s with a 1 s timeout."""
+    """A second server whose answer expert takes 8 s with a 4 s timeout."""
     kb = grounded.open(
         built_kb_path,
         create=False,
-        experts={"answer": {"backend": fake_backend, "model": "slow:3", "timeout_s": 1.0}},
+        experts={"answer": {"backend": fake_backend, "model": "slow:8", "timeout_s": 4.0}},
         answer={"cache": False},
     )
     port = _free_port()
@@ -107,19 +107,18 @@ def test_expert_timeout_is_504_and_never_blocks_other_requests(slow_server: str)
 
     asker = threading.Thread(target=ask)
     asker.start()
-    time.sleep(0.3)  # the query is now waiting on the expert
-    started = time.monotonic()
+    time.sleep(0.5)  # the query is now waiting on the expert
     health = httpx.get(f"{slow_server}/healthz", timeout=30)
     search = httpx.post(f"{slow_server}/v1/search", json={"query": "assert", "k": 1}, timeout=30)
-    took = time.monotonic() - started
+    # Both were answered while the query still waited on the expert: nothing queued behind it.
+    assert asker.is_alive(), "/healthz and /v1/search waited for the slow expert"
     asker.join(timeout=30)
     assert health.status_code == 200
     assert search.status_code == 200
-    assert took < 0.9, f"other requests waited {took:.2f} s behind the slow expert"
     response = results["query"]
     assert response.status_code == 504
     assert response.headers["content-type"] == "application/problem+json"
-    assert "within 1 s" in response.json()["detail"]
+    assert "within 4 s" in response.json()["detail"]
     streamed = httpx.post(
         f"{slow_server}/v1/query", json={"query": QUESTION}, headers={"accept": "text/event-stream"}, timeout=30
     )
