@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
@@ -36,7 +37,10 @@ __all__ = [
     "hits_html",
     "mark_spans",
     "safe_href",
+    "steps_html",
     "table_html",
+    "tool_rows",
+    "trace_rows",
 ]
 
 STYLE = (
@@ -118,19 +122,6 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _rows(items: Iterable[Any]) -> list[dict[str, Any]]:
-    """Dataclasses or mappings as plain dicts, for :func:`table_html`."""
-    out: list[dict[str, Any]] = []
-    for item in items:
-        if dataclasses.is_dataclass(item) and not isinstance(item, type):
-            out.append({f.name: getattr(item, f.name) for f in dataclasses.fields(item)})
-        elif isinstance(item, Mapping):
-            out.append(dict(item))
-        else:
-            out.append({"step": item})
-    return out
 
 
 def _snippet(text: str, limit: int = _SNIPPET_CHARS) -> str:
@@ -288,25 +279,84 @@ def _passage(prefix: str, citation: Citation, spans: Sequence[tuple[int, int]]) 
     )
 
 
+_STEPS = (
+    ("ground", "ground_ms"),
+    ("retrieve", "retrieve_ms"),
+    ("evidence", "evidence_ms"),
+    ("generate", "generate_ms"),
+    ("verify", "verify_ms"),
+    ("total", "total_ms"),
+)
+
+
 def trace_rows(answer: Answer) -> list[dict[str, Any]]:
-    """The steps an answer went through: its own ``trace`` when it has one, else its timings."""
-    trace = getattr(answer, "trace", None)
-    if trace:
-        return _rows(trace)
-    steps = [
-        ("retrieve", "retrieve_ms"),
-        ("evidence", "evidence_ms"),
-        ("generate", "generate_ms"),
-        ("verify", "verify_ms"),
-        ("total", "total_ms"),
-    ]
-    rows = [{"step": name, "ms": answer.timings[key]} for name, key in steps if key in answer.timings]
+    """The steps an answer went through with their times (ms) and the model's token counts."""
+    rows = [{"step": name, "ms": answer.timings[key]} for name, key in _STEPS if key in answer.timings]
     for row in rows:
         if row["step"] == "generate":
             row.update(
                 {k: int(answer.timings[k]) for k in ("prompt_tokens", "completion_tokens") if k in answer.timings}
             )
     return rows
+
+
+def _compact(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _snippet(text, limit)
+
+
+def tool_rows(answer: Answer) -> list[dict[str, Any]]:
+    """One row per tool call in the answer's trace (``trace["calls"]``): tool, arguments, outcome."""
+    trace = getattr(answer, "trace", None) or {}
+    calls = trace.get("calls") if isinstance(trace, Mapping) else None
+    rows: list[dict[str, Any]] = []
+    for call in calls or ():
+        if not isinstance(call, Mapping):
+            continue
+        outcome = "ok" if call.get("ok") else ("refused" if call.get("refused") else "failed")
+        rows.append(
+            {
+                "call": call.get("call"),
+                "tool": call.get("tool"),
+                "arguments": _compact(call.get("arguments", {})),
+                "after": call.get("after") or None,
+                "outcome": outcome,
+                "size": call.get("size"),
+                "ms": call.get("elapsed_ms"),
+                "error": _compact(call["error"]) if call.get("error") else None,
+            }
+        )
+    return rows
+
+
+def route_line(answer: Answer) -> str:
+    """``route <name>`` and the router's reason, escaped; empty when the answer has no route."""
+    route = getattr(answer, "route", None)
+    if not route:
+        return ""
+    trace = getattr(answer, "trace", None) or {}
+    reason = trace.get("reason") if isinstance(trace, Mapping) else None
+    line = f"route <b>{escape(str(route))}</b>"
+    if reason:
+        line += f" ({escape(_snippet(str(reason), 200))})"
+    if getattr(answer, "grounded", True) is False:
+        line += " · answered without retrieval: not a fact-seeking question"
+    return line
+
+
+def steps_html(answer: Answer) -> str:
+    """The route, the step timings and the tool calls of an answer, as compact tables."""
+    parts = []
+    line = route_line(answer)
+    if line:
+        parts.append(f"<div class='muted'>{line}</div>")
+    steps = trace_rows(answer)
+    if steps:
+        parts.append(table_html(steps))
+    calls = tool_rows(answer)
+    if calls:
+        parts.append(table_html(calls))
+    return "".join(parts)
 
 
 def answer_html(answer: Answer) -> str:
@@ -330,17 +380,12 @@ def answer_html(answer: Answer) -> str:
     cited = answer.cited()
     passages = "".join(_passage(prefix, c, spans.get(c.id, [])) for c in cited)
     uncited = len(answer.citations) - len(cited)
-    route = getattr(answer, "route", None)
     meta = [f"index version {escape(answer.index_version)}", f"model {escape(_snippet(answer.model, 60))}"]
-    if route:
-        meta.insert(0, f"route {escape(str(route))}")
     if answer.cached:
         meta.append("from cache")
     if uncited:
         meta.append(f"{uncited} retrieved passage(s) not cited")
-    trace = trace_rows(answer)
     return (
         f"<div class='gr'>{STYLE}<div class='muted'>Q: {escape(answer.question)}</div>{body}"
-        f"{passages}<div class='muted'>{' · '.join(meta)}</div>"
-        f"{table_html(trace) if trace else ''}</div>"
+        f"{passages}<div class='muted'>{' · '.join(meta)}</div>{steps_html(answer)}</div>"
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from grounded.display import STYLE, _link, table_html, trace_rows
+from grounded.display import STYLE, _link, steps_html, table_html
 from grounded.errors import InvalidRequest, NotFound
 from grounded.explore_sql import CATALOG, reader_for, to_frame
 from grounded.retrieval import fuse, parse_filters
@@ -147,10 +147,8 @@ class AnswerTrace:
         return out
 
     def _repr_html_(self) -> str:
-        steps = trace_rows(self.answer)
         parts = [f"<div class='gr'>{STYLE}<b>trace</b> <span class='muted'>{_escape(self.answer.question)}</span>"]
-        if steps:
-            parts.append(table_html(steps))
+        parts.append(steps_html(self.answer))
         if self.draft is None:
             parts.append(f"<div class='muted'>no draft: {_escape(self.note)}</div>")
         else:

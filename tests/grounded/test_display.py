@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
@@ -144,27 +143,27 @@ def test_abstention_is_shown_as_such_with_the_closest_evidence() -> None:
     assert [h[1:] for h in page.hrefs if h.startswith("#")] == [i for i in page.ids if i.endswith("-p1")]
 
 
-def test_trace_table_from_timings_and_from_a_trace_field() -> None:
+def test_route_steps_and_tool_calls_as_tables() -> None:
     html = answer_html(_answer())
     assert re.search(r"<td>generate</td><td>1,500</td><td>250</td>", html), html
-
-    @dataclass(frozen=True)
-    class Step:
-        tool: str
-        args: str
-        ms: float
-
-    @dataclass(frozen=True)
-    class TracedAnswer(Answer):
-        route: str = "structured"
-        trace: tuple[Step, ...] = ()
-
-    traced = TracedAnswer(
-        **{f: getattr(_answer(), f) for f in Answer.__dataclass_fields__}, trace=(Step("sql", "SELECT <x>", 3.25),)
-    )  # type: ignore[arg-type]
-    html = answer_html(traced)
-    assert "route structured" in html
-    assert "<td>sql</td><td>SELECT &lt;x&gt;</td><td>3.25</td>" in html
+    trace = {
+        "route": "structured",
+        "reason": "names table <shop.products>",
+        "calls": [
+            {"call": "c1", "tool": "sql", "arguments": {"query": "SELECT <x>"}, "ok": True, "size": 3,
+             "elapsed_ms": 3.25, "after": []},
+            {"call": "c2", "tool": "calculate", "arguments": {"expression": "1/0"}, "ok": False, "refused": False,
+             "error": "division by zero", "elapsed_ms": 0.5, "after": ["c1"]},
+        ],
+    }  # fmt: skip
+    html = answer_html(_answer(route="structured", trace=trace))
+    assert "route <b>structured</b> (names table &lt;shop.products&gt;)" in html
+    assert (
+        "<td>c1</td><td>sql</td><td>{&quot;query&quot;: &quot;SELECT &lt;x&gt;&quot;}</td><td></td><td>ok</td>" in html
+    )
+    assert "<td>c2</td><td>calculate</td>" in html
+    assert "<td>c1</td><td>failed</td><td></td><td>0.5</td><td>division by zero</td>" in html
+    assert "not a fact-seeking question" in answer_html(_answer(route="not_fact_seeking", grounded=False))
 
 
 def test_anchor_prefixes_differ_between_answers() -> None:
