@@ -323,41 +323,30 @@ class SQLConnector(ABC):
         sql = f"SELECT {', '.join(self.quote(c) for c in names)} FROM {self.quote_table(table.name)}"
         where: list[str] = []
         params: list[Any] = []
-        resuming = False
         if table.cursor_column:
             where.append(f"{self.quote(table.cursor_column)} IS NOT NULL")
             after = (cursor or {}).get("after")
             if isinstance(after, list) and len(after) == len(order):
                 clause, params = self._keyset([c for c in order if c], [decode_value(v) for v in after])
                 where.append(clause)
-                resuming = True
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY " + ", ".join(self.quote(c) for c in order if c)
         spec = StreamSpec(name=table.stream, kind="table", primary_key=tuple(pk))
-        # Reading from the start sees every live row, so the rows' own keys are the key diff;
-        # resuming reads only changed rows and asks for the live keys separately at the end.
-        key_diff = table.cursor_column is not None and table.deletes == "key_diff"
-        inline_keys = key_diff and not resuming
         last: Cursor | None = cursor
         # An empty batch first declares the table's shape, so a changed schema is caught now,
         # not only when a changed row happens to arrive.
-        first: list[Record] = [RowBatch(spec.name, tuple(columns), [], tuple(pk))]
-        if inline_keys:
-            first.append(LiveKeys(spec.name, []))
-        yield Page(records=first, cursor=last)
+        yield Page(records=[RowBatch(spec.name, tuple(columns), [], tuple(pk))], cursor=last)
         for rows in self.stream_rows(conn, sql, params, self.config.page_size):
             if convert:
                 rows = [_convert(row, convert) for row in rows]
             records: list[Record] = [RowBatch(spec.name, tuple(columns), rows, tuple(pk))]
-            if inline_keys:
-                records.append(LiveKeys(spec.name, [tuple(row[i] for i in pk_idx) for row in rows]))
             if table.document is not None:
                 records.extend(self._documents(table, names, pk_idx, rows))
             if table.cursor_column:
                 last = {"after": [encode_value(rows[-1][i]) for i in order_idx]}
             yield Page(records=records, cursor=last)
-        if key_diff and not inline_keys:
+        if table.cursor_column and table.deletes == "key_diff":
             yield from self._live_keys(conn, table, pk, last)
 
     def _keyset(self, order: list[str], values: list[Any]) -> tuple[str, list[Any]]:

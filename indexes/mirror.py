@@ -42,6 +42,7 @@ class TableMirror:
         self.source = source
         self._ensured: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {}
         self._seen: set[str] = set()
+        self._seen_ready: set[str] = set()  # tables whose temporary key table exists
 
     def qualified(self, table: str) -> str:
         return f"{quote_ident(self.source)}.{quote_ident(table)}"
@@ -98,6 +99,8 @@ class TableMirror:
         return [(str(n), _normal_type(str(t))) for n, t in rows] or None
 
     def primary_key(self, table: str) -> list[str]:
+        if table in self._ensured:
+            return list(self._ensured[table][1])
         row = self.con.execute(
             "SELECT constraint_column_names FROM duckdb_constraints() "
             "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
@@ -122,6 +125,7 @@ class TableMirror:
         if not keep_schema:
             self.con.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.source)} CASCADE")
         self._ensured.clear()
+        self._seen_ready.clear()
 
     # -- rows -----------------------------------------------------------------------------
 
@@ -193,6 +197,7 @@ class TableMirror:
     def track_seen(self, table: str) -> None:
         """Start collecting the keys ``table``'s stream delivers, for :meth:`delete_unseen`."""
         self._seen.add(table)
+        self._seen_ready.discard(table)
         self.con.execute(f"DROP TABLE IF EXISTS {self._seen_table(table)}")
 
     def mark_seen(self, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
@@ -215,6 +220,8 @@ class TableMirror:
 
     def _ensure_seen_table(self, table: str) -> bool:
         """Create the temporary key table (typed like the mirror); ``False`` when no mirror exists."""
+        if table in self._seen_ready:
+            return True
         pk = self.primary_key(table)
         if not pk:
             return False
@@ -223,6 +230,7 @@ class TableMirror:
             f"CREATE TEMP TABLE IF NOT EXISTS {self._seen_table(table)} AS "
             f"SELECT {cols} FROM {self.qualified(table)} LIMIT 0"
         )
+        self._seen_ready.add(table)
         return True
 
     def delete_unseen(self, table: str) -> list[tuple[Any, ...]]:
@@ -241,6 +249,7 @@ class TableMirror:
             f"(SELECT 1 FROM {seen} AS s WHERE {match}) RETURNING {cols}"
         ).fetchall()
         self.con.execute(f"DROP TABLE IF EXISTS {seen}")
+        self._seen_ready.discard(table)
         return [tuple(r) for r in rows]
 
     def count(self, table: str) -> int:
