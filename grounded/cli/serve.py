@@ -51,6 +51,8 @@ def run_server(knowledge: object, *, host: str | None, port: int | None, workers
     configure_logging(settings.server.log_format)
     os.environ["GROUNDED_LOG_CONFIGURED"] = "1"
     os.environ["GROUNDED_KB_PATH"] = str(knowledge.path.resolve())
+    if workers > 1:
+        os.environ["GROUNDED_WORKER_THREADS"] = "1"
     run_scheduler = settings.server.scheduler if scheduler is None else scheduler
     background = Scheduler(Refresher(knowledge)) if run_scheduler else None
     if background is not None and background.schedules:
