@@ -55,6 +55,8 @@ class Citation:
     source: str
     synced_at: datetime | None
     score: float
+    provenance: Mapping[str, Any] | None = None
+    """For tool evidence (SQL, live API, calculator): tool, source, tables, query, row keys, fetched_at."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,12 @@ class Answer:
     """For an abstention: the evidence sentence nearest to the question, quoted with its citation."""
     timings: Mapping[str, float] = field(default_factory=dict, compare=False)
     cached: bool = field(default=False, compare=False)
+    route: str = "unstructured"
+    """How the router classified the question (grounded.router)."""
+    grounded: bool = True
+    """False for a not-fact-seeking question answered without retrieval."""
+    trace: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Route, reason, plan and each tool call's arguments, result size, time and error."""
 
     def cited(self) -> tuple[Citation, ...]:
         """The citations that some sentence (or ``closest``) actually cites, in id order."""
@@ -108,6 +116,7 @@ class Answer:
         if not timings:
             data.pop("timings")
             data.pop("cached")
+            data.pop("trace")
         return data
 
     def canonical_json(self) -> str:
@@ -133,6 +142,9 @@ class Answer:
             closest=sentence(data["closest"]) if data.get("closest") else None,
             timings=dict(data.get("timings") or {}),
             cached=bool(data.get("cached", False)),
+            route=str(data.get("route", "unstructured")),
+            grounded=bool(data.get("grounded", True)),
+            trace=dict(data.get("trace") or {}),
         )
 
     def _repr_html_(self) -> str:

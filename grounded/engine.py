@@ -38,9 +38,11 @@ from grounded.answer import (
 )
 from grounded.cache import AnswerCache, cache_key, normalise_question
 from grounded.errors import InvalidRequest
-from grounded.experts.base import Generation, TextGenerator
+from grounded.experts.base import Generation, Message, TextGenerator
 from grounded.experts.registry import get_expert
+from grounded.planner import Grounder, Grounding, exact_numbers, tool_citations
 from grounded.retrieval import parse_filters
+from grounded.tools.base import ToolContext
 from grounded.verify import EvidencePool, SupportCheck, build_pool, verify
 
 if TYPE_CHECKING:
@@ -48,6 +50,11 @@ if TYPE_CHECKING:
     from indexes.base import Hit
 
 __all__ = ["PROMPT_VERSION", "AnswerEvent", "GroundingEngine"]
+
+GROUNDING_VERSION = "tools-v1"
+"""Bumped whenever routing, planning or tool evidence changes, so cached answers are not reused."""
+
+UNGROUNDED_PROMPT = "You are a helpful assistant. Reply briefly in one or two sentences."
 
 PROMPT_VERSION = "answer-v1"
 """Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
@@ -74,10 +81,21 @@ class Draft:
 class GroundingEngine:
     """Answers questions from one knowledge base with the configured answer expert."""
 
-    def __init__(self, kb: KnowledgeBase, *, expert: TextGenerator | None = None) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        *,
+        expert: TextGenerator | None = None,
+        grounding: bool = True,
+        sql_expert: TextGenerator | None = None,
+    ) -> None:
         self.kb = kb
         self.settings = kb.settings.answer
         self._expert = expert
+        self.grounding = grounding
+        """Route and call tools (grounded.planner) before writing; False: passages only (issue 3)."""
+        self._sql_expert = sql_expert
+        self._grounder: Grounder | None = None
         self._cache: AnswerCache | None = None
         self._lock = threading.Lock()
         self._synced: dict[str, dict[str, datetime | None]] = {}
@@ -156,8 +174,9 @@ class GroundingEngine:
                 "k": k,
                 "filters": repr(parsed_filters),
                 "acl_groups": parsed_filters.acl_groups,
+                "grounding": GROUNDING_VERSION if self.grounding else None,
             },
-            {"answer": self.expert.fingerprint, "embed": self.kb.embedder.fingerprint},
+            {"answer": self.expert.fingerprint, "embed": self.kb.embedder.fingerprint, **self._tool_models()},
         )
         use_cache = use_cache and self.settings.cache
         if use_cache:
@@ -174,10 +193,21 @@ class GroundingEngine:
                 yield AnswerEvent("answer", cached)
                 return
 
+        grounding = None
+        if self.grounding:
+            t = time.perf_counter()
+            grounding = self.grounder.ground(q, ctx=ToolContext(kb=self.kb, extra={"filters": parsed_filters}))
+            timings["ground_ms"] = _ms(t)
+            if grounding.decision.route == "not_fact_seeking":
+                yield from self._ungrounded(q, version, grounding, started, timings)
+                return
         t = time.perf_counter()
         hits = self.kb.search(q, k=k, filters=parsed_filters, snapshot=snapshot)
         timings["retrieve_ms"] = _ms(t)
-        citations = tuple(self._citation(i, hit, version) for i, hit in enumerate(hits, start=1))
+        tool_evidence = tool_citations(grounding, self._synced_at(version)) if grounding else []
+        first_passage = 1 + len(tool_evidence)
+        passages = [self._citation(i, hit, version) for i, hit in enumerate(hits, first_passage)]
+        citations = (*tool_evidence, *passages)
         yield AnswerEvent("evidence", list(citations))
 
         t = time.perf_counter()
@@ -188,7 +218,8 @@ class GroundingEngine:
         parsed: list[tuple[str, tuple[int, ...]]] = []
         checks: list[SupportCheck] = []
         sentences: list[AnswerSentence] = []
-        if best >= self.settings.min_evidence_similarity:
+        has_tools = any(c.provenance and c.provenance.get("ok") for c in citations)
+        if best >= self.settings.min_evidence_similarity or has_tools:
             messages = build_messages(q, self._evidence(pool))
             t = time.perf_counter()
             generation = self.expert.generate(messages, max_tokens=self.settings.max_new_tokens)
@@ -202,18 +233,69 @@ class GroundingEngine:
                 parsed = parse_sentences(generation.text, [c.id for c in citations])
                 sentences, checks = verify(parsed, pool, self.kb.embedder, self.settings)
                 timings["verify_ms"] = _ms(t)
+        if has_tools:
+            sentences = exact_numbers(sentences, citations)
         self.last_draft = Draft(generation, tuple(parsed), tuple(checks), best)
 
         for sentence in sentences:
             yield AnswerEvent("sentence", sentence)
         model = self.expert.fingerprint
+        route = grounding.decision.route if grounding else "unstructured"
+        trace = grounding.trace() if grounding else {}
         if sentences:
             text = " ".join(f"{s.text} " + "".join(f"[{i}]" for i in s.citations) for s in sentences)
-            answer = Answer(q, text, tuple(sentences), citations, False, version, model)
+            answer = Answer(q, text, tuple(sentences), citations, False, version, model, route=route, trace=trace)
         else:
-            answer = Answer(q, ABSTAIN_TEXT, (), citations, True, version, model, closest=_closest(pool))
+            answer = Answer(
+                q, ABSTAIN_TEXT, (), citations, True, version, model, closest=_closest(pool), route=route, trace=trace
+            )
         if use_cache:
             self.cache.put(key, version, answer.canonical_json())
+        timings["total_ms"] = _ms(started)
+        yield AnswerEvent("answer", _with(answer, timings=timings, cached=False))
+
+    # -- grounding layer (grounded.planner) -------------------------------------------------------
+
+    @property
+    def grounder(self) -> Grounder:
+        with self._lock:
+            if self._grounder is None:
+                self._grounder = Grounder(self.kb, sql_expert=self.sql_expert, k=self.settings.k)
+            return self._grounder
+
+    @property
+    def sql_expert(self) -> TextGenerator | None:
+        """The text-to-SQL expert: ``experts.sql`` when configured; without one, SQL is not planned."""
+        if self._sql_expert is None and getattr(self.kb.settings.experts, "sql", None) is not None:
+            self._sql_expert = get_expert("sql", self.kb.settings)
+        return self._sql_expert
+
+    def _tool_models(self) -> dict[str, str]:
+        return {"sql": self.sql_expert.fingerprint} if self.grounding and self.sql_expert is not None else {}
+
+    def _synced_at(self, version: str) -> dict[str, datetime | None]:
+        synced = self._synced.get(version)
+        if synced is None:
+            synced = {str(s["name"]): s.get("last_synced_at") for s in self.kb.snapshot().store.sources()}
+            self._synced = {version: synced}
+        return synced
+
+    def _ungrounded(
+        self, q: str, version: str, grounding: Grounding, started: float, timings: dict[str, float]
+    ) -> Iterator[AnswerEvent]:
+        """A not-fact-seeking question: the expert replies without evidence, marked ungrounded."""
+        yield AnswerEvent("evidence", [])
+        t = time.perf_counter()
+        messages = [Message("system", UNGROUNDED_PROMPT), Message("user", q)]
+        generation = self.expert.generate(messages, max_tokens=min(64, self.settings.max_new_tokens))
+        timings["generate_ms"] = _ms(t)
+        text = " ".join(generation.text.split()) or "Hello."
+        sentence = AnswerSentence(text, (), quoted=False, support=0.0)
+        yield AnswerEvent("sentence", sentence)
+        answer = Answer(
+            q, text, (sentence,), (), False, version, self.expert.fingerprint,
+            route="not_fact_seeking", grounded=False, trace=grounding.trace(),
+        )  # fmt: skip
         timings["total_ms"] = _ms(started)
         yield AnswerEvent("answer", _with(answer, timings=timings, cached=False))
 

@@ -27,7 +27,13 @@ class SearchTool(Tool):
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
         if ctx.kb is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
-        filters = {"source": args.source} if args.source else None
+        base = ctx.extra.get("filters")  # the caller's filters and ACL restriction (a SearchFilters)
+        if base is not None:
+            from dataclasses import replace
+
+            filters: Any = replace(base, sources=(args.source,)) if args.source else base
+        else:
+            filters = {"source": args.source} if args.source else None
         hits = ctx.kb.search(args.query, k=args.k, filters=filters)
         version = ctx.kb.snapshot().version.id
         return ToolResult(
