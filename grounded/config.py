@@ -111,6 +111,10 @@ class ExpertsSettings(BaseModel):
     """Task -> expert. ``embed`` stays ``embed_model`` above; ``answer`` writes cited answers."""
 
     answer: ExpertSpec = ExpertSpec()
+    sql: ExpertSpec | None = Field(
+        None,
+        description="Text-to-SQL for questions the router sends to the mirrored tables; unset: no SQL is planned.",
+    )
 
 
 class AnswerSettings(BaseModel):

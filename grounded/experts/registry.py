@@ -24,7 +24,7 @@ from grounded.experts.base import BackendFactory, TextGenerator
 __all__ = ["ENTRY_POINT_GROUP", "TASKS", "available_backends", "backend_factory", "clear", "get_expert"]
 
 ENTRY_POINT_GROUP = "grounded.experts"
-TASKS = ("answer",)
+TASKS = ("answer", "sql")
 
 _lock = threading.Lock()
 _instances: dict[tuple[str, str], TextGenerator] = {}
@@ -54,7 +54,9 @@ def get_expert(task: str, settings: Settings) -> TextGenerator:
     """The generator configured for ``task`` (created on first use, then shared)."""
     if task not in TASKS:
         raise ConfigError(f"unknown expert task {task!r}; known tasks: {', '.join(TASKS)}")
-    spec: ExpertSpec = getattr(settings.experts, task)
+    spec: ExpertSpec | None = getattr(settings.experts, task)
+    if spec is None:
+        raise ConfigError(f"no expert is configured for task {task!r}; add [experts.{task}] to grounded.toml")
     key = (task, spec.model_dump_json())
     with _lock:
         expert = _instances.get(key)
