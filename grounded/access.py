@@ -25,13 +25,14 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from grounded.errors import InvalidRequest, KnowledgeBaseError, NotFound, Unauthorized
 
-__all__ = ["DEV_PRINCIPAL", "KEYS_FILE", "ApiKey", "KeyStore", "Principal"]
+__all__ = ["DEV_PRINCIPAL", "KEYS_FILE", "ApiKey", "KeyStore", "Principal", "readable_sources"]
 
 KEYS_FILE = "keys.sqlite"
 _PREFIX = "gk_"
@@ -77,6 +78,20 @@ class ApiKey:
     admin: bool
     created_at: str
     revoked_at: str | None
+
+
+def readable_sources(acls: Mapping[str, Sequence[str]], acl_groups: Sequence[str] | None) -> set[str] | None:
+    """Names of the sources whose data (documents *and* mirrored tables) ``acl_groups`` may read.
+
+    ``acls`` maps source name -> its configured ACL (``{n: s.acl for n, s in settings.sources.items()}``);
+    ``None`` groups (admins, development mode) read everything and get ``None`` back. The SQL
+    tool offers only the tables of these sources, and must describe a hidden source's table
+    exactly as it describes a table that does not exist.
+    """
+    if acl_groups is None:
+        return None
+    groups = set(acl_groups)
+    return {name for name, acl in acls.items() if not acl or groups & set(acl)}
 
 
 def _digest(secret: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 import grounded
 from connectors.files import FilesConfig, FilesConnector
-from grounded.access import KEYS_FILE, KeyStore
+from grounded.access import KEYS_FILE, KeyStore, readable_sources
 from grounded.api.app import create_app
 from grounded.errors import InvalidRequest, Unauthorized
 from grounded.kb import KnowledgeBase, effective_acl
@@ -92,6 +92,13 @@ def test_keystore_hashes_and_revokes(tmp_path: Path) -> None:
         keys.authenticate(token)
     with pytest.raises(InvalidRequest, match="reserved"):
         keys.create("x", groups=["grounded:no-one"])
+
+
+def test_readable_sources_for_tables() -> None:
+    acls = {"public": [], "hr": ["hr"], "shop": ["staff", "eng"]}
+    assert readable_sources(acls, None) is None
+    assert readable_sources(acls, ("eng",)) == {"public", "shop"}
+    assert readable_sources(acls, ()) == {"public"}
 
 
 def test_effective_acl_narrows_never_widens() -> None:
