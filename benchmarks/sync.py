@@ -66,6 +66,17 @@ def create_pg(rows: int) -> dict[str, Any]:
     with psycopg.connect(dbname="test", autocommit=True, **PG) as admin:  # type: ignore[arg-type]
         admin.execute(f'CREATE DATABASE "{name}"')
     db = {**PG, "database": name}
+    try:
+        fill_pg(name, rows)
+    except BaseException:
+        drop_pg(db)
+        raise
+    return db
+
+
+def fill_pg(name: str, rows: int) -> None:
+    import psycopg
+
     with psycopg.connect(dbname=name, **PG) as con:  # type: ignore[arg-type]
         con.execute(
             "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, category text, price numeric(10,2), "
@@ -78,7 +89,6 @@ def create_pg(rows: int) -> dict[str, Any]:
             [rows],
         )
         con.execute("CREATE INDEX ON items (updated_at, id)")
-    return db
 
 
 def drop_pg(db: dict[str, Any]) -> None:
@@ -110,6 +120,17 @@ def create_my(rows: int) -> dict[str, Any]:
     con = pymysql.connect(**MY)  # type: ignore[arg-type]
     with con.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        fill_my(con, name, rows)
+    except BaseException:
+        drop_my({**MY, "database": name})
+        raise
+    con.close()
+    return {**MY, "database": name}
+
+
+def fill_my(con: Any, name: str, rows: int) -> None:
+    with con.cursor() as cur:
         cur.execute(f"USE `{name}`")
         cur.execute(
             "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL, category VARCHAR(40), "
@@ -123,8 +144,6 @@ def create_my(rows: int) -> dict[str, Any]:
             f"CONCAT('A sturdy thing, number ', seq, ', for everyday use.') FROM seq_1_to_{rows}"
         )
     con.commit()
-    con.close()
-    return {**MY, "database": name}
 
 
 def drop_my(db: dict[str, Any]) -> None:
