@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Annotated
 
@@ -31,11 +32,16 @@ def serve(
     knowledge = open_kb(kb, create=True)
     settings = knowledge.settings
     count = workers or settings.server.workers
+    made: str | None = None
     if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Before prometheus_client is imported anywhere: every worker then writes its metrics
         # to this folder and /metrics merges them.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="grounded-metrics-")
-    run_server(knowledge, host=host, port=port, workers=count, scheduler=scheduler)
+        made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="grounded-metrics-")
+    try:
+        run_server(knowledge, host=host, port=port, workers=count, scheduler=scheduler)
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def run_server(knowledge: object, *, host: str | None, port: int | None, workers: int, scheduler: bool | None) -> None:
