@@ -7,11 +7,13 @@ change the host or path, so a model cannot make the server fetch an arbitrary UR
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 from pydantic import Field
 
-from connectors._http import first, json_path
+from connectors._http import HttpClient, first, json_path
 from connectors.registry import build_connector
 from connectors.rest import RestConnector
 from grounded.tools.base import Params, Tool, ToolContext, ToolResult, utc_now
@@ -34,6 +36,23 @@ class ApiTool(Tool):
     description = "Call a configured REST API endpoint live (for facts that change) and return its records."
     Arguments = ApiArguments
 
+    def __init__(self) -> None:
+        self._clients: dict[str, tuple[RestConnector, HttpClient]] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, source: str, params: dict[str, Any], ctx: ToolContext) -> tuple[RestConnector, HttpClient]:
+        """One HTTP client per source and configuration, kept open: connections and TLS are reused."""
+        key = json.dumps([source, params], sort_keys=True, default=str)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is None:
+                connector = build_connector("rest", params, source=source)
+                assert isinstance(connector, RestConnector)
+                connector.transport = ctx.extra.get("transport")
+                found = (connector, connector.client())
+                self._clients[key] = found
+            return found
+
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
         if ctx.kb is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
@@ -46,24 +65,18 @@ class ApiTool(Tool):
                 f"{args.source!r} is not a configured REST source; configured: {rest or 'none'}",
                 refused=True,
             )
-        connector = build_connector(config.type, config.params, source=args.source)
-        assert isinstance(connector, RestConnector)
+        connector, client = self._client(args.source, config.params, ctx)
         endpoint = next((e for e in connector.config.endpoints if e.name == args.endpoint), None)
         if endpoint is None:
             names = [e.name for e in connector.config.endpoints]
             return ToolResult.failure(
                 self.name, f"source {args.source!r} has no endpoint {args.endpoint!r}; has {names}"
             )
-        transport = ctx.extra.get("transport")
-        if transport is not None:
-            connector.transport = transport
-        client = connector.client()
-        try:
-            body, response = client.get(endpoint.path, {**endpoint.params, **args.params})
-        finally:
-            client.close()
+        body, response = client.get(endpoint.path, {**endpoint.params, **args.params})
         fetched_at = utc_now()
         records = json_path(body, endpoint.records) if endpoint.records else body
+        if isinstance(records, list) and len(records) == 1 and isinstance(records[0], list) and endpoint.records:
+            records = records[0]  # json_path returns the matches: one match, the record list
         if not isinstance(records, list):
             records = [records]
         lines: list[str] = []

@@ -1,0 +1,78 @@
+"""The api tool against a real HTTP server on loopback: live records with provenance, in parallel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grounded.executor import Call, Executor, Plan
+from grounded.tools import ToolContext, get_tool, load_tools
+from tests.connectors.apiserver import APIServer, Reply
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def live_kb(tmp_path: Path) -> Any:
+    import grounded
+
+    server = APIServer()
+
+    def slow(rate: str) -> Any:
+        def reply(query: dict[str, str], headers: dict[str, str]) -> Reply:
+            time.sleep(0.2)
+            return Reply(body={"data": [{"id": query.get("currency", "EUR"), "title": "rate", "text": rate}]})
+
+        return reply
+
+    server.route("/rates", slow("1 EUR = 11.52 NOK"))
+    server.route("/other", slow("1 EUR = 0.86 GBP"))
+    source = {
+        "type": "rest",
+        "params": {
+            "base_url": server.url + "/",
+            "endpoints": [
+                {"name": "rates", "path": "rates", "records": "data"},
+                {"name": "other", "path": "other", "records": "data"},
+            ],
+        },
+    }
+    yield grounded.open(tmp_path / "kb", sources={"fx": source})
+    server.httpd.shutdown()
+
+
+def test_api_call_returns_records_with_provenance(live_kb: Any) -> None:
+    result = get_tool("api").call(
+        {"source": "fx", "endpoint": "rates", "params": {"currency": "NOK"}}, ToolContext(kb=live_kb)
+    )
+    assert result.ok, result.error
+    assert result.text == "1 EUR = 11.52 NOK"
+    assert result.provenance["uri"].endswith("/rates?currency=NOK")
+    assert result.provenance["row_keys"] == ["NOK"]
+    assert result.provenance["fetched_at"].endswith("+00:00")
+
+
+def test_only_configured_endpoints_can_be_called(live_kb: Any) -> None:
+    ctx = ToolContext(kb=live_kb)
+    assert get_tool("api").call({"source": "evil", "endpoint": "x"}, ctx).refused
+    missing = get_tool("api").call({"source": "fx", "endpoint": "admin"}, ctx)
+    assert not missing.ok
+    assert "no endpoint 'admin'" in (missing.error or "")
+    assert get_tool("api").call({"source": "fx", "endpoint": "rates", "url": "http://x"}, ctx).refused
+
+
+def test_two_independent_api_calls_run_in_parallel(live_kb: Any) -> None:
+    executor = Executor(load_tools(), ToolContext(kb=live_kb))
+    calls = (
+        Call("a", "api", {"source": "fx", "endpoint": "rates"}),
+        Call("b", "api", {"source": "fx", "endpoint": "other"}),
+    )
+    executor.run(Plan("warm", calls))
+    started = time.perf_counter()
+    run = executor.run(Plan("multi_step", calls))
+    elapsed = time.perf_counter() - started
+    assert all(r.ok for r in run.results.values())
+    assert elapsed < 0.38, f"two 200 ms calls took {elapsed:.3f}s together"
