@@ -40,6 +40,13 @@ class ApiTool(Tool):
         self._clients: dict[str, tuple[RestConnector, HttpClient]] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close every kept HTTP client (tests; a long-lived process whose sources changed)."""
+        with self._lock:
+            for _, client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
     def _client(self, source: str, params: dict[str, Any], ctx: ToolContext) -> tuple[RestConnector, HttpClient]:
         """One HTTP client per source and configuration, kept open: connections and TLS are reused."""
         key = json.dumps([source, params], sort_keys=True, default=str)

@@ -10,6 +10,7 @@ import pytest
 
 from grounded.executor import Call, Executor, Plan
 from grounded.tools import ToolContext, get_tool, load_tools
+from grounded.tools.api import ApiTool
 from tests.connectors.apiserver import APIServer, Reply
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,11 @@ def live_kb(tmp_path: Path) -> Any:
         },
     }
     yield grounded.open(tmp_path / "kb", sources={"fx": source})
+    api = get_tool("api")
+    assert isinstance(api, ApiTool)
+    api.close()
     server.httpd.shutdown()
+    server.httpd.server_close()
 
 
 def test_api_call_returns_records_with_provenance(live_kb: Any) -> None:
