@@ -161,14 +161,14 @@ def verify(
     all_ids = [c.id for c in pool.citations]
     for (text, ids), vector in zip(generated, vectors, strict=True):
         check = check_support(text, vector, ids, pool, settings)
-        checks.append(check)
         if not check.supported and not ids:
-            # An uncited sentence keeps its place when exactly one passage supports it.
+            # An uncited sentence keeps its place when a passage supports it (the first that does).
             for cid in all_ids:
                 alt = check_support(text, vector, (cid,), pool, settings)
                 if alt.supported:
                     check, ids = alt, (cid,)
                     break
+        checks.append(check)
         if check.supported:
             key = " ".join(content_terms(text))
             if key not in seen_text:
