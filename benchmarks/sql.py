@@ -39,7 +39,9 @@ def main() -> None:
     kb = geo_kb(args.data, args.work)
     db = ReadOnlyDatabase.for_version(kb.snapshot().version.store_path)
     linker = SchemaLinker.for_version(db, kb.embedder)
-    expert = backend_factory(args.backend)(ExpertSpec(backend=args.backend, model=args.model, url=args.url))
+    expert = backend_factory(args.backend)(
+        ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)
+    )
     writer = SqlWriter(expert, linker)
     gold_db = sqlite3.connect(args.data / "geography-db.added-in-2020.sqlite")
     questions = geo_questions(args.data)

@@ -140,7 +140,8 @@ def main() -> None:
     linker = SchemaLinker.for_version(db, kb.embedder)
     router = Router(kb.embedder)
     writer = SqlWriter(
-        backend_factory(args.backend)(ExpertSpec(backend=args.backend, model=args.model, url=args.url)), linker
+        backend_factory(args.backend)(ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)),
+        linker,
     )
     routes: Counter[str] = Counter()
     correct = valid = 0
