@@ -92,6 +92,8 @@ class QueryResponse(BaseModel):
     model: str
     cached: bool
     timings: dict[str, float]
+    route: str = Field("unstructured", description="How the question was routed (grounded.router).")
+    trace: dict[str, Any] = Field(default_factory=dict, description="Route decision, plan and tool calls.")
 
     @classmethod
     def of(cls, a: Answer) -> QueryResponse:
@@ -106,6 +108,8 @@ class QueryResponse(BaseModel):
             model=a.model,
             cached=a.cached,
             timings=dict(a.timings),
+            route=a.route,
+            trace=dict(a.trace),
         )
 
 

@@ -121,8 +121,11 @@ function render(answer) {
   $("version").textContent = `index version: ${answer.index_version}`;
 
   const t = answer.timings || {};
+  const tr = answer.trace || {};
+  const calls = (tr.calls || []).map((c) => `${c.tool}(${JSON.stringify(c.arguments)})${c.ok === false ? " failed" : ""}`);
   const steps = [
-    ["route", "fact-seeking question → retrieval + answer expert"],
+    ["route", `${answer.route || "unstructured"}` + (tr.reason ? `: ${tr.reason}` : ""), t.ground_ms],
+    ...calls.map((c) => ["tool", c]),
     ["retrieve", `hybrid search (BM25 + dense): ${answer.citations.length} passages`, t.retrieve_ms],
     ["evidence", "evidence sentences scored against the question", t.evidence_ms],
     ["generate", answer.abstained && t.generate_ms === undefined ? "skipped: no close evidence" : "answer expert wrote cited sentences", t.generate_ms],
