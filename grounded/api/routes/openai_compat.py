@@ -132,6 +132,7 @@ def _extras(answer: Answer) -> dict[str, Any]:
         "abstained": answer.abstained,
         "cached": answer.cached,
         "answer_model": answer.model,
+        "route": answer.route,
     }
 
 
