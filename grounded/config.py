@@ -55,6 +55,10 @@ class SearchSettings(BaseModel):
     """Hybrid retrieval: how many candidates each side brings and how they are fused."""
 
     candidates: int = Field(100, ge=1, le=10_000, description="Candidates taken from BM25 and from FAISS.")
+    fusion: Literal["rrf", "score"] = Field(
+        "rrf",
+        description="How the two rankings merge: reciprocal ranks (rrf) or normalised scores (score).",
+    )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")

@@ -1,13 +1,15 @@
-"""Hybrid retrieval over one published version: BM25 (DuckDB fts) + dense (FAISS), fused by RRF.
+"""Hybrid retrieval over one published version: BM25 (DuckDB fts) + dense (FAISS), fused.
 
-Each side returns its ``candidates`` best chunks; a chunk's fused score is
-``bm25_weight / (rrf_k + bm25_rank) + dense_weight / (rrf_k + dense_rank)``. Ties are broken by
-chunk id, so the same query on the same version always returns the same list.
+Each side returns its ``candidates`` best chunks. With ``fusion="rrf"`` a chunk's fused score
+is ``bm25_weight / (rrf_k + bm25_rank) + dense_weight / (rrf_k + dense_rank)``; with
+``fusion="score"`` each side's scores are min-max scaled over its candidates and summed with the
+same weights. Ties are broken by chunk id, so the same query on the same version always returns
+the same list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -22,7 +24,7 @@ from indexes.duckdb_store import DuckDBStore
 from indexes.faiss_index import IndexChoice, VectorIndex
 from indexes.versions import VersionInfo
 
-__all__ = ["FILTER_KEYS", "Mode", "Snapshot", "parse_filters", "search"]
+__all__ = ["FILTER_KEYS", "Mode", "Snapshot", "fuse", "parse_filters", "search"]
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
@@ -102,6 +104,27 @@ def _scalar_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def fuse(
+    bm25: Sequence[tuple[int, float]], dense: Sequence[tuple[int, float]], settings: SearchSettings
+) -> list[tuple[int, float]]:
+    """Merge two ``(chunk_id, score)`` rankings, best first; see the module docstring."""
+    fused: dict[int, float] = {}
+    for ranking, weight in ((bm25, settings.bm25_weight), (dense, settings.dense_weight)):
+        if not ranking:
+            continue
+        if settings.fusion == "rrf":
+            for rank, (cid, _) in enumerate(ranking, start=1):
+                fused[cid] = fused.get(cid, 0.0) + weight / (settings.rrf_k + rank)
+        else:
+            # Min-max over this side's candidates: the best gets 1, the last 0, absent 0.
+            high = ranking[0][1]
+            low = min(ranking[-1][1], high)
+            span = (high - low) or 1.0
+            for cid, score in ranking:
+                fused[cid] = fused.get(cid, 0.0) + weight * (score - low) / span
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
 def search(
     snapshot: Snapshot,
     embedder: SentenceEmbedder,
@@ -117,24 +140,19 @@ def search(
         raise InvalidRequest(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     depth = max(settings.candidates, k)
     filters = filters or SearchFilters()
-    bm25_ranked: list[int] = []
-    dense_ranked: list[int] = []
+    bm25: list[tuple[int, float]] = []
+    dense: list[tuple[int, float]] = []
     if mode in ("hybrid", "bm25"):
-        bm25_ranked = [cid for cid, _ in snapshot.store.bm25(query, depth, filters)]
+        bm25 = snapshot.store.bm25(query, depth, filters)
     if mode in ("hybrid", "dense") and snapshot.vectors.ntotal:
         allowed = None if filters.is_empty() else snapshot.store.allowed_chunk_ids(filters)
         if allowed is None or len(allowed):
-            _, ids = snapshot.vectors.search(embedder.embed_query(query)[None, :], depth, allowed=allowed)
-            dense_ranked = [int(i) for i in ids[0] if i >= 0]
+            scores, ids = snapshot.vectors.search(embedder.embed_query(query)[None, :], depth, allowed=allowed)
+            dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    bm25_rank = {cid: r for r, cid in enumerate(bm25_ranked, start=1)}
-    dense_rank = {cid: r for r, cid in enumerate(dense_ranked, start=1)}
-    fused: dict[int, float] = {}
-    for cid, r in bm25_rank.items():
-        fused[cid] = fused.get(cid, 0.0) + settings.bm25_weight / (settings.rrf_k + r)
-    for cid, r in dense_rank.items():
-        fused[cid] = fused.get(cid, 0.0) + settings.dense_weight / (settings.rrf_k + r)
-    top = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+    bm25_rank = {cid: r for r, (cid, _) in enumerate(bm25, start=1)}
+    dense_rank = {cid: r for r, (cid, _) in enumerate(dense, start=1)}
+    top = fuse(bm25, dense, settings)[:k]
     rows = snapshot.store.chunk_rows(cid for cid, _ in top)
     hits: list[Hit] = []
     for cid, score in top:

@@ -1,0 +1,268 @@
+"""Speed, measured side by side in one run on this machine; prints one table per part.
+
+    .venv/bin/python benchmarks/speed.py --data ../shared/data/scifact          # all three parts
+    .venv/bin/python benchmarks/speed.py --only ingest|http|vectors
+
+1. **ingest**: chunks/s of the whole pipeline (``kb.ingest`` of a SciFact sample: parse,
+   chunk, embed, DuckDB writes, FAISS + BM25 build, publish) against bare
+   ``SentenceTransformer.encode`` of exactly the same chunk texts with the same model object
+   and batch size. The bare encoder runs before and after the pipeline; their mean is the
+   reference, so drifting load on a shared machine favours neither side.
+2. **http**: ``POST /v1/search`` latency (k=10) against ``grounded serve`` on the SciFact KB
+   that ``benchmarks/retrieval.py`` builds, one request at a time, each test query once (so the
+   query-embedding cache never hits).
+3. **vectors**: ``VectorIndex.build`` on 1,000,000 synthetic 384-d vectors: a Gaussian mixture
+   (``--clusters`` centres, anisotropic noise with a decaying spectrum in a random basis,
+   L2-normalised; seed 0), queried with 1,000 held-out points from the same mixture. Reports
+   build time, bytes per vector, recall@10 against exact search and single-query latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from beir_eval import load_qrels, load_queries, percentile, read_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+# -- 1. ingest throughput -------------------------------------------------------------------------
+
+
+def bench_ingest(data: Path, work: Path, docs: int) -> None:
+    import grounded
+    from grounded.ingest import _search_text
+    from indexes.chunking import ChunkingConfig, chunk_document
+
+    sample_dir = work / "speed-ingest"
+    shutil.rmtree(sample_dir, ignore_errors=True)
+    (sample_dir / "src").mkdir(parents=True)
+    with open(data / "corpus.jsonl", encoding="utf-8") as src:
+        lines = [line for _, line in zip(range(docs), src, strict=False)]
+    (sample_dir / "src" / "corpus.jsonl").write_text("".join(lines), encoding="utf-8")
+
+    kb = grounded.open(sample_dir / "kb")
+    model = kb.embedder.model  # load the model before any clock starts
+    batch = kb.embedder.batch_size
+    model.encode(["warm up"] * batch, batch_size=batch)
+    # The exact texts the pipeline embeds: title + chunk, as grounded.ingest builds them.
+    config = ChunkingConfig(kb.settings.chunking.max_chars, kb.settings.chunking.overlap_sentences)
+    texts = [
+        _search_text(title, chunk.text)
+        for doc_id, title, text in read_corpus(sample_dir / "src")
+        for chunk in chunk_document(doc_id, text, config)
+    ]
+
+    def bare() -> float:
+        t0 = time.perf_counter()
+        model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
+        return time.perf_counter() - t0
+
+    bare_runs = [bare()]
+    started = time.perf_counter()
+    stats = kb.ingest(sample_dir / "src" / "corpus.jsonl", source="speed")
+    pipeline_s = time.perf_counter() - started
+    bare_runs.append(bare())
+    bare_s = sum(bare_runs) / len(bare_runs)
+    chunks = stats.chunks_written
+    stored = sorted(
+        str(r[0]) for r in kb.snapshot().store.cursor().execute("SELECT search_text FROM chunks").fetchall()
+    )
+    if stored != sorted(texts):
+        raise RuntimeError("the pipeline embedded other texts than the bare encoder; fix the benchmark")
+    _table(
+        ("what", "chunks", "seconds", "chunks/s"),
+        [
+            ("pipeline (kb.ingest)", str(chunks), f"{pipeline_s:.1f}", f"{chunks / pipeline_s:.1f}"),
+            *(
+                (f"bare encode ({when})", str(chunks), f"{s:.1f}", f"{chunks / s:.1f}")
+                for when, s in zip(("before", "after"), bare_runs, strict=True)
+            ),
+        ],
+    )
+    print(f"pipeline / bare encoder = {bare_s / pipeline_s:.1%} (goal >= 80%); {docs} SciFact documents\n")
+    shutil.rmtree(sample_dir, ignore_errors=True)
+
+
+# -- 2. HTTP latency ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_http(data: Path, kb_dir: Path, warmup: int) -> None:
+    import httpx
+
+    if not kb_dir.exists():
+        sys.exit(f"no SciFact KB at {kb_dir}; run benchmarks/retrieval.py first (or pass --kb)")
+    port = _free_port()
+    grounded_bin = Path(sys.executable).parent / "grounded"
+    server = subprocess.Popen(
+        [str(grounded_bin), "serve", "--kb", str(kb_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"grounded serve exited: {server.stderr.read() if server.stderr else ''}")
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("grounded serve did not become healthy in 120 s")
+                time.sleep(0.5)
+            train = load_queries(data, load_qrels(data, "train"))
+            for text in list(train.values())[:warmup]:
+                client.post("/v1/search", json={"query": text, "k": 10}).raise_for_status()
+            queries = list(load_queries(data, load_qrels(data, "test")).values())
+            latencies: list[float] = []
+            for text in queries:
+                t0 = time.perf_counter()
+                response = client.post("/v1/search", json={"query": text, "k": 10})
+                latencies.append((time.perf_counter() - t0) * 1000)
+                response.raise_for_status()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    _table(
+        ("requests", "p50 ms", "p95 ms", "max ms"),
+        [
+            (
+                str(len(latencies)),
+                f"{percentile(latencies, 50):.1f}",
+                f"{percentile(latencies, 95):.1f}",
+                f"{max(latencies):.1f}",
+            )
+        ],
+    )
+    print(f"POST /v1/search k=10 hybrid, {len(latencies)} distinct SciFact test queries, {warmup} warm-up (train)\n")
+
+
+# -- 3. one million vectors -----------------------------------------------------------------------
+
+
+def synthetic_vectors(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    """Clustered, anisotropic, unit-length vectors (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    spectrum = (np.arange(1, dim + 1, dtype=np.float32) ** -0.5).astype(np.float32)
+    spread = (basis.astype(np.float32) * spectrum[None, :]).T  # rows: scaled basis directions
+    spread *= 1.2 / np.sqrt((spectrum**2).sum())  # noise norm about 1.2 x the centre's norm
+    out = np.empty((n, dim), dtype=np.float32)
+    step = 100_000
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        assign = rng.integers(0, clusters, hi - lo)
+        noise = rng.standard_normal((hi - lo, dim), dtype=np.float32) @ spread
+        block = centres[assign] + noise
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[lo:hi] = block
+    return out
+
+
+def bench_vectors(n: int, clusters: int, queries: int) -> None:
+    import faiss
+
+    from indexes.faiss_index import VectorIndex, recall_at_k
+
+    t0 = time.perf_counter()
+    data = synthetic_vectors(n + queries, 384, clusters, seed=0)
+    base, held_out = data[:n], data[n:]
+    gen_s = time.perf_counter() - t0
+    ids = np.arange(n, dtype=np.int64)
+
+    t0 = time.perf_counter()
+    index = VectorIndex.build(ids, base)
+    build_s = time.perf_counter() - t0
+    size = index.memory_bytes()
+
+    exact = faiss.IndexFlatIP(base.shape[1])
+    exact.add(base)
+    _, truth = exact.search(held_out, 10)
+    del exact
+    _, found = index.search(held_out, 10)
+    recall = recall_at_k(found, truth)
+
+    latencies: list[float] = []
+    for q in held_out:
+        t1 = time.perf_counter()
+        index.search(q[None, :], 10)
+        latencies.append((time.perf_counter() - t1) * 1000)
+    choice = index.choice
+    _table(
+        ("index", "vectors", "build s", "bytes/vector", "recall@10", "p50 ms", "p95 ms"),
+        [
+            (
+                f"{choice.kind} nlist={choice.nlist} nprobe={choice.nprobe}",
+                f"{n:,}",
+                f"{build_s:.1f}",
+                f"{size / n:.0f}",
+                f"{recall:.3f}",
+                f"{percentile(latencies, 50):.2f}",
+                f"{percentile(latencies, 95):.2f}",
+            )
+        ],
+    )
+    print(
+        f"synthetic: {clusters} Gaussian clusters, anisotropic noise, unit length, seed 0 (generated in {gen_s:.0f} s); "
+        f"recall@10 on {queries} held-out queries vs exact search (build-time sample check said "
+        f"{choice.recall_at_10:.3f}); single-query latency, {faiss.omp_get_max_threads()} faiss threads\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--kb", type=Path, default=ROOT / ".bench" / "scifact-kb-default")
+    parser.add_argument("--work", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--only", choices=("ingest", "http", "vectors"), action="append")
+    parser.add_argument("--ingest-docs", type=int, default=400, help="SciFact documents in the ingest sample")
+    parser.add_argument("--vectors", type=int, default=1_000_000)
+    parser.add_argument("--clusters", type=int, default=2000)
+    parser.add_argument("--queries", type=int, default=1000)
+    args = parser.parse_args()
+    parts = args.only or ["ingest", "http", "vectors"]
+    load = os.getloadavg()
+    print(f"# speed on {os.cpu_count()} CPUs; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    if "ingest" in parts:
+        bench_ingest(args.data.resolve(), args.work.resolve(), args.ingest_docs)
+    if "http" in parts:
+        bench_http(args.data.resolve(), args.kb.resolve(), warmup=20)
+    if "vectors" in parts:
+        bench_vectors(args.vectors, args.clusters, args.queries)
+    load = os.getloadavg()
+    print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
