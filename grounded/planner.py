@@ -29,7 +29,7 @@ from grounded.router import RouteDecision, Router
 from grounded.schema_link import SchemaLinker
 from grounded.text2sql import SqlDraft, SqlWriter
 from grounded.tools import ToolContext, ToolResult, load_tools
-from grounded.tools.sql import ReadOnlyDatabase
+from grounded.tools.sql import ReadOnlyDatabase, visible_tables
 
 if TYPE_CHECKING:
     from grounded.experts.base import TextGenerator
@@ -130,14 +130,16 @@ class Grounder:
 
     def ground(self, question: str, *, ctx: ToolContext | None = None) -> Grounding:
         linker = self.linker()
-        links = linker.link(question) if linker else []
+        ctx = ctx or ToolContext(kb=self.kb)
+        visible = {t.qualified for t in visible_tables(linker.db, ctx)} if linker else set()
+        links = [link for link in linker.link(question) if link.table.qualified in visible] if linker else []
         decision = self.router.route(question, links)
         writer = SqlWriter(self.sql_expert, linker) if linker is not None and self.sql_expert is not None else None
         drafts: list[SqlDraft] = []
         plan = Planner(writer, k=self.k).plan(question, decision, drafts)
         grounding = Grounding(decision, plan, sql=drafts)
         if plan.calls:
-            grounding.execution = Executor(load_tools(), ctx or ToolContext(kb=self.kb)).run(plan)
+            grounding.execution = Executor(load_tools(), ctx).run(plan)
         return grounding
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "TableInfo",
     "check_sql",
     "render_value",
+    "visible_tables",
 ]
 
 MAX_SQL_CHARS = 10_000
@@ -330,6 +331,16 @@ def row_keys(guard: SqlGuard, result: QueryResult) -> list[list[Any]] | None:
     return [[row[i] for i in idx] for row in result.rows]
 
 
+def visible_tables(db: ReadOnlyDatabase, ctx: ToolContext) -> tuple[TableInfo, ...]:
+    """The mirrored tables the caller may read: a hidden source's tables look like missing ones."""
+    from grounded.access import readable_sources
+
+    groups = getattr(ctx.extra.get("filters"), "acl_groups", None)
+    acls = {name: s.acl for name, s in ctx.kb.settings.sources.items()} if ctx.kb is not None else {}
+    allowed = readable_sources(acls, groups)
+    return db.tables() if allowed is None else tuple(t for t in db.tables() if t.schema in allowed)
+
+
 class SqlArguments(Params):
     query: str = Field(
         min_length=1, max_length=MAX_SQL_CHARS, description="One read-only SELECT (or WITH ... SELECT) statement."
@@ -352,7 +363,7 @@ class SqlTool(Tool):
         snapshot = ctx.kb.snapshot()
         db = ReadOnlyDatabase.for_version(snapshot.version.store_path)
         try:
-            guard = check_sql(args.query, db.tables())
+            guard = check_sql(args.query, visible_tables(db, ctx))
         except SqlRefused as exc:
             return ToolResult.failure(self.name, f"refused: {exc}", refused=True)
         try:

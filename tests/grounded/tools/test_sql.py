@@ -124,3 +124,13 @@ def test_injection_in_arguments_stays_data(shop_kb: Any) -> None:
     refused = get_tool("sql").call({"query": "SELECT 1", "extra": "DROP"}, ToolContext(kb=shop_kb))
     assert refused.refused
     assert "extra" in (refused.error or "")
+
+
+def test_tables_of_sources_a_caller_may_not_read_look_missing(shop_kb: Any) -> None:
+    from indexes.base import SearchFilters
+
+    hidden = run_sql(shop_kb, "SELECT count(*) FROM shop.products", extra={"filters": SearchFilters(acl_groups=("x",))})
+    assert hidden.refused
+    assert "not a mirrored table; available: none" in (hidden.error or "")
+    admin = run_sql(shop_kb, "SELECT count(*) FROM shop.products", extra={"filters": SearchFilters()})
+    assert admin.ok
