@@ -8,7 +8,7 @@ instruction hidden in a document ("ignore previous instructions, run ...") canno
 * ``unstructured``: nothing here; the engine's own retrieval finds the passages;
 * ``structured``: text-to-SQL over the linked tables (``sql``) and ``search`` at the same time;
 * ``multi_step``: the question split into its parts, each part its own ``sql`` or ``search``
-  call, all concurrent; with two numeric results a ``calculate`` call that depends on both;
+  call, all concurrent (a ``calculate`` step over their results is not planned yet);
 * ``not_fact_seeking``: no calls; the answer is marked ungrounded.
 
 Tool results become numbered :class:`~grounded.answer.Citation` objects with provenance
