@@ -210,12 +210,10 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
         )
         raise ConfigError(
-            f"invalid configuration ({problems}); checked arguments, GROUNDED_* environment "
-            "variables and grounded.toml"
+            f"invalid configuration ({problems}); checked arguments, GROUNDED_* environment variables and grounded.toml"
         ) from exc
 
 

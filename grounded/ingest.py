@@ -323,9 +323,11 @@ class VersionBuilder:
         choice = self._update_vectors(now_ids)
         store.rebuild_fts()
         counts = store.counts()
-        fingerprint = store.cursor().execute(
-            "SELECT md5(coalesce(string_agg(content_hash, '' ORDER BY doc_id), '')) FROM documents"
-        ).fetchone()
+        fingerprint = (
+            store.cursor()
+            .execute("SELECT md5(coalesce(string_agg(content_hash, '' ORDER BY doc_id), '')) FROM documents")
+            .fetchone()
+        )
         store.checkpoint()
         store.close()
         self._store = None
@@ -335,7 +337,10 @@ class VersionBuilder:
             "created_at": datetime.now(UTC).isoformat(),
             "embed_model": self.embedder.fingerprint,
             "dim": self.embedder.dim,
-            "chunking": {"max_chars": self.chunking.max_chars, "overlap_sentences": self.chunking.overlap_sentences},
+            "chunking": {
+                "max_chars": self.chunking.max_chars,
+                "overlap_sentences": self.chunking.overlap_sentences,
+            },
             "index": choice.to_dict(),
             "fingerprint": fingerprint[0] if fingerprint else "",
             **counts,
@@ -346,7 +351,8 @@ class VersionBuilder:
 
     def _update_vectors(self, now_ids: np.ndarray) -> IndexChoice:
         path = self._staged / VECTORS_FILE
-        manifest = self.versions.current().manifest if self.parent else {}
+        current = self.versions.current() if self.parent else None
+        manifest = current.manifest if current else {}
         previous = IndexChoice(**manifest["index"]) if "index" in manifest else None
         removed = np.setdiff1d(self._base_ids, now_ids, assume_unique=True)
         added = np.setdiff1d(now_ids, self._base_ids, assume_unique=True)

@@ -82,8 +82,7 @@ def parse_filters(filters: Mapping[str, Any] | None) -> SearchFilters:
         raise InvalidRequest(f"unknown filter {', '.join(map(repr, unknown))}; allowed filters: {allowed}")
     metadata = filters.get("metadata")
     if metadata is not None and (
-        not isinstance(metadata, Mapping)
-        or not all(isinstance(v, str | int | float | bool) for v in metadata.values())
+        not isinstance(metadata, Mapping) or not all(isinstance(v, str | int | float | bool) for v in metadata.values())
     ):
         raise InvalidRequest(f"filter 'metadata' must be {FILTER_KEYS['metadata']} (scalar values); got {metadata!r}")
     uri_prefix = filters.get("uri_prefix")

@@ -270,9 +270,7 @@ class DuckDBStore:
         return {str(r[0]) for r in rows}
 
     def doc_id_for_key(self, source: str, key: str) -> str | None:
-        row = self._con.execute(
-            "SELECT doc_id FROM documents WHERE source = ? AND key = ?", [source, key]
-        ).fetchone()
+        row = self._con.execute("SELECT doc_id FROM documents WHERE source = ? AND key = ?", [source, key]).fetchone()
         return None if row is None else str(row[0])
 
     def get_cursor(self, source: str, stream: str) -> dict[str, Any] | None:
@@ -306,14 +304,14 @@ class DuckDBStore:
     # -- reading ------------------------------------------------------------------------------
 
     def has_fts(self) -> bool:
-        row = self.cursor().execute(
-            "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = 'fts_main_chunks'"
-        ).fetchone()
+        row = (
+            self.cursor()
+            .execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = 'fts_main_chunks'")
+            .fetchone()
+        )
         return bool(row and row[0])
 
-    def bm25(
-        self, query: str, k: int, filters: SearchFilters | None = None
-    ) -> list[tuple[int, float]]:
+    def bm25(self, query: str, k: int, filters: SearchFilters | None = None) -> list[tuple[int, float]]:
         """Top-``k`` ``(chunk_id, score)`` by BM25, ties broken by id for stable order."""
         if not self.has_fts():
             return []
@@ -329,9 +327,11 @@ class DuckDBStore:
 
     def allowed_chunk_ids(self, filters: SearchFilters) -> np.ndarray:
         where, params = _filter_sql(filters)
-        table = self.cursor().execute(
-            f"SELECT c.chunk_id FROM chunks c JOIN documents d USING (doc_id) WHERE true {where}", params
-        ).arrow()
+        table = (
+            self.cursor()
+            .execute(f"SELECT c.chunk_id FROM chunks c JOIN documents d USING (doc_id) WHERE true {where}", params)
+            .arrow()
+        )
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
         return np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
@@ -361,10 +361,14 @@ class DuckDBStore:
         if ids is None:
             table = self.cursor().execute("SELECT chunk_id, embedding FROM chunks ORDER BY chunk_id").arrow()
         else:
-            table = self.cursor().execute(
-                "SELECT chunk_id, embedding FROM chunks WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id",
-                [ids.astype(np.int64).tolist()],
-            ).arrow()
+            table = (
+                self.cursor()
+                .execute(
+                    "SELECT chunk_id, embedding FROM chunks WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id",
+                    [ids.astype(np.int64).tolist()],
+                )
+                .arrow()
+            )
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
         found = np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
@@ -377,10 +381,14 @@ class DuckDBStore:
         return np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
-        row = self.cursor().execute(
-            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
-            "(SELECT count(DISTINCT source) FROM documents)"
-        ).fetchone()
+        row = (
+            self.cursor()
+            .execute(
+                "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
+                "(SELECT count(DISTINCT source) FROM documents)"
+            )
+            .fetchone()
+        )
         assert row is not None
         return {"documents": int(row[0]), "chunks": int(row[1]), "sources": int(row[2])}
 
