@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from grounded.experts.base import Message
+from indexes.base import Hit
 
 __all__ = [
     "ABSTAIN_TEXT",
@@ -57,6 +58,23 @@ class Citation:
     score: float
     provenance: Mapping[str, Any] | None = None
     """For tool evidence (SQL, live API, calculator): tool, source, tables, query, row keys, fetched_at."""
+
+    @classmethod
+    def from_hit(cls, cid: int, hit: Hit, synced_at: datetime | None) -> Citation:
+        """Passage ``[cid]`` for a retrieved chunk."""
+        return cls(
+            id=cid,
+            chunk_id=hit.chunk_id,
+            doc_id=hit.doc_id,
+            title=hit.title,
+            uri=hit.uri,
+            start=hit.start,
+            end=hit.end,
+            text=hit.text,
+            source=hit.source,
+            synced_at=synced_at,
+            score=hit.score,
+        )
 
 
 @dataclass(frozen=True, slots=True)

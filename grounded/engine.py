@@ -306,19 +306,7 @@ class GroundingEngine:
         if synced is None:
             synced = {str(s["name"]): s.get("last_synced_at") for s in self.kb.snapshot().store.sources()}
             self._synced = {version: synced}
-        return Citation(
-            id=cid,
-            chunk_id=hit.chunk_id,
-            doc_id=hit.doc_id,
-            title=hit.title,
-            uri=hit.uri,
-            start=hit.start,
-            end=hit.end,
-            text=hit.text,
-            source=hit.source,
-            synced_at=synced.get(hit.source),
-            score=hit.score,
-        )
+        return Citation.from_hit(cid, hit, synced.get(hit.source))
 
     def _evidence(self, pool: EvidencePool) -> list[Evidence]:
         """Each passage cut to its ``sentences_per_passage`` sentences closest to the question."""

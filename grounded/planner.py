@@ -185,21 +185,7 @@ def tool_citations(grounding: Grounding, synced: dict[str, datetime | None], sta
     for call, result in grounding.execution.ordered():
         if call.tool == "search" and result.ok:
             for hit in result.data["hits"]:
-                out.append(
-                    Citation(
-                        id=start + len(out),
-                        chunk_id=hit.chunk_id,
-                        doc_id=hit.doc_id,
-                        title=hit.title,
-                        uri=hit.uri,
-                        start=hit.start,
-                        end=hit.end,
-                        text=hit.text,
-                        source=hit.source,
-                        synced_at=synced.get(hit.source),
-                        score=hit.score,
-                    )
-                )
+                out.append(Citation.from_hit(start + len(out), hit, synced.get(hit.source)))
         else:
             out.append(tool_citation(start + len(out), call, result, synced))
     return out
