@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from grounded.errors import ConfigError, CorruptKnowledgeBase
 from indexes.base import Chunk, SearchFilters
+from indexes.bm25 import FTS_SCHEMA, Bm25Postings
 
 __all__ = ["ChunkRow", "DocumentRow", "DuckDBStore", "fts_extension_path"]
 
@@ -112,6 +113,8 @@ class DuckDBStore:
         self.path = path
         self.read_only = read_only
         self._lock = threading.Lock()
+        self._postings: Bm25Postings | None = None
+        self._postings_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool) -> DuckDBStore:
@@ -293,10 +296,12 @@ class DuckDBStore:
 
     def rebuild_fts(self) -> None:
         """(Re)build the BM25 index; DuckDB's fts index does not follow table changes itself."""
-        self._con.execute(
-            "PRAGMA create_fts_index('chunks', 'chunk_id', 'search_text', overwrite=1, "
-            "stemmer='porter', stopwords='english', strip_accents=1, lower=1)"
-        )
+        with self._postings_lock:
+            self._con.execute(
+                "PRAGMA create_fts_index('chunks', 'chunk_id', 'search_text', overwrite=1, "
+                "stemmer='porter', stopwords='english', strip_accents=1, lower=1)"
+            )
+            self._postings = None
 
     def checkpoint(self) -> None:
         self._con.execute("CHECKPOINT")
@@ -306,24 +311,25 @@ class DuckDBStore:
     def has_fts(self) -> bool:
         row = (
             self.cursor()
-            .execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = 'fts_main_chunks'")
+            .execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?", [FTS_SCHEMA])
             .fetchone()
         )
         return bool(row and row[0])
 
+    def postings(self) -> Bm25Postings | None:
+        """The BM25 index in memory (read on first use), or ``None`` before one is built."""
+        with self._postings_lock:
+            if self._postings is None and self.has_fts():
+                self._postings = Bm25Postings.load(self.cursor())
+            return self._postings
+
     def bm25(self, query: str, k: int, filters: SearchFilters | None = None) -> list[tuple[int, float]]:
         """Top-``k`` ``(chunk_id, score)`` by BM25, ties broken by id for stable order."""
-        if not self.has_fts():
+        postings = self.postings()
+        if postings is None:
             return []
-        where, params = _filter_sql(filters)
-        sql = (
-            "SELECT c.chunk_id, s.score FROM ("
-            "  SELECT chunk_id, fts_main_chunks.match_bm25(chunk_id, ?) AS score FROM chunks"
-            ") s JOIN chunks c USING (chunk_id) JOIN documents d USING (doc_id) "
-            f"WHERE s.score IS NOT NULL {where} ORDER BY s.score DESC, c.chunk_id LIMIT ?"
-        )
-        rows = self.cursor().execute(sql, [query, *params, k]).fetchall()
-        return [(int(c), float(s)) for c, s in rows]
+        allowed = None if filters is None or filters.is_empty() else self.allowed_chunk_ids(filters)
+        return postings.top(self.cursor(), query, k, allowed)
 
     def allowed_chunk_ids(self, filters: SearchFilters) -> np.ndarray:
         where, params = _filter_sql(filters)
