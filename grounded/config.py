@@ -112,12 +112,17 @@ class ExpertSpec(BaseModel):
 
 
 class ExpertsSettings(BaseModel):
-    """Task -> expert. ``embed`` stays ``embed_model`` above; ``answer`` writes cited answers."""
+    """Task -> expert. ``embed`` stays ``embed_model`` above; ``answer`` writes cited answers;
+    ``sql`` writes SQL; ``tool_call`` chooses tool calls (it needs a backend with structured output)."""
 
     answer: ExpertSpec = ExpertSpec()
     sql: ExpertSpec | None = Field(
         None,
         description="Text-to-SQL for questions the router sends to the mirrored tables; unset: no SQL is planned.",
+    )
+    tool_call: ExpertSpec | None = Field(
+        None,
+        description="Plans tool calls under JSON-schema constrained decoding; unset: the rule-based planner plans.",
     )
 
 

@@ -38,8 +38,8 @@ from grounded.answer import (
 )
 from grounded.cache import AnswerCache, cache_key, normalise_question
 from grounded.errors import InvalidRequest
-from grounded.experts.base import Generation, Message, TextGenerator
-from grounded.experts.registry import get_expert
+from grounded.experts.base import Generation, Message, StructuredGenerator, TextGenerator
+from grounded.experts.registry import get_expert, get_structured_expert
 from grounded.planner import Grounder, Grounding, exact_numbers, tool_citations
 from grounded.retrieval import parse_filters
 from grounded.tools.base import ToolContext
@@ -88,6 +88,7 @@ class GroundingEngine:
         expert: TextGenerator | None = None,
         grounding: bool = True,
         sql_expert: TextGenerator | None = None,
+        tool_expert: StructuredGenerator | None = None,
     ) -> None:
         self.kb = kb
         self.settings = kb.settings.answer
@@ -95,6 +96,7 @@ class GroundingEngine:
         self.grounding = grounding
         """Route and call tools (grounded.planner) before writing; False: passages only (issue 3)."""
         self._sql_expert = sql_expert
+        self._tool_expert = tool_expert
         self._grounder: Grounder | None = None
         self._cache: AnswerCache | None = None
         self._lock = threading.Lock()
@@ -260,7 +262,9 @@ class GroundingEngine:
     def grounder(self) -> Grounder:
         with self._lock:
             if self._grounder is None:
-                self._grounder = Grounder(self.kb, sql_expert=self.sql_expert, k=self.settings.k)
+                self._grounder = Grounder(
+                    self.kb, sql_expert=self.sql_expert, tool_expert=self.tool_expert, k=self.settings.k
+                )
             return self._grounder
 
     @property
@@ -270,8 +274,18 @@ class GroundingEngine:
             self._sql_expert = get_expert("sql", self.kb.settings)
         return self._sql_expert
 
+    @property
+    def tool_expert(self) -> StructuredGenerator | None:
+        """The tool-call expert: ``experts.tool_call`` when configured; without one, the rules plan."""
+        if self._tool_expert is None and getattr(self.kb.settings.experts, "tool_call", None) is not None:
+            self._tool_expert = get_structured_expert("tool_call", self.kb.settings)
+        return self._tool_expert
+
     def _tool_models(self) -> dict[str, str]:
-        return {"sql": self.sql_expert.fingerprint} if self.grounding and self.sql_expert is not None else {}
+        if not self.grounding:
+            return {}
+        experts = {"sql": self.sql_expert, "tool_call": self.tool_expert}
+        return {task: e.fingerprint for task, e in experts.items() if e is not None}
 
     def _synced_at(self, version: str) -> dict[str, datetime | None]:
         synced = self._synced.get(version)

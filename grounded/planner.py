@@ -11,6 +11,11 @@ instruction hidden in a document ("ignore previous instructions, run ...") canno
   call, all concurrent (a ``calculate`` step over their results is not planned yet);
 * ``not_fact_seeking``: no calls; the answer is marked ungrounded.
 
+With a tool-call expert (``[experts.tool_call]``, see :mod:`grounded.toolcall`), the calls of
+``structured`` and ``multi_step`` questions are chosen by the model instead, under JSON-schema
+constrained decoding, from the question and the tools' schemas alone; when it fails or every
+call it asks for is refused, the rules above plan, and the trace says why.
+
 Tool results become numbered :class:`~grounded.answer.Citation` objects with provenance
 (source, tables, query, row keys, fetched_at) and flow through the same writer and verifier as
 passages.
@@ -28,14 +33,16 @@ from grounded.executor import Call, Execution, Executor, Plan
 from grounded.router import RouteDecision, Router
 from grounded.schema_link import SchemaLinker
 from grounded.text2sql import SqlDraft, SqlWriter
-from grounded.tools import ToolContext, ToolResult, load_tools
+from grounded.toolcall import ProposedPlan, ToolCaller, describe_table
+from grounded.tools import Tool, ToolContext, ToolResult, load_tools
 from grounded.tools.sql import ReadOnlyDatabase, visible_tables
 
 if TYPE_CHECKING:
-    from grounded.experts.base import TextGenerator
+    from grounded.experts.base import StructuredGenerator, TextGenerator
     from grounded.kb import KnowledgeBase
 
 __all__ = [
+    "OFFERED_TOOLS",
     "Grounder",
     "Grounding",
     "Planner",
@@ -45,6 +52,9 @@ __all__ = [
     "tool_citation",
     "tool_citations",
 ]
+
+OFFERED_TOOLS = ("search", "sql", "calculate")
+"""Tools the tool-call expert may choose from (``sql`` only when the question links to tables)."""
 
 _SPLIT = re.compile(r"\s*(?:,\s*and|;|\band\b(?=\s+(?:what|who|when|where|how|which|why)\b))\s*", re.I)
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
@@ -75,11 +85,13 @@ class Grounding:
     plan: Plan
     execution: Execution | None = None
     sql: list[SqlDraft] = field(default_factory=list)
+    proposals: list[ProposedPlan] = field(default_factory=list)
 
     def trace(self) -> dict[str, Any]:
         return {
             **self.decision.to_dict(),
             "plan": self.plan.to_dict(),
+            "tool_call_expert": [p.to_dict() for p in self.proposals],
             "sql_drafts": [
                 {"sql": d.sql, "tables": list(d.tables), "attempts": d.attempts, "error": d.error} for d in self.sql
             ],
@@ -89,23 +101,57 @@ class Grounding:
 
 
 class Planner:
-    """Builds plans for routed questions (see the module docstring)."""
+    """Builds plans for routed questions (see the module docstring).
 
-    def __init__(self, sql_writer: SqlWriter | None, *, k: int = 3) -> None:
+    ``tool_caller`` (optional) lets a model choose the calls of structured and multi-step
+    questions among ``tools``; without one, or when its calls are refused, the rules plan.
+    """
+
+    def __init__(
+        self,
+        sql_writer: SqlWriter | None,
+        *,
+        k: int = 3,
+        tool_caller: ToolCaller | None = None,
+        tools: tuple[Tool, ...] = (),
+    ) -> None:
         self.sql_writer = sql_writer
         self.k = k
+        self.tool_caller = tool_caller
+        self.tools = tools
 
-    def plan(self, question: str, decision: RouteDecision, drafts: list[SqlDraft]) -> Plan:
+    def plan(
+        self,
+        question: str,
+        decision: RouteDecision,
+        drafts: list[SqlDraft],
+        proposals: list[ProposedPlan] | None = None,
+    ) -> Plan:
         if decision.route in ("unstructured", "not_fact_seeking"):
             return Plan(decision.route, (), decision.reason)
+        reason = decision.reason
+        if self.tool_caller is not None:
+            offered = tuple(t for t in self.tools if t.name != "sql" or decision.links)
+            if offered:
+                tables = [describe_table(link.table) for link in decision.links[:3]] if decision.links else []
+                proposal = self.tool_caller.propose(question, offered, tables=tables)
+                if proposals is not None:
+                    proposals.append(proposal)
+                if proposal.calls:
+                    return Plan(decision.route, proposal.calls, f"{reason}; calls chosen by the tool-call expert")
+                why = proposal.error or "; ".join(proposal.refused) or "no call"
+                reason = f"{reason}; tool-call expert gave no usable call ({why[:200]}), so the rules planned"
+        return self._rules(question, decision, drafts, reason)
+
+    def _rules(self, question: str, decision: RouteDecision, drafts: list[SqlDraft], reason: str) -> Plan:
         if decision.route == "structured":
             # The engine searches the passages itself, at the same time as nothing else runs.
-            return Plan("structured", tuple(self._sql_call("c1", question, decision, drafts)), decision.reason)
+            return Plan("structured", tuple(self._sql_call("c1", question, decision, drafts)), reason)
         calls = []
         for i, part in enumerate(split_question(question)[:4], start=1):
             sql = self._sql_call(f"c{i}", part, decision, drafts) if decision.links else []
             calls.extend(sql or [Call(f"c{i}", "search", {"query": part, "k": self.k})])
-        return Plan("multi_step", tuple(calls), decision.reason)
+        return Plan("multi_step", tuple(calls), reason)
 
     def _sql_call(self, call_id: str, question: str, decision: RouteDecision, drafts: list[SqlDraft]) -> list[Call]:
         if self.sql_writer is None:
@@ -118,10 +164,18 @@ class Planner:
 class Grounder:
     """Route, plan and run tool calls for one knowledge base (one instance per engine)."""
 
-    def __init__(self, kb: KnowledgeBase, *, sql_expert: TextGenerator | None = None, k: int = 3) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        *,
+        sql_expert: TextGenerator | None = None,
+        tool_expert: StructuredGenerator | None = None,
+        k: int = 3,
+    ) -> None:
         self.kb = kb
         self.router = Router(kb.embedder)
         self.sql_expert = sql_expert
+        self.tool_caller = ToolCaller(tool_expert) if tool_expert is not None else None
         self.k = k
 
     def linker(self) -> SchemaLinker | None:
@@ -136,10 +190,14 @@ class Grounder:
         decision = self.router.route(question, links)
         writer = SqlWriter(self.sql_expert, linker) if linker is not None and self.sql_expert is not None else None
         drafts: list[SqlDraft] = []
-        plan = Planner(writer, k=self.k).plan(question, decision, drafts)
-        grounding = Grounding(decision, plan, sql=drafts)
+        proposals: list[ProposedPlan] = []
+        tools = load_tools()
+        offered = tuple(tools[name] for name in OFFERED_TOOLS if name in tools)
+        planner = Planner(writer, k=self.k, tool_caller=self.tool_caller, tools=offered)
+        plan = planner.plan(question, decision, drafts, proposals)
+        grounding = Grounding(decision, plan, sql=drafts, proposals=proposals)
         if plan.calls:
-            grounding.execution = Executor(load_tools(), ctx).run(plan)
+            grounding.execution = Executor(tools, ctx).run(plan)
         return grounding
 
 

@@ -4,6 +4,10 @@ Optional: llama-cpp-python compiles from source on install (minutes). When it is
 decodes the same GGUF many times faster than de-quantized float32 in torch on a small CPU; see
 the README's benchmark for the measured ratio. Greedy sampling with a fixed seed and a fixed
 thread count gives the same text on every run.
+
+``generate_json`` passes the schema as ``response_format`` (llama-cpp-python turns it into a
+GBNF grammar that constrains sampling); tool calls are decoded as one JSON object, as with the
+transformers backend (:mod:`grounded.experts.structured`).
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grounded.config import ExpertSpec
 from grounded.errors import ConfigError, ExpertError, ExpertTimeout
-from grounded.experts.base import Generation, Message
+from grounded.experts.base import FunctionSchema, Generation, JsonGeneration, Message, ToolCalls
 from grounded.experts.models import resolve_local_model
+from grounded.experts.structured import json_tool_calls, parse_json
 
 __all__ = ["LlamaCppGenerator"]
 
@@ -63,6 +68,47 @@ class LlamaCppGenerator:
         self, messages: Sequence[Message], *, max_tokens: int, stop: Sequence[str] = (), timeout_s: float | None = None
     ) -> Generation:
         """Greedy completion, streamed token by token so a deadline can stop it."""
+        return self._complete(messages, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)
+
+    def generate_json(
+        self,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any],
+        *,
+        max_tokens: int,
+        name: str = "output",
+        timeout_s: float | None = None,
+    ) -> JsonGeneration:
+        """Greedy decoding under a grammar built from ``schema``; the value is parsed and validated."""
+        generation = self._complete(
+            messages, max_tokens=max_tokens, stop=(), timeout_s=timeout_s,
+            response_format={"type": "json_object", "schema": dict(schema)},
+        )  # fmt: skip
+        return JsonGeneration(
+            parse_json(generation.text, schema, what=name, finish_reason=generation.finish_reason), generation
+        )
+
+    def generate_tool_calls(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[FunctionSchema],
+        *,
+        max_calls: int,
+        max_tokens: int,
+        timeout_s: float | None = None,
+    ) -> ToolCalls:
+        """Calls decoded as one constrained JSON object (see :mod:`grounded.experts.structured`)."""
+        return json_tool_calls(self, messages, tools, max_calls=max_calls, max_tokens=max_tokens, timeout_s=timeout_s)
+
+    def _complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        stop: Sequence[str],
+        timeout_s: float | None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Generation:
         timeout = timeout_s if timeout_s is not None else self.spec.timeout_s
         with self._lock:
             started = time.perf_counter()
@@ -77,6 +123,7 @@ class LlamaCppGenerator:
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     max_tokens=max_tokens, temperature=0.0, top_k=1, top_p=1.0, min_p=0.0,
                     repeat_penalty=1.0, seed=0, stop=list(stop) or None, stream=True,
+                    response_format=response_format,
                 )  # fmt: skip
                 for chunk in stream:
                     if first is None:

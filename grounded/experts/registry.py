@@ -19,12 +19,23 @@ from importlib.metadata import entry_points
 
 from grounded.config import ExpertSpec, Settings
 from grounded.errors import ConfigError
-from grounded.experts.base import BackendFactory, TextGenerator
+from grounded.experts.base import BackendFactory, StructuredGenerator, TextGenerator
 
-__all__ = ["ENTRY_POINT_GROUP", "TASKS", "available_backends", "backend_factory", "clear", "get_expert"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "STRUCTURED_TASKS",
+    "TASKS",
+    "available_backends",
+    "backend_factory",
+    "clear",
+    "get_expert",
+    "get_structured_expert",
+]
 
 ENTRY_POINT_GROUP = "grounded.experts"
-TASKS = ("answer", "sql")
+TASKS = ("answer", "sql", "tool_call")
+STRUCTURED_TASKS = frozenset({"tool_call"})
+"""Tasks whose expert must hold its output to a JSON schema (a :class:`StructuredGenerator`)."""
 
 _lock = threading.Lock()
 _instances: dict[tuple[str, str], TextGenerator] = {}
@@ -67,8 +78,25 @@ def get_expert(task: str, settings: Settings) -> TextGenerator:
                     f"expert backend {spec.backend!r} returned {type(expert).__name__}, which lacks "
                     "generate() or fingerprint"
                 )
+            if task in STRUCTURED_TASKS and not isinstance(expert, StructuredGenerator):
+                raise _not_structured(spec, task)
             _instances[key] = expert
         return expert
+
+
+def get_structured_expert(task: str, settings: Settings) -> StructuredGenerator:
+    """The generator configured for ``task``, which must hold its output to JSON schemas."""
+    expert = get_expert(task, settings)
+    if not isinstance(expert, StructuredGenerator):
+        raise _not_structured(getattr(settings.experts, task), task)
+    return expert
+
+
+def _not_structured(spec: ExpertSpec, task: str) -> ConfigError:
+    return ConfigError(
+        f"expert backend {spec.backend!r} cannot serve task {task!r}: it lacks generate_json() and "
+        "generate_tool_calls() (constrained JSON output); use transformers, llama-cpp or openai"
+    )
 
 
 def clear() -> None:

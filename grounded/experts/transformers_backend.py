@@ -5,6 +5,10 @@ de-quantizes it to float32 — about a minute for SmolLM2-135M on two cores. The
 as safetensors in a cache folder keyed by the file's hash (``$GROUNDED_MODEL_CACHE``, default
 ``~/.cache/grounded/models``), so later processes load in about two seconds. The cached weights
 are the same bytes, so answers do not depend on which path loaded the model.
+
+``generate_json`` constrains decoding with ``xgrammar``: the schema is compiled once into a
+grammar over the model's vocabulary, and at each step a logits processor masks every token that
+could not continue a value of the schema, so greedy decoding can only write a valid value.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from grounded.config import ExpertSpec
 from grounded.errors import ConfigError, ExpertError, ExpertTimeout
-from grounded.experts.base import Generation, Message
+from grounded.experts.base import FunctionSchema, Generation, JsonGeneration, Message, ToolCalls
 from grounded.experts.models import LocalModel, resolve_local_model
+from grounded.experts.structured import json_tool_calls, parse_json
 
 __all__ = ["TransformersGenerator", "model_cache_dir"]
 
@@ -53,6 +58,8 @@ class TransformersGenerator:
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._grammar_compiler: Any = None
+        self._grammars: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"TransformersGenerator({self.local.path.name!r})"
@@ -138,6 +145,71 @@ class TransformersGenerator:
         self, messages: Sequence[Message], *, max_tokens: int, stop: Sequence[str] = (), timeout_s: float | None = None
     ) -> Generation:
         """Greedy completion; a generation past ``timeout_s`` raises :class:`ExpertTimeout`."""
+        return self._complete(messages, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)
+
+    def generate_json(
+        self,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any],
+        *,
+        max_tokens: int,
+        name: str = "output",
+        timeout_s: float | None = None,
+    ) -> JsonGeneration:
+        """Greedy decoding constrained to ``schema`` (xgrammar); the value is parsed and validated."""
+        generation = self._complete(messages, max_tokens=max_tokens, stop=(), timeout_s=timeout_s, schema=schema)
+        value = parse_json(generation.text, schema, what=name, finish_reason=generation.finish_reason)
+        return JsonGeneration(value, generation)
+
+    def generate_tool_calls(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[FunctionSchema],
+        *,
+        max_calls: int,
+        max_tokens: int,
+        timeout_s: float | None = None,
+    ) -> ToolCalls:
+        """Calls decoded as one constrained JSON object (see :mod:`grounded.experts.structured`)."""
+        return json_tool_calls(self, messages, tools, max_calls=max_calls, max_tokens=max_tokens, timeout_s=timeout_s)
+
+    def _grammar_locked(self, schema: Mapping[str, Any]) -> Any:
+        """``schema`` compiled for this model's vocabulary (compiled once per schema, then reused)."""
+        key = json.dumps(schema, sort_keys=True)
+        compiled = self._grammars.get(key)
+        if compiled is not None:
+            return compiled
+        try:
+            import xgrammar
+        except ImportError as exc:
+            raise ConfigError(
+                "constrained decoding with the transformers backend needs xgrammar: pip install 'grounded[tools]' "
+                "(or pip install --no-deps xgrammar apache-tvm-ffi on a CPU-only machine)"
+            ) from exc
+        if self._grammar_compiler is None:
+            eos = self._tokenizer.eos_token_id
+            info = xgrammar.TokenizerInfo.from_huggingface(
+                self._tokenizer, vocab_size=int(self._model.config.vocab_size), stop_token_ids=[int(eos)]
+            )
+            self._grammar_compiler = xgrammar.GrammarCompiler(info, max_threads=1)
+        try:
+            compiled = self._grammar_compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
+        except (RuntimeError, ValueError) as exc:
+            raise ExpertError(f"xgrammar cannot compile the JSON schema {key[:200]}: {exc}") from exc
+        if len(self._grammars) >= 64:  # plans offer a handful of tool sets; bound it all the same
+            self._grammars.pop(next(iter(self._grammars)))
+        self._grammars[key] = compiled
+        return compiled
+
+    def _complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        stop: Sequence[str],
+        timeout_s: float | None,
+        schema: Mapping[str, Any] | None = None,
+    ) -> Generation:
         if max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1; got {max_tokens}")
         import torch
@@ -151,6 +223,9 @@ class TransformersGenerator:
             started = time.perf_counter()
             self._load_locked()
             tokenizer, model = self._tokenizer, self._model
+            processors: list[Any] = []
+            if schema is not None:
+                processors.append(_grammar_processor(LogitsProcessor, self._grammar_locked(schema)))
             chat = [{"role": m.role, "content": m.content} for m in messages]
             inputs = tokenizer.apply_chat_template(
                 chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -184,7 +259,7 @@ class TransformersGenerator:
                     output = model.generate(
                         **inputs,
                         generation_config=config,
-                        logits_processor=LogitsProcessorList([_FirstStep()]),
+                        logits_processor=LogitsProcessorList([_FirstStep(), *processors]),
                         stopping_criteria=[_Deadline()],
                         tokenizer=tokenizer,
                     )
@@ -193,7 +268,7 @@ class TransformersGenerator:
             finished = time.perf_counter()
         if "timed_out" in marks:
             raise ExpertTimeout(
-                f"model {self.local.path.name} did not finish within {timeout:g} s; raise experts.answer.timeout_s "
+                f"model {self.local.path.name} did not finish within {timeout:g} s; raise experts.<task>.timeout_s "
                 "or use a faster backend"
             )
         new_tokens = output[0, prompt_len:]
@@ -201,6 +276,7 @@ class TransformersGenerator:
         for s in stop:
             text = text.split(s, 1)[0]
         completion = int(new_tokens.shape[0])
+        ended = completion > 0 and int(new_tokens[-1]) == tokenizer.eos_token_id
         prefill_done = marks.get("prefill_done", finished)
         return Generation(
             text=text.strip(),
@@ -208,5 +284,29 @@ class TransformersGenerator:
             completion_tokens=completion,
             prefill_s=prefill_done - started,
             decode_s=finished - prefill_done,
-            finish_reason="length" if completion >= max_tokens else "stop",
+            finish_reason="length" if completion >= max_tokens and not ended else "stop",
         )
+
+
+def _grammar_processor(base: type, compiled: Any) -> Any:
+    """A logits processor that lets through only tokens continuing a value of ``compiled``'s grammar.
+
+    One per generation (a matcher holds the state of one sequence); greedy decoding, batch of one.
+    """
+    import xgrammar
+
+    class _Grammar(base):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.matcher = xgrammar.GrammarMatcher(compiled)
+            self.bitmask = xgrammar.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
+            self.first = True
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if not self.first and not self.matcher.accept_token(int(input_ids[0, -1])):
+                raise ExpertError("constrained decoding chose a token its grammar rejects (xgrammar state lost)")
+            self.first = False
+            self.matcher.fill_next_token_bitmask(self.bitmask)
+            xgrammar.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device))
+            return scores
+
+    return _Grammar()
