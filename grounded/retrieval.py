@@ -52,6 +52,7 @@ class Snapshot:
         store = DuckDBStore.open(version.store_path, read_only=True)
         choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
         vectors = VectorIndex.load(version.vectors_path, choice)
+        store.postings()  # BM25 posting lists into memory now, not on the first query
         return cls(version, store, vectors)
 
 
