@@ -7,6 +7,7 @@ throughput and latency percentiles per route. Goal on the development machine:
 
     .venv/bin/python benchmarks/load.py --kb .bench/demo-kb --workers 2 --clients 16 --duration 20
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:8000 --key gk_... --routes search
+    .venv/bin/python benchmarks/load.py --routes search --stacks asyncio+h11,auto   # side by side
 
 The rate limit is switched off for the server it starts (``GROUNDED_SERVER__RATE_LIMIT=0``);
 request logs go to ``--log`` (default: discarded) so the terminal shows only the table.
@@ -52,13 +53,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(kb: Path, workers: int, log: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+STACKS = {
+    "auto": {},  # what `grounded serve` uses: uvloop + httptools when installed
+    "asyncio+h11": {"GROUNDED_SERVER__LOOP": "asyncio", "GROUNDED_SERVER__HTTP": "h11"},  # pure-Python baseline
+}
+
+
+def start_server(
+    kb: Path, workers: int, log: Path | None, stack: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     grounded = Path(sys.executable).with_name("grounded")
     if not (kb / "CURRENT").exists():
         print(f"building the demo knowledge base in {kb} ...", flush=True)
         subprocess.run([str(grounded), "demo", "--kb", str(kb), "--no-serve"], check=True, stdout=subprocess.DEVNULL)
     port = _free_port()
-    env = {**os.environ, "GROUNDED_SERVER__RATE_LIMIT": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "GROUNDED_SERVER__RATE_LIMIT": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **(stack or {}),
+    }
     sink = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [str(grounded), "serve", "--kb", str(kb), "--port", str(port), "--workers", str(workers), "--no-scheduler"],
@@ -127,41 +142,57 @@ def main() -> None:
     parser.add_argument("--key", help="API key (when the server has keys)")
     parser.add_argument("--no-cache", action="store_true", help="/v1/query without the answer cache")
     parser.add_argument("--log", type=Path, help="write the started server's logs here")
+    parser.add_argument(
+        "--stacks",
+        default="auto",
+        help=f"comma-separated server stacks to start one after another: {', '.join(STACKS)} "
+        "(e.g. asyncio+h11,auto for the side-by-side table)",
+    )
     args = parser.parse_args()
+    stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    unknown = [s for s in stacks if s not in STACKS]
+    if unknown:
+        parser.error(f"unknown stack {', '.join(unknown)}; choose from {', '.join(STACKS)}")
+    routes = [r.strip() for r in args.routes.split(",") if r.strip()]
 
-    proc = None
-    url = args.url
-    if url is None:
-        proc, url = start_server(args.kb, args.workers, args.log)
-    try:
-        rows = []
-        for route in [r.strip() for r in args.routes.split(",") if r.strip()]:
-            lat, errors, elapsed = asyncio.run(
-                drive(url, route, args.clients, args.duration, args.key, not args.no_cache)
-            )
-            ms = np.array(lat) * 1000 if lat else np.array([float("nan")])
-            rows.append(
-                (
-                    f"/v1/{route}",
-                    len(lat),
-                    errors,
-                    len(lat) / elapsed,
-                    *np.percentile(ms, [50, 95, 99]),
+    rows = []
+    for stack in [None] if args.url else stacks:
+        proc = None
+        url = args.url
+        if url is None:
+            proc, url = start_server(args.kb, args.workers, args.log, STACKS[stack or "auto"])
+        try:
+            for route in routes:
+                lat, errors, elapsed = asyncio.run(
+                    drive(url, route, args.clients, args.duration, args.key, not args.no_cache)
                 )
-            )
-        workers = f"{args.workers} workers" if proc else "external server"
-        print(f"\n{args.clients} concurrent clients per route, {args.duration:g} s each, {workers}\n")
-        print(f"| route | requests | errors | req/s | p50 ms | p95 ms | p99 ms |\n|{'---|' * 7}")
-        for route, n, errors, rps, p50, p95, p99 in rows:
-            print(f"| {route} | {n} | {errors} | {rps:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} |")
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)  # graceful shutdown
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                ms = np.array(lat) * 1000 if lat else np.array([float("nan")])
+                rows.append(
+                    (
+                        stack or "external",
+                        f"/v1/{route}",
+                        len(lat),
+                        errors,
+                        len(lat) / elapsed,
+                        *np.percentile(ms, [50, 95, 99]),
+                    )
+                )
+        finally:
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)  # graceful shutdown
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    workers = f"{args.workers} workers" if args.url is None else "external server"
+    load = os.getloadavg()
+    print(
+        f"\n{args.clients} concurrent clients per route, {args.duration:g} s each, {workers}; load average {load[0]:.2f}\n"
+    )
+    print(f"| server | route | requests | errors | req/s | p50 ms | p95 ms | p99 ms |\n|{'---|' * 8}")
+    for stack, route, n, errors, rps, p50, p95, p99 in rows:
+        print(f"| {stack} | {route} | {n} | {errors} | {rps:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} |")
 
 
 if __name__ == "__main__":

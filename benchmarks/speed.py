@@ -1,7 +1,7 @@
 """Speed, measured side by side in one run on this machine; prints one table per part.
 
     .venv/bin/python benchmarks/speed.py --data ../shared/data/scifact          # all three parts
-    .venv/bin/python benchmarks/speed.py --only ingest|http|vectors
+    .venv/bin/python benchmarks/speed.py --only ingest|http|search|vectors
 
 1. **ingest**: chunks/s of the whole pipeline (``kb.ingest`` of a SciFact sample: parse,
    chunk, embed, DuckDB writes, FAISS + BM25 build, publish) against bare
@@ -11,7 +11,10 @@
 2. **http**: ``POST /v1/search`` latency (k=10) against ``grounded serve`` on the SciFact KB
    that ``benchmarks/retrieval.py`` builds, one request at a time, each test query once (so the
    query-embedding cache never hits).
-3. **vectors**: ``VectorIndex.build`` on 1,000,000 synthetic 384-d vectors: a Gaussian mixture
+3. **search**: in-process retrieval on that KB, each change against its baseline in the same
+   run: BM25 through DuckDB's ``match_bm25`` vs the in-memory posting lists
+   (:mod:`indexes.bm25`), and hybrid ``kb.search`` with faiss on every core vs on one thread.
+4. **vectors**: ``VectorIndex.build`` on 1,000,000 synthetic 384-d vectors: a Gaussian mixture
    (``--clusters`` centres, anisotropic noise with a decaying spectrum in a random basis,
    L2-normalised; seed 0), queried with 1,000 held-out points from the same mixture. Reports
    build time, bytes per vector, recall@10 against exact search and single-query latency.
@@ -26,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +174,58 @@ def bench_http(data: Path, kb_dir: Path, warmup: int) -> None:
     print(f"POST /v1/search k=10 hybrid, {len(latencies)} distinct SciFact test queries, {warmup} warm-up (train)\n")
 
 
-# -- 3. one million vectors -----------------------------------------------------------------------
+# -- 3. in-process search: BM25 and faiss threads, each against its baseline -------------------
+
+
+def _timed(fn: Callable[[str], object], queries: list[str]) -> list[float]:
+    out: list[float] = []
+    for text in queries:
+        t0 = time.perf_counter()
+        fn(text)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def bench_search(data: Path, kb_dir: Path) -> None:
+    import faiss
+
+    import grounded
+    from indexes.faiss_index import _BUILD_THREADS
+
+    if not kb_dir.exists():
+        sys.exit(f"no SciFact KB at {kb_dir}; run benchmarks/retrieval.py first (or pass --kb)")
+    kb = grounded.open(kb_dir)
+    snap = kb.snapshot()
+    store = snap.store
+    queries = list(load_queries(data, load_qrels(data, "test")).values())
+    depth = kb.settings.search.candidates
+    con = store.cursor()
+    sql = (
+        "SELECT chunk_id, score FROM (SELECT chunk_id, fts_main_chunks.match_bm25(chunk_id, ?) AS score FROM chunks) "
+        "WHERE score IS NOT NULL ORDER BY score DESC, chunk_id LIMIT ?"
+    )
+    for text in queries:  # every query embedding cached: the rows below time retrieval, not the encoder
+        kb.embedder.embed_query(text)
+    rows: list[tuple[str, ...]] = []
+
+    def row(name: str, lat: list[float]) -> None:
+        rows.append((name, f"{percentile(lat, 50):.2f}", f"{percentile(lat, 95):.2f}"))
+
+    row("BM25: DuckDB match_bm25 (baseline)", _timed(lambda q: con.execute(sql, [q, depth]).fetchall(), queries))
+    row("BM25: in-memory posting lists", _timed(lambda q: store.bm25(q, depth), queries))
+    faiss.omp_set_num_threads(_BUILD_THREADS)
+    row(f"hybrid kb.search, faiss on {_BUILD_THREADS} threads (baseline)", _timed(lambda q: kb.search(q, 10), queries))
+    faiss.omp_set_num_threads(1)
+    row("hybrid kb.search, faiss on 1 thread", _timed(lambda q: kb.search(q, 10), queries))
+    _table(("in-process, per query", "p50 ms", "p95 ms"), rows)
+    counts = store.counts()
+    print(
+        f"{len(queries)} SciFact test queries, {counts['chunks']:,} chunks, {depth} candidates per side; "
+        f"BM25 posting lists hold {store.postings().nbytes / 1e6:.1f} MB\n"  # type: ignore[union-attr]
+    )
+
+
+# -- 4. one million vectors -----------------------------------------------------------------------
 
 
 def synthetic_vectors(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
@@ -217,17 +272,22 @@ def bench_vectors(n: int, clusters: int, queries: int) -> None:
     _, found = index.search(held_out, 10)
     recall = recall_at_k(found, truth)
 
-    latencies: list[float] = []
-    for q in held_out:
-        t1 = time.perf_counter()
-        index.search(q[None, :], 10)
-        latencies.append((time.perf_counter() - t1) * 1000)
+    from indexes.faiss_index import _BUILD_THREADS
+
     choice = index.choice
-    _table(
-        ("index", "vectors", "build s", "bytes/vector", "recall@10", "p50 ms", "p95 ms"),
-        [
+    rows = []
+    # The served setting (1 thread) against faiss's default (every core), in the same run.
+    for threads in (_BUILD_THREADS, 1):
+        faiss.omp_set_num_threads(threads)
+        latencies: list[float] = []
+        for q in held_out:
+            t1 = time.perf_counter()
+            index.search(q[None, :], 10)
+            latencies.append((time.perf_counter() - t1) * 1000)
+        rows.append(
             (
                 f"{choice.kind} nlist={choice.nlist} nprobe={choice.nprobe}",
+                str(threads),
                 f"{n:,}",
                 f"{build_s:.1f}",
                 f"{size / n:.0f}",
@@ -235,12 +295,12 @@ def bench_vectors(n: int, clusters: int, queries: int) -> None:
                 f"{percentile(latencies, 50):.2f}",
                 f"{percentile(latencies, 95):.2f}",
             )
-        ],
-    )
+        )
+    _table(("index", "faiss threads", "vectors", "build s", "bytes/vector", "recall@10", "p50 ms", "p95 ms"), rows)
     print(
         f"synthetic: {clusters} Gaussian clusters, anisotropic noise, unit length, seed 0 (generated in {gen_s:.0f} s); "
         f"recall@10 on {queries} held-out queries vs exact search (build-time sample check said "
-        f"{choice.recall_at_10:.3f}); single-query latency, {faiss.omp_get_max_threads()} faiss threads\n"
+        f"{choice.recall_at_10:.3f}); single-query latency\n"
     )
 
 
@@ -249,19 +309,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--kb", type=Path, default=ROOT / ".bench" / "scifact-kb-default")
     parser.add_argument("--work", type=Path, default=ROOT / ".bench")
-    parser.add_argument("--only", choices=("ingest", "http", "vectors"), action="append")
+    parser.add_argument("--only", choices=("ingest", "http", "search", "vectors"), action="append")
     parser.add_argument("--ingest-docs", type=int, default=400, help="SciFact documents in the ingest sample")
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=1000)
     args = parser.parse_args()
-    parts = args.only or ["ingest", "http", "vectors"]
+    parts = args.only or ["ingest", "http", "search", "vectors"]
     load = os.getloadavg()
     print(f"# speed on {os.cpu_count()} CPUs; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     if "ingest" in parts:
         bench_ingest(args.data.resolve(), args.work.resolve(), args.ingest_docs)
     if "http" in parts:
         bench_http(args.data.resolve(), args.kb.resolve(), warmup=20)
+    if "search" in parts:
+        bench_search(args.data.resolve(), args.kb.resolve())
     if "vectors" in parts:
         bench_vectors(args.vectors, args.clusters, args.queries)
     load = os.getloadavg()

@@ -81,6 +81,12 @@ class ServerSettings(BaseModel):
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
     )
     scheduler: bool = Field(True, description="Run the source schedules inside `grounded serve`.")
+    loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop of `grounded serve`: uvloop when installed (auto), or asyncio."
+    )
+    http: Literal["auto", "h11", "httptools"] = Field(
+        "auto", description="HTTP/1.1 parser of `grounded serve`: httptools when installed (auto), or h11."
+    )
 
 
 class SchedulerSettings(BaseModel):

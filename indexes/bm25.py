@@ -6,10 +6,12 @@ version never changes, so its ``fts_main_chunks`` tables (``terms``, ``dict``, `
 ``stats``) are read once into a compressed sparse term x document matrix whose entries are
 each posting's precomputed BM25 term score; a query is then the sum of its terms' rows.
 
-The query side stays in DuckDB: terms come from the index's own ``tokenize`` macro and
-``stem`` with the index's stemmer, so tokenisation, accent stripping and stemming are exactly
-those of ``match_bm25`` and the scores are the same up to float32 rounding (the tests compare
-both on the same index).
+A query's terms must be exactly the index's. For ASCII queries (nearly all) they are computed
+here: the ``tokenize`` macro's punctuation class and whitespace split, and PyStemmer, which
+wraps the same libstemmer C code DuckDB's ``stem`` runs. Any other query goes through the
+index's own ``tokenize`` macro and ``stem`` in DuckDB, whose Unicode lower-casing and accent
+stripping are not re-implemented. Either way the scores are those of ``match_bm25`` up to
+float32 rounding (the tests compare both on the same index).
 
     postings = Bm25Postings.load(con)              # con has fts_main_chunks
     postings.top(con, "protein folding", k=10)     # [(chunk_id, score), ...]
@@ -17,10 +19,13 @@ both on the same index).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import threading
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
+import Stemmer
 
 __all__ = ["FTS_SCHEMA", "Bm25Postings"]
 
@@ -41,6 +46,25 @@ CROSS JOIN stats
 ORDER BY tf.termid, tf.docid
 """
 
+# The tokenize macro's class: digits and ASCII punctuation split words; RE2's \\s is these five.
+_SEPARATORS = re.compile(r"""[0-9!@#$%^&*()_+={}\[\]:;<>,.?~\\/|'"`-]+""")
+_SPACE = re.compile(r"[\t\n\f\r ]+")
+_stemmers = threading.local()  # a PyStemmer object must not be shared between threads
+
+
+def ascii_tokens(query: str) -> list[str]:
+    """The unstemmed tokens ``fts_main_chunks.tokenize`` makes of an ASCII ``query``."""
+    return [t for t in _SPACE.split(_SEPARATORS.sub(" ", query.lower())) if t]
+
+
+def _stem(stemmer: str, words: list[str]) -> list[str]:
+    found: Stemmer.Stemmer | None = getattr(_stemmers, stemmer, None)
+    if found is None:
+        found = Stemmer.Stemmer(stemmer)
+        setattr(_stemmers, stemmer, found)
+    return list(found.stemWords(words))
+
+
 _QUERY_TERMS_SQL = f"""
 SELECT termid FROM {FTS_SCHEMA}.dict
 WHERE term IN (SELECT DISTINCT stem(unnest({FTS_SCHEMA}.tokenize($q)), $stemmer))
@@ -60,6 +84,7 @@ class Bm25Postings:
     docids: np.ndarray
     weights: np.ndarray
     chunk_ids: np.ndarray
+    vocabulary: dict[str, int] = field(repr=False)
     stemmer: str
     k1: float
     b: float
@@ -73,8 +98,8 @@ class Bm25Postings:
         n_docs = int(docs["docid"][-1]) + 1 if len(docs["docid"]) else 0
         chunk_ids = np.full(n_docs, -1, dtype=np.int64)
         chunk_ids[np.asarray(docs["docid"], dtype=np.int64)] = np.asarray(docs["name"], dtype=np.int64)
-        row = con.execute(f"SELECT coalesce(max(termid) + 1, 0) FROM {FTS_SCHEMA}.dict").fetchone()
-        n_terms = int(row[0]) if row else 0
+        vocabulary = dict(con.execute(f"SELECT term, termid FROM {FTS_SCHEMA}.dict").fetchall())
+        n_terms = max(vocabulary.values(), default=-1) + 1
         postings = con.execute(_POSTINGS_SQL, {"k1": k1, "b": b}).fetchnumpy()
         termids = np.asarray(postings["termid"], dtype=np.int64)
         indptr = np.zeros(n_terms + 1, dtype=np.int64)
@@ -84,6 +109,7 @@ class Bm25Postings:
             docids=np.asarray(postings["docid"], dtype=np.int32 if n_docs < 2**31 else np.int64),
             weights=np.asarray(postings["weight"], dtype=np.float32),
             chunk_ids=chunk_ids,
+            vocabulary=vocabulary,
             stemmer=stemmer,
             k1=k1,
             b=b,
@@ -96,6 +122,9 @@ class Bm25Postings:
 
     def term_ids(self, con: duckdb.DuckDBPyConnection, query: str) -> np.ndarray:
         """The index's term ids for ``query``'s distinct stemmed tokens (stopwords have none)."""
+        if query.isascii():
+            stems = set(_stem(self.stemmer, ascii_tokens(query)))
+            return np.array(sorted(self.vocabulary[s] for s in stems if s in self.vocabulary), dtype=np.int64)
         found = con.execute(_QUERY_TERMS_SQL, {"q": query, "stemmer": self.stemmer}).fetchnumpy()
         return np.asarray(found["termid"], dtype=np.int64)
 

@@ -70,6 +70,8 @@ def run_server(knowledge: object, *, host: str | None, port: int | None, workers
             host=host or settings.server.host,
             port=port or settings.server.port,
             workers=workers,
+            loop=settings.server.loop,
+            http=settings.server.http,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=round(settings.server.graceful_timeout_s),

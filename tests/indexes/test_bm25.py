@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from indexes.bm25 import Bm25Postings
+from indexes.bm25 import Bm25Postings, ascii_tokens
 from indexes.duckdb_store import fts_extension_path
 
 QUERIES = (
@@ -20,6 +20,7 @@ QUERIES = (
     "naïve café exceptions",  # accents are stripped like the index's
     "zzzz-not-a-word",
     "return finally return",  # a repeated term counts once, as in match_bm25
+    "C++ & Java's `code`: e-mail foo_bar 3rd\ttry\x0bvertical|pipe\\slash",  # the tokenizer's edges
 )
 
 
@@ -87,3 +88,21 @@ def test_empty_index_scores_nothing(tmp_path: Path) -> None:
     con.execute("PRAGMA create_fts_index('chunks', 'chunk_id', 'search_text', overwrite=1)")
     postings = Bm25Postings.load(con)
     assert postings.top(con, "anything", 10) == []
+
+
+def test_python_terms_equal_duckdb_terms_for_every_ascii_word(con: duckdb.DuckDBPyConnection) -> None:
+    postings = Bm25Postings.load(con)
+    words = sorted({w for w in ascii_tokens(" ".join(topics.values())) if w.isascii()})
+    assert len(words) > 3000
+    duck = con.execute(
+        "SELECT list(termid ORDER BY termid) FROM fts_main_chunks.dict "
+        "WHERE term IN (SELECT DISTINCT stem(unnest(fts_main_chunks.tokenize(?)), 'porter'))",
+        [" ".join(words)],
+    ).fetchone()
+    assert duck is not None
+    assert postings.term_ids(con, " ".join(words)).tolist() == duck[0]
+
+
+def test_non_ascii_query_uses_the_index_tokenizer(con: duckdb.DuckDBPyConnection) -> None:
+    postings = Bm25Postings.load(con)
+    assert postings.term_ids(con, "ÉXCEPTIONS").tolist() == postings.term_ids(con, "exceptions").tolist() != []
