@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,11 +123,13 @@ def bench_http(data: Path, kb_dir: Path, warmup: int) -> None:
         sys.exit(f"no SciFact KB at {kb_dir}; run benchmarks/retrieval.py first (or pass --kb)")
     port = _free_port()
     grounded_bin = Path(sys.executable).parent / "grounded"
+    # Server logs go to a file: a pipe nobody reads fills after a few hundred request log lines
+    # and then blocks the server mid-request (that was the "timed out" of earlier runs).
+    log = tempfile.NamedTemporaryFile(prefix="grounded-serve-", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen(
-        [str(grounded_bin), "serve", "--kb", str(kb_dir), "--port", str(port)],
+        [str(grounded_bin), "serve", "--kb", str(kb_dir), "--port", str(port), "--no-scheduler"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -134,7 +137,7 @@ def bench_http(data: Path, kb_dir: Path, warmup: int) -> None:
             deadline = time.monotonic() + 600
             while True:
                 if server.poll() is not None:
-                    raise RuntimeError(f"grounded serve exited: {server.stderr.read() if server.stderr else ''}")
+                    raise RuntimeError(f"grounded serve exited; its log: {Path(log.name).read_text()[-4000:]}")
                 try:
                     if client.get("/healthz").status_code == 200:
                         break
@@ -160,6 +163,8 @@ def bench_http(data: Path, kb_dir: Path, warmup: int) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        log.close()
+        os.unlink(log.name)
     _table(
         ("requests", "p50 ms", "p95 ms", "max ms"),
         [
