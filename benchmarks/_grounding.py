@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
+
+# One definition for the benchmarks and `grounded tune` (benchmarks/sql.py imports it from here).
+from grounded.tune.evaluate import normalise_rows  # noqa: F401
 
 GEO_DB = "geography-db.added-in-2020.sqlite"
 # The GeoQuery tables declare no primary key; the mirror upserts by key, so name one.
@@ -58,14 +60,3 @@ def clapnq_questions(data: Path) -> list[str]:
             if line.strip():
                 out.append(json.loads(line)["input"])
     return out
-
-
-def normalise_rows(rows: Any) -> list[tuple[str, ...]]:
-    """Result rows as sorted tuples of normalised text (numbers without trailing .0)."""
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        return re.sub(r"\s+", " ", str(v).strip().lower())
-
-    return sorted(tuple(cell(v) for v in row) for row in rows)

@@ -285,7 +285,10 @@ class GroundingEngine:
         if not self.grounding:
             return {}
         experts = {"sql": self.sql_expert, "tool_call": self.tool_expert}
-        return {task: e.fingerprint for task, e in experts.items() if e is not None}
+        models = {task: e.fingerprint for task, e in experts.items() if e is not None}
+        # A tuned expert activated (or rolled back) while serving changes the key, never a stale answer.
+        models.update({f"sql:{source}": fp for source, fp in self.grounder.tuned.fingerprints("sql").items()})
+        return models
 
     def _synced_at(self, version: str) -> dict[str, datetime | None]:
         synced = self._synced.get(version)

@@ -36,6 +36,7 @@ from grounded.text2sql import SqlDraft, SqlWriter
 from grounded.toolcall import ProposedPlan, ToolCaller, describe_table
 from grounded.tools import Tool, ToolContext, ToolResult, load_tools
 from grounded.tools.sql import ReadOnlyDatabase, visible_tables
+from grounded.tune.store import TunedExperts
 
 if TYPE_CHECKING:
     from grounded.experts.base import StructuredGenerator, TextGenerator
@@ -175,6 +176,7 @@ class Grounder:
         self.kb = kb
         self.router = Router(kb.embedder)
         self.sql_expert = sql_expert
+        self.tuned = TunedExperts(kb.path)
         self.tool_caller = ToolCaller(tool_expert) if tool_expert is not None else None
         self.k = k
 
@@ -188,7 +190,8 @@ class Grounder:
         visible = {t.qualified for t in visible_tables(linker.db, ctx)} if linker else set()
         links = [link for link in linker.link(question) if link.table.qualified in visible] if linker else []
         decision = self.router.route(question, links)
-        writer = SqlWriter(self.sql_expert, linker) if linker is not None and self.sql_expert is not None else None
+        sql_ready = self.sql_expert is not None or self.tuned.any("sql")
+        writer = SqlWriter(self.sql_expert, linker, tuned=self.tuned) if linker is not None and sql_ready else None
         drafts: list[SqlDraft] = []
         proposals: list[ProposedPlan] = []
         tools = load_tools()

