@@ -47,6 +47,23 @@ QUERIES = [
 ]
 
 
+def distinct_queries() -> list[str]:
+    """Thousands of different questions-like strings: the opening words of each reference paragraph.
+
+    With these no query repeats within a run, so every search embeds its query (the encoder's
+    cost) and reads its rows from DuckDB: the uncached path.
+    """
+    from pydoc_data.topics import topics
+
+    seen: dict[str, None] = {}
+    for name in sorted(topics):
+        for para in topics[name].split("\n\n"):
+            words = para.split()
+            if len(words) >= 6:
+                seen.setdefault(" ".join(words[:8]), None)
+    return list(seen)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,20 +117,22 @@ def start_server(
 
 
 async def drive(
-    url: str, route: str, clients: int, duration: float, key: str | None, cache: bool
+    url: str, route: str, clients: int, duration: float, key: str | None, cache: bool, queries: list[str]
 ) -> tuple[list[float], int, float]:
     headers = {"authorization": f"Bearer {key}"} if key else {}
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
+    distinct = queries is not QUERIES
+    queries = list(reversed(queries))  # distinct ones are popped, first one first
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as http:
-            while time.perf_counter() < stop_at:
-                q = rng.choice(QUERIES)
+            while time.perf_counter() < stop_at and queries:
+                q = queries.pop() if distinct else rng.choice(queries)
                 body: dict[str, object] = {"query": q, "k": 5} if route == "search" else {"query": q, "cache": cache}
                 t = time.perf_counter()
                 try:
@@ -143,6 +162,11 @@ def main() -> None:
     parser.add_argument("--no-cache", action="store_true", help="/v1/query without the answer cache")
     parser.add_argument("--log", type=Path, help="write the started server's logs here")
     parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="never repeat a query (thousands of reference-paragraph openings) instead of the 12 repeated ones",
+    )
+    parser.add_argument(
         "--stacks",
         default="auto",
         help=f"comma-separated server stacks to start one after another: {', '.join(STACKS)} "
@@ -163,8 +187,9 @@ def main() -> None:
             proc, url = start_server(args.kb, args.workers, args.log, STACKS[stack or "auto"])
         try:
             for route in routes:
+                queries = distinct_queries() if args.distinct else QUERIES
                 lat, errors, elapsed = asyncio.run(
-                    drive(url, route, args.clients, args.duration, args.key, not args.no_cache)
+                    drive(url, route, args.clients, args.duration, args.key, not args.no_cache, queries)
                 )
                 ms = np.array(lat) * 1000 if lat else np.array([float("nan")])
                 rows.append(
