@@ -175,7 +175,9 @@ class TransformersGenerator:
 
     def _grammar_locked(self, schema: Mapping[str, Any]) -> Any:
         """``schema`` compiled for this model's vocabulary (compiled once per schema, then reused)."""
-        key = json.dumps(schema, sort_keys=True)
+        # Not sort_keys: the grammar writes properties in the schema's order, and a model should
+        # name the tool before it writes the tool's arguments.
+        key = json.dumps(schema)
         compiled = self._grammars.get(key)
         if compiled is not None:
             return compiled

@@ -155,18 +155,20 @@ def test_every_smollm2_tool_call_parses_and_matches_its_schema(smollm2: Transfor
 
 
 @pytest.mark.slow
-def test_smollm2_json_under_a_schema_of_enums_and_bounds(smollm2: TransformersGenerator) -> None:
+def test_smollm2_json_keeps_the_schemas_property_order(smollm2: TransformersGenerator) -> None:
+    # The schema's order is the writing order: a call names its tool before its arguments.
     schema = {
         "type": "object",
         "properties": {
-            "answer": {"enum": ["yes", "no"]},
+            "verdict": {"enum": ["yes", "no"]},
             "confidence": {"type": "integer", "minimum": 0, "maximum": 9},
         },
-        "required": ["answer", "confidence"],
+        "required": ["verdict", "confidence"],
         "additionalProperties": False,
     }
     out = smollm2.generate_json([Message("user", "Is Paris in France?")], schema, max_tokens=32)
     jsonschema.validate(out.value, schema)
+    assert out.generation.text.startswith('{"verdict": ')
     assert out.generation.finish_reason == "stop"
 
 

