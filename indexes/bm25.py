@@ -135,7 +135,7 @@ class Bm25Postings:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         docids = np.concatenate([self.docids[s:e] for s, e in ranges])
         weights = np.concatenate([self.weights[s:e] for s, e in ranges])
-        # float64 sums: the order terms are added in must not change the result's last bits.
+        # Summed in float64, as match_bm25 sums in DOUBLE, so near-ties order the same way.
         totals = np.bincount(docids, weights=weights.astype(np.float64), minlength=len(self.chunk_ids))
         hit = np.unique(docids)
         return hit, totals[hit]
