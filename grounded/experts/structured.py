@@ -58,7 +58,8 @@ def decoding_schema(schema: Mapping[str, Any], *, max_string: int = MAX_STRING) 
             return node
         out: dict[str, Any] = {k: walk(v) for k, v in node.items() if k not in ("properties", "default", "examples")}
         if node.get("type") == "string" and "enum" not in node and "const" not in node:
-            out["maxLength"] = min(int(node.get("maxLength", max_string)), max_string)
+            cap = max(max_string, int(node.get("minLength", 0)))  # never below what the schema requires
+            out["maxLength"] = min(int(node.get("maxLength", cap)), cap)
         if "properties" in node:
             required = set(node.get("required", ()))
             out["properties"] = {

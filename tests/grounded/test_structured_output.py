@@ -57,6 +57,11 @@ def test_decoding_schema_only_allows_values_the_original_allows() -> None:
             jsonschema.validate(value, narrowed)
 
 
+def test_decoding_schema_never_caps_a_string_below_its_minimum_length() -> None:
+    narrowed = decoding_schema({"type": "string", "minLength": 300, "maxLength": 400}, max_string=40)
+    assert (narrowed["minLength"], narrowed["maxLength"]) == (300, 300)
+
+
 def test_calls_are_checked_against_each_tools_full_schema() -> None:
     offered = [t.spec for t in tools("search", "calculate")]
     value = {"calls": [{"tool": "calculate", "arguments": {"expression": "2 * 21"}}]}
