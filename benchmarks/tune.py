@@ -56,6 +56,30 @@ def _pct(scores: dict[str, Any] | None, key: str) -> str:
     return f"{scores[key]:.1%}" if scores else "not run"
 
 
+def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> None:
+    """Score questions through the serving path, one at a time, with the active tuned expert."""
+    from grounded.schema_link import SchemaLinker
+    from grounded.text2sql import SqlWriter
+    from grounded.tune.store import TunedExperts
+
+    experts = TunedExperts(kb.path)
+    active = experts.get("sql", "geo")
+    if active is None:
+        raise SystemExit("no tuned sql expert is active for source geo; run this benchmark without --serve-check")
+    writer = SqlWriter(None, SchemaLinker.for_version(db, kb.embedder), tuned=experts, max_tokens=192)
+    correct, started = 0, time.perf_counter()
+    for ex in test:
+        draft = writer.write(ex.question)
+        ok = draft.sql is not None and judge.judge(draft.sql, ex.sql).correct
+        correct += ok
+        print(f"{'OK ' if ok else 'no '} {ex.question!r} -> {draft.sql or draft.error}", flush=True)
+    n = len(test)
+    print(f"\n| serving path (SqlWriter + transformers backend), {active.name} | |")
+    print("| --- | --- |")
+    print(f"| test execution accuracy, first {n} questions | {correct / n:.1%} ({correct}/{n}) |")
+    print(f"| seconds per question | {(time.perf_counter() - started) / n:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/geoquery"))
@@ -70,6 +94,13 @@ def main() -> None:
     parser.add_argument("--limit-test", type=int, default=0, help="first N test questions only (0: all 279)")
     parser.add_argument("--skip-before", action="store_true", help="do not score the base model on test")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--serve-check",
+        type=int,
+        default=0,
+        help="no training: answer the first N test questions through SqlWriter with the active tuned expert "
+        "(the serving path: schema linking, the transformers backend, the SQL guard) and score them",
+    )
     args = parser.parse_args()
 
     from grounded.tools.sql import ReadOnlyDatabase
@@ -87,6 +118,9 @@ def main() -> None:
     )
     if args.limit_test:
         test = test[: args.limit_test]
+    if args.serve_check:
+        serve_check(kb, db, judge, test[: args.serve_check])
+        return
     options = TuneOptions(
         epochs=args.epochs,
         lr=args.lr,

@@ -76,4 +76,5 @@ class ExecutionJudge:
 
     @staticmethod
     def accuracy(verdicts: Sequence[Verdict]) -> float:
+        """The share of verdicts that are correct (0.0 for none)."""
         return sum(v.correct for v in verdicts) / len(verdicts) if verdicts else 0.0

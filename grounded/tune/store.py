@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from grounded.config import ExpertSpec
-from grounded.errors import CorruptKnowledgeBase, NotFound
+from grounded.errors import ConfigError, CorruptKnowledgeBase, NotFound
 from grounded.experts.base import TextGenerator
 
 __all__ = ["TunedExpert", "TunedExperts", "activate", "active_name", "experts_dir", "list_experts", "rollback"]
@@ -178,6 +178,14 @@ class TunedExperts:
             card = json.loads((path / "card.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CorruptKnowledgeBase(f"tuned expert {path} has no readable card.json ({exc})") from exc
+        from grounded.tune.prompt import PROMPT_FORMAT
+
+        if card.get("prompt_format") != PROMPT_FORMAT:
+            # Serving it another prompt than it learnt would quietly lose what tuning bought.
+            raise ConfigError(
+                f"tuned expert {name!r} was trained with prompt format {card.get('prompt_format')!r}; this grounded "
+                f"serves {PROMPT_FORMAT!r}: retrain it, or roll it back (grounded tune rollback --source ...)"
+            )
         # Weights are a plain HF directory, so the standard transformers backend serves them.
-        spec = ExpertSpec(backend="transformers", model=str(path), threads=card.get("serve_threads"))
+        spec = ExpertSpec(backend="transformers", model=str(path))
         return TunedExpert(name, path, card, backend_factory(spec.backend)(spec))

@@ -205,3 +205,17 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path) -> No
     listed = CliRunner().invoke(app, ["tune", "list", "--kb", str(tune_kb), "--json"])
     assert listed.exit_code == 0
     assert len(json.loads(listed.output)) == 2
+
+
+def test_an_expert_trained_with_another_prompt_is_refused(tmp_path: Path) -> None:
+    from grounded.tune.store import TunedExperts, activate, list_experts
+
+    expert = tmp_path / "experts" / "sql-shop-old"
+    expert.mkdir(parents=True)
+    (expert / "card.json").write_text(json.dumps({"task": "sql", "source": "shop", "prompt_format": "sql-v0"}))
+    with pytest.raises(NotFound, match="no tuned expert 'sql-shop-missing'"):
+        activate(tmp_path, "sql", "shop", "sql-shop-missing")
+    activate(tmp_path, "sql", "shop", "sql-shop-old")
+    assert [(c["name"], c["active"]) for c in list_experts(tmp_path)] == [("sql-shop-old", True)]
+    with pytest.raises(ConfigError, match="trained with prompt format 'sql-v0'"):
+        TunedExperts(tmp_path).get("sql", "shop")
