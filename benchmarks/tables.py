@@ -4,8 +4,10 @@ Each dev question's table (CSV) is loaded into one SQLite file (``t_<dir>_<n>``,
 normalised to snake_case, numbers typed where every value parses, a ``row_id`` key), synced
 through the SQLite connector as source ``wtq``. Each question is routed (route breakdown),
 its SQL is written by the ``sql`` expert over the question's own table and run by the SQL tool;
-the cells it returns are scored with the official WTQ matching rules (normalised strings,
-numbers compared as numbers, answers as sets).
+the first cell of each row it returns is scored with the official WTQ matching rules
+(``evaluator.py``: normalised strings, numbers compared as numbers, ISO dates, answers as sets of
+the same size). Without the CoreNLP-tagged targets, a target is read as a number when it parses
+once its commas are dropped.
 
     .venv/bin/python benchmarks/tables.py --data ../shared/data/wtq --limit 20 \\
         --model ~/.cache/grounded/experts/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
+import os
 import re
 import sqlite3
+import statistics
 import time
 import unicodedata
 from collections import Counter
@@ -43,25 +48,64 @@ def normalize(x: str) -> str:
 
 
 def _number(x: str) -> float | None:
+    """``NumberValue.parse``; commas are dropped, standing in for CoreNLP's reading of targets."""
     try:
-        return float(x.replace(",", ""))
+        amount = float(x.replace(",", ""))
     except ValueError:
         return None
+    return None if math.isnan(amount) or math.isinf(amount) else amount
+
+
+def _date(x: str) -> tuple[int, int, int] | None:
+    """``DateValue.parse``: ``yyyy-mm-dd`` with ``xx`` for a missing field."""
+    parts = x.lower().split("-")
+    if len(parts) != 3:
+        return None
+    try:
+        y, m, d = (-1 if p in ("xx", "xxxx") else int(p) for p in parts)
+    except ValueError:
+        return None
+    if y == m == d == -1 or not (m == -1 or 1 <= m <= 12) or not (d == -1 or 1 <= d <= 31):
+        return None
+    return y, m, d
+
+
+def to_value(x: str) -> tuple[str, Any, str]:
+    """``to_value``: a number, else a date (year only: a number), else a string; with its normal form."""
+    norm = normalize(x)
+    amount = _number(x)
+    if amount is not None:
+        return "number", amount, norm
+    ymd = _date(x)
+    if ymd is not None:
+        if ymd[1] == ymd[2] == -1:
+            return "number", float(ymd[0]), norm
+        return "date", ymd, norm
+    return "string", None, norm
+
+
+def _match(target: tuple[str, Any, str], pred: tuple[str, Any, str]) -> bool:
+    if target[2] == pred[2]:
+        return True
+    if target[0] == pred[0] == "number":
+        return abs(target[1] - pred[1]) < 1e-6
+    return target[0] == pred[0] == "date" and target[1] == pred[1]
 
 
 def match(predicted: list[str], target: list[str]) -> bool:
-    """Official rule: the two answer lists match as sets, value by value (string or number)."""
+    """``check_denotation``: as many values, and every target value matches some predicted one."""
     if len(predicted) != len(target):
         return False
-    left = [normalize(p) for p in predicted]
-    right = [normalize(t) for t in target]
-    for t in right:
-        tn = _number(t)
-        hit = next((p for p in left if p == t or (tn is not None and _number(p) == tn)), None)
-        if hit is None:
-            return False
-        left.remove(hit)
-    return True
+    pred = [to_value(p) for p in predicted]
+    return all(any(_match(t, p) for p in pred) for t in map(to_value, target))
+
+
+def tsv_unescape(x: str) -> str:
+    return x.replace(r"\n", "\n").replace(r"\p", "|").replace("\\\\", "\\")
+
+
+def tsv_unescape_list(x: str) -> list[str]:
+    return [tsv_unescape(v) for v in x.split("|")]
 
 
 def _column(name: str, used: set[str]) -> str:
@@ -144,27 +188,38 @@ def main() -> None:
         linker,
     )
     routes: Counter[str] = Counter()
+    routes_ok: Counter[str] = Counter()
     correct = valid = 0
+    seconds: list[float] = []
+    load_before = os.getloadavg()
     started = time.perf_counter()
-    for _, question, context, target in items:
+    for _, raw_question, context, target in items:
+        question, targets = tsv_unescape(raw_question), tsv_unescape_list(target)
+        t0 = time.perf_counter()
         links = [link for link in linker.link(question) if link.table.name == names[context]]
-        routes[router.route(question, links).route] += 1
+        route = router.route(question, links).route
+        routes[route] += 1
         draft = writer.write(question, links)
+        seconds.append(time.perf_counter() - t0)
         ok = False
         if draft.sql:
             valid += 1
             result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=100))
-            ok = result.ok and match(cells(result.data["rows"]), target.split("|"))
+            ok = result.ok and match(cells(result.data["rows"]), targets)
         correct += ok
-        print(f"{'OK ' if ok else 'no '} {question!r} [{target}] -> {draft.sql or draft.error}", flush=True)
+        routes_ok[route] += ok
+        mark = "OK " if ok else "no "
+        print(f"{mark} {seconds[-1]:5.1f}s {route} {question!r} [{target}] -> {draft.sql or draft.error}", flush=True)
     n = len(items)
     print(f"\n| expert | {args.backend}:{Path(args.model).name} |")
     print(f"| WTQ dev questions (first {n}) | {n} |")
     print(f"| accuracy (official matching) | {correct / n:.3f} ({correct}/{n}) |")
     print(f"| valid SQL | {valid / n:.3f} |")
-    print(f"| routes | {dict(sorted(routes.items()))} |")
+    print(f"| routes (correct / questions) | {', '.join(f'{r} {routes_ok[r]}/{routes[r]}' for r in sorted(routes))} |")
     print("| tools | sql (one call per question; table given by the question's context) |")
-    print(f"| seconds per question | {(time.perf_counter() - started) / n:.1f} |")
+    elapsed = time.perf_counter() - started
+    print(f"| seconds per question (routing + SQL) | p50 {statistics.median(seconds):.1f}, mean {elapsed / n:.1f} |")
+    print(f"| load average (1/5/15 min) | before {load_before}, after {os.getloadavg()} |")
 
 
 if __name__ == "__main__":
