@@ -27,7 +27,7 @@ def sql(
     ),
     dev: Annotated[Path | None, typer.Option(help="Dev examples (JSONL); default: a stable 10% of --examples.")] = None,
     kb: KBOption = None,
-    epochs: Annotated[int, typer.Option(help="Most epochs; early stopping on dev accuracy may stop sooner.")] = 4,
+    epochs: Annotated[int, typer.Option(help="Most epochs; early stopping on dev accuracy may stop sooner.")] = 6,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-4 full, 1e-3 LoRA).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
     lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged when saved) or all weights.")] = (

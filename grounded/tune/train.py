@@ -50,7 +50,7 @@ __all__ = ["SqlTuner", "TuneOptions", "TuneResult", "base_model_dir", "tune_sql"
 class TuneOptions:
     """Hyper-parameters and budgets of one tuning run (all recorded in the model card)."""
 
-    epochs: int = 4
+    epochs: int = 6
     lr: float | None = None  # None: 1e-4 for full fine-tuning, 1e-3 for LoRA
     batch_size: int = 16
     lora: bool = False
