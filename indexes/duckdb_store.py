@@ -10,6 +10,7 @@ The ``fts`` extension is not built into the PyPI ``duckdb`` wheel; it comes from
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -72,11 +73,15 @@ CREATE TABLE IF NOT EXISTS sources (
 """
 
 
+@functools.cache
 def fts_extension_path() -> Path:
-    """Where ``duckdb-ext-fts`` installed the extension matching this ``duckdb``."""
+    """Where ``duckdb-ext-fts`` installed the extension matching this ``duckdb`` (looked up once)."""
     spec = find_spec("duckdb_ext")
     roots = list(spec.submodule_search_locations or []) if spec else []
-    platform = duckdb.sql("PRAGMA platform").fetchone()
+    # A connection of its own: duckdb.sql() shares one default connection between threads, and
+    # two threads opening stores at once could read no row from it.
+    with duckdb.connect() as con:
+        platform = con.execute("PRAGMA platform").fetchone()
     version = f"v{duckdb.__version__}"
     for root in roots:
         candidate = Path(root) / "extensions" / version / str(platform[0] if platform else "") / "fts.duckdb_extension"
