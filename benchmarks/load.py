@@ -117,13 +117,21 @@ def start_server(
 
 
 async def drive(
-    url: str, route: str, clients: int, duration: float, key: str | None, cache: bool, queries: list[str]
+    url: str,
+    route: str,
+    clients: int,
+    duration: float,
+    key: str | None,
+    cache: bool,
+    queries: list[str],
+    *,
+    distinct: bool = False,
 ) -> tuple[list[float], int, float]:
+    """Run ``clients`` concurrent clients on one route; ``distinct``: each query is sent once."""
     headers = {"authorization": f"Bearer {key}"} if key else {}
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
-    distinct = queries is not QUERIES
     queries = list(reversed(queries))  # distinct ones are popped, first one first
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
@@ -189,7 +197,16 @@ def main() -> None:
             for route in routes:
                 queries = distinct_queries() if args.distinct else QUERIES
                 lat, errors, elapsed = asyncio.run(
-                    drive(url, route, args.clients, args.duration, args.key, not args.no_cache, queries)
+                    drive(
+                        url,
+                        route,
+                        args.clients,
+                        args.duration,
+                        args.key,
+                        not args.no_cache,
+                        queries,
+                        distinct=args.distinct,
+                    )
                 )
                 ms = np.array(lat) * 1000 if lat else np.array([float("nan")])
                 rows.append(
