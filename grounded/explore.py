@@ -308,13 +308,12 @@ def explain(kb: KnowledgeBase, question: str, *, k: int = 10, filters: Mapping[s
     parsed = parse_filters(filters)
     snap = kb.snapshot()
     depth = max(settings.candidates, k)
-    bm25 = snap.store.bm25(question, depth, parsed)
+    allowed = None if parsed.is_empty() else snap.store.allowed_chunk_ids(parsed)
+    bm25 = snap.store.bm25(question, depth, allowed)
     dense: list[tuple[int, float]] = []
-    if snap.vectors.ntotal:
-        allowed = None if parsed.is_empty() else snap.store.allowed_chunk_ids(parsed)
-        if allowed is None or len(allowed):
-            scores, ids = snap.vectors.search(kb.embedder.embed_query(question)[None, :], depth, allowed=allowed)
-            dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    if snap.vectors.ntotal and (allowed is None or len(allowed)):
+        scores, ids = snap.vectors.search(kb.embedder.embed_query(question)[None, :], depth, allowed=allowed)
+        dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     fused = fuse(bm25, dense, settings)
     sides = {
         "fused": {cid: (r, s) for r, (cid, s) in enumerate(fused, 1)},

@@ -142,13 +142,13 @@ def search(
     filters = filters or SearchFilters()
     bm25: list[tuple[int, float]] = []
     dense: list[tuple[int, float]] = []
+    # One DuckDB query for the filters (ACL included), shared by both sides.
+    allowed = None if filters.is_empty() else snapshot.store.allowed_chunk_ids(filters)
     if mode in ("hybrid", "bm25"):
-        bm25 = snapshot.store.bm25(query, depth, filters)
-    if mode in ("hybrid", "dense") and snapshot.vectors.ntotal:
-        allowed = None if filters.is_empty() else snapshot.store.allowed_chunk_ids(filters)
-        if allowed is None or len(allowed):
-            scores, ids = snapshot.vectors.search(embedder.embed_query(query)[None, :], depth, allowed=allowed)
-            dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        bm25 = snapshot.store.bm25(query, depth, allowed)
+    if mode in ("hybrid", "dense") and snapshot.vectors.ntotal and (allowed is None or len(allowed)):
+        scores, ids = snapshot.vectors.search(embedder.embed_query(query)[None, :], depth, allowed=allowed)
+        dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     bm25_rank = {cid: r for r, (cid, _) in enumerate(bm25, start=1)}
     dense_rank = {cid: r for r, (cid, _) in enumerate(dense, start=1)}

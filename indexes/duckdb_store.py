@@ -334,12 +334,15 @@ class DuckDBStore:
                 self._postings = Bm25Postings.load(self.cursor())
             return self._postings
 
-    def bm25(self, query: str, k: int, filters: SearchFilters | None = None) -> list[tuple[int, float]]:
-        """Top-``k`` ``(chunk_id, score)`` by BM25, ties broken by id for stable order."""
+    def bm25(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-``k`` ``(chunk_id, score)`` by BM25, ties broken by id for stable order.
+
+        ``allowed``: the chunk ids a search may return (:meth:`allowed_chunk_ids` of its filters,
+        computed once by the caller and shared with the dense side); ``None``: every chunk.
+        """
         postings = self.postings()
         if postings is None:
             return []
-        allowed = None if filters is None or filters.is_empty() else self.allowed_chunk_ids(filters)
         return postings.top(self.cursor(), query, k, allowed)
 
     def allowed_chunk_ids(self, filters: SearchFilters) -> np.ndarray:
