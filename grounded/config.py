@@ -115,6 +115,11 @@ class ExpertSpec(BaseModel):
     max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx and connection errors (HTTP backends).")
     device: str | None = Field(None, description="`cpu`, `cuda` or unset for the best available (local backends).")
     threads: int | None = Field(None, ge=1, description="CPU threads for local backends (unset: half the cores).")
+    grammar: bool = Field(
+        True,
+        description="`sql` task: decode under the SQL grammar of the linked tables when the backend supports "
+        "grammars (transformers, llama-cpp).",
+    )
 
 
 class ExpertsSettings(BaseModel):

@@ -38,7 +38,7 @@ from grounded.answer import (
 )
 from grounded.cache import AnswerCache, cache_key, normalise_question
 from grounded.errors import InvalidRequest
-from grounded.experts.base import Generation, Message, StructuredGenerator, TextGenerator
+from grounded.experts.base import Generation, GrammarGenerator, Message, StructuredGenerator, TextGenerator
 from grounded.experts.registry import get_expert, get_structured_expert
 from grounded.planner import Grounder, Grounding, exact_numbers, tool_citations
 from grounded.retrieval import parse_filters
@@ -263,7 +263,11 @@ class GroundingEngine:
         with self._lock:
             if self._grounder is None:
                 self._grounder = Grounder(
-                    self.kb, sql_expert=self.sql_expert, tool_expert=self.tool_expert, k=self.settings.k
+                    self.kb,
+                    sql_expert=self.sql_expert,
+                    tool_expert=self.tool_expert,
+                    k=self.settings.k,
+                    sql_grammar=self._sql_grammar,
                 )
             return self._grounder
 
@@ -273,6 +277,12 @@ class GroundingEngine:
         if self._sql_expert is None and getattr(self.kb.settings.experts, "sql", None) is not None:
             self._sql_expert = get_expert("sql", self.kb.settings)
         return self._sql_expert
+
+    @property
+    def _sql_grammar(self) -> bool:
+        """Whether SQL is decoded under the linked tables' grammar (it changes the SQL written)."""
+        spec = getattr(self.kb.settings.experts, "sql", None)
+        return spec is not None and spec.grammar and isinstance(self.sql_expert, GrammarGenerator)
 
     @property
     def tool_expert(self) -> StructuredGenerator | None:
@@ -286,6 +296,8 @@ class GroundingEngine:
             return {}
         experts = {"sql": self.sql_expert, "tool_call": self.tool_expert}
         models = {task: e.fingerprint for task, e in experts.items() if e is not None}
+        if self._sql_grammar:
+            models["sql"] += "+sql-grammar"
         # A tuned expert activated (or rolled back) while serving changes the key, never a stale answer.
         models.update({f"sql:{source}": fp for source, fp in self.grounder.tuned.fingerprints("sql").items()})
         return models

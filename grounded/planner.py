@@ -172,10 +172,12 @@ class Grounder:
         sql_expert: TextGenerator | None = None,
         tool_expert: StructuredGenerator | None = None,
         k: int = 3,
+        sql_grammar: bool = True,
     ) -> None:
         self.kb = kb
         self.router = Router(kb.embedder)
         self.sql_expert = sql_expert
+        self.sql_grammar = sql_grammar
         self.tuned = TunedExperts(kb.path)
         self.tool_caller = ToolCaller(tool_expert) if tool_expert is not None else None
         self.k = k
@@ -191,7 +193,11 @@ class Grounder:
         links = [link for link in linker.link(question) if link.table.qualified in visible] if linker else []
         decision = self.router.route(question, links)
         sql_ready = self.sql_expert is not None or self.tuned.any("sql")
-        writer = SqlWriter(self.sql_expert, linker, tuned=self.tuned) if linker is not None and sql_ready else None
+        writer = (
+            SqlWriter(self.sql_expert, linker, tuned=self.tuned, grammar=self.sql_grammar)
+            if linker is not None and sql_ready
+            else None
+        )
         drafts: list[SqlDraft] = []
         proposals: list[ProposedPlan] = []
         tools = load_tools()

@@ -6,6 +6,10 @@ first ``SELECT``/``WITH``), checked by the SQL guard, then bound against the rea
 running it with a row limit of one; a guard refusal or a binder error goes back to the model
 once, with the error, for a repair. What cannot be repaired is reported, never run unchecked.
 
+When the expert can decode under a grammar (local backends), it writes under the SQL grammar of
+the shown tables (:mod:`grounded.sql_grammar`): only their tables and columns, one read-only
+statement and nothing after it. A tuned expert writes as it was trained, without the grammar.
+
 Example::
 
     writer = SqlWriter(expert, linker)
@@ -21,8 +25,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from grounded.experts.base import Message, TextGenerator
+from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.schema_link import Link, SchemaLinker
+from grounded.sql_grammar import sql_grammar
 from grounded.tools.sql import SqlRefused, check_sql
 from grounded.tune.prompt import source_tables, tuned_sql_messages
 from grounded.tune.store import TunedExperts
@@ -57,6 +62,8 @@ class SqlDraft:
     tables: tuple[str, ...]
     attempts: int
     error: str | None = None
+    constrained: bool = False
+    """Whether the SQL was decoded under the grammar of the shown tables."""
 
 
 class SqlWriter:
@@ -70,11 +77,14 @@ class SqlWriter:
         max_tables: int = 3,
         max_tokens: int = 160,
         tuned: TunedExperts | None = None,
+        grammar: bool = True,
     ) -> None:
         self.expert = expert
         self.linker = linker
         self.tuned = tuned
         """Experts tuned for one source (``grounded tune sql``): preferred, with the prompt they learnt."""
+        self.grammar = grammar
+        """Decode the configured expert's SQL under the shown tables' grammar when it can."""
         self.max_tables = max_tables
         self.max_tokens = max_tokens
 
@@ -89,6 +99,7 @@ class SqlWriter:
             return SqlDraft(None, names, 0, "no mirrored table matches the question")
         source = links[0].table.schema
         tuned = self.tuned.get("sql", source) if self.tuned is not None else None
+        grammar: str | None = None
         if tuned is not None:
             # A tuned expert learnt its source's whole (compact) schema; it is shown all of it.
             expert: TextGenerator = tuned.generator
@@ -97,22 +108,28 @@ class SqlWriter:
             messages = tuned_sql_messages(question, shown)
         elif self.expert is not None:
             expert, messages = self.expert, self.messages(question, links)
+            if self.grammar and isinstance(expert, GrammarGenerator):
+                grammar = sql_grammar([link.table for link in links])
         else:
             return SqlDraft(None, names, 0, f"no sql expert is configured or tuned for source {source!r}")
         error = "the model wrote no SQL"
         for attempt in (1, 2):
-            reply = expert.generate(messages, max_tokens=self.max_tokens).text
-            sql = extract_sql(reply)
+            sql = extract_sql(self._generate(expert, messages, grammar).text)
             problem = self._problem(sql)
             if problem is None:
-                return SqlDraft(sql, names, attempt)
+                return SqlDraft(sql, names, attempt, constrained=grammar is not None)
             error = problem
             messages = [
                 *messages,
                 Message("assistant", sql),
                 Message("user", f"That query fails: {error}\nWrite a corrected query. SQL:"),
             ]
-        return SqlDraft(None, names, 2, error)
+        return SqlDraft(None, names, 2, error, constrained=grammar is not None)
+
+    def _generate(self, expert: TextGenerator, messages: list[Message], grammar: str | None) -> Generation:
+        if grammar is not None and isinstance(expert, GrammarGenerator):
+            return expert.generate_grammar(messages, grammar, max_tokens=self.max_tokens)
+        return expert.generate(messages, max_tokens=self.max_tokens)
 
     def _problem(self, sql: str) -> str | None:
         """Why ``sql`` cannot run (guard refusal or binder error), or ``None`` when it can."""

@@ -27,6 +27,7 @@ __all__ = [
     "BackendFactory",
     "FunctionSchema",
     "Generation",
+    "GrammarGenerator",
     "JsonGeneration",
     "Message",
     "StructuredGenerator",
@@ -139,6 +140,23 @@ class StructuredGenerator(TextGenerator, Protocol):
         timeout_s: float | None = None,
     ) -> ToolCalls:
         """One to ``max_calls`` calls of ``tools``, each with arguments valid for its tool's schema."""
+        ...
+
+
+@runtime_checkable
+class GrammarGenerator(TextGenerator, Protocol):
+    """A generator that can decode under a grammar (GBNF): text-to-SQL uses it to write only valid SQL.
+
+    Local backends implement it; an OpenAI-compatible server has no portable grammar parameter.
+    """
+
+    def generate_grammar(
+        self, messages: Sequence[Message], grammar: str, *, max_tokens: int, timeout_s: float | None = None
+    ) -> Generation:
+        """Greedy decoding in which every token continues a string of ``grammar`` (root rule ``root``).
+
+        The text is a complete string of the grammar unless ``finish_reason`` is ``"length"``.
+        """
         ...
 
 

@@ -7,7 +7,8 @@ thread count gives the same text on every run.
 
 ``generate_json`` passes the schema as ``response_format`` (llama-cpp-python turns it into a
 GBNF grammar that constrains sampling); tool calls are decoded as one JSON object, as with the
-transformers backend (:mod:`grounded.experts.structured`).
+transformers backend (:mod:`grounded.experts.structured`). ``generate_grammar`` hands a GBNF
+grammar to llama.cpp's own grammar sampler.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LlamaCppGenerator:
         self.n_ctx = n_ctx
         self._lock = threading.Lock()
         self._llm: Any = None
+        self._grammars: dict[str, Any] = {}
 
     def load(self) -> None:
         with self._lock:
@@ -88,6 +90,25 @@ class LlamaCppGenerator:
             parse_json(generation.text, schema, what=name, finish_reason=generation.finish_reason), generation
         )
 
+    def generate_grammar(
+        self, messages: Sequence[Message], grammar: str, *, max_tokens: int, timeout_s: float | None = None
+    ) -> Generation:
+        """Greedy decoding under the GBNF ``grammar`` (llama.cpp's grammar sampler)."""
+        with self._lock:
+            self._load_locked()
+            parsed = self._grammars.get(grammar)
+            if parsed is None:
+                from llama_cpp import LlamaGrammar  # type: ignore[import-not-found,unused-ignore]
+
+                try:
+                    parsed = LlamaGrammar.from_string(grammar, verbose=False)
+                except ValueError as exc:
+                    raise ExpertError(f"llama.cpp cannot parse the grammar: {exc}") from exc
+                if len(self._grammars) >= 64:  # one per linked schema; bound it all the same
+                    self._grammars.pop(next(iter(self._grammars)))
+                self._grammars[grammar] = parsed
+        return self._complete(messages, max_tokens=max_tokens, stop=(), timeout_s=timeout_s, grammar=parsed)
+
     def generate_tool_calls(
         self,
         messages: Sequence[Message],
@@ -108,6 +129,7 @@ class LlamaCppGenerator:
         stop: Sequence[str],
         timeout_s: float | None,
         response_format: dict[str, Any] | None = None,
+        grammar: Any = None,
     ) -> Generation:
         timeout = timeout_s if timeout_s is not None else self.spec.timeout_s
         with self._lock:
@@ -123,7 +145,7 @@ class LlamaCppGenerator:
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     max_tokens=max_tokens, temperature=0.0, top_k=1, top_p=1.0, min_p=0.0,
                     repeat_penalty=1.0, seed=0, stop=list(stop) or None, stream=True,
-                    response_format=response_format,
+                    response_format=response_format, grammar=grammar,
                 )  # fmt: skip
                 for chunk in stream:
                     if first is None:

@@ -9,6 +9,7 @@ are the same bytes, so answers do not depend on which path loaded the model.
 ``generate_json`` constrains decoding with ``xgrammar``: the schema is compiled once into a
 grammar over the model's vocabulary, and at each step a logits processor masks every token that
 could not continue a value of the schema, so greedy decoding can only write a valid value.
+``generate_grammar`` does the same with a GBNF grammar (text-to-SQL's grammar of the schema).
 """
 
 from __future__ import annotations
@@ -161,6 +162,12 @@ class TransformersGenerator:
         value = parse_json(generation.text, schema, what=name, finish_reason=generation.finish_reason)
         return JsonGeneration(value, generation)
 
+    def generate_grammar(
+        self, messages: Sequence[Message], grammar: str, *, max_tokens: int, timeout_s: float | None = None
+    ) -> Generation:
+        """Greedy decoding under the GBNF ``grammar`` (xgrammar), e.g. SQL over a schema's names."""
+        return self._complete(messages, max_tokens=max_tokens, stop=(), timeout_s=timeout_s, grammar=grammar)
+
     def generate_tool_calls(
         self,
         messages: Sequence[Message],
@@ -173,11 +180,11 @@ class TransformersGenerator:
         """Calls decoded as one constrained JSON object (see :mod:`grounded.experts.structured`)."""
         return json_tool_calls(self, messages, tools, max_calls=max_calls, max_tokens=max_tokens, timeout_s=timeout_s)
 
-    def _grammar_locked(self, schema: Mapping[str, Any]) -> Any:
-        """``schema`` compiled for this model's vocabulary (compiled once per schema, then reused)."""
+    def _grammar_locked(self, schema: Mapping[str, Any] | None = None, ebnf: str | None = None) -> Any:
+        """A JSON schema or a GBNF grammar compiled for this model's vocabulary (once each, then reused)."""
         # Not sort_keys: the grammar writes properties in the schema's order, and a model should
         # name the tool before it writes the tool's arguments.
-        key = json.dumps(schema)
+        key = json.dumps(schema) if schema is not None else f"ebnf:{ebnf}"
         compiled = self._grammars.get(key)
         if compiled is not None:
             return compiled
@@ -195,10 +202,13 @@ class TransformersGenerator:
             )
             self._grammar_compiler = xgrammar.GrammarCompiler(info, max_threads=1)
         try:
-            compiled = self._grammar_compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
+            if schema is not None:
+                compiled = self._grammar_compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
+            else:
+                compiled = self._grammar_compiler.compile_grammar(ebnf, root_rule_name="root")
         except (RuntimeError, ValueError) as exc:
-            raise ExpertError(f"xgrammar cannot compile the JSON schema {key[:200]}: {exc}") from exc
-        if len(self._grammars) >= 64:  # plans offer a handful of tool sets; bound it all the same
+            raise ExpertError(f"xgrammar cannot compile the grammar {key[:200]}: {exc}") from exc
+        if len(self._grammars) >= 64:  # a handful of tool sets and linked schemas; bound it all the same
             self._grammars.pop(next(iter(self._grammars)))
         self._grammars[key] = compiled
         return compiled
@@ -211,6 +221,7 @@ class TransformersGenerator:
         stop: Sequence[str],
         timeout_s: float | None,
         schema: Mapping[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> Generation:
         if max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1; got {max_tokens}")
@@ -226,8 +237,9 @@ class TransformersGenerator:
             self._load_locked()
             tokenizer, model = self._tokenizer, self._model
             processors: list[Any] = []
-            if schema is not None:
-                processors.append(_grammar_processor(LogitsProcessor, self._grammar_locked(schema)))
+            if schema is not None or grammar is not None:
+                compiled = self._grammar_locked(schema, grammar)
+                processors.append(_grammar_processor(LogitsProcessor, compiled))
             chat = [{"role": m.role, "content": m.content} for m in messages]
             inputs = tokenizer.apply_chat_template(
                 chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
