@@ -237,12 +237,14 @@ class ReadOnlyDatabase:
         return cur
 
     def tables(self) -> tuple[TableInfo, ...]:
-        """Every mirrored table (every schema but the knowledge base's own ``main``), sorted."""
+        """Every mirrored table, sorted: every schema but the knowledge base's own (``main`` and the
+        full-text index's ``fts_main_chunks``, which holds the terms of every source's documents)."""
         if self._tables is None:
             cur = self.cursor()
             rows = cur.execute(
                 "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
                 "WHERE table_catalog = ? AND table_schema NOT IN ('main', 'information_schema', 'pg_catalog') "
+                "AND NOT starts_with(table_schema, 'fts_') "
                 "ORDER BY table_schema, table_name, ordinal_position",
                 [CATALOG],
             ).fetchall()

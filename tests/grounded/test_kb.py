@@ -161,3 +161,11 @@ def test_corrupt_version_is_reported(tmp_path: Path, corpus: Path) -> None:
     store.write_bytes(b"not a database" * 100)
     with pytest.raises(CorruptKnowledgeBase, match="cannot open"):
         grounded.open(tmp_path / "kb", create=False).search("with")
+
+
+@pytest.mark.parametrize("name", ["fts_main_chunks", "FTS_extra"])
+def test_source_names_of_the_full_text_index_are_reserved(tmp_path: Path, corpus: Path, name: str) -> None:
+    kb = grounded.open(tmp_path / "kb")
+    with pytest.raises(InvalidRequest, match="reserved"):
+        kb.ingest(corpus, source=name)
+    assert kb.version is None  # nothing was published

@@ -69,6 +69,14 @@ def test_sql_tool_answers_with_provenance(shop_kb: Any) -> None:
     assert "Row 1: id = 4; name = sofa; price = 899." in result.text
 
 
+def test_the_full_text_index_is_not_a_mirrored_table(shop_kb: Any) -> None:
+    db = ReadOnlyDatabase.for_version(shop_kb.snapshot().version.store_path)
+    assert {t.schema for t in db.tables()} == {"shop"}  # the KB has documents, so fts_main_chunks exists
+    result = run_sql(shop_kb, "SELECT * FROM fts_main_chunks.docs")
+    assert result.refused
+    assert "not a mirrored table" in (result.error or "")
+
+
 def test_sql_tool_refuses_with_clear_error_and_never_raises(shop_kb: Any) -> None:
     result = run_sql(shop_kb, "SELECT * FROM read_csv('/etc/passwd')")
     assert not result.ok
