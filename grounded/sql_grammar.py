@@ -11,7 +11,7 @@ outside the list (``read_csv``, ``getenv``...), write a second statement, or add
 query. Which alias holds which column is not context-free; the binder check after decoding
 catches that (and the writer's one repair turn fixes it).
 
-Keywords are upper case and tokens are separated by single spaces: one spelling per query keeps
+Keywords are upper case (function names either case) and tokens are separated by single spaces: one spelling per query keeps
 the grammar small and a small model's choices few. Everything the grammar accepts still goes
 through the SQL guard: the grammar narrows what a model writes, the guard decides what runs.
 
@@ -103,6 +103,11 @@ def _alternatives(rule: str, options: Sequence[str]) -> str:
     return f"{rule} ::= " + " | ".join(_literal(o) for o in options)
 
 
+def _either_case(words: Sequence[str]) -> list[str]:
+    # Code models write functions in both cases (``count(*)``); a forced case steers them off course.
+    return [spelling for w in words for spelling in (w, w.lower())]
+
+
 def sql_grammar(tables: Sequence[TableInfo]) -> str:
     """The grammar of read-only queries over ``tables`` (their names and columns only).
 
@@ -116,8 +121,8 @@ def sql_grammar(tables: Sequence[TableInfo]) -> str:
     return "\n".join(
         [
             _RULES.strip(),
-            _alternatives("aggregate", AGGREGATES),
-            _alternatives("scalar", SCALAR_FUNCTIONS),
+            _alternatives("aggregate", _either_case(AGGREGATES)),
+            _alternatives("scalar", _either_case(SCALAR_FUNCTIONS)),
             _alternatives("table", names),
             _alternatives("table-name", bare),
             _alternatives("column", columns),

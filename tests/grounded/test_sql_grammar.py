@@ -38,6 +38,7 @@ GRAMMAR = sql_grammar([STATE, BORDER])
         "SELECT border FROM geo.border_info WHERE state_name IN (SELECT state_name FROM geo.state WHERE area > 1.5)",
         "SELECT state_name, COUNT(DISTINCT border) FROM geo.border_info GROUP BY state_name HAVING COUNT(*) >= 4",
         "SELECT state_name FROM geo.state EXCEPT SELECT border FROM geo.border_info",
+        "SELECT state_name FROM geo.border_info GROUP BY state_name ORDER BY count(*) DESC LIMIT 1",
         "SELECT geo.state.population / geo.state.area FROM geo.state WHERE state_name LIKE 'new%'",
         "SELECT state_name FROM geo.state WHERE state_name = 'rhode island''s'",
         "SELECT state0.area FROM geo.state AS state0 WHERE state.area > 1 AND T1.area < 9",
