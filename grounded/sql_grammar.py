@@ -11,9 +11,10 @@ outside the list (``read_csv``, ``getenv``...), write a second statement, or add
 query. Which alias holds which column is not context-free; the binder check after decoding
 catches that (and the writer's one repair turn fixes it).
 
-Keywords are upper case (function names either case) and tokens are separated by single spaces: one spelling per query keeps
-the grammar small and a small model's choices few. Everything the grammar accepts still goes
-through the SQL guard: the grammar narrows what a model writes, the guard decides what runs.
+Keywords are upper case (function names either case) and tokens are separated by single
+spaces: one spelling per query keeps the grammar small and a small model's choices few.
+Everything the grammar accepts still goes through the SQL guard: the grammar narrows what a
+model writes, the guard decides what runs.
 
 >>> print(sql_grammar([TableInfo("geo", "state", (("state_name", "VARCHAR"),))]).splitlines()[-1])
 column ::= "state_name"
