@@ -308,7 +308,9 @@ def validate_source_name(name: str) -> None:
         )
     if name.lower().startswith("fts_"):
         # A source's tables live in a schema of its name; fts_* schemas belong to the full-text index.
-        raise InvalidRequest(f"source name {name!r} is reserved (names starting with 'fts_'); pass another with --source")
+        raise InvalidRequest(
+            f"source name {name!r} is reserved (names starting with 'fts_'); pass another with --source"
+        )
 
 
 def open_kb(path: str | Path | None = None, *, create: bool = True, **overrides: Any) -> KnowledgeBase:

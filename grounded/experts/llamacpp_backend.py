@@ -98,7 +98,7 @@ class LlamaCppGenerator:
             self._load_locked()
             parsed = self._grammars.get(grammar)
             if parsed is None:
-                from llama_cpp import LlamaGrammar  # type: ignore[import-not-found,unused-ignore]
+                from llama_cpp import LlamaGrammar  # type: ignore[import-not-found,attr-defined,unused-ignore]
 
                 try:
                     parsed = LlamaGrammar.from_string(grammar, verbose=False)
