@@ -42,6 +42,7 @@ GRAMMAR = sql_grammar([STATE, BORDER])
         "SELECT geo.state.population / geo.state.area FROM geo.state WHERE state_name LIKE 'new%'",
         "SELECT state_name FROM geo.state WHERE state_name = 'rhode island''s'",
         "SELECT state0.area FROM geo.state AS state0 WHERE state.area > 1 AND T1.area < 9",
+        "SELECT T1.area FROM geo.state AS T1 INNER JOIN geo.border_info AS T2 ON T1.state_name = T2.border",
     ],
 )
 def test_the_grammar_accepts_read_only_queries_over_the_shown_tables(sql: str) -> None:
