@@ -14,6 +14,11 @@ asks the answerable and unanswerable dev questions and prints one table:
 * determinism: questions asked again in a fresh process, canonical answers byte-compared
 * /v1/query p50/p95 over HTTP (uvicorn on loopback), prefill and decode tokens/s, and
   llama-cpp-python's on the same GGUF when it is installed
+* prompt tokens (mean, p50) and in-process answer time p50, with the load average
+
+``--tuned`` asks every question twice, with the configured answer expert and its long prompt
+(``answer.tuned`` off) and with the knowledge base's active tuned answer expert (``grounded
+tune answer --kb WORK/kb``) and its short prompt, and prints the two side by side.
 
 The abstention threshold (``answer.min_evidence_similarity``) is tuned on the even-numbered
 questions (the largest threshold that keeps the answer rate >= 85% there) and reported on
@@ -283,6 +288,101 @@ def llama_speed(kb: KnowledgeBase, rows: list[Row]) -> tuple[float, float] | Non
     return prompt_tokens / max(prefill_s, 1e-9), completion / max(decode_s, 1e-9)
 
 
+def run_config(
+    args: argparse.Namespace,
+    overrides: dict[str, Any],
+    label: str,
+    questions: list[tuple[dict[str, Any], bool]],
+    gold: dict[str, str],
+) -> dict[str, Any]:
+    """Ask every question with one configuration; its metrics, determinism and latency."""
+    kb = grounded.open(args.work / "kb", create=False, **overrides)
+    writer, tuned = kb.engine.writer()
+    if label == "tuned" and tuned is None:
+        raise SystemExit(f"no tuned answer expert is active in {args.work / 'kb'}; run grounded tune answer first")
+    print(f"[{label}] asking {len(questions)} questions with {writer.fingerprint}", file=sys.stderr)
+    saved = args.work / ("rows.json" if label == "base" else f"rows-{label}.json")
+    if args.reuse and saved.is_file():
+        rows = [Row(**r) for r in json.loads(saved.read_text(encoding="utf-8"))]
+        print(f"reusing {len(rows)} answers from {saved}", file=sys.stderr)
+    else:
+        rows = ask_all(kb, questions, gold)
+        saved.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
+
+    tune_rows = [r for i, r in enumerate(rows) if i % 2 == 0]
+    test_rows = [r for i, r in enumerate(rows) if i % 2 == 1]
+    threshold = tune(tune_rows)
+    replay_rows = rows[: args.replay] if args.replay else rows
+    identical = determinism(args.work / "kb", overrides, replay_rows)
+
+    served = {**overrides, "answer": {**overrides["answer"], "min_evidence_similarity": threshold}}
+    http_kb = grounded.open(args.work / "kb", create=False, **served)
+    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http]
+    p50, p95 = http_latency(http_kb, http_qs)
+    timed = [r.answer["timings"] for r in rows if "prompt_tokens" in r.answer["timings"]]
+    prompt_tokens = [t["prompt_tokens"] for t in timed]
+    return {
+        "rows": rows,
+        "threshold": threshold,
+        "held": metrics(test_rows, threshold),
+        "all": metrics(rows, threshold),
+        "identical": identical,
+        "replayed": len(replay_rows),
+        "http": (p50, p95, len(http_qs)),
+        "speed": speed(rows),
+        "llama": llama_speed(kb, rows[: args.llama]) if args.llama and tuned is None else None,
+        "model": writer.fingerprint,
+        "prompt_tokens": (statistics.fmean(prompt_tokens), statistics.median(prompt_tokens)) if timed else (0, 0),
+        "ask_p50_s": statistics.median(r.answer["timings"]["total_ms"] for r in rows) / 1000,
+        "generate_p50_s": statistics.median(t["generate_ms"] for t in timed) / 1000 if timed else 0.0,
+        "load": os.getloadavg(),
+    }
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def goal(value: float, target: float, *, lower: bool = False) -> str:
+    ok = value <= target if lower else value >= target
+    return "met" if ok else f"gap {abs(value - target) * (1 if lower else 100):.{2 if lower else 1}f}"
+
+
+def columns(r: dict[str, Any], gold_at_5: float, n_every: int) -> list[tuple[str, str, str, str]]:
+    """``(metric, held-out, all, goal)`` rows for one configuration's results."""
+    held, everything, identical = r["held"], r["all"], r["identical"]
+    p50, p95, n_http = r["http"]
+    prefill, decode = r["speed"]
+    table = [
+        ("gold passage in top-5", pct(held["gold@5"]), f"{pct(everything['gold@5'])} ({pct(gold_at_5)} of all {n_every})", ""),
+        ("answer rate (answerable)", pct(held["answer_rate"]), pct(everything["answer_rate"]),
+         f">= 85% ({goal(held['answer_rate'], ANSWER_GOAL)})"),
+        ("abstention rate (unanswerable)", pct(held["abstain_rate"]), pct(everything["abstain_rate"]),
+         f">= 70% ({goal(held['abstain_rate'], ABSTAIN_GOAL)})"),
+        ("answered citing the gold passage", pct(held["gold_cited"]), pct(everything["gold_cited"]),
+         f">= 90% ({goal(held['gold_cited'], GOLD_CITE_GOAL)})"),
+        ("token F1 vs human answer", f"{held['f1']:.3f}", f"{everything['f1']:.3f}", ""),
+        ("ROUGE-L vs human answer", f"{held['rouge_l']:.3f}", f"{everything['rouge_l']:.3f}", ""),
+        ("sentences supported by cited passage", pct(held["support"]), pct(everything["support"]), ""),
+        ("  model's sentences kept as written", pct(held["raw_support"]), pct(everything["raw_support"]), ""),
+        ("  sentences quoted by the verifier", pct(held["quoted"]), pct(everything["quoted"]), ""),
+        ("tuned min_evidence_similarity", "", f"{r['threshold']:.2f}", ""),
+        ("determinism (2 fresh processes, identical)", "", f"{pct(identical)} of {r['replayed']}",
+         f"100% ({goal(identical, 1.0)})"),
+        ("prompt tokens mean / p50", "", f"{r['prompt_tokens'][0]:.0f} / {r['prompt_tokens'][1]:.0f}", ""),
+        ("kb.ask p50 (generate p50)", "", f"{r['ask_p50_s']:.2f} s ({r['generate_p50_s']:.2f} s)", ""),
+        ("/v1/query p50 / p95", "", f"{p50:.2f} s / {p95:.2f} s ({n_http} q)",
+         f"<= 2.5 s / 5 s ({goal(p50, 2.5, lower=True)} / {goal(p95, 5.0, lower=True)})"),
+        ("prefill / decode tokens/s", "", f"{prefill:.0f} / {decode:.1f}", ""),
+        ("load average (1 / 5 / 15 min)", "", " / ".join(f"{x:.1f}" for x in r["load"]), ""),
+    ]  # fmt: skip
+    llama = r["llama"]
+    if llama is not None:
+        table.append(("llama-cpp-python prefill / decode tok/s", "", f"{llama[0]:.0f} / {llama[1]:.1f}",
+                      f"ratio {llama[0] / prefill:.1f}x / {llama[1] / decode:.1f}x"))  # fmt: skip
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/clapnq"))
@@ -293,9 +393,16 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP.")
     parser.add_argument("--llama", type=int, default=20, help="Prompts timed with llama-cpp-python (if installed).")
     parser.add_argument("--reuse", action="store_true", help="Reuse the answers saved by the last run (rows.json).")
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="also answer with the knowledge base's active tuned answer expert (grounded tune answer --kb "
+        "WORK/kb) and its short prompt, and print both side by side",
+    )
     args = parser.parse_args()
 
-    overrides: dict[str, Any] = {"answer": {"min_evidence_similarity": -1.0, "cache": False}}
+    # answer.tuned off: the configured expert and its long prompt, even when a tuned one is active.
+    overrides: dict[str, Any] = {"answer": {"min_evidence_similarity": -1.0, "cache": False, "tuned": False}}
     if args.backend:
         overrides["experts"] = {"answer": {"backend": args.backend, "timeout_s": 600}}
     else:
@@ -310,62 +417,23 @@ def main() -> None:
         gold.get(q["passages"][0]["text"]) in {keys[h.doc_id] for h in kb.search(q["input"], k=5)} for q, _ in every
     )
     questions = load_questions(args.data, args.limit)
-    print(f"asking {len(questions)} questions with {kb.engine.expert.fingerprint}", file=sys.stderr)
-    saved = args.work / "rows.json"
-    if args.reuse and saved.is_file():
-        rows = [Row(**r) for r in json.loads(saved.read_text(encoding="utf-8"))]
-        print(f"reusing {len(rows)} answers from {saved}", file=sys.stderr)
+    configs = {"base": overrides}
+    if args.tuned:
+        configs["tuned"] = {**overrides, "answer": {**overrides["answer"], "tuned": True}}
+    results = {label: run_config(args, o, label, questions, gold) for label, o in configs.items()}
+
+    tables = {label: columns(r, gold_at_5, len(every)) for label, r in results.items()}
+    table: list[tuple[str, ...]]
+    if len(tables) == 1:
+        table = [("metric", "held-out (odd)", "all", "goal"), *tables["base"]]
     else:
-        rows = ask_all(kb, questions, gold)
-        saved.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
-
-    tune_rows = [r for i, r in enumerate(rows) if i % 2 == 0]
-    test_rows = [r for i, r in enumerate(rows) if i % 2 == 1]
-    threshold = tune(tune_rows)
-    held, everything = metrics(test_rows, threshold), metrics(rows, threshold)
-    replay_rows = rows[: args.replay] if args.replay else rows
-    identical = determinism(args.work / "kb", overrides, replay_rows)
-
-    tuned = {**overrides, "answer": {"min_evidence_similarity": threshold, "cache": False}}
-    http_kb = grounded.open(args.work / "kb", create=False, **tuned)
-    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http]
-    p50, p95 = http_latency(http_kb, http_qs)
-    prefill, decode = speed(rows)
-    llama = llama_speed(kb, rows[: args.llama]) if args.llama else None
-
-    def pct(x: float) -> str:
-        return f"{100 * x:.1f}%"
-
-    def goal(value: float, target: float, *, lower: bool = False) -> str:
-        ok = value <= target if lower else value >= target
-        return "met" if ok else f"gap {abs(value - target) * (1 if lower else 100):.{2 if lower else 1}f}"
-
-    table = [
-        ("metric", "held-out (odd)", "all", "goal"),
-        ("gold passage in top-5", pct(held["gold@5"]), f"{pct(everything['gold@5'])} ({pct(gold_at_5)} of all {len(every)})", ""),
-        ("answer rate (answerable)", pct(held["answer_rate"]), pct(everything["answer_rate"]),
-         f">= 85% ({goal(held['answer_rate'], ANSWER_GOAL)})"),
-        ("abstention rate (unanswerable)", pct(held["abstain_rate"]), pct(everything["abstain_rate"]),
-         f">= 70% ({goal(held['abstain_rate'], ABSTAIN_GOAL)})"),
-        ("answered citing the gold passage", pct(held["gold_cited"]), pct(everything["gold_cited"]),
-         f">= 90% ({goal(held['gold_cited'], GOLD_CITE_GOAL)})"),
-        ("token F1 vs human answer", f"{held['f1']:.3f}", f"{everything['f1']:.3f}", ""),
-        ("ROUGE-L vs human answer", f"{held['rouge_l']:.3f}", f"{everything['rouge_l']:.3f}", ""),
-        ("sentences supported by cited passage", pct(held["support"]), pct(everything["support"]), ""),
-        ("  model's sentences kept as written", pct(held["raw_support"]), pct(everything["raw_support"]), ""),
-        ("  sentences quoted by the verifier", pct(held["quoted"]), pct(everything["quoted"]), ""),
-        ("determinism (2 fresh processes, identical)", "", f"{pct(identical)} of {len(replay_rows)}",
-         f"100% ({goal(identical, 1.0)})"),
-        ("/v1/query p50 / p95", "", f"{p50:.2f} s / {p95:.2f} s ({len(http_qs)} q)",
-         f"<= 2.5 s / 5 s ({goal(p50, 2.5, lower=True)} / {goal(p95, 5.0, lower=True)})"),
-        ("prefill / decode tokens/s", "", f"{prefill:.0f} / {decode:.1f}", ""),
-    ]  # fmt: skip
-    if llama is not None:
-        table.append(("llama-cpp-python prefill / decode tok/s", "", f"{llama[0]:.0f} / {llama[1]:.1f}",
-                      f"ratio {llama[0] / prefill:.1f}x / {llama[1] / decode:.1f}x"))  # fmt: skip
-    print(f"\nClapNQ dev: {held['n_ans'] + held['n_una']} held-out, {len(rows)} questions in all; "
-          f"model {kb.engine.expert.fingerprint}; tuned min_evidence_similarity = {threshold:.2f}\n")  # fmt: skip
-    widths = [max(len(str(r[i])) for r in table) for i in range(4)]
+        base, tuned = tables["base"], tables["tuned"]
+        header = ("metric", "base held-out", "base all", "tuned held-out", "tuned all", "goal (tuned)")
+        table = [header, *((b[0], b[1], b[2], t[1], t[2], t[3]) for b, t in zip(base, tuned, strict=True))]
+    held = results["base"]["held"]
+    models = "; ".join(f"{label} {r['model']}" for label, r in results.items())
+    print(f"\nClapNQ dev: {held['n_ans'] + held['n_una']} held-out, {len(questions)} questions in all; {models}\n")
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
     for n, r in enumerate(table):
         print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
         if n == 0:

@@ -24,6 +24,7 @@ __all__ = [
     "Citation",
     "Evidence",
     "build_messages",
+    "format_passages",
     "is_abstention",
     "parse_sentences",
 ]
@@ -188,14 +189,18 @@ class Evidence:
         return " ".join(parts)
 
 
-def build_messages(question: str, evidence: Sequence[Evidence]) -> list[Message]:
-    """The writer's prompt: the rules, then numbered passages, then the question."""
-    passages = "\n".join(
+def format_passages(evidence: Sequence[Evidence]) -> str:
+    """The numbered passages as the writer sees them, one ``[n] title: sentences`` line each."""
+    return "\n".join(
         f"[{e.citation.id}] {e.citation.title + ': ' if e.citation.title else ''}{e.shown_text()}" for e in evidence
     )
+
+
+def build_messages(question: str, evidence: Sequence[Evidence]) -> list[Message]:
+    """The writer's prompt: the rules, then numbered passages, then the question."""
     return [
         Message("system", SYSTEM_PROMPT),
-        Message("user", f"Sources:\n{passages}\n\nQuestion: {question}"),
+        Message("user", f"Sources:\n{format_passages(evidence)}\n\nQuestion: {question}"),
     ]
 
 

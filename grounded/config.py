@@ -153,6 +153,11 @@ class AnswerSettings(BaseModel):
         0.6, ge=-1, le=1, description="Embedding similarity a sentence needs to its best cited evidence sentence."
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Most sentences in an answer.")
+    tuned: bool = Field(
+        True,
+        description="Write answers with the active tuned answer expert (`grounded tune answer`) and its short "
+        "prompt when there is one; false: always the configured expert.",
+    )
     cache: bool = Field(
         True, description="Keep answers in <kb>/cache.sqlite, keyed by question, version, config and models."
     )

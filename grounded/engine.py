@@ -6,6 +6,7 @@
        abstain without asking the model
     4. the answer expert (greedy) writes short sentences citing [n], from the best sentences
        of each passage
+       (an active tuned answer expert, from ``grounded tune answer``, gets its short prompt instead)
     5. the verifier keeps supported sentences, quotes evidence for the rest, or abstains
     6. the answer is cached under (question, index version, config, models)
 
@@ -33,6 +34,7 @@ from grounded.answer import (
     Citation,
     Evidence,
     build_messages,
+    format_passages,
     is_abstention,
     parse_sentences,
 )
@@ -43,6 +45,8 @@ from grounded.experts.registry import get_expert, get_structured_expert
 from grounded.planner import Grounder, Grounding, exact_numbers, tool_citations
 from grounded.retrieval import parse_filters
 from grounded.tools.base import ToolContext
+from grounded.tune.prompt import ANSWER_PROMPT_FORMAT, ANSWER_SCOPE, tuned_answer_messages
+from grounded.tune.store import TunedExpert, TunedExperts
 from grounded.verify import EvidencePool, SupportCheck, build_pool, verify
 
 if TYPE_CHECKING:
@@ -101,6 +105,8 @@ class GroundingEngine:
         self._cache: AnswerCache | None = None
         self._lock = threading.Lock()
         self._synced: dict[str, dict[str, datetime | None]] = {}
+        self.tuned = TunedExperts(kb.path)
+        """The active tuned answer expert (``grounded tune answer``), re-read when its pointer changes."""
         self.last_draft: Draft | None = None
 
     @property
@@ -116,11 +122,17 @@ class GroundingEngine:
                 self._cache = AnswerCache(self.kb.path / "cache.sqlite")
             return self._cache
 
+    def writer(self) -> tuple[TextGenerator, TunedExpert | None]:
+        """The expert that writes answers now: the active tuned one (with ``answer.tuned``), else the configured."""
+        tuned = self.tuned.get("answer", ANSWER_SCOPE) if self.settings.tuned else None
+        return (tuned.generator if tuned is not None else self.expert), tuned
+
     def warm_up(self) -> None:
         """Load the answer model now rather than on the first question."""
-        load = getattr(self.expert, "load", None)
-        if callable(load):
-            load()
+        for expert in {id(e): e for e in (self.expert, self.writer()[0])}.values():
+            load = getattr(expert, "load", None)
+            if callable(load):
+                load()
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -166,11 +178,13 @@ class GroundingEngine:
         parsed_filters = restrict(parse_filters(filters), acl_groups)
         snapshot = self.kb.snapshot()
         version = snapshot.version.id
+        # A tuned answer expert activated or rolled back while serving changes the key (its fingerprint).
+        writer, tuned = self.writer()
         key = cache_key(
             q,
             version,
             {
-                "prompt": PROMPT_VERSION,
+                "prompt": ANSWER_PROMPT_FORMAT if tuned is not None else PROMPT_VERSION,
                 "answer": self.settings.model_dump(exclude={"cache"}),
                 "search": self.kb.settings.search.model_dump(),
                 "k": k,
@@ -178,7 +192,7 @@ class GroundingEngine:
                 "acl_groups": parsed_filters.acl_groups,
                 "grounding": GROUNDING_VERSION if self.grounding else None,
             },
-            {"answer": self.expert.fingerprint, "embed": self.kb.embedder.fingerprint, **self._tool_models()},
+            {"answer": writer.fingerprint, "embed": self.kb.embedder.fingerprint, **self._tool_models()},
         )
         use_cache = use_cache and self.settings.cache
         if use_cache:
@@ -222,9 +236,14 @@ class GroundingEngine:
         sentences: list[AnswerSentence] = []
         has_tools = any(c.provenance and c.provenance.get("ok") for c in citations)
         if best >= self.settings.min_evidence_similarity or has_tools:
-            messages = build_messages(q, self._evidence(pool))
+            evidence = self._evidence(pool)
+            messages = (
+                tuned_answer_messages(q, format_passages(evidence))
+                if tuned is not None
+                else build_messages(q, evidence)
+            )
             t = time.perf_counter()
-            generation = self.expert.generate(messages, max_tokens=self.settings.max_new_tokens)
+            generation = writer.generate(messages, max_tokens=self.settings.max_new_tokens)
             timings["generate_ms"] = _ms(t)
             timings["prefill_s"] = round(generation.prefill_s, 4)
             timings["decode_s"] = round(generation.decode_s, 4)
@@ -241,7 +260,7 @@ class GroundingEngine:
 
         for sentence in sentences:
             yield AnswerEvent("sentence", sentence)
-        model = self.expert.fingerprint
+        model = writer.fingerprint
         route = grounding.decision.route if grounding else "unstructured"
         trace = grounding.trace() if grounding else {}
         if sentences:

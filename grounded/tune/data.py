@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grounded.errors import InvalidRequest
 
-__all__ = ["SqlExample", "data_digest", "read_examples", "split_examples"]
+__all__ = ["SqlExample", "data_digest", "jsonl_objects", "read_examples", "split_examples"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,26 +26,34 @@ class SqlExample:
     sql: str
 
 
-def read_examples(path: Path) -> list[SqlExample]:
-    """The examples of a JSONL file; raises :class:`InvalidRequest` naming the first bad line."""
+def jsonl_objects(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` of each non-blank line; :class:`InvalidRequest` names a bad line.
+
+    ``what`` says what the file should hold, for the message when it does not exist.
+    """
     if not path.is_file():
-        raise InvalidRequest(f"examples file {str(path)!r} does not exist; give a JSONL file of question/sql pairs")
-    out: list[SqlExample] = []
+        raise InvalidRequest(f"examples file {str(path)!r} does not exist; {what}")
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                yield number, json.loads(line)
             except ValueError as exc:
                 raise InvalidRequest(f"{path}:{number}: not valid JSON ({exc})") from exc
-            if not isinstance(item, dict):
-                raise InvalidRequest(f"{path}:{number}: expected an object with question and sql, got {line.strip()!r}")
-            question, sql = item.get("question"), item.get("sql")
-            for key, value in (("question", question), ("sql", sql)):
-                if not isinstance(value, str) or not value.strip():
-                    raise InvalidRequest(f"{path}:{number}: {key!r} must be a non-empty string; got {value!r}")
-            out.append(SqlExample(" ".join(str(question).split()), str(sql).strip()))
+
+
+def read_examples(path: Path) -> list[SqlExample]:
+    """The examples of a JSONL file; raises :class:`InvalidRequest` naming the first bad line."""
+    out: list[SqlExample] = []
+    for number, item in jsonl_objects(path, "give a JSONL file of question/sql pairs"):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{path}:{number}: expected an object with question and sql, got {item!r}")
+        question, sql = item.get("question"), item.get("sql")
+        for key, value in (("question", question), ("sql", sql)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidRequest(f"{path}:{number}: {key!r} must be a non-empty string; got {value!r}")
+        out.append(SqlExample(" ".join(str(question).split()), str(sql).strip()))
     if not out:
         raise InvalidRequest(f"examples file {str(path)!r} holds no examples")
     return out

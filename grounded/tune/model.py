@@ -1,10 +1,10 @@
-"""The causal LM side of tuning: encode examples, a loss over SQL tokens only, batched greedy SQL.
+"""The causal LM side of tuning: encode examples, a loss over target tokens only, batched greedy decoding.
 
-Every prompt of a source starts with the same system message (instruction + schema), about
-three quarters of its tokens. Both the loss and generation run that shared prefix once per batch
+Every prompt of a tuning run starts with the same system message (for SQL: instruction +
+schema, about three quarters of its tokens). Both the loss and generation run that shared prefix once per batch
 and expand its key/value cache to every row, instead of once per example: on a 2-core CPU that
 is most of the compute. Gradients flow through the shared prefix as they would through copies.
-Logits are computed only where a SQL token is predicted (the vocabulary projection is a fifth of
+Logits are computed only where a target token is predicted (the vocabulary projection is a fifth of
 a small model's weights).
 """
 
@@ -18,7 +18,7 @@ import torch
 
 from grounded.experts.base import Message
 
-__all__ = ["Encoded", "PromptEncoder", "greedy_generate", "sql_loss"]
+__all__ = ["Encoded", "PromptEncoder", "greedy_generate", "sql_loss", "target_loss"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def _prefix_cache(core: Any, prefix: Sequence[int], rows: int, device: torch.dev
     return cache, len(prefix)
 
 
-def sql_loss(model: Any, prefix: Sequence[int], batch: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, int]:
+def target_loss(model: Any, prefix: Sequence[int], batch: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the target tokens of ``batch`` and the tokens processed."""
     core, head = _core(model)
     device = next(model.parameters()).device
@@ -114,6 +114,10 @@ def sql_loss(model: Any, prefix: Sequence[int], batch: Sequence[Encoded], pad_id
     logits = head(picked).float()
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels, device=device))
     return loss, len(prefix) + int(mask.sum())
+
+
+sql_loss = target_loss
+"""The loss of ``grounded tune sql`` (the same function: SQL is the target)."""
 
 
 @torch.inference_mode()

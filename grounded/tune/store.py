@@ -178,13 +178,15 @@ class TunedExperts:
             card = json.loads((path / "card.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CorruptKnowledgeBase(f"tuned expert {path} has no readable card.json ({exc})") from exc
-        from grounded.tune.prompt import PROMPT_FORMAT
+        from grounded.tune.prompt import PROMPT_FORMATS
 
-        if card.get("prompt_format") != PROMPT_FORMAT:
+        task = str(card.get("task", "sql"))
+        serves = PROMPT_FORMATS.get(task)
+        if card.get("prompt_format") != serves:
             # Serving it another prompt than it learnt would quietly lose what tuning bought.
             raise ConfigError(
                 f"tuned expert {name!r} was trained with prompt format {card.get('prompt_format')!r}; this grounded "
-                f"serves {PROMPT_FORMAT!r}: retrain it, or roll it back (grounded tune rollback --source ...)"
+                f"serves {serves!r} for {task}: retrain it, or roll it back (grounded tune rollback --task {task})"
             )
         # Weights are a plain HF directory, so the standard transformers backend serves them.
         spec = ExpertSpec(backend="transformers", model=str(path))

@@ -1,10 +1,16 @@
-"""``grounded tune sql``: supervised fine-tuning of a small causal LM on (question, SQL) pairs.
+"""Supervised fine-tuning of a small causal LM for one narrow job (``grounded tune sql|answer``).
+
+:class:`Tuner` is the task-independent part: loading the base, encoding chats, the loop, dev
+evaluation after each epoch, checkpoints, saving and the model card. A task says how an example
+becomes a chat and a target, and how dev replies are scored: :class:`SqlTuner` (here: execution
+accuracy on the mirror) and :class:`grounded.tune.answer.AnswerTuner` (verified, cited answers
+and abstentions).
 
 The loop is plain PyTorch: batches of similar length (dynamic padding), AdamW with warm-up and
-linear decay, loss on SQL tokens only, the shared schema prefix computed once per batch (see
+linear decay, loss on target tokens only, the shared system prefix computed once per batch (see
 :mod:`grounded.tune.model`). After every epoch the dev questions are answered by greedy
-decoding and their SQL executed on the mirror; the best epoch's weights are kept, and training
-stops when dev accuracy has not improved for ``patience`` epochs or the time budget is spent.
+decoding and scored by the task; the best epoch's weights are kept, and training
+stops when the dev metric has not improved for ``patience`` epochs or the time budget is spent.
 A checkpoint (weights, optimizer, schedule, position in the epoch, random state) is written at
 each epoch's end and every ``checkpoint_every_s``, so ``resume=True`` continues a killed run
 where it stopped and gives the same model as an uninterrupted one.
@@ -35,15 +41,16 @@ import torch
 
 from grounded.config import ExpertSpec
 from grounded.errors import ConfigError, ExpertError, InvalidRequest, NotFound
+from grounded.experts.base import Message
 from grounded.experts.models import resolve_local_model
 from grounded.tools.sql import ReadOnlyDatabase, TableInfo
 from grounded.tune.data import SqlExample, data_digest
 from grounded.tune.evaluate import ExecutionJudge, Verdict
-from grounded.tune.model import Encoded, PromptEncoder, greedy_generate, sql_loss
+from grounded.tune.model import Encoded, PromptEncoder, greedy_generate, target_loss
 from grounded.tune.prompt import PROMPT_FORMAT, source_tables, tuned_sql_messages
 from grounded.tune.store import activate, experts_dir
 
-__all__ = ["SqlTuner", "TuneOptions", "TuneResult", "base_model_dir", "tune_sql"]
+__all__ = ["SqlTuner", "TuneOptions", "TuneResult", "Tuner", "base_model_dir", "run_tuning", "tune_sql"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +102,7 @@ class _State:
     example_tokens: int = 0
     examples: int = 0
     stopped: str = "epochs"
-    best_accuracy: float = -1.0
+    best_accuracy: float = -1.0  # the best dev metric so far (execution accuracy for sql)
     best_epoch: int = -1
     stale: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -115,13 +122,21 @@ def _run_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class SqlTuner:
-    """One tuning run of the ``sql`` expert for one source of a knowledge base."""
+class Tuner:
+    """One tuning run of the ``task`` expert for ``source``; subclasses define the task.
+
+    A subclass sets :attr:`task` and :attr:`metric` and implements :meth:`messages` and
+    :meth:`target` (an example as a chat and the reply to learn) and :meth:`score` (the dev
+    metric of replies, plus any extra figures for the epoch's history).
+    """
+
+    task = ""
+    metric = ""
+    """Name of the dev metric in the card and history (higher is better)."""
 
     def __init__(
         self,
         kb_path: Path,
-        db: ReadOnlyDatabase,
         source: str,
         base: str,
         options: TuneOptions,
@@ -130,27 +145,38 @@ class SqlTuner:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.kb_path = Path(kb_path)
-        self.db = db
         self.source = source
         self.options = options
         self.progress = progress
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-        self.tables: list[TableInfo] = source_tables(db.tables(), source)
-        if not self.tables:
-            known = sorted({t.schema for t in db.tables()})
-            raise NotFound(
-                f"source {source!r} has no mirrored tables in {self.kb_path}; sync it first (grounded sync {source})"
-                f"; sources with tables: {', '.join(known) or 'none'}"
-            )
         if options.epochs < 1 or options.batch_size < 1:
             raise InvalidRequest(
                 f"epochs and batch size must be at least 1; got {options.epochs}, {options.batch_size}"
             )
         self.base = base
         self.base_dir, self.base_fingerprint = base_model_dir(base)
-        self.judge = ExecutionJudge(db)
         self.model: Any = None
         self.tokenizer: Any = None
+
+    # -- the task ---------------------------------------------------------------------------------
+
+    def messages(self, example: Any) -> list[Message]:
+        """The chat the expert is trained on and served with for ``example``."""
+        raise NotImplementedError
+
+    def target(self, example: Any) -> str:
+        """The reply to learn for ``example``."""
+        raise NotImplementedError
+
+    def score(self, examples: Sequence[Any], replies: Sequence[str]) -> tuple[float, dict[str, float]]:
+        """The dev metric of ``replies`` to ``examples``, and extra figures for the history."""
+        raise NotImplementedError
+
+    def usable(self, examples: Sequence[Any], what: str) -> list[Any]:
+        """The examples that can teach or score something (all of them unless the task says otherwise)."""
+        if not examples:
+            raise InvalidRequest(f"no {what} examples for {self.task}:{self.source}")
+        return list(examples)
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -196,34 +222,26 @@ class SqlTuner:
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
         self.eos_id = int(tokenizer.eos_token_id)
 
-    def _encode(self, examples: Sequence[SqlExample], *, target: bool) -> tuple[tuple[int, ...], list[Encoded]]:
-        prefix: tuple[int, ...] = ()
-        out: list[Encoded] = []
+    def _encode(self, examples: Sequence[Any], *, target: bool) -> tuple[tuple[int, ...], list[Encoded]]:
+        """The shared prefix (the system message) and each example's rest (with its target if ``target``)."""
+        prefixes: set[tuple[int, ...]] = set()
+        pairs: list[tuple[tuple[int, ...], Encoded]] = []
         for ex in examples:
-            prefix, enc = self.encoder.encode(tuned_sql_messages(ex.question, self.tables), ex.sql if target else None)
-            out.append(enc)
-        return prefix, out
-
-    def _usable(self, examples: Sequence[SqlExample], what: str) -> list[SqlExample]:
-        """The examples whose gold SQL runs on the mirror (the others cannot teach or score anything)."""
-        good = [ex for ex in examples if self.judge.gold(ex.sql) is not None]
-        if len(good) < len(examples):
-            bad = next(ex for ex in examples if self.judge.gold(ex.sql) is None)
-            self.log(
-                f"warning: {len(examples) - len(good)} {what} examples have SQL that does not run on the mirror "
-                f"and are skipped, e.g. {bad.sql!r}"
-            )
-        if not good:
-            raise InvalidRequest(f"none of the {what} examples' SQL runs on the mirrored tables of {self.source!r}")
-        return good
+            pair = self.encoder.encode(self.messages(ex), self.target(ex) if target else None)
+            prefixes.add(pair[0])
+            pairs.append(pair)
+        if len(prefixes) == 1:
+            return prefixes.pop(), [enc for _, enc in pairs]
+        # Different system messages: nothing is shared, each example carries its own.
+        return (), [Encoded(p + e.ids, len(p) + e.prompt_len) for p, e in pairs]
 
     # -- evaluation -------------------------------------------------------------------------------
 
-    def predict(self, questions: Sequence[str]) -> list[str]:
-        """Greedy SQL for ``questions`` with the current weights, batched by length."""
+    def generate(self, examples: Sequence[Any]) -> list[str]:
+        """Greedy replies to ``examples`` with the current weights, batched by length."""
         if self.model is None:
             self._load()
-        prefix, encoded = self._encode([SqlExample(q, "") for q in questions], target=False)
+        prefix, encoded = self._encode(examples, target=False)
         order = sorted(range(len(encoded)), key=lambda i: encoded[i].prompt_len)
         replies: list[str] = [""] * len(encoded)
         self.model.eval()
@@ -243,10 +261,9 @@ class SqlTuner:
                 replies[i] = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         return replies
 
-    def evaluate(self, examples: Sequence[SqlExample]) -> list[Verdict]:
-        """Execution verdicts of the current weights on ``examples``."""
-        replies = self.predict([ex.question for ex in examples])
-        return [self.judge.judge(r, ex.sql) for r, ex in zip(replies, examples, strict=True)]
+    def dev_score(self, examples: Sequence[Any]) -> tuple[float, dict[str, float]]:
+        """The dev metric of the current weights on ``examples``."""
+        return self.score(examples, self.generate(examples))
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -259,10 +276,10 @@ class SqlTuner:
         return batches
 
     def train(
-        self, train: Sequence[SqlExample], dev: Sequence[SqlExample], *, work_dir: Path, resume: bool = False
+        self, train: Sequence[Any], dev: Sequence[Any], *, work_dir: Path, resume: bool = False
     ) -> tuple[_State, dict[str, Any]]:
-        """Train, keeping the best epoch's weights (by dev accuracy) in ``self.model``."""
-        train, dev = self._usable(train, "training"), self._usable(dev, "dev")
+        """Train, keeping the best epoch's weights (by the dev metric) in ``self.model``."""
+        train, dev = self.usable(train, "training"), self.usable(dev, "dev")
         if self.model is None:
             self._load()
         prefix, encoded = self._encode(train, target=True)
@@ -316,7 +333,7 @@ class SqlTuner:
                     batch = batches[state.batch]
                     started = time.perf_counter()
                     with self._autocast():
-                        loss, tokens = sql_loss(self.model, prefix, batch, self.pad_id)
+                        loss, tokens = target_loss(self.model, prefix, batch, self.pad_id)
                     torch.autograd.backward(loss)
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
                     optimizer.step()
@@ -362,19 +379,17 @@ class SqlTuner:
         info = {"out_of_time": out_of_time, "train_examples": len(train), "dev_examples": len(dev)}
         return state, info
 
-    def _evaluate_epoch(self, state: _State, dev: Sequence[SqlExample], best_path: Path) -> None:
+    def _evaluate_epoch(self, state: _State, dev: Sequence[Any], best_path: Path) -> None:
         started = time.perf_counter()
-        verdicts = self.evaluate(dev)
-        accuracy = ExecutionJudge.accuracy(verdicts)
-        valid = sum(v.valid for v in verdicts) / len(verdicts)
+        accuracy, extra = self.dev_score(dev)
         state.history[-1].update(
-            dev_execution_accuracy=round(accuracy, 4),
-            dev_valid_sql=round(valid, 4),
+            {self.metric: round(accuracy, 4), **{k: round(v, 4) for k, v in extra.items()}},
             eval_s=round(time.perf_counter() - started, 1),
         )
+        details = ", ".join(f"{k.removeprefix('dev_').replace('_', ' ')} {v:.3f}" for k, v in extra.items())
         self.log(
-            f"epoch {state.epoch + 1}: loss {state.history[-1]['train_loss']:.4f}, dev execution accuracy "
-            f"{accuracy:.3f} (valid SQL {valid:.3f}), {state.train_s / 60:.1f} min trained"
+            f"epoch {state.epoch + 1}: loss {state.history[-1]['train_loss']:.4f}, {self.metric.replace('_', ' ')} "
+            f"{accuracy:.3f}{f' ({details})' if details else ''}, {state.train_s / 60:.1f} min trained"
         )
         if accuracy > state.best_accuracy:
             state.best_accuracy, state.best_epoch, state.stale = accuracy, state.epoch + 1, 0
@@ -397,7 +412,12 @@ class SqlTuner:
         from tqdm import tqdm
 
         return tqdm(
-            total=total, initial=done, desc=f"tune sql:{self.source}", unit="step", file=sys.stderr, dynamic_ncols=True
+            total=total,
+            initial=done,
+            desc=f"tune {self.task}:{self.source}",
+            unit="step",
+            file=sys.stderr,
+            dynamic_ncols=True,
         )
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
@@ -417,7 +437,7 @@ class SqlTuner:
         root = experts_dir(self.kb_path)
         root.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        name = f"sql-{self.source}-{stamp}-{_run_key(card)[:8]}"
+        name = f"{self.task}-{self.source}-{stamp}-{_run_key(card)[:8]}"
         tmp = root / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         model = self.model
@@ -432,9 +452,74 @@ class SqlTuner:
         return root / name
 
 
+class SqlTuner(Tuner):
+    """One tuning run of the ``sql`` expert for one source: execution accuracy on the mirror picks the epoch."""
+
+    task = "sql"
+    metric = "dev_execution_accuracy"
+
+    def __init__(
+        self,
+        kb_path: Path,
+        db: ReadOnlyDatabase,
+        source: str,
+        base: str,
+        options: TuneOptions,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.tables: list[TableInfo] = source_tables(db.tables(), source)
+        if not self.tables:
+            known = sorted({t.schema for t in db.tables()})
+            raise NotFound(
+                f"source {source!r} has no mirrored tables in {kb_path}; sync it first (grounded sync {source})"
+                f"; sources with tables: {', '.join(known) or 'none'}"
+            )
+        super().__init__(kb_path, source, base, options, progress=progress, log=log)
+        self.judge = ExecutionJudge(db)
+
+    def messages(self, example: SqlExample) -> list[Message]:
+        return tuned_sql_messages(example.question, self.tables)
+
+    def target(self, example: SqlExample) -> str:
+        return example.sql
+
+    def usable(self, examples: Sequence[SqlExample], what: str) -> list[SqlExample]:
+        """The examples whose gold SQL runs on the mirror (the others cannot teach or score anything)."""
+        good = [ex for ex in examples if self.judge.gold(ex.sql) is not None]
+        if len(good) < len(examples):
+            bad = next(ex for ex in examples if self.judge.gold(ex.sql) is None)
+            self.log(
+                f"warning: {len(examples) - len(good)} {what} examples have SQL that does not run on the mirror "
+                f"and are skipped, e.g. {bad.sql!r}"
+            )
+        if not good:
+            raise InvalidRequest(f"none of the {what} examples' SQL runs on the mirrored tables of {self.source!r}")
+        return good
+
+    def score(self, examples: Sequence[SqlExample], replies: Sequence[str]) -> tuple[float, dict[str, float]]:
+        verdicts = [self.judge.judge(r, ex.sql) for r, ex in zip(replies, examples, strict=True)]
+        valid = sum(v.valid for v in verdicts) / len(verdicts) if verdicts else 0.0
+        return ExecutionJudge.accuracy(verdicts), {"dev_valid_sql": valid}
+
+    def predict(self, questions: Sequence[str]) -> list[str]:
+        """Greedy SQL for ``questions`` with the current weights, batched by length."""
+        return self.generate([SqlExample(q, "") for q in questions])
+
+    def evaluate(self, examples: Sequence[SqlExample]) -> list[Verdict]:
+        """Execution verdicts of the current weights on ``examples``."""
+        replies = self.predict([ex.question for ex in examples])
+        return [self.judge.judge(r, ex.sql) for r, ex in zip(replies, examples, strict=True)]
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card."""
     m = card["metrics"]
+    metric = str(card.get("dev_metric", "dev_execution_accuracy"))
+    label = metric.replace("_", " ")
+    extras = sorted({k for h in card["history"] for k in h} - {"epoch", "step", "train_loss", "eval_s", metric})
     lines = [
         f"# {card['name']}",
         "",
@@ -446,23 +531,84 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"| method | {card['method']} |",
         f"| training data | {card['train_examples']} examples, {card['dev_examples']} dev; sha256 `{card['data_sha256']}` |",
         f"| prompt format | `{card['prompt_format']}` |",
-        f"| dev execution accuracy | {m['dev_execution_accuracy_before']:.3f} before, {m['dev_execution_accuracy']:.3f} after (epoch {m['best_epoch']}) |",
+        f"| {label} | {m[metric + '_before']:.3f} before, {m[metric]:.3f} after (epoch {m['best_epoch']}) |",
         f"| training time | {card['train_seconds']:.0f} s, {card['tokens_per_second']:.0f} tokens/s, {card['examples_per_second']:.2f} examples/s |",
         f"| created | {card['created_at']} |",
+        *(f"| {k.replace('_', ' ')} | {v} |" for k, v in sorted(card.get("data", {}).items())),
         "",
         "## Epochs",
         "",
-        "| epoch | step | train loss | dev execution accuracy | dev valid SQL |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+        f"| epoch | step | train loss | {label} |{''.join(f' {k.replace(chr(95), chr(32))} |' for k in extras)}",
+        f"| --- | --- | --- | --- |{' --- |' * len(extras)}",
+    ]  # fmt: skip
     for h in card["history"]:
         loss = h.get("train_loss")
-        lines.append(
-            f"| {h['epoch']} | {h['step']} | {loss if loss is None else round(loss, 4)} | "
-            f"{h.get('dev_execution_accuracy', '')} | {h.get('dev_valid_sql', '')} |"
-        )
+        cells = [h["epoch"], h["step"], loss if loss is None else round(loss, 4), h.get(metric, ""),
+                 *(h.get(k, "") for k in extras)]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "## Options", "", "```json", json.dumps(card["options"], indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def run_tuning(
+    tuner: Tuner,
+    train: Sequence[Any],
+    dev: Sequence[Any],
+    *,
+    digest: str,
+    prompt_format: str,
+    resume: bool = False,
+    activate_expert: bool = True,
+    data: dict[str, Any] | None = None,
+) -> TuneResult:
+    """Score the base on dev, train, save the expert with its card, and activate it (unless told not to).
+
+    ``digest`` is the data hash (it keys the resumable work directory); ``data`` is any facts
+    about how the examples were made, kept in the card.
+    """
+    options = tuner.options
+    key = _run_key(tuner.source, tuner.base_fingerprint, digest, options.key())
+    work_dir = experts_dir(tuner.kb_path) / ".work" / f"{tuner.task}-{tuner.source}-{key}"
+    tuner._load()
+    before, _ = tuner.dev_score(tuner.usable(dev, "dev"))
+    tuner.log(f"{tuner.metric.replace('_', ' ')} before tuning: {before:.3f}")
+    state, info = tuner.train(train, dev, work_dir=work_dir, resume=resume)
+    card: dict[str, Any] = {
+        "task": tuner.task,
+        "source": tuner.source,
+        "base": tuner.base,
+        "base_fingerprint": tuner.base_fingerprint,
+        "method": f"LoRA r={options.lora_rank} (merged)" if options.lora else "full fine-tuning",
+        "prompt_format": prompt_format,
+        "data_sha256": digest,
+        "train_examples": info["train_examples"],
+        "dev_examples": info["dev_examples"],
+        "options": options.key(),
+        "dev_metric": tuner.metric,
+        "metrics": {
+            f"{tuner.metric}_before": before,
+            tuner.metric: max(state.best_accuracy, 0.0),
+            "best_epoch": state.best_epoch,
+        },
+        "history": state.history,
+        "train_seconds": round(state.train_s, 1),
+        "steps": state.step,
+        "tokens_per_second": state.tokens / state.train_s if state.train_s else 0.0,
+        "example_tokens_per_second": state.example_tokens / state.train_s if state.train_s else 0.0,
+        "examples_per_second": state.examples / state.train_s if state.train_s else 0.0,
+        "stopped": state.stopped,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if data:
+        card["data"] = data
+    path = tuner.save(card)
+    if activate_expert:
+        activate(tuner.kb_path, tuner.task, tuner.source, path.name)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    card["name"] = path.name
+    return TuneResult(path, card)
 
 
 def tune_sql(
@@ -481,43 +627,12 @@ def tune_sql(
 ) -> TuneResult:
     """Tune the ``sql`` expert of ``source`` and publish it (active unless ``activate_expert`` is False)."""
     tuner = SqlTuner(kb_path, db, source, base, options, progress=progress, log=log)
-    digest = data_digest([*train, *dev])
-    key = _run_key(source, tuner.base_fingerprint, digest, options.key())
-    work_dir = experts_dir(kb_path) / ".work" / f"sql-{source}-{key}"
-    tuner._load()
-    before = ExecutionJudge.accuracy(tuner.evaluate(tuner._usable(dev, "dev")))
-    tuner.log(f"dev execution accuracy before tuning: {before:.3f}")
-    state, info = tuner.train(train, dev, work_dir=work_dir, resume=resume)
-    card: dict[str, Any] = {
-        "task": "sql",
-        "source": source,
-        "base": base,
-        "base_fingerprint": tuner.base_fingerprint,
-        "method": f"LoRA r={options.lora_rank} (merged)" if options.lora else "full fine-tuning",
-        "prompt_format": PROMPT_FORMAT,
-        "data_sha256": digest,
-        "train_examples": info["train_examples"],
-        "dev_examples": info["dev_examples"],
-        "options": options.key(),
-        "metrics": {
-            "dev_execution_accuracy_before": before,
-            "dev_execution_accuracy": max(state.best_accuracy, 0.0),
-            "best_epoch": state.best_epoch,
-        },
-        "history": state.history,
-        "train_seconds": round(state.train_s, 1),
-        "steps": state.step,
-        "tokens_per_second": state.tokens / state.train_s if state.train_s else 0.0,
-        "example_tokens_per_second": state.example_tokens / state.train_s if state.train_s else 0.0,
-        "examples_per_second": state.examples / state.train_s if state.train_s else 0.0,
-        "stopped": state.stopped,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "threads": torch.get_num_threads(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    path = tuner.save(card)
-    if activate_expert:
-        activate(kb_path, "sql", source, path.name)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    card["name"] = path.name
-    return TuneResult(path, card)
+    return run_tuning(
+        tuner,
+        train,
+        dev,
+        digest=data_digest([*train, *dev]),
+        prompt_format=PROMPT_FORMAT,
+        resume=resume,
+        activate_expert=activate_expert,
+    )

@@ -1,0 +1,292 @@
+"""Training examples for ``grounded tune answer``, made from the knowledge base's own passages.
+
+For each sampled passage sentence:
+
+1. a text expert writes the question that sentence answers (few-shot, greedy);
+2. the question is retrieved for as the engine would (hybrid search, ``answer.k`` passages,
+   each cut to its sentences closest to the question), giving the exact prompt served;
+3. it is kept only when the sentence's passage is retrieved, the sentence is among those shown,
+   it is close enough to the question that the engine would ask the model at all, and the
+   verifier accepts the sentence cited as ``[n]``: the target is that sentence (and the next
+   one shown, when it is about the question too), quoted with its citation;
+4. for each kept question (or every ``unanswerable_every``-th), an unanswerable case: the same
+   question with the next passages from other documents only (none of which supports the answer
+   sentence), and the target :data:`~grounded.answer.ABSTAIN_TEXT`. Cases whose passages are far
+   from the question are kept too: with ``answer.min_evidence_similarity`` lowered (or off) the
+   model sees them.
+
+The examples round-trip through JSONL, so a run can be inspected and repeated on the same data.
+
+Example::
+
+    examples, stats = build_answer_examples(kb, kb.engine.expert, candidates=300)
+    stats.kept_answerable, stats.unanswerable
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from grounded.answer import ABSTAIN_TEXT, Citation, format_passages
+from grounded.errors import InvalidRequest
+from grounded.experts.base import Message, TextGenerator
+from grounded.tune.data import jsonl_objects
+from grounded.verify import build_pool, check_support, verify
+from indexes.chunking import sentence_spans
+
+if TYPE_CHECKING:
+    from grounded.kb import KnowledgeBase
+
+__all__ = [
+    "AnswerExample",
+    "BuildStats",
+    "build_answer_examples",
+    "examples_digest",
+    "read_answer_examples",
+    "write_answer_examples",
+]
+
+_QUESTION_SYSTEM = "Write the question that the text answers."
+# General-knowledge shots (not from any evaluation set) teach the form: lower case, one question.
+_SHOTS = (
+    ("Eiffel Tower", "The tower was completed in 1889 as the entrance arch to the World's Fair.",
+     "when was the eiffel tower completed?"),
+    ("Photosynthesis", "Plants use the energy of sunlight to turn carbon dioxide and water into glucose and oxygen.",
+     "what do plants turn carbon dioxide and water into?"),
+    ("Hamlet", "The play was written by William Shakespeare sometime between 1599 and 1601.",
+     "who wrote the play hamlet?"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerExample:
+    """A question, the passages the writer is shown, and the reply to learn.
+
+    ``gold`` is the passage the target cites (``None``: unanswerable, the target abstains);
+    ``sources`` are ``(id, title, full passage text)`` for verifying a dev reply.
+    """
+
+    question: str
+    passages: str
+    target: str
+    gold: int | None
+    sources: tuple[tuple[int, str, str], ...]
+
+    @property
+    def answerable(self) -> bool:
+        return self.gold is not None
+
+    def citations(self) -> tuple[Citation, ...]:
+        """The sources as citations (only what the verifier reads is filled in)."""
+        return tuple(
+            Citation(i, 0, "", title, "", 0, len(text), text, "", None, 0.0) for i, title, text in self.sources
+        )
+
+
+@dataclass(slots=True)
+class BuildStats:
+    """What happened to the candidate sentences (the survival rate is ``kept_answerable / candidates``)."""
+
+    candidates: int = 0
+    no_question: int = 0
+    not_retrieved: int = 0
+    not_shown: int = 0
+    too_far: int = 0
+    not_verified: int = 0
+    kept_answerable: int = 0
+    unanswerable: int = 0
+    unanswerable_dropped: int = 0
+    seconds: float = 0.0
+    rejected: dict[str, str] = field(default_factory=dict)
+    """One example question per reason, for the log."""
+
+    def as_card(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("rejected")
+        out["survival"] = round(self.kept_answerable / self.candidates, 4) if self.candidates else 0.0
+        return out
+
+
+def _question_messages(title: str, sentence: str) -> list[Message]:
+    messages = [Message("system", _QUESTION_SYSTEM)]
+    for t, s, q in _SHOTS:
+        messages += [Message("user", f"{t}: {s}"), Message("assistant", q)]
+    return [*messages, Message("user", f"{title}: {sentence}" if title else sentence)]
+
+
+def clean_question(text: str) -> str | None:
+    """The first line of a reply when it is one plausible question (4-30 words, ending in ``?``)."""
+    line = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
+    if not line.endswith("?") or "?" in line[:-1]:
+        return None
+    return line if 4 <= len(line.split()) <= 30 else None
+
+
+def _stable(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+def candidate_sentences(kb: KnowledgeBase, limit: int, *, seed: int = 0) -> Iterator[tuple[int, str, str, str]]:
+    """``(chunk_id, doc_id, title, sentence)``: one sentence of 8-60 words from each of ``limit`` chunks.
+
+    Chunks and their sentences are picked by a hash of their text and ``seed``, so the choice
+    is the same on every run over the same knowledge base.
+    """
+    rows = (
+        kb.snapshot()
+        .store.cursor()
+        .execute(
+            "SELECT c.chunk_id, c.doc_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id)"
+        )
+        .fetchall()
+    )
+    rows.sort(key=lambda r: _stable(f"{seed}:{r[3]}"))
+    taken = 0
+    for chunk_id, doc_id, title, text in rows:
+        sentences = [" ".join(text[a:b].split()) for a, b in sentence_spans(text)]
+        fit = [s for s in sentences if 8 <= len(s.split()) <= 60 and len(s) <= 400]
+        if not fit:
+            continue
+        yield int(chunk_id), str(doc_id), str(title), min(fit, key=lambda s: _stable(f"{seed}:{s}"))
+        taken += 1
+        if taken >= limit:
+            return
+
+
+def build_answer_examples(
+    kb: KnowledgeBase,
+    writer: TextGenerator,
+    *,
+    candidates: int = 300,
+    unanswerable_every: int = 1,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[AnswerExample], BuildStats]:
+    """Examples from ``candidates`` passage sentences (see the module docstring); every
+    ``unanswerable_every``-th kept question also yields an unanswerable case."""
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    if candidates < 1:
+        raise InvalidRequest(f"candidates (sentences to write questions for) must be at least 1; got {candidates}")
+    engine, settings = kb.engine, kb.settings.answer
+    snapshot = kb.snapshot()
+    version = snapshot.version.id
+    stats = BuildStats()
+    out: list[AnswerExample] = []
+    started = time.perf_counter()
+
+    def reject(reason: str, question: str) -> None:
+        setattr(stats, reason, getattr(stats, reason) + 1)
+        stats.rejected.setdefault(reason, question)
+
+    def prompt_for(question: str, hits: Sequence[Any]) -> tuple[Any, Any]:
+        citations = [engine._citation(i, hit, version) for i, hit in enumerate(hits, start=1)]
+        pool = build_pool(question, citations, kb.embedder)
+        return pool, engine._evidence(pool)
+
+    for chunk_id, doc_id, title, sentence in candidate_sentences(kb, candidates, seed=seed):
+        if stats.candidates and stats.candidates % 25 == 0:
+            rate = (time.perf_counter() - started) / stats.candidates
+            say(f"  {stats.candidates}/{candidates} sentences, {len(out)} examples, {rate:.1f} s each")
+        stats.candidates += 1
+        question = clean_question(writer.generate(_question_messages(title, sentence), max_tokens=40).text)
+        if question is None:
+            reject("no_question", sentence)
+            continue
+        hits = list(kb.search(question, k=settings.k + 5, snapshot=snapshot))
+        if not any(h.chunk_id == chunk_id for h in hits[: settings.k]):
+            reject("not_retrieved", question)
+            continue
+        pool, evidence = prompt_for(question, hits[: settings.k])
+        gold = next(e for e in evidence if e.citation.chunk_id == chunk_id)
+        shown = [" ".join(gold.citation.text[a:b].split()) for a, b in gold.sentences]
+        if sentence not in shown:
+            reject("not_shown", question)
+            continue
+        rows = {pool.sentence(i): i for i, owner in enumerate(pool.owners) if owner == gold.citation.id}
+        if float(pool.question_similarity[rows[sentence]]) < settings.min_evidence_similarity:
+            reject("too_far", question)
+            continue
+        # The sentence after it joins the answer when the question is about it too.
+        picked = [sentence]
+        at = shown.index(sentence)
+        after = shown[at + 1] if at + 1 < len(shown) else ""
+        close = after in rows and float(pool.question_similarity[rows[after]]) >= settings.min_evidence_similarity
+        if close and len(after) <= 400:
+            picked.append(after)
+        cid = gold.citation.id
+        kept, _ = verify([(s, (cid,)) for s in picked], pool, kb.embedder, settings)
+        if not kept or any(s.quoted for s in kept):
+            reject("not_verified", question)
+            continue
+        target = " ".join(f"{s.text} [{cid}]" for s in kept)
+        sources = tuple((c.id, c.title, c.text) for c in pool.citations)
+        out.append(AnswerExample(question, format_passages(evidence), target, cid, sources))
+        stats.kept_answerable += 1
+        if stats.kept_answerable % unanswerable_every:
+            continue
+        others = [h for h in hits if h.doc_id != doc_id][: settings.k]
+        if len(others) < settings.k:
+            stats.unanswerable_dropped += 1
+            continue
+        neg_pool, neg_evidence = prompt_for(question, others)
+        vector = kb.embedder.embed([sentence])[0]
+        supported = check_support(sentence, vector, [c.id for c in neg_pool.citations], neg_pool, settings).supported
+        if supported:  # another document holds the answer too
+            stats.unanswerable_dropped += 1
+            continue
+        neg_sources = tuple((c.id, c.title, c.text) for c in neg_pool.citations)
+        out.append(AnswerExample(question, format_passages(neg_evidence), ABSTAIN_TEXT, None, neg_sources))
+        stats.unanswerable += 1
+    stats.seconds = round(time.perf_counter() - started, 1)
+    return out, stats
+
+
+def examples_digest(examples: Sequence[AnswerExample]) -> str:
+    """sha256 of the examples in order (the model card's data hash)."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(_line(ex).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _line(ex: AnswerExample) -> str:
+    return json.dumps(asdict(ex), ensure_ascii=False, sort_keys=True)
+
+
+def write_answer_examples(path: Path, examples: Sequence[AnswerExample]) -> None:
+    """Write ``examples`` as JSONL (one object per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(_line(ex) + "\n" for ex in examples), encoding="utf-8")
+
+
+def read_answer_examples(path: Path) -> list[AnswerExample]:
+    """Examples written by :func:`write_answer_examples`; raises :class:`InvalidRequest` naming a bad line."""
+    out: list[AnswerExample] = []
+    for number, item in jsonl_objects(path, "write one with grounded tune answer --write-examples"):
+        try:
+            gold = item["gold"]
+            example = AnswerExample(
+                question=str(item["question"]),
+                passages=str(item["passages"]),
+                target=str(item["target"]),
+                gold=None if gold is None else int(gold),
+                sources=tuple((int(i), str(t), str(x)) for i, t, x in item["sources"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidRequest(
+                f"{path}:{number}: expected an object with question, passages, target, gold and sources ({exc!r})"
+            ) from exc
+        if not example.question.strip() or not example.target.strip():
+            raise InvalidRequest(f"{path}:{number}: 'question' and 'target' must be non-empty strings")
+        out.append(example)
+    if not out:
+        raise InvalidRequest(f"examples file {str(path)!r} holds no examples")
+    return out
