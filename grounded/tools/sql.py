@@ -292,7 +292,8 @@ def _open(path: Path) -> tuple[duckdb.DuckDBPyConnection, str]:
         str(r[0])
         for r in con.execute(
             "SELECT DISTINCT schema_name FROM duckdb_schemas() WHERE database_name = ? "
-            "AND schema_name NOT IN ('main', 'information_schema', 'pg_catalog') ORDER BY 1",
+            "AND schema_name NOT IN ('main', 'information_schema', 'pg_catalog') "
+            "AND NOT starts_with(schema_name, 'fts_') ORDER BY 1",
             [CATALOG],
         ).fetchall()
     ]

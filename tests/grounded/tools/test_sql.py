@@ -72,9 +72,11 @@ def test_sql_tool_answers_with_provenance(shop_kb: Any) -> None:
 def test_the_full_text_index_is_not_a_mirrored_table(shop_kb: Any) -> None:
     db = ReadOnlyDatabase.for_version(shop_kb.snapshot().version.store_path)
     assert {t.schema for t in db.tables()} == {"shop"}  # the KB has documents, so fts_main_chunks exists
-    result = run_sql(shop_kb, "SELECT * FROM fts_main_chunks.docs")
-    assert result.refused
-    assert "not a mirrored table" in (result.error or "")
+    for query in ("SELECT * FROM fts_main_chunks.docs", "SELECT * FROM dict", "SELECT * FROM terms"):
+        result = run_sql(shop_kb, query)
+        assert result.refused, query
+        assert "not a mirrored table" in (result.error or "")
+    assert "fts_" not in db.search_path  # an unqualified name never reaches the index either
 
 
 def test_sql_tool_refuses_with_clear_error_and_never_raises(shop_kb: Any) -> None:
