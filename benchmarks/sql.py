@@ -98,3 +98,7 @@ def grammar_coverage(data: Path, db: Any) -> str:
     golds = [mirror_sql(sql).replace(" , ", ", ") for _, sql in geo_questions(data, ("train", "dev", "test"))]
     accepted = sum(accepts(grammar, sql) for sql in golds)
     return f"{accepted}/{len(golds)} gold queries ({accepted / len(golds):.1%}) are strings of the grammar"
+
+
+if __name__ == "__main__":
+    main()
