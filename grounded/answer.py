@@ -27,6 +27,7 @@ __all__ = [
     "format_passages",
     "is_abstention",
     "parse_sentences",
+    "passage_messages",
 ]
 
 ABSTAIN_TEXT = "The sources do not contain this."
@@ -198,10 +199,12 @@ def format_passages(evidence: Sequence[Evidence]) -> str:
 
 def build_messages(question: str, evidence: Sequence[Evidence]) -> list[Message]:
     """The writer's prompt: the rules, then numbered passages, then the question."""
-    return [
-        Message("system", SYSTEM_PROMPT),
-        Message("user", f"Sources:\n{format_passages(evidence)}\n\nQuestion: {question}"),
-    ]
+    return passage_messages(question, format_passages(evidence))
+
+
+def passage_messages(question: str, passages: str) -> list[Message]:
+    """:func:`build_messages` for passages already formatted by :func:`format_passages`."""
+    return [Message("system", SYSTEM_PROMPT), Message("user", f"Sources:\n{passages}\n\nQuestion: {question}")]
 
 
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")

@@ -116,6 +116,16 @@ def answer(
     ] = None,
     write_examples: Annotated[Path | None, typer.Option(help="Save the examples made as JSONL.")] = None,
     only_examples: Annotated[bool, typer.Option(help="Make (and write) the examples, do not train.")] = False,
+    distill: Annotated[
+        bool,
+        typer.Option(
+            help="Ask the configured expert with its long prompt; where the verifier keeps its whole reply, "
+            "learn that reply instead of the quoted sentence."
+        ),
+    ] = False,
+    unanswerable_share: Annotated[
+        float, typer.Option(help="Train on at most this share of unanswerable examples (0 to below 1).")
+    ] = 0.25,
     epochs: EpochsOption = 6,
     lr: LrOption = None,
     batch_size: BatchOption = 16,
@@ -129,10 +139,18 @@ def answer(
 ) -> None:
     """Teach the answer expert to cite and abstain from a short prompt, with examples made from the KB's passages."""
     from grounded.errors import InvalidRequest
-    from grounded.tune.answer_data import build_answer_examples, read_answer_examples, write_answer_examples
+    from grounded.tune.answer_data import (
+        build_answer_examples,
+        distill_targets,
+        read_answer_examples,
+        with_unanswerable_share,
+        write_answer_examples,
+    )
 
     if only_examples and write_examples is None:
         raise InvalidRequest("--only-examples needs --write-examples FILE (where to save them)")
+    if not 0.0 <= unanswerable_share < 1.0:
+        raise InvalidRequest(f"--unanswerable-share must be at least 0 and below 1; got {unanswerable_share}")
     knowledge = open_kb(kb, create=False)
     if knowledge.version is None:
         raise InvalidRequest(f"knowledge base {str(knowledge.path)!r} is empty; ingest documents first")
@@ -149,11 +167,18 @@ def answer(
             f"in {stats.seconds:.0f} s",
             highlight=False,
         )
-        if write_examples is not None:
-            write_answer_examples(write_examples, made)
-            console.print(f"examples: {write_examples}", highlight=False, soft_wrap=True)
+    if distill:
+        made, replaced = distill_targets(knowledge, made, knowledge.engine.expert)
+        data["expert_targets"] = replaced
+        answerable = sum(ex.answerable for ex in made)
+        console.print(f"expert's own reply kept as the target for {replaced} of {answerable} answerable examples")
+    if write_examples is not None:
+        write_answer_examples(write_examples, made)
+        console.print(f"examples: {write_examples}", highlight=False, soft_wrap=True)
     if only_examples:
         return
+    made = with_unanswerable_share(made, unanswerable_share)
+    data["unanswerable_share"] = unanswerable_share
     from grounded.tune.answer import split_answer_examples, tune_answer
     from grounded.tune.train import TuneOptions
 

