@@ -112,7 +112,10 @@ def answer(
         int, typer.Option(help="Passage sentences to write questions for (each kept one is an example).")
     ] = 300,
     examples: Annotated[
-        Path | None, typer.Option(help="Train on these examples (JSONL from --write-examples) instead of making them.")
+        list[Path] | None,
+        typer.Option(
+            help="Train on these examples (JSONL from --write-examples; repeat for several files) instead of making them."
+        ),
     ] = None,
     write_examples: Annotated[Path | None, typer.Option(help="Save the examples made as JSONL.")] = None,
     only_examples: Annotated[bool, typer.Option(help="Make (and write) the examples, do not train.")] = False,
@@ -155,9 +158,9 @@ def answer(
     if knowledge.version is None:
         raise InvalidRequest(f"knowledge base {str(knowledge.path)!r} is empty; ingest documents first")
     data: dict[str, object] = {}
-    if examples is not None:
-        made = read_answer_examples(examples)
-        data["examples_file"] = str(examples)
+    if examples:
+        made = [ex for path in examples for ex in read_answer_examples(path)]
+        data["examples_files"] = [str(path) for path in examples]
     else:
         made, stats = build_answer_examples(knowledge, knowledge.engine.expert, candidates=questions, seed=seed)
         data = stats.as_card()

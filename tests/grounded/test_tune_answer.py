@@ -101,11 +101,24 @@ def test_a_reply_is_a_target_only_when_the_verifier_keeps_all_of_it(built_kb_pat
     assert reply_target(kb, ex, "Mount Logan is the highest mountain in Canada [1].") == (
         "Mount Logan is the highest mountain in Canada. [1]"
     )
-    assert reply_target(kb, ex, "Mount Logan is the highest mountain in Canada.") is None  # uncited
+    # Uncited, it is cited as the verifier cites it.
+    assert reply_target(kb, ex, "Mount Logan is the highest mountain in Canada.") == (
+        "Mount Logan is the highest mountain in Canada. [1]"
+    )
     supported_then_not = (
         "Mount Logan is the highest mountain in Canada [1]. It was first climbed by pirates in 1066 [1]."
     )
     assert reply_target(kb, ex, supported_then_not) is None
+
+
+def test_cli_joins_several_examples_files(tmp_path: Path, built_kb_path: Path) -> None:
+    first, second, joined = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "ab.jsonl"
+    write_answer_examples(first, [_example("how high is mount logan?", 1)])
+    write_answer_examples(second, [_example("where is mount logan?", None)])
+    args = ["tune", "answer", "--kb", str(built_kb_path), "--examples", str(first), "--examples", str(second)]
+    result = CliRunner().invoke(app, [*args, "--write-examples", str(joined), "--only-examples"])
+    assert result.exit_code == 0, result.output
+    assert read_answer_examples(joined) == [*read_answer_examples(first), *read_answer_examples(second)]
 
 
 def test_split_keeps_both_cases_of_a_question_on_one_side() -> None:
