@@ -24,6 +24,7 @@ __all__ = [
     "Citation",
     "Evidence",
     "build_messages",
+    "cited_text",
     "format_passages",
     "is_abstention",
     "parse_sentences",
@@ -91,6 +92,16 @@ class AnswerSentence:
     citations: tuple[int, ...]
     quoted: bool = False
     support: float = 1.0
+
+    @property
+    def cited(self) -> str:
+        """The sentence as an answer shows it: ``text [1][2]``."""
+        return f"{self.text} " + "".join(f"[{i}]" for i in self.citations)
+
+
+def cited_text(sentences: Sequence[AnswerSentence]) -> str:
+    """An answer's text: its sentences, each followed by its citations."""
+    return " ".join(s.cited for s in sentences)
 
 
 @dataclass(frozen=True, slots=True)

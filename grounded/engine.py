@@ -34,6 +34,7 @@ from grounded.answer import (
     Citation,
     Evidence,
     build_messages,
+    cited_text,
     format_passages,
     is_abstention,
     parse_sentences,
@@ -264,7 +265,7 @@ class GroundingEngine:
         route = grounding.decision.route if grounding else "unstructured"
         trace = grounding.trace() if grounding else {}
         if sentences:
-            text = " ".join(f"{s.text} " + "".join(f"[{i}]" for i in s.citations) for s in sentences)
+            text = cited_text(sentences)
             answer = Answer(q, text, tuple(sentences), citations, False, version, model, route=route, trace=trace)
         else:
             answer = Answer(

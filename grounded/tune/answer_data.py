@@ -47,7 +47,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grounded.answer import ABSTAIN_TEXT, Citation, format_passages, is_abstention, parse_sentences, passage_messages
+from grounded.answer import (
+    ABSTAIN_TEXT,
+    Citation,
+    cited_text,
+    format_passages,
+    is_abstention,
+    parse_sentences,
+    passage_messages,
+)
 from grounded.errors import InvalidRequest
 from grounded.experts.base import Message, TextGenerator
 from grounded.tune.data import jsonl_objects
@@ -326,7 +334,7 @@ def reply_target(kb: KnowledgeBase, ex: AnswerExample, reply: str) -> str | None
     )
     if not whole or not any(ex.gold in s.citations for s in kept):
         return None
-    return " ".join(f"{s.text} " + "".join(f"[{i}]" for i in s.citations) for s in kept)
+    return cited_text(kept)
 
 
 def with_unanswerable_share(examples: Sequence[AnswerExample], share: float) -> list[AnswerExample]:

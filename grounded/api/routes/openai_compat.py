@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from grounded.answer import Answer, AnswerSentence, Citation
+from grounded.answer import Answer, Citation, cited_text
 from grounded.api.deps import KBDep, PrincipalDep
 from grounded.api.routes.query import CitationOut
 from grounded.engine import AnswerEvent
@@ -104,10 +104,6 @@ def _question(body: ChatRequest) -> str:
     raise InvalidRequest("messages must contain a user message with text: it is the question grounded answers")
 
 
-def _sentence_text(sentence: AnswerSentence) -> str:
-    return f"{sentence.text} " + "".join(f"[{i}]" for i in sentence.citations)
-
-
 def _sources(citations: tuple[Citation, ...] | list[Citation], used: set[int]) -> str:
     lines = [f"[{c.id}] {c.title or c.doc_id}" + (f" — {c.uri}" if c.uri else "") for c in citations if c.id in used]
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""
@@ -117,7 +113,7 @@ def _content(answer: Answer) -> str:
     if answer.abstained or not answer.sentences:
         return answer.text
     used = {i for s in answer.sentences for i in s.citations}
-    return " ".join(_sentence_text(s) for s in answer.sentences) + _sources(answer.citations, used)
+    return cited_text(answer.sentences) + _sources(answer.citations, used)
 
 
 def _usage(answer: Answer) -> Usage:
@@ -191,7 +187,7 @@ async def chat_completions(body: ChatRequest, request: Request, kb: KBDep, princ
         try:
             async for event in iterate_in_threadpool(events):
                 if event.kind == "sentence":
-                    yield chunk({"content": (" " if sent else "") + _sentence_text(event.data)})
+                    yield chunk({"content": (" " if sent else "") + event.data.cited})
                     sent += 1
                     used.update(event.data.citations)
                 elif event.kind == "answer":
