@@ -1,8 +1,9 @@
-"""``grounded tune sql | answer | list | rollback``: fine-tune a small expert for one job, or undo it."""
+"""``grounded tune sql | answer | list | rollback | export``: fine-tune a small expert for one job, undo it, ship it."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,7 +25,10 @@ BaseOption = Annotated[str, typer.Option(help="Base model: a GGUF file, a HF dir
 EpochsOption = Annotated[int, typer.Option(help="Most epochs; early stopping on the dev metric may stop sooner.")]
 LrOption = Annotated[float | None, typer.Option(help="Learning rate (default 1e-4 full, 1e-3 LoRA).")]
 BatchOption = Annotated[int, typer.Option(help="Examples per step.")]
-LoraOption = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged when saved) or all weights.")]
+LoraOption = Annotated[
+    bool,
+    typer.Option("--lora/--full", help="LoRA adapters (saved alone, merged into the base when served) or all weights."),
+]
 MinutesOption = Annotated[float | None, typer.Option(help="Stop training after this many minutes.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads (default: half the cores).")]
 SeedOption = Annotated[int, typer.Option(help="Random seed (batch order, initialisation).")]
@@ -257,3 +261,35 @@ def rollback_(
         raise InvalidRequest("--source is required for --task sql (the source whose SQL expert to roll back)")
     now = rollback(open_kb(kb, create=False).path, task, source)
     console.print(f"{task} expert for {source!r} is now {now or 'the configured (untuned) expert'}", highlight=False)
+
+
+@tune_app.command("export")
+@handle_errors
+def export(
+    name: Annotated[str, typer.Argument(help="The tuned expert (a name from `grounded tune list`).")],
+    out: Annotated[Path, typer.Option(help="The GGUF file to write.")],
+    kb: KBOption = None,
+    type_: Annotated[str, typer.Option("--type", help="Weight format of the matrices: q8_0 or f16.")] = "q8_0",
+    progress: ProgressOption = True,
+) -> None:
+    """Write a tuned expert as one GGUF file (llama.cpp, Ollama, the llama-cpp backend), metadata from its GGUF base."""
+    from grounded.tune.export import export_gguf
+
+    path = open_kb(kb, create=False).path
+    if progress:
+        from tqdm import tqdm
+
+        with tqdm(desc=f"export {name}", unit="tensor", file=sys.stderr, dynamic_ncols=True) as bar:
+
+            def step(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = export_gguf(path, name, out, dtype=type_, progress=step)
+    else:
+        result = export_gguf(path, name, out, dtype=type_)
+    console.print(
+        f"{result.path}: {result.bytes / 2**20:.0f} MiB, {result.quantized} of {result.tensors} tensors as {type_}",
+        highlight=False,
+        soft_wrap=True,
+    )
