@@ -10,6 +10,7 @@ every rewritten query returns exactly the rows of the original. Five gold querie
 on DuckDB at all; they are left out of training and dev, and counted as wrong on test.
 
     .venv/bin/python benchmarks/tune.py --data ../shared/data/geoquery [--max-minutes 35] [--lora]
+    .venv/bin/python benchmarks/tune.py --score expert.gguf    # no training: one model on test
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def main() -> None:
         help="no training: answer the first N test questions through SqlWriter with the active tuned expert "
         "(the serving path: schema linking, the transformers backend, the SQL guard) and score them",
     )
+    parser.add_argument(
+        "--score",
+        default=None,
+        help="no training: score this model (a tuned expert's directory, an exported GGUF, a base) on test",
+    )
     args = parser.parse_args()
 
     from grounded.tools.sql import ReadOnlyDatabase
@@ -146,6 +152,15 @@ def main() -> None:
             "examples": [{"sql": v.sql, "correct": v.correct} for v in verdicts[:20]],
         }
 
+    if args.score:
+        started = time.perf_counter()
+        scored = score(args.score)
+        print(f"\n| `{args.score}` on GeoQuery test ({len(test)}) | |")
+        print("| --- | --- |")
+        print(f"| execution accuracy | {scored['execution_accuracy']:.1%} |")
+        print(f"| valid SQL | {scored['valid_sql']:.1%} |")
+        print(f"| wall time (load and evaluate) | {time.perf_counter() - started:.0f} s |")
+        return
     result = tune_sql(kb.path, db, "geo", train, dev, base=args.base, options=options, resume=args.resume)
     report["tuned"] = {k: v for k, v in result.card.items() if k != "options"}
     save()
