@@ -82,7 +82,7 @@ def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
     """One ``SqlWriter`` per decoding mode of ``--grammar``, named "<backend>:<model> <mode>"."""
     from grounded.config import ExpertSpec
     from grounded.experts.registry import backend_factory
-    from grounded.text2sql import SqlWriter
+    from grounded.sql.writer import SqlWriter
 
     expert = backend_factory(args.backend)(
         ExpertSpec(backend=args.backend, model=args.model, url=args.url, timeout_s=600, threads=args.threads)

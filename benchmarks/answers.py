@@ -45,7 +45,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import grounded
-from grounded.answer import Answer
+from grounded.answering.types import Answer
 from grounded.kb import KnowledgeBase
 
 ANSWER_GOAL, ABSTAIN_GOAL, GOLD_CITE_GOAL = 0.85, 0.70, 0.90
@@ -265,10 +265,10 @@ def llama_speed(kb: KnowledgeBase, rows: list[Row]) -> tuple[float, float] | Non
         import llama_cpp  # noqa: F401
     except ImportError:
         return None
-    from grounded.answer import build_messages
+    from grounded.answering.evidence import build_pool
+    from grounded.answering.writer import build_messages
     from grounded.config import ExpertSpec
     from grounded.experts.llamacpp_backend import LlamaCppGenerator
-    from grounded.verify import build_pool
 
     spec = kb.settings.experts.answer
     gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model=spec.model, threads=spec.threads))

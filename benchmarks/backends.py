@@ -5,7 +5,7 @@
 
 For each model (the default answer model, and the Qwen2.5-Coder-0.5B GGUF from ``make experts``
 when it is there) and each backend, the same answer-writer prompts (ClapNQ dev questions with
-their gold passage, in the layout of :func:`grounded.answer.build_messages`) are decoded greedily with the
+their gold passage, in the layout of :func:`grounded.answering.types.build_messages`) are decoded greedily with the
 same thread count (the passage cut to its first 1,200 characters, as the writer shows a few
 sentences); the table gives tokens/s of prefill and decode and the seconds a 64-token
 answer takes, so the backend can be picked per model. llama.cpp runs the quantized weights; the
@@ -41,7 +41,7 @@ def prompts(data: Path, n: int) -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    from grounded.answer import SYSTEM_PROMPT
+    from grounded.answering.writer import SYSTEM_PROMPT
     from grounded.config import ExpertSpec
     from grounded.experts.base import Message
     from grounded.experts.registry import backend_factory

@@ -34,7 +34,7 @@ class Slow(BaseHTTPRequestHandler):
 
 def main() -> None:
     import grounded
-    from grounded.executor import Call, Executor, Plan
+    from grounded.grounding.executor import Call, Executor, Plan
     from grounded.tools import ToolContext, load_tools
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
@@ -46,7 +46,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         kb = grounded.open(Path(tmp) / "kb", sources={"live": source})
-        executor = Executor(load_tools(), ToolContext(kb=kb))
+        executor = Executor(load_tools(), ToolContext(view=kb.store.view()))
         calls = (
             Call("c1", "api", {"source": "live", "endpoint": "a"}),
             Call("c2", "api", {"source": "live", "endpoint": "b"}),

@@ -104,7 +104,7 @@ def collect(kb: Any, queries: dict[str, str], depth: int) -> tuple[Lists, dict[i
 
 
 def grounded_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from grounded.retrieval import fuse
+    from grounded.retrieval.search import fuse
 
     kb_dir = args.work / f"scifact-kb-{args.max_chars or 'default'}"
     kb, info = _open_kb(kb_dir, args.max_chars, args.rebuild)
@@ -169,7 +169,7 @@ def tune(
     import numpy as np
 
     from grounded.config import SearchSettings
-    from grounded.retrieval import fuse
+    from grounded.retrieval.search import fuse
 
     depth = max((len(b) for b, _ in lists.values()), default=0)
 

@@ -20,9 +20,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".bench/geo-kb"))
     args = parser.parse_args()
 
-    from grounded.router import Router
-    from grounded.schema_link import SchemaLinker
-    from grounded.tools.sql import ReadOnlyDatabase
+    from grounded.grounding.router import Router
+    from grounded.sql.database import ReadOnlyDatabase
+    from grounded.sql.schema_link import SchemaLinker
 
     kb = geo_kb(args.data / "geoquery", args.work)
     db = ReadOnlyDatabase.for_version(kb.snapshot().version.store_path)

@@ -54,7 +54,7 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def bench_ingest(data: Path, work: Path, docs: int) -> None:
     import grounded
-    from grounded.ingest import _search_text
+    from grounded.ingest.builder import _search_text
     from indexes.chunking import ChunkingConfig, chunk_document
 
     sample_dir = work / "speed-ingest"
@@ -68,7 +68,7 @@ def bench_ingest(data: Path, work: Path, docs: int) -> None:
     model = kb.embedder.model  # load the model before any clock starts
     batch = kb.embedder.batch_size
     model.encode(["warm up"] * batch, batch_size=batch)
-    # The exact texts the pipeline embeds: title + chunk, as grounded.ingest builds them.
+    # The exact texts the pipeline embeds: title + chunk, as grounded.ingest.builder builds them.
     config = ChunkingConfig(kb.settings.chunking.max_chars, kb.settings.chunking.overlap_sentences)
     texts = [
         _search_text(title, chunk.text)

@@ -41,17 +41,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from grounded.schema_link import SchemaLinker
-    from grounded.text2sql import SqlWriter
+    from grounded.sql.database import ReadOnlyDatabase
+    from grounded.sql.schema_link import SchemaLinker
+    from grounded.sql.writer import SqlWriter
     from grounded.tools import ToolContext, get_tool
-    from grounded.tools.sql import ReadOnlyDatabase
     from grounded.tune.evaluate import ExecutionJudge
 
     kb = geo_kb(args.data, args.work)
     db = ReadOnlyDatabase.for_version(kb.snapshot().version.store_path)
     linker = SchemaLinker.for_version(db, kb.embedder)
     if args.tuned is not None:
-        from grounded.tune.store import TunedExperts
+        from grounded.experts.tuned import TunedExperts
 
         tuned = TunedExperts(args.tuned)
         active = tuned.get("sql", "geo")
@@ -78,7 +78,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             ok = False
             if draft.sql:
-                result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=10_000))
+                result = get_tool("sql").call({"query": draft.sql}, ToolContext(view=kb.store.view(), row_limit=10_000))
                 ok = result.ok and gold is not None and normalise_rows(result.data["rows"]) == gold
             tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
             mark = "OK " if ok else ("no*" if gold is None else "no ")
@@ -92,7 +92,7 @@ def grammar_coverage(data: Path, db: Any) -> str:
     """How many gold queries (all splits) the SQL grammar of the whole ``geo`` schema accepts."""
     from tune import mirror_sql
 
-    from grounded.sql_grammar import accepts, sql_grammar
+    from grounded.sql.grammar import accepts, sql_grammar
 
     grammar = sql_grammar([t for t in db.tables() if t.schema == "geo"])
     golds = [mirror_sql(sql).replace(" , ", ", ") for _, sql in geo_questions(data, ("train", "dev", "test"))]

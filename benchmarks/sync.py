@@ -189,7 +189,7 @@ def sync_once(kind: str, db: dict[str, Any], kb_path: Path, documents: bool) -> 
 
     kb = KnowledgeBase(kb_path, load_settings(kb_path=kb_path))
     embedder = HashEmbedder()
-    kb.embedder = embedder  # type: ignore[assignment]
+    kb.store.embedder = embedder  # type: ignore[assignment]
     start, cpu = time.perf_counter(), time.process_time()
     stats = kb.sync("bench", connector(kind, db, documents))
     seconds = time.perf_counter() - start

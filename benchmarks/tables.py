@@ -165,10 +165,10 @@ def main() -> None:
 
     import grounded
     from connectors.registry import build_connector
-    from grounded.router import Router
-    from grounded.schema_link import SchemaLinker
+    from grounded.grounding.router import Router
+    from grounded.sql.database import ReadOnlyDatabase
+    from grounded.sql.schema_link import SchemaLinker
     from grounded.tools import ToolContext, get_tool
-    from grounded.tools.sql import ReadOnlyDatabase
 
     lines = (args.data / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     items = [line.split("\t") for line in lines]
@@ -201,7 +201,7 @@ def main() -> None:
             seconds = routed + time.perf_counter() - t1
             ok = False
             if draft.sql:
-                result = get_tool("sql").call({"query": draft.sql}, ToolContext(kb=kb, row_limit=100))
+                result = get_tool("sql").call({"query": draft.sql}, ToolContext(view=kb.store.view(), row_limit=100))
                 ok = result.ok and match(cells(result.data["rows"]), targets)
             tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
             routes_ok[name][route] += ok

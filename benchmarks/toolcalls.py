@@ -30,8 +30,8 @@ from _grounding import clapnq_questions, geo_questions
 
 def geo_tables(db_path: Path) -> list[str]:
     """The GeoQuery tables as ``geo.table(column type, ...)``, read from the SQLite file."""
-    from grounded.toolcall import describe_table
-    from grounded.tools.sql import TableInfo
+    from grounded.grounding.toolcall import describe_table
+    from grounded.sql.database import TableInfo
 
     db = sqlite3.connect(db_path)
     names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
@@ -74,7 +74,7 @@ def main() -> None:
     from grounded.errors import ExpertError
     from grounded.experts.registry import backend_factory
     from grounded.experts.structured import tools_message
-    from grounded.toolcall import ToolCaller
+    from grounded.grounding.toolcall import ToolCaller
     from grounded.tools import load_tools
 
     expert: Any = backend_factory(args.backend)(

@@ -59,9 +59,9 @@ def _pct(scores: dict[str, Any] | None, key: str) -> str:
 
 def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> None:
     """Score questions through the serving path, one at a time, with the active tuned expert."""
-    from grounded.schema_link import SchemaLinker
-    from grounded.text2sql import SqlWriter
-    from grounded.tune.store import TunedExperts
+    from grounded.experts.tuned import TunedExperts
+    from grounded.sql.schema_link import SchemaLinker
+    from grounded.sql.writer import SqlWriter
 
     experts = TunedExperts(kb.path)
     active = experts.get("sql", "geo")
@@ -109,10 +109,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from grounded.tools.sql import ReadOnlyDatabase
+    from grounded.sql.database import ReadOnlyDatabase
     from grounded.tune.data import read_examples
     from grounded.tune.evaluate import ExecutionJudge
-    from grounded.tune.train import SqlTuner, TuneOptions, tune_sql
+    from grounded.tune.sql import SqlTuner, tune_sql
+    from grounded.tune.trainer import TuneOptions
 
     args.work.mkdir(parents=True, exist_ok=True)
     kb = geo_kb(args.data, args.work / "geo-kb")

@@ -14,42 +14,39 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
 from pydantic import ValidationError
 
 from connectors.base import Connector
+from grounded import plugins
 from grounded.errors import ConfigError
 
-__all__ = ["ENTRY_POINT_GROUP", "available_connectors", "build_connector", "load_connector"]
+__all__ = ["CONNECTORS", "ENTRY_POINT_GROUP", "available_connectors", "build_connector", "load_connector"]
 
-ENTRY_POINT_GROUP = "grounded.connectors"
+ENTRY_POINT_GROUP = plugins.CONNECTORS.name
+
+
+def _connector_class(obj: object, ep: EntryPoint) -> type[Connector]:
+    for attr in ("name", "Config", "check", "streams", "read"):
+        if not hasattr(obj, attr):
+            raise ConfigError(f"connector {ep.value} lacks {attr!r}; it does not implement Connector")
+    return obj  # type: ignore[return-value]
+
+
+CONNECTORS = plugins.PluginGroup(plugins.CONNECTORS, check=_connector_class)
+"""The installed connector classes (built-ins included)."""
 
 
 def available_connectors() -> dict[str, EntryPoint]:
     """Connector types installed in this environment, by name."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return CONNECTORS.available()
 
 
 def load_connector(type_: str) -> type[Connector]:
     """The connector class registered as ``type_``; :class:`ConfigError` lists the known types."""
-    found = available_connectors()
-    if type_ not in found:
-        raise ConfigError(
-            f"unknown connector type {type_!r}; installed types: {', '.join(sorted(found)) or '(none)'} "
-            f"(a plugin registers one under the entry-point group {ENTRY_POINT_GROUP!r})"
-        )
-    try:
-        cls = found[type_].load()
-    except ImportError as exc:
-        raise ConfigError(
-            f"connector type {type_!r} ({found[type_].value}) cannot be imported: {exc}; install its dependencies"
-        ) from exc
-    for attr in ("name", "Config", "check", "streams", "read"):
-        if not hasattr(cls, attr):
-            raise ConfigError(f"connector {found[type_].value} lacks {attr!r}; it does not implement Connector")
-    return cls  # type: ignore[no-any-return]
+    return CONNECTORS.load(type_, what="connector type")
 
 
 def build_connector(type_: str, params: Mapping[str, Any], *, source: str = "") -> Connector:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-__version__ = "0.1.0"
+from grounded.version import __version__
+
 __all__ = ["KnowledgeBase", "Settings", "__version__", "open"]
 
 if TYPE_CHECKING:

@@ -90,7 +90,7 @@ class ServerSettings(BaseModel):
 
 
 class SchedulerSettings(BaseModel):
-    """How scheduled and manual refreshes of sources run (see ``grounded.scheduler``)."""
+    """How scheduled and manual refreshes of sources run (see ``grounded.ops.scheduler``)."""
 
     jitter_s: float = Field(30.0, ge=0, description="Random delay added to each scheduled run, up to this.")
     max_retries: int = Field(3, ge=0, le=20, description="Retries after a retriable connector error.")

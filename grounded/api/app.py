@@ -21,14 +21,14 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-import grounded
-from grounded.access import KEYS_FILE, KeyStore
 from grounded.api.middleware import ServingMiddleware
 from grounded.api.problems import install_problem_handlers
 from grounded.api.ratelimit import RateLimiter
 from grounded.api.routes import health, openai_compat, query, search, sources, web
 from grounded.kb import KnowledgeBase
-from grounded.scheduler import Refresher
+from grounded.ops.keys import KEYS_FILE, KeyStore
+from grounded.ops.scheduler import Refresher
+from grounded.version import __version__
 
 __all__ = ["ROUTERS", "app_from_env", "create_app"]
 
@@ -67,7 +67,7 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
 
     app = FastAPI(
         title="grounded",
-        version=grounded.__version__,
+        version=__version__,
         description="Retrieval-grounded answers from your own data, every sentence cited.",
         lifespan=lifespan,
     )
@@ -87,7 +87,7 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
 def app_from_env() -> FastAPI:
     """The app for ``GROUNDED_KB_PATH`` (and the rest of the settings): uvicorn's worker factory."""
     from grounded.config import load_settings
-    from grounded.logs import configure_logging
+    from grounded.ops.logs import configure_logging
 
     settings = load_settings()
     if settings.server.workers > 1 or os.environ.get("GROUNDED_WORKER_THREADS") == "1":

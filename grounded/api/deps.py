@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from grounded.access import KeyStore, Principal
+from grounded.access import Principal
 from grounded.api.ratelimit import RateLimiter
 from grounded.errors import Forbidden
 from grounded.kb import KnowledgeBase
+from grounded.ops.keys import KeyStore
 
 __all__ = ["AdminDep", "KBDep", "PrincipalDep", "get_admin", "get_kb", "get_principal"]
 

@@ -1,7 +1,7 @@
 """ASGI middleware around every request: request id, size limit, latency metric, access log.
 
 - ``X-Request-ID``: the caller's (when short and plain) or a new one; echoed in the response and
-  carried by every log record of the request (:data:`grounded.logs.REQUEST_ID`).
+  carried by every log record of the request (:data:`grounded.ops.logs.REQUEST_ID`).
 - Bodies over ``max_body_bytes`` get 413, whether announced by ``Content-Length`` or streamed.
 - ``grounded_request_duration_seconds{route, method, status}`` with the route *template*
   (``/v1/sources/{name}/refresh``), so paths never explode the label set.
@@ -20,12 +20,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grounded.errors import RequestTooLarge
-from grounded.logs import REQUEST_ID
-from grounded.metrics import REQUEST_LATENCY
+from grounded.ops.logs import REQUEST_ID
+from grounded.ops.metrics import REQUEST_LATENCY
 
 __all__ = ["ServingMiddleware"]
 
-log = logging.getLogger("grounded.access")
+log = logging.getLogger("grounded.ops.keys")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 

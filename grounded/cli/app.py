@@ -10,14 +10,18 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from grounded.errors import ConfigError, GroundedError, InvalidRequest
 
-__all__ = ["KBOption", "app", "console", "err_console", "fail", "handle_errors", "open_kb"]
+if TYPE_CHECKING:
+    from grounded.ingest.sync import ProgressFactory
+    from grounded.kb import KnowledgeBase
+
+__all__ = ["KBOption", "app", "console", "err_console", "fail", "handle_errors", "knowledge_base", "progress_factory"]
 
 app = typer.Typer(
     name="grounded",
@@ -61,14 +65,15 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def open_kb(path: Path | None, *, create: bool = False, **overrides: Any) -> Any:
-    """Open the knowledge base for a command (``create`` only for commands that write)."""
-    from grounded.kb import open_kb as _open
+def knowledge_base(path: Path | None, *, create: bool = False, **overrides: Any) -> KnowledgeBase:
+    """The knowledge base for a command (``create`` only for commands that write); imported on
+    first use so ``grounded --help`` stays fast."""
+    from grounded.kb import open_kb
 
-    return _open(path, create=create, **overrides)
+    return open_kb(path, create=create, **overrides)
 
 
-def progress_factory(enabled: bool) -> Callable[[int | None, str], Any] | None:
+def progress_factory(enabled: bool) -> ProgressFactory | None:
     """A tqdm progress bar factory on stderr, or None when disabled or not a terminal."""
     if not enabled:
         return None

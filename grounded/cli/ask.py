@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, fail, handle_errors, open_kb
+from grounded.cli.app import KBOption, app, console, fail, handle_errors, knowledge_base
 
 
 @app.command()
@@ -27,7 +27,7 @@ def ask(
         parsed = json.loads(filters) if filters else None
     except ValueError as exc:
         raise fail(f'--filter is not valid JSON ({exc}); example: --filter \'{{"source": "docs"}}\'', 2) from None
-    knowledge = open_kb(kb)
+    knowledge = knowledge_base(kb)
     answer = knowledge.ask(question, k=k, filters=parsed, use_cache=not no_cache)
     if as_json:
         console.print_json(json.dumps(answer.to_dict(), default=str))

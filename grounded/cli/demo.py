@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, handle_errors, open_kb, progress_factory
+from grounded.cli.app import KBOption, app, console, handle_errors, knowledge_base, progress_factory
 
 EXAMPLES = (
     ("search", '{"query": "how does the with statement call __exit__", "k": 3}'),
@@ -26,7 +26,7 @@ def demo(
     """Ingest the Python language reference (shipped with CPython), print examples, serve."""
     from connectors.pydoc_topics import PydocTopicsConnector
 
-    knowledge = open_kb(kb, create=True)
+    knowledge = knowledge_base(kb, create=True)
     connector = PydocTopicsConnector()
     stats = knowledge.sync("python-docs", connector, progress=progress_factory(True), total=connector.size_hint())
     counts = knowledge.stats()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, err_console, handle_errors, open_kb, progress_factory
+from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base, progress_factory
 
 
 @app.command()
@@ -21,7 +21,7 @@ def ingest(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Ingest documents; unchanged ones are skipped, changed ones replaced, removed ones deleted."""
-    knowledge = open_kb(kb, create=True)
+    knowledge = knowledge_base(kb, create=True)
     stats = knowledge.ingest(path, source=source, progress=progress_factory(progress))
     for problem in stats.skipped:
         err_console.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)

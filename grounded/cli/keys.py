@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, handle_errors, open_kb
+from grounded.cli.app import KBOption, app, console, handle_errors, knowledge_base
 
 keys_app = typer.Typer(
     help="API keys: each maps a caller to ACL groups (and maybe admin rights).", no_args_is_help=True
@@ -16,9 +16,9 @@ app.add_typer(keys_app, name="keys")
 
 
 def _store(kb: object) -> object:
-    from grounded.access import KEYS_FILE, KeyStore
+    from grounded.ops.keys import KEYS_FILE, KeyStore
 
-    knowledge = open_kb(kb, create=True)  # type: ignore[arg-type]
+    knowledge = knowledge_base(kb, create=True)  # type: ignore[arg-type]
     return KeyStore(knowledge.path / KEYS_FILE)
 
 
@@ -31,7 +31,7 @@ def create(
     kb: KBOption = None,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from grounded.access import KeyStore
+    from grounded.ops.keys import KeyStore
 
     store = _store(kb)
     assert isinstance(store, KeyStore)
@@ -50,7 +50,7 @@ def list_keys(
     """List keys (ids, names, groups, admin, created, revoked); secrets are never shown."""
     from dataclasses import asdict
 
-    from grounded.access import KeyStore
+    from grounded.ops.keys import KeyStore
 
     store = _store(kb)
     assert isinstance(store, KeyStore)
@@ -72,7 +72,7 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (from `grounded keys list`).")], kb: KBOption = None
 ) -> None:
     """Revoke a key; it stops working at once in every server process."""
-    from grounded.access import KeyStore
+    from grounded.ops.keys import KeyStore
 
     store = _store(kb)
     assert isinstance(store, KeyStore)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, err_console, handle_errors, open_kb
+from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base
 
 
 @app.command()
@@ -19,9 +19,9 @@ def refresh(
 ) -> None:
     """Refresh now, with the scheduler's lock, retries and job history (see GET /v1/jobs)."""
     from grounded.errors import ConfigError
-    from grounded.scheduler import Refresher
+    from grounded.ops.scheduler import Refresher
 
-    knowledge = open_kb(kb, create=True)
+    knowledge = knowledge_base(kb, create=True)
     sources = knowledge.settings.sources
     if not sources:
         raise ConfigError("no sources are configured; add a [sources.NAME] table to grounded.toml")
@@ -49,10 +49,10 @@ def refresh(
 @handle_errors
 def scheduler(kb: KBOption = None) -> None:
     """Run the source schedules in the foreground (without the API) until Ctrl-C or SIGTERM."""
-    from grounded.logs import configure_logging
-    from grounded.scheduler import Refresher, Scheduler
+    from grounded.ops.logs import configure_logging
+    from grounded.ops.scheduler import Refresher, Scheduler
 
-    knowledge = open_kb(kb, create=True)
+    knowledge = knowledge_base(kb, create=True)
     configure_logging(knowledge.settings.server.log_format)
     runner = Scheduler(Refresher(knowledge))
     if not runner.schedules:

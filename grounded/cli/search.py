@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
 
-from grounded.cli.app import KBOption, app, console, fail, handle_errors, open_kb
+if TYPE_CHECKING:
+    from grounded.retrieval import Mode
+
+from grounded.cli.app import KBOption, app, console, fail, handle_errors, knowledge_base
 
 
 @app.command()
@@ -28,8 +31,9 @@ def search(
         parsed = json.loads(filters) if filters else None
     except ValueError as exc:
         raise fail(f'--filter is not valid JSON ({exc}); example: --filter \'{{"source": "docs"}}\'', 2) from None
-    knowledge = open_kb(kb)
-    hits = knowledge.search(query, k=k, filters=parsed, mode=mode)
+    knowledge = knowledge_base(kb)
+    # search() refuses a mode that is not one of MODES with a message naming them.
+    hits = knowledge.search(query, k=k, filters=parsed, mode=cast("Mode", mode))
     if as_json:
         console.print_json(
             json.dumps(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, handle_errors, open_kb
+from grounded.cli.app import KBOption, app, handle_errors, knowledge_base
 
 
 @app.command()
@@ -29,7 +29,7 @@ def serve(
     this process. SIGTERM or Ctrl-C stops accepting connections and lets requests in flight
     finish (up to server.graceful_timeout_s).
     """
-    knowledge = open_kb(kb, create=True)
+    knowledge = knowledge_base(kb, create=True)
     settings = knowledge.settings
     count = workers or settings.server.workers
     made: str | None = None
@@ -49,8 +49,8 @@ def run_server(knowledge: object, *, host: str | None, port: int | None, workers
     import uvicorn
 
     from grounded.kb import KnowledgeBase
-    from grounded.logs import configure_logging
-    from grounded.scheduler import Refresher, Scheduler
+    from grounded.ops.logs import configure_logging
+    from grounded.ops.scheduler import Refresher, Scheduler
 
     assert isinstance(knowledge, KnowledgeBase)
     settings = knowledge.settings

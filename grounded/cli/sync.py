@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, err_console, handle_errors, open_kb, progress_factory
+from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base, progress_factory
 
 
 @app.command()
@@ -23,11 +23,11 @@ def sync(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Sync sources from grounded.toml: changed rows and documents only, deletions propagated."""
-    from grounded.sync import sync_sources
+    from grounded.ingest.sources import sync_sources
 
-    knowledge = open_kb(kb, create=True)
+    knowledge = knowledge_base(kb, create=True)
     results = sync_sources(
-        knowledge,
+        knowledge.store,
         knowledge.settings,
         sources or None,
         full=full,

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, handle_errors, open_kb
+from grounded.cli.app import KBOption, app, console, handle_errors, knowledge_base
 
 if TYPE_CHECKING:
-    from grounded.tune.train import TuneResult
+    from grounded.tune.trainer import TuneResult
 
 tune_app = typer.Typer(
     help="Fine-tune small experts on your own data (a separate process: serving never waits on it).",
@@ -71,16 +71,17 @@ def sql(
     progress: ProgressOption = True,
 ) -> None:
     """Fine-tune the text-to-SQL expert of one source on question/SQL pairs."""
-    from grounded.tools.sql import ReadOnlyDatabase
+    from grounded.sql.database import ReadOnlyDatabase
     from grounded.tune.data import read_examples, split_examples
-    from grounded.tune.train import TuneOptions, tune_sql
+    from grounded.tune.sql import tune_sql
+    from grounded.tune.trainer import TuneOptions
 
     pairs = read_examples(examples)
     if dev is not None:
         train_set, dev_set = pairs, read_examples(dev)
     else:
         train_set, dev_set = split_examples(pairs)
-    knowledge = open_kb(kb)
+    knowledge = knowledge_base(kb)
     db = ReadOnlyDatabase.for_version(knowledge.snapshot().version.store_path)
     options = TuneOptions(
         epochs=epochs,
@@ -158,7 +159,7 @@ def answer(
         raise InvalidRequest("--only-examples needs --write-examples FILE (where to save them)")
     if not 0.0 <= unanswerable_share < 1.0:
         raise InvalidRequest(f"--unanswerable-share must be at least 0 and below 1; got {unanswerable_share}")
-    knowledge = open_kb(kb, create=False)
+    knowledge = knowledge_base(kb, create=False)
     if knowledge.version is None:
         raise InvalidRequest(f"knowledge base {str(knowledge.path)!r} is empty; ingest documents first")
     data: dict[str, object] = {}
@@ -187,7 +188,7 @@ def answer(
     made = with_unanswerable_share(made, unanswerable_share)
     data["unanswerable_share"] = unanswerable_share
     from grounded.tune.answer import split_answer_examples, tune_answer
-    from grounded.tune.train import TuneOptions
+    from grounded.tune.trainer import TuneOptions
 
     train_set, dev_set = split_answer_examples(made)
     options = TuneOptions(
@@ -221,9 +222,9 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as JSON.")] = False,
 ) -> None:
     """The tuned experts of the knowledge base, newest first (* marks the active ones)."""
-    from grounded.tune.store import list_experts
+    from grounded.experts.tuned import list_experts
 
-    cards = list_experts(open_kb(kb, create=False).path)
+    cards = list_experts(knowledge_base(kb, create=False).path)
     if as_json:
         console.print_json(json.dumps(cards, default=str))
         return
@@ -250,8 +251,7 @@ def rollback_(
 ) -> None:
     """Serve the previous tuned expert again (or the configured one when none is left)."""
     from grounded.errors import InvalidRequest
-    from grounded.tune.prompt import ANSWER_SCOPE, PROMPT_FORMATS
-    from grounded.tune.store import rollback
+    from grounded.experts.tuned import ANSWER_SCOPE, PROMPT_FORMATS, rollback
 
     if task not in PROMPT_FORMATS:
         raise InvalidRequest(f"--task must be one of {', '.join(sorted(PROMPT_FORMATS))}; got {task!r}")
@@ -259,7 +259,7 @@ def rollback_(
         source = source or ANSWER_SCOPE
     elif source is None:
         raise InvalidRequest("--source is required for --task sql (the source whose SQL expert to roll back)")
-    now = rollback(open_kb(kb, create=False).path, task, source)
+    now = rollback(knowledge_base(kb, create=False).path, task, source)
     console.print(f"{task} expert for {source!r} is now {now or 'the configured (untuned) expert'}", highlight=False)
 
 
@@ -275,7 +275,7 @@ def export(
     """Write a tuned expert as one GGUF file (llama.cpp, Ollama, the llama-cpp backend), metadata from its GGUF base."""
     from grounded.tune.export import export_gguf
 
-    path = open_kb(kb, create=False).path
+    path = knowledge_base(kb, create=False).path
     if progress:
         from tqdm import tqdm
 

@@ -15,13 +15,15 @@ Generators are created once per (task, spec) and shared by every caller in the p
 from __future__ import annotations
 
 import threading
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 
+from grounded import plugins
 from grounded.config import ExpertSpec, Settings
 from grounded.errors import ConfigError
 from grounded.experts.base import BackendFactory, StructuredGenerator, TextGenerator
 
 __all__ = [
+    "BACKENDS",
     "ENTRY_POINT_GROUP",
     "STRUCTURED_TASKS",
     "TASKS",
@@ -32,7 +34,17 @@ __all__ = [
     "get_structured_expert",
 ]
 
-ENTRY_POINT_GROUP = "grounded.experts"
+ENTRY_POINT_GROUP = plugins.EXPERTS.name
+
+
+def _factory(obj: object, ep: EntryPoint) -> BackendFactory:
+    if not callable(obj):
+        raise ConfigError(f"expert backend {ep.name!r} ({ep.value}) is not callable: it must be a Factory(spec)")
+    return obj
+
+
+BACKENDS = plugins.PluginGroup(plugins.EXPERTS, check=_factory)
+"""The installed expert backends (built-ins included)."""
 TASKS = ("answer", "sql", "tool_call")
 STRUCTURED_TASKS = frozenset({"tool_call"})
 """Tasks whose expert must hold its output to a JSON schema (a :class:`StructuredGenerator`)."""
@@ -43,22 +55,12 @@ _instances: dict[tuple[str, str], TextGenerator] = {}
 
 def available_backends() -> list[str]:
     """Names of every installed backend, sorted."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return BACKENDS.names()
 
 
 def backend_factory(name: str) -> BackendFactory:
     """The factory registered under ``name`` in the ``grounded.experts`` entry-point group."""
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        raise ConfigError(
-            f"unknown expert backend {name!r}; installed backends: {', '.join(available_backends()) or 'none'} "
-            f"(register one in the {ENTRY_POINT_GROUP!r} entry-point group, or reinstall grounded: pip install -e .)"
-        )
-    try:
-        factory: BackendFactory = found[0].load()
-    except ImportError as exc:
-        raise ConfigError(f"expert backend {name!r} cannot be imported ({exc}); install its dependencies") from exc
-    return factory
+    return BACKENDS.load(name, what="expert backend")
 
 
 def get_expert(task: str, settings: Settings) -> TextGenerator:

@@ -10,13 +10,14 @@ Example::
         "Days between two ISO dates."
         ...
 
-    result = get_tool("sql").call({"query": "SELECT count(*) FROM geo.state"}, ToolContext(kb=kb))
+    result = get_tool("sql").call({"query": "SELECT count(*) FROM geo.state"}, ToolContext(view=kb.store.view()))
 """
 
-from grounded.tools.base import Params, Tool, ToolContext, ToolResult, ToolSpec
+from grounded.tools.base import AnyTool, Params, Tool, ToolContext, ToolResult, ToolSpec
 from grounded.tools.registry import FunctionTool, get_tool, load_tools, register, tool, unregister
 
 __all__ = [
+    "AnyTool",
     "FunctionTool",
     "Params",
     "Tool",

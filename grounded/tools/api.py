@@ -29,7 +29,7 @@ class ApiArguments(Params):
     params: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Extra query parameters.")
 
 
-class ApiTool(Tool):
+class ApiTool(Tool[ApiArguments]):
     """A live GET on one endpoint of a configured REST source; records become evidence."""
 
     name = "api"
@@ -47,7 +47,7 @@ class ApiTool(Tool):
                 client.close()
             self._clients.clear()
 
-    def _client(self, source: str, params: dict[str, Any], ctx: ToolContext) -> tuple[RestConnector, HttpClient]:
+    def _client(self, source: str, params: dict[str, Any]) -> tuple[RestConnector, HttpClient]:
         """One HTTP client per source and configuration, kept open: connections and TLS are reused."""
         key = json.dumps([source, params], sort_keys=True, default=str)
         with self._lock:
@@ -55,15 +55,14 @@ class ApiTool(Tool):
             if found is None:
                 connector = build_connector("rest", params, source=source)
                 assert isinstance(connector, RestConnector)
-                connector.transport = ctx.extra.get("transport")
                 found = (connector, connector.client())
                 self._clients[key] = found
             return found
 
-    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
-        if ctx.kb is None:
+    def run(self, args: ApiArguments, ctx: ToolContext) -> ToolResult:
+        if ctx.view is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
-        sources = ctx.kb.settings.sources
+        sources = ctx.view.settings.sources
         config = sources.get(args.source)
         if config is None or config.type != "rest":
             rest = sorted(n for n, s in sources.items() if s.type == "rest")
@@ -72,7 +71,7 @@ class ApiTool(Tool):
                 f"{args.source!r} is not a configured REST source; configured: {rest or 'none'}",
                 refused=True,
             )
-        connector, client = self._client(args.source, config.params, ctx)
+        connector, client = self._client(args.source, config.params)
         endpoint = next((e for e in connector.config.endpoints if e.name == args.endpoint), None)
         if endpoint is None:
             names = [e.name for e in connector.config.endpoints]

@@ -22,14 +22,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 if TYPE_CHECKING:
-    from grounded.kb import KnowledgeBase
+    from grounded.store import View
 
-__all__ = ["Params", "Tool", "ToolContext", "ToolResult", "ToolSpec", "clean_schema", "utc_now"]
+__all__ = ["AnyTool", "ArgsT", "Params", "Tool", "ToolContext", "ToolResult", "ToolSpec", "clean_schema", "utc_now"]
 
 
 class Params(BaseModel):
@@ -93,15 +93,18 @@ class ToolResult:
         return cls(tool=tool, ok=False, error=error, refused=refused, text=f"The {tool} tool failed: {error}")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a call may use: the knowledge base (its current published version) and limits."""
+    """What a call may use: the request's view of the knowledge base, and limits.
 
-    kb: KnowledgeBase | None = None
-    principal: Any = None
+    ``view`` pins the version the question is answered from and carries the caller's filters
+    and ACL groups (see :class:`grounded.store.View`); ``None`` for tools that need no knowledge
+    base (``calculate``).
+    """
+
+    view: View | None = None
     timeout_s: float = 10.0
     row_limit: int = 200
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def utc_now() -> str:
@@ -109,18 +112,24 @@ def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-class Tool:
-    """A tool: subclasses set ``name``, ``description``, ``Arguments`` and implement :meth:`run`."""
+ArgsT = TypeVar("ArgsT", bound=Params)
+
+
+class Tool(Generic[ArgsT]):
+    """A tool: subclasses set ``name``, ``description``, ``Arguments`` and implement :meth:`run`.
+
+    ``Tool[MyArguments]`` types :meth:`run`'s ``args`` as the validated ``MyArguments``.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
-    Arguments: ClassVar[type[Params]]
+    Arguments: type[ArgsT]
 
     @property
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, clean_schema(self.Arguments.model_json_schema()))
 
-    def validate(self, arguments: Mapping[str, Any]) -> Params:
+    def validate(self, arguments: Mapping[str, Any]) -> ArgsT:
         """The arguments checked against the schema; raises ``ValueError`` naming each problem."""
         try:
             return self.Arguments.model_validate(dict(arguments))
@@ -130,7 +139,8 @@ class Tool:
             )
             raise ValueError(f"arguments of {self.name!r} do not match its schema ({problems})") from exc
 
-    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+    def run(self, args: ArgsT, ctx: ToolContext) -> ToolResult:
+        """Run with validated ``args``; may raise (:meth:`call` turns it into a failed result)."""
         raise NotImplementedError
 
     def call(self, arguments: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
@@ -145,3 +155,7 @@ class Tool:
         except Exception as exc:  # a tool's failure is evidence, not a crash
             elapsed = round(time.perf_counter() - started, 3)
             return ToolResult.failure(self.name, f"{type(exc).__name__}: {exc} (after {elapsed}s)")
+
+
+AnyTool = Tool[Any]
+"""A tool of any argument type (what registries and plans hold)."""

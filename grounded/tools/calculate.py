@@ -112,14 +112,14 @@ class CalculateArguments(Params):
     expression: str = Field(min_length=1, max_length=MAX_EXPRESSION_CHARS, description="e.g. (1200 - 950) / 950 * 100")
 
 
-class CalculateTool(Tool):
+class CalculateTool(Tool[CalculateArguments]):
     """Exact arithmetic, so a model never does sums in its head."""
 
     name = "calculate"
     description = "Evaluate an arithmetic expression (numbers, + - * / // % **, abs, round, min, max, sqrt, avg)."
     Arguments = CalculateArguments
 
-    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
+    def run(self, args: CalculateArguments, ctx: ToolContext) -> ToolResult:
         try:
             value = evaluate(args.expression)
         except ValueError as exc:

@@ -12,24 +12,36 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, get_type_hints
 
 from pydantic import create_model
 
+from grounded import plugins
 from grounded.errors import ConfigError
-from grounded.tools.base import Params, Tool, ToolContext, ToolResult
+from grounded.tools.base import AnyTool, Params, Tool, ToolContext, ToolResult
 
-__all__ = ["ENTRY_POINT_GROUP", "FunctionTool", "get_tool", "load_tools", "register", "tool", "unregister"]
+__all__ = ["ENTRY_POINT_GROUP", "TOOLS", "FunctionTool", "get_tool", "load_tools", "register", "tool", "unregister"]
 
-ENTRY_POINT_GROUP = "grounded.tools"
+ENTRY_POINT_GROUP = plugins.TOOLS.name
+
+
+def _tool(obj: object, ep: EntryPoint) -> AnyTool:
+    instance = obj() if isinstance(obj, type) else obj
+    if not isinstance(instance, Tool):
+        raise ConfigError(f"tool plugin {ep.name!r} ({ep.value}) is not a grounded.tools.Tool")
+    return instance
+
+
+TOOLS = plugins.PluginGroup(plugins.TOOLS, check=_tool)
+"""The installed tools (built-ins included), each instantiated when loaded."""
 
 _lock = threading.Lock()
-_user: dict[str, Tool] = {}
-_plugins: dict[str, Tool] | None = None
+_user: dict[str, AnyTool] = {}
+_plugins: dict[str, AnyTool] | None = None
 
 
-class FunctionTool(Tool):
+class FunctionTool(Tool[Any]):
     """A plain function as a tool: its signature is the schema, its docstring the description."""
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> None:
@@ -43,7 +55,7 @@ class FunctionTool(Tool):
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (hints.get(pname, Any), default)
-        self.Arguments = create_model(f"{self.name}_arguments", __base__=Params, **fields)  # type: ignore[misc]
+        self.Arguments = create_model(f"{self.name}_arguments", __base__=Params, **fields)
         self._wants_ctx = "ctx" in inspect.signature(fn).parameters
 
     def run(self, args: Any, ctx: ToolContext) -> ToolResult:
@@ -67,7 +79,7 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, descr
     return wrap(fn) if fn is not None else wrap
 
 
-def register(t: Tool) -> None:
+def register(t: AnyTool) -> None:
     """Add a tool to this process's registry (replacing one of the same name)."""
     with _lock:
         _user[t.name] = t
@@ -78,27 +90,16 @@ def unregister(name: str) -> None:
         _user.pop(name, None)
 
 
-def _load_plugins() -> dict[str, Tool]:
+def _load_plugins() -> dict[str, AnyTool]:
     global _plugins
     with _lock:
         if _plugins is None:
-            found: dict[str, Tool] = {}
-            for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-                try:
-                    obj = ep.load()
-                except ImportError as exc:
-                    raise ConfigError(
-                        f"tool plugin {ep.name!r} cannot be imported ({exc}); install its dependencies"
-                    ) from exc
-                instance = obj() if isinstance(obj, type) else obj
-                if not isinstance(instance, Tool):
-                    raise ConfigError(f"tool plugin {ep.name!r} ({ep.value}) is not a grounded.tools.Tool")
-                found[instance.name] = instance
-            _plugins = found
+            # One instance per tool for the process: tools may keep clients open (the api tool).
+            _plugins = {t.name: t for t in TOOLS.load_all(what="tool plugin").values()}
         return _plugins
 
 
-def load_tools() -> Mapping[str, Tool]:
+def load_tools() -> Mapping[str, AnyTool]:
     """Every tool by name: plugins (built-ins included), then decorated functions, sorted."""
     merged = {**_load_plugins()}
     with _lock:
@@ -106,7 +107,7 @@ def load_tools() -> Mapping[str, Tool]:
     return dict(sorted(merged.items()))
 
 
-def get_tool(name: str) -> Tool:
+def get_tool(name: str) -> AnyTool:
     tools = load_tools()
     if name not in tools:
         raise ConfigError(f"unknown tool {name!r}; available tools: {', '.join(tools) or 'none'}")

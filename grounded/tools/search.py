@@ -1,8 +1,11 @@
-"""Retrieval as tools: ``search`` (hybrid search with filters) and ``lookup`` (one document by id)."""
+"""Retrieval as tools: ``search`` (hybrid search with filters) and ``lookup`` (one document by id).
+
+Both read the request's :class:`~grounded.store.View`: the version the question is answered
+from, within the caller's filters and ACL, so tool evidence and passages never come from two
+versions or cross groups.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from pydantic import Field
 
@@ -17,25 +20,18 @@ class SearchArguments(Params):
     source: str | None = Field(None, description="Only passages of this source.")
 
 
-class SearchTool(Tool):
+class SearchTool(Tool[SearchArguments]):
     """Hybrid (BM25 + dense) search over the knowledge base's passages."""
 
     name = "search"
     description = "Find the passages of the knowledge base's documents that best match a query."
     Arguments = SearchArguments
 
-    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
-        if ctx.kb is None:
+    def run(self, args: SearchArguments, ctx: ToolContext) -> ToolResult:
+        if ctx.view is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
-        base = ctx.extra.get("filters")  # the caller's filters and ACL restriction (a SearchFilters)
-        if base is not None:
-            from dataclasses import replace
-
-            filters: Any = replace(base, sources=(args.source,)) if args.source else base
-        else:
-            filters = {"source": args.source} if args.source else None
-        hits = ctx.kb.search(args.query, k=args.k, filters=filters)
-        version = ctx.kb.snapshot().version.id
+        hits = ctx.view.search(args.query, args.k, source=args.source)
+        version = ctx.view.version
         return ToolResult(
             tool=self.name,
             ok=True,
@@ -51,27 +47,21 @@ class LookupArguments(Params):
     max_chars: int = Field(4000, ge=100, le=50_000, description="Cut the text after this many characters.")
 
 
-class LookupTool(Tool):
+class LookupTool(Tool[LookupArguments]):
     """One document's title, URI and text, by id."""
 
     name = "lookup"
     description = "Read one document of the knowledge base by its id (from an earlier search)."
     Arguments = LookupArguments
 
-    def run(self, args: Any, ctx: ToolContext) -> ToolResult:
-        if ctx.kb is None:
+    def run(self, args: LookupArguments, ctx: ToolContext) -> ToolResult:
+        if ctx.view is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
-        snap = ctx.kb.snapshot()
-        row = (
-            snap.store.cursor()
-            .execute(
-                "SELECT doc_id, source, title, uri, text, updated_at FROM documents WHERE doc_id = ?", [args.doc_id]
-            )
-            .fetchone()
-        )
-        if row is None:
-            return ToolResult.failure(self.name, f"no document with id {args.doc_id!r} in version {snap.version.id}")
-        doc_id, source, title, uri, text, updated_at = row
+        found = ctx.view.document(args.doc_id)
+        if found is None:
+            return ToolResult.failure(self.name, f"no document with id {args.doc_id!r} in version {ctx.view.version}")
+        doc_id, source, title, uri = found["doc_id"], found["source"], found["title"], found["uri"]
+        text, updated_at = found["text"], found["updated_at"]
         text = str(text or "")[: args.max_chars]
         return ToolResult(
             tool=self.name,
@@ -85,7 +75,7 @@ class LookupTool(Tool):
                 "title": title or "",
                 "uri": uri or "",
                 "updated_at": updated_at.isoformat() if updated_at else None,
-                "index_version": snap.version.id,
+                "index_version": ctx.view.version,
             },
             size=len(text),
         )

@@ -1,31 +1,15 @@
 """Customization: fine-tune small experts for one narrow job (``grounded tune``).
 
 * :mod:`grounded.tune.data` — JSONL examples, a stable train/dev split, the data hash;
-* :mod:`grounded.tune.prompt` — the prompts tuned SQL and answer experts are trained and served with;
 * :mod:`grounded.tune.model` — loss on target tokens with a shared system prefix, batched greedy decoding;
+* :mod:`grounded.tune.trainer` — the generic training loop (early stopping, checkpoints, model card);
+* :mod:`grounded.tune.sql` — ``tune sql``: text-to-SQL experts per source;
 * :mod:`grounded.tune.evaluate` — execution accuracy on the knowledge base's mirror;
-* :mod:`grounded.tune.train` — the training loop (early stopping, checkpoints, model card) and ``tune sql``;
 * :mod:`grounded.tune.answer_data` — answer examples made from the knowledge base's own passages;
 * :mod:`grounded.tune.answer` — ``tune answer``: the dev metric is verified, cited answers and abstentions;
-* :mod:`grounded.tune.store` — ``<kb>/experts/``, the ``active`` pointers, rollback, and the
-  :class:`TunedExperts` the serving path asks for a source's tuned expert.
+* :mod:`grounded.tune.export` — a tuned expert as one GGUF file.
 
-Only ``store`` and ``prompt`` are imported here: serving needs them, and they do not import torch.
+Serving never imports this package: the prompts tuned experts are served with live beside
+their stage (:mod:`grounded.sql.prompts`, :mod:`grounded.answering.writer`) and the tuned
+experts on disk are read by :mod:`grounded.experts.tuned`. Everything here may import torch.
 """
-
-from __future__ import annotations
-
-from grounded.tune.prompt import PROMPT_FORMAT, tuned_answer_messages, tuned_sql_messages
-from grounded.tune.store import TunedExpert, TunedExperts, activate, active_name, list_experts, rollback
-
-__all__ = [
-    "PROMPT_FORMAT",
-    "TunedExpert",
-    "TunedExperts",
-    "activate",
-    "active_name",
-    "list_experts",
-    "rollback",
-    "tuned_answer_messages",
-    "tuned_sql_messages",
-]

@@ -1,10 +1,10 @@
 """``grounded tune answer``: teach the answer expert its rules, so a short prompt is enough.
 
-The answer writer's system prompt (:data:`grounded.answer.SYSTEM_PROMPT`) tells a general chat
+The answer writer's system prompt (:data:`grounded.answering.types.SYSTEM_PROMPT`) tells a general chat
 model how to answer: from the numbered sources only, one to three short sentences, each ending
 with ``[n]``, or exactly the abstention sentence. A tuned expert learns that behaviour from
 examples made out of the knowledge base's own passages (:mod:`grounded.tune.answer_data`) and
-is served with :func:`grounded.tune.prompt.tuned_answer_messages` instead: fewer prompt tokens
+is served with :func:`grounded.sql.prompts.tuned_answer_messages` instead: fewer prompt tokens
 to prefill on every question.
 
 The dev metric is what serving checks: an answerable dev question counts when the reply is
@@ -23,13 +23,14 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from grounded.answer import is_abstention, parse_sentences
+from grounded.answering.evidence import EvidencePool, build_pool
+from grounded.answering.verify import verify
+from grounded.answering.writer import is_abstention, parse_sentences, tuned_answer_messages
 from grounded.errors import InvalidRequest
 from grounded.experts.base import Message
+from grounded.experts.tuned import ANSWER_PROMPT_FORMAT, ANSWER_SCOPE
 from grounded.tune.answer_data import AnswerExample, examples_digest
-from grounded.tune.prompt import ANSWER_PROMPT_FORMAT, ANSWER_SCOPE, tuned_answer_messages
-from grounded.tune.train import TuneOptions, Tuner, TuneResult, run_tuning
-from grounded.verify import EvidencePool, build_pool, verify
+from grounded.tune.trainer import TuneOptions, Tuner, TuneResult, run_tuning
 
 if TYPE_CHECKING:
     from grounded.kb import KnowledgeBase

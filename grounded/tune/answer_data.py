@@ -11,7 +11,7 @@ For each sampled passage sentence:
    one shown, when it is about the question too), quoted with its citation;
 4. for each kept question (or every ``unanswerable_every``-th), an unanswerable case: the same
    question with the next passages from other documents only (none of which supports the answer
-   sentence), and the target :data:`~grounded.answer.ABSTAIN_TEXT`. Cases whose passages are far
+   sentence), and the target :data:`~grounded.answering.types.ABSTAIN_TEXT`. Cases whose passages are far
    from the question are kept too: with ``answer.min_evidence_similarity`` lowered (or off) the
    model sees them.
 
@@ -47,19 +47,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grounded.answer import (
-    ABSTAIN_TEXT,
-    Citation,
-    cited_text,
-    format_passages,
-    is_abstention,
-    parse_sentences,
-    passage_messages,
-)
+from grounded.answering.evidence import build_pool, select_evidence
+from grounded.answering.types import Citation, cited_text
+from grounded.answering.verify import check_support, verify
+from grounded.answering.writer import ABSTAIN_TEXT, format_passages, is_abstention, parse_sentences, passage_messages
 from grounded.errors import InvalidRequest
 from grounded.experts.base import Message, TextGenerator
 from grounded.tune.data import jsonl_objects
-from grounded.verify import build_pool, check_support, verify
 from indexes.chunking import sentence_spans
 
 if TYPE_CHECKING:
@@ -204,9 +198,8 @@ def build_answer_examples(
     say = log or (lambda message: print(message, file=sys.stderr, flush=True))
     if candidates < 1:
         raise InvalidRequest(f"candidates (sentences to write questions for) must be at least 1; got {candidates}")
-    engine, settings = kb.engine, kb.settings.answer
+    settings = kb.settings.answer
     snapshot = kb.snapshot()
-    version = snapshot.version.id
     stats = BuildStats()
     out: list[AnswerExample] = []
     started = time.perf_counter()
@@ -216,9 +209,10 @@ def build_answer_examples(
         stats.rejected.setdefault(reason, question)
 
     def prompt_for(question: str, hits: Sequence[Any]) -> tuple[Any, Any]:
-        citations = [engine._citation(i, hit, version) for i, hit in enumerate(hits, start=1)]
+        synced = kb.store.synced_at(snapshot)
+        citations = [Citation.from_hit(i, hit, synced.get(hit.source)) for i, hit in enumerate(hits, start=1)]
         pool = build_pool(question, citations, kb.embedder)
-        return pool, engine._evidence(pool)
+        return pool, select_evidence(pool, settings.sentences_per_passage)
 
     for chunk_id, doc_id, title, sentence in candidate_sentences(kb, candidates, seed=seed):
         if stats.candidates and stats.candidates % 25 == 0:

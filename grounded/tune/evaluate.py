@@ -14,8 +14,9 @@ from typing import Any
 
 import duckdb
 
-from grounded.text2sql import extract_sql
-from grounded.tools.sql import ReadOnlyDatabase, SqlRefused, check_sql
+from grounded.sql.database import ReadOnlyDatabase
+from grounded.sql.guard import SqlRefused, check_sql
+from grounded.sql.writer import extract_sql
 
 __all__ = ["ExecutionJudge", "Verdict", "normalise_rows"]
 

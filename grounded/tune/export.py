@@ -27,7 +27,7 @@ import numpy as np
 
 from grounded.errors import ConfigError, InvalidRequest, NotFound
 from grounded.experts.models import LocalModel, resolve_local_model
-from grounded.tune.store import experts_dir
+from grounded.experts.tuned import experts_dir
 
 __all__ = ["EXPORT_TYPES", "ExportResult", "export_gguf", "gguf_base"]
 

@@ -16,10 +16,11 @@ import pytest
 
 import grounded
 from connectors.files import FilesConfig, FilesConnector
-from grounded.access import KEYS_FILE, KeyStore, readable_sources
+from grounded.access import effective_acl, readable_sources
 from grounded.api.app import create_app
 from grounded.errors import InvalidRequest, Unauthorized
-from grounded.kb import KnowledgeBase, effective_acl
+from grounded.kb import KnowledgeBase
+from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.api.serving import serving
 from tests.conftest import write_topics
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 import grounded
-from grounded.access import KEYS_FILE, KeyStore
 from grounded.api.app import create_app
+from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.api.serving import serving
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 import grounded
-from grounded.access import KEYS_FILE, KeyStore
 from grounded.api.app import create_app
 from grounded.kb import KnowledgeBase
-from grounded.logs import JsonFormatter
+from grounded.ops.keys import KEYS_FILE, KeyStore
+from grounded.ops.logs import JsonFormatter
 from tests.api.serving import serving
 from tests.conftest import write_topics
 
@@ -144,11 +144,11 @@ def test_rate_limit_per_caller(ops_kb: KnowledgeBase) -> None:
 
 
 def test_json_log_lines_carry_the_request_id() -> None:
-    from grounded.logs import REQUEST_ID
+    from grounded.ops.logs import REQUEST_ID
 
     token = REQUEST_ID.set("req-42")
     try:
-        record = logging.LogRecord("grounded.access", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
+        record = logging.LogRecord("grounded.ops.keys", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
         record.status = 200
         line = json.loads(JsonFormatter().format(record))
     finally:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from grounded.access import KEYS_FILE, KeyStore
 from grounded.cli import app
+from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.conftest import write_topics
 
 

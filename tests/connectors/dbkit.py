@@ -53,7 +53,7 @@ class HashEmbedder:
 
 def make_kb(path: Path, **settings: Any) -> KnowledgeBase:
     kb = KnowledgeBase(path, load_settings(kb_path=path, **settings))
-    kb.embedder = HashEmbedder()  # type: ignore[assignment]
+    kb.store.embedder = HashEmbedder()  # type: ignore[assignment]
     return kb
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from connectors.registry import load_connector
 from grounded.config import SourceConfig, load_settings
 from grounded.errors import ConfigError
-from grounded.sync import sync_sources
+from grounded.ingest.sources import sync_sources
 
 
 def notes_db(path: Path, n: int = 5) -> Path:
@@ -36,7 +36,7 @@ def test_failing_source_is_named_and_others_still_sync(tmp_path: Path) -> None:
         sources={"good": source(db), "broken": source(db, "missing_table"), "absent": source(tmp_path / "nope.db")},
     )
     kb = make_kb(tmp_path / "kb")
-    results = {r.name: r for r in sync_sources(kb, settings)}
+    results = {r.name: r for r in sync_sources(kb.store, settings)}
     assert results["good"].ok
     assert results["broken"].error is not None
     assert results["broken"].error.startswith("source 'broken' (sqlite): table 'missing_table' does not exist")
@@ -46,7 +46,7 @@ def test_failing_source_is_named_and_others_still_sync(tmp_path: Path) -> None:
     # The failing source keeps its last good state when it breaks later.
     before = kb.version
     settings.sources["good"].params["tables"] = [{"name": "gone"}]
-    assert not sync_sources(kb, settings, ["good"])[0].ok
+    assert not sync_sources(kb.store, settings, ["good"])[0].ok
     assert kb.version == before
     assert mirror_rows(kb, "SELECT count(*) FROM good.notes") == [(5,)]
 
@@ -54,28 +54,28 @@ def test_failing_source_is_named_and_others_still_sync(tmp_path: Path) -> None:
 def test_renamed_source_is_caught(tmp_path: Path) -> None:
     db = notes_db(tmp_path / "a.db")
     kb = make_kb(tmp_path / "kb")
-    assert sync_sources(kb, load_settings(sources={"old": source(db)}))[0].ok
+    assert sync_sources(kb.store, load_settings(sources={"old": source(db)}))[0].ok
     renamed = load_settings(sources={"new": source(db)})
-    result = sync_sources(kb, renamed)[0]
+    result = sync_sources(kb.store, renamed)[0]
     assert result.error is not None
     assert "looks renamed" in result.error
     assert "--allow-rename" in result.error
-    assert sync_sources(kb, renamed, allow_rename=True)[0].ok
+    assert sync_sources(kb.store, renamed, allow_rename=True)[0].ok
     assert mirror_rows(
         kb, "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN ('old', 'new')"
     ) == [("new",)]
 
 
 def test_unknown_type_and_bad_params_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown connector type 'oracle'; installed types: .*postgres"):
+    with pytest.raises(ConfigError, match=r"unknown connector type 'oracle'; installed connector types: .*postgres"):
         load_connector("oracle")
     kb = make_kb(tmp_path / "kb")
     settings = load_settings(sources={"s": {"type": "postgres", "params": {"tables": []}}})
-    [result] = sync_sources(kb, settings)
+    [result] = sync_sources(kb.store, settings)
     assert result.error is not None
     assert "sources.s.params.database: Field required" in result.error
     with pytest.raises(ConfigError, match=r"unknown source\(s\) \['x'\]"):
-        sync_sources(kb, settings, ["x"])
+        sync_sources(kb.store, settings, ["x"])
 
 
 def test_env_overrides_source_params(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

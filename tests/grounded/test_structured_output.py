@@ -21,7 +21,7 @@ from grounded.experts.llamacpp_backend import LlamaCppGenerator
 from grounded.experts.openai_backend import OpenAIChatGenerator
 from grounded.experts.structured import calls_from_value, calls_schema, decoding_schema, parse_json
 from grounded.experts.transformers_backend import TransformersGenerator
-from grounded.toolcall import ToolCaller
+from grounded.grounding.toolcall import ToolCaller
 from grounded.tools import Tool, load_tools
 from tests.grounded.openai_server import serve
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from grounded import metrics
 from grounded.api.deps import AdminDep, KBDep
+from grounded.ops import metrics
 
 router = APIRouter(tags=["operations"])
 

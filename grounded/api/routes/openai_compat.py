@@ -22,12 +22,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from grounded.answer import Answer, Citation, cited_text
+from grounded.answering.engine import AnswerEvent
+from grounded.answering.types import Answer, Citation, cited_text
 from grounded.api.deps import KBDep, PrincipalDep
 from grounded.api.routes.query import CitationOut
-from grounded.engine import AnswerEvent
 from grounded.errors import GroundedError, InvalidRequest
-from grounded.metrics import observe_answer
+from grounded.ops.metrics import observe_answer
 
 __all__ = ["ChatRequest", "router"]
 

@@ -19,11 +19,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from grounded.answer import Answer, AnswerSentence, Citation
+from grounded.answering.engine import AnswerEvent
+from grounded.answering.types import Answer, AnswerSentence, Citation
 from grounded.api.deps import KBDep, PrincipalDep
-from grounded.engine import AnswerEvent
 from grounded.errors import GroundedError
-from grounded.metrics import observe_answer
+from grounded.ops.metrics import observe_answer
 
 __all__ = ["CitationOut", "QueryRequest", "QueryResponse", "SentenceOut", "router"]
 
@@ -92,7 +92,7 @@ class QueryResponse(BaseModel):
     model: str
     cached: bool
     timings: dict[str, float]
-    route: str = Field("unstructured", description="How the question was routed (grounded.router).")
+    route: str = Field("unstructured", description="How the question was routed (grounded.grounding.router).")
     trace: dict[str, Any] = Field(default_factory=dict, description="Route decision, plan and tool calls.")
 
     @classmethod

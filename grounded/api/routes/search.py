@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from grounded.api.deps import KBDep, PrincipalDep
 from grounded.api.schemas import HitOut, SearchRequest, SearchResponse
-from grounded.metrics import RETRIEVAL_HITS
+from grounded.ops.metrics import RETRIEVAL_HITS
 
 router = APIRouter(tags=["search"])
 

@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from grounded.api.deps import AdminDep, KBDep
 from grounded.errors import ConfigError
-from grounded.jobs import JobRecord
-from grounded.scheduler import Refresher, parse_schedule
+from grounded.ops.jobs import JobRecord
+from grounded.ops.scheduler import Refresher, parse_schedule
 
 router = APIRouter(tags=["sources"])
 

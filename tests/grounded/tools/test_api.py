@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from grounded.executor import Call, Executor, Plan
+from grounded.grounding.executor import Call, Executor, Plan
 from grounded.tools import ToolContext, get_tool, load_tools
 from grounded.tools.api import ApiTool
 from tests.connectors.apiserver import APIServer, Reply
@@ -41,7 +41,12 @@ def live_kb(tmp_path: Path) -> Any:
             ],
         },
     }
-    yield grounded.open(tmp_path / "kb", sources={"fx": source})
+    kb = grounded.open(tmp_path / "kb", sources={"fx": source})
+    # Tools run on a request's view of a published version, as every question does.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "fx.txt").write_text("Exchange rates change daily.\n")
+    kb.ingest(tmp_path / "notes")
+    yield kb
     api = get_tool("api")
     assert isinstance(api, ApiTool)
     api.close()
@@ -51,7 +56,7 @@ def live_kb(tmp_path: Path) -> Any:
 
 def test_api_call_returns_records_with_provenance(live_kb: Any) -> None:
     result = get_tool("api").call(
-        {"source": "fx", "endpoint": "rates", "params": {"currency": "NOK"}}, ToolContext(kb=live_kb)
+        {"source": "fx", "endpoint": "rates", "params": {"currency": "NOK"}}, ToolContext(view=live_kb.store.view())
     )
     assert result.ok, result.error
     assert result.text == "1 EUR = 11.52 NOK"
@@ -61,7 +66,7 @@ def test_api_call_returns_records_with_provenance(live_kb: Any) -> None:
 
 
 def test_only_configured_endpoints_can_be_called(live_kb: Any) -> None:
-    ctx = ToolContext(kb=live_kb)
+    ctx = ToolContext(view=live_kb.store.view())
     assert get_tool("api").call({"source": "evil", "endpoint": "x"}, ctx).refused
     missing = get_tool("api").call({"source": "fx", "endpoint": "admin"}, ctx)
     assert not missing.ok
@@ -70,7 +75,7 @@ def test_only_configured_endpoints_can_be_called(live_kb: Any) -> None:
 
 
 def test_two_independent_api_calls_run_in_parallel(live_kb: Any) -> None:
-    executor = Executor(load_tools(), ToolContext(kb=live_kb))
+    executor = Executor(load_tools(), ToolContext(view=live_kb.store.view()))
     calls = (
         Call("a", "api", {"source": "fx", "endpoint": "rates"}),
         Call("b", "api", {"source": "fx", "endpoint": "other"}),

@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
+from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.sql.guard import SqlRefused, check_sql
 from grounded.tools import ToolContext, get_tool
-from grounded.tools.sql import ReadOnlyDatabase, SqlRefused, TableInfo, check_sql
 
 TABLES = (TableInfo("shop", "products", (("id", "BIGINT"), ("name", "VARCHAR")), ("id",)),)
 
 
-def run_sql(kb: Any, query: str, **ctx: Any) -> Any:
-    return get_tool("sql").call({"query": query}, ToolContext(kb=kb, **ctx))
+def run_sql(kb: Any, query: str, acl_groups: tuple[str, ...] | None = None, **ctx: Any) -> Any:
+    return get_tool("sql").call({"query": query}, ToolContext(view=kb.store.view(acl_groups=acl_groups), **ctx))
 
 
 @pytest.mark.parametrize(
@@ -131,16 +132,14 @@ def test_injection_in_arguments_stays_data(shop_kb: Any) -> None:
     result = run_sql(shop_kb, "SELECT count(*) FROM shop.products WHERE name = 'x''; DROP TABLE shop.products; --'")
     assert result.ok
     assert result.data["rows"] == [[0]]
-    refused = get_tool("sql").call({"query": "SELECT 1", "extra": "DROP"}, ToolContext(kb=shop_kb))
+    refused = get_tool("sql").call({"query": "SELECT 1", "extra": "DROP"}, ToolContext(view=shop_kb.store.view()))
     assert refused.refused
     assert "extra" in (refused.error or "")
 
 
 def test_tables_of_sources_a_caller_may_not_read_look_missing(shop_kb: Any) -> None:
-    from indexes.base import SearchFilters
-
-    hidden = run_sql(shop_kb, "SELECT count(*) FROM shop.products", extra={"filters": SearchFilters(acl_groups=("x",))})
+    hidden = run_sql(shop_kb, "SELECT count(*) FROM shop.products", acl_groups=("x",))
     assert hidden.refused
     assert "not a mirrored table; available: none" in (hidden.error or "")
-    admin = run_sql(shop_kb, "SELECT count(*) FROM shop.products", extra={"filters": SearchFilters()})
+    admin = run_sql(shop_kb, "SELECT count(*) FROM shop.products")
     assert admin.ok

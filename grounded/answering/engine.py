@@ -1,0 +1,408 @@
+"""The grounding engine: question -> evidence -> cited draft -> verified answer (or abstention).
+
+:meth:`GroundingEngine.stream` runs one question through named stages, each a method below:
+
+    1. ``_prepare``   normalise the question, pin the version (a :class:`~grounded.store.View`
+                      with the caller's filters and ACL), build the answer-cache key
+    2. ``_cached``    a cached answer for that key, replayed as events
+    3. ``_ground``    route, plan and run tool calls (:mod:`grounded.grounding`) on the view
+    4. ``_retrieve``  the top-k passages (hybrid search) on the same view; tool results and
+                      passages numbered [1]..[n] as citations
+    5. ``_gather``    split the evidence into sentences and embed them; if none is close enough
+                      to the question (and no tool answered), abstain without asking the model
+    6. ``_write``     the answer expert (greedy) writes short sentences citing [n], from the best
+                      sentences of each passage (an active tuned answer expert gets its short prompt)
+    7. ``_verify``    the verifier keeps supported sentences, quotes evidence for the rest, or abstains
+    8. ``_finish``    the answer, cached under (question, index version, config, models)
+
+Example::
+
+    engine = GroundingEngine(grounded.open("kb").store)
+    answer = engine.answer("where is mount logan?")
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from grounded.answering.cache import AnswerCache, cache_key, normalise_question
+from grounded.answering.evidence import EvidencePool, build_pool, select_evidence
+from grounded.answering.tool_evidence import exact_numbers, tool_citations
+from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
+from grounded.answering.verify import SupportCheck, verify
+from grounded.answering.writer import (
+    ABSTAIN_TEXT,
+    build_messages,
+    format_passages,
+    is_abstention,
+    parse_sentences,
+    tuned_answer_messages,
+)
+from grounded.errors import InvalidRequest
+from grounded.experts.base import Generation, GrammarGenerator, Message, StructuredGenerator, TextGenerator
+from grounded.experts.registry import get_expert, get_structured_expert
+from grounded.experts.tuned import ANSWER_PROMPT_FORMAT, ANSWER_SCOPE, TunedExpert, TunedExperts
+from grounded.grounding.grounder import Grounder, Grounding
+from grounded.retrieval import validate_query
+from grounded.store import KnowledgeStore, View
+
+__all__ = ["GROUNDING_VERSION", "PROMPT_VERSION", "AnswerEvent", "Draft", "GroundingEngine"]
+
+GROUNDING_VERSION = "tools-v1"
+"""Bumped whenever routing, planning or tool evidence changes, so cached answers are not reused."""
+
+UNGROUNDED_PROMPT = "You are a helpful assistant. Reply briefly in one or two sentences."
+
+PROMPT_VERSION = "answer-v1"
+"""Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEvent:
+    """One step of a streamed answer: ``evidence`` (citations), ``sentence``, then ``answer``."""
+
+    kind: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What happened on the way to an answer, kept for benchmarks and debugging."""
+
+    generation: Generation | None
+    parsed: tuple[tuple[str, tuple[int, ...]], ...]
+    checks: tuple[SupportCheck, ...]
+    best_similarity: float
+
+
+@dataclass(slots=True)
+class _Question:
+    """One question in flight: what each stage adds for the next."""
+
+    text: str
+    k: int
+    view: View
+    writer: TextGenerator
+    tuned: TunedExpert | None
+    key: str
+    started: float
+    timings: dict[str, float] = field(default_factory=dict)
+    grounding: Grounding | None = None
+    citations: tuple[Citation, ...] = ()
+    pool: EvidencePool | None = None
+    generation: Generation | None = None
+    parsed: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    checks: list[SupportCheck] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        return self.view.version
+
+    @property
+    def has_tools(self) -> bool:
+        """Whether some tool call answered (its result is evidence the writer must use)."""
+        return any(c.provenance and c.provenance.get("ok") for c in self.citations)
+
+
+class GroundingEngine:
+    """Answers questions from one knowledge store with the configured answer expert."""
+
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        *,
+        expert: TextGenerator | None = None,
+        grounding: bool = True,
+        sql_expert: TextGenerator | None = None,
+        tool_expert: StructuredGenerator | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = store.settings.answer
+        self._expert = expert
+        self.grounding = grounding
+        """Route and call tools (grounded.grounding) before writing; False: passages only."""
+        self._sql_expert = sql_expert
+        self._tool_expert = tool_expert
+        self._grounder: Grounder | None = None
+        self._cache: AnswerCache | None = None
+        self._lock = threading.Lock()
+        self.tuned = TunedExperts(store.path)
+        """The active tuned answer expert (``grounded tune answer``), re-read when its pointer changes."""
+        self.last_draft: Draft | None = None
+
+    @property
+    def expert(self) -> TextGenerator:
+        if self._expert is None:
+            self._expert = get_expert("answer", self.store.settings)
+        return self._expert
+
+    @property
+    def cache(self) -> AnswerCache:
+        with self._lock:
+            if self._cache is None:
+                self._cache = AnswerCache(self.store.path / "cache.sqlite")
+            return self._cache
+
+    def writer(self) -> tuple[TextGenerator, TunedExpert | None]:
+        """The expert that writes answers now: the active tuned one (with ``answer.tuned``), else the configured."""
+        tuned = self.tuned.get("answer", ANSWER_SCOPE) if self.settings.tuned else None
+        return (tuned.generator if tuned is not None else self.expert), tuned
+
+    def warm_up(self) -> None:
+        """Load the answer model now rather than on the first question."""
+        for expert in {id(e): e for e in (self.expert, self.writer()[0])}.values():
+            load = getattr(expert, "load", None)
+            if callable(load):
+                load()
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def answer(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+        acl_groups: Sequence[str] | None = None,
+    ) -> Answer:
+        """A cited, verified answer to ``question`` (see the module docstring)."""
+        result: Answer | None = None
+        for event in self.stream(question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups):
+            if event.kind == "answer":
+                result = event.data
+        assert result is not None
+        return result
+
+    def stream(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+        acl_groups: Sequence[str] | None = None,
+    ) -> Iterator[AnswerEvent]:
+        """The answer as events: ``evidence`` (list of citations), each ``sentence``, ``answer``.
+
+        ``acl_groups`` (``None``: unrestricted) limits the evidence to what those groups may
+        read; the groups are part of the cache key, so a cached answer never crosses groups.
+        """
+        q = self._prepare(question, k, filters, acl_groups)
+        use_cache = use_cache and self.settings.cache
+        if use_cache:
+            cached = self._cached(q)
+            if cached is not None:
+                yield from cached
+                return
+        if self.grounding:
+            self._ground(q)
+            if q.grounding is not None and q.grounding.decision.route == "not_fact_seeking":
+                yield from self._ungrounded(q)
+                return
+        self._retrieve(q)
+        yield AnswerEvent("evidence", list(q.citations))
+        self._gather(q)
+        if q.pool is not None and (q.pool.best_similarity() >= self.settings.min_evidence_similarity or q.has_tools):
+            self._write(q)
+            self._verify(q)
+        if q.has_tools:
+            q.sentences = exact_numbers(q.sentences, q.citations)
+        for sentence in q.sentences:
+            yield AnswerEvent("sentence", sentence)
+        yield AnswerEvent("answer", self._finish(q, use_cache))
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        question: str,
+        k: int | None,
+        filters: Mapping[str, Any] | None,
+        acl_groups: Sequence[str] | None,
+    ) -> _Question:
+        started = time.perf_counter()
+        text = normalise_question(validate_query(question))
+        k = self.settings.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 20:
+            raise InvalidRequest(f"k (evidence passages) must be an integer from 1 to 20; got {k!r}")
+        view = self.store.view(acl_groups=acl_groups, filters=filters)
+        # A tuned answer expert activated or rolled back while serving changes the key (its fingerprint).
+        writer, tuned = self.writer()
+        key = cache_key(
+            text,
+            view.version,
+            {
+                "prompt": ANSWER_PROMPT_FORMAT if tuned is not None else PROMPT_VERSION,
+                "answer": self.settings.model_dump(exclude={"cache"}),
+                "search": self.store.settings.search.model_dump(),
+                "k": k,
+                "filters": repr(view.filters),
+                "acl_groups": view.acl_groups,
+                "grounding": GROUNDING_VERSION if self.grounding else None,
+            },
+            {"answer": writer.fingerprint, "embed": self.store.embedder.fingerprint, **self._tool_models()},
+        )
+        return _Question(text, k, view, writer, tuned, key, started)
+
+    def _cached(self, q: _Question) -> Iterator[AnswerEvent] | None:
+        stored = self.cache.get(q.key)
+        if stored is None:
+            return None
+        cached = Answer.from_dict(json.loads(stored))
+        q.timings["total_ms"] = _ms(q.started)
+        cached = replace(cached, timings=dict(q.timings), cached=True)
+        events = [AnswerEvent("evidence", list(cached.citations))]
+        events += [AnswerEvent("sentence", s) for s in cached.sentences]
+        return iter([*events, AnswerEvent("answer", cached)])
+
+    def _ground(self, q: _Question) -> None:
+        t = time.perf_counter()
+        q.grounding = self.grounder.ground(q.text, q.view)
+        q.timings["ground_ms"] = _ms(t)
+
+    def _retrieve(self, q: _Question) -> None:
+        t = time.perf_counter()
+        hits = q.view.search(q.text, q.k)
+        q.timings["retrieve_ms"] = _ms(t)
+        synced = q.view.synced_at()
+        tool_evidence = tool_citations(q.grounding.execution, synced) if q.grounding else []
+        first_passage = 1 + len(tool_evidence)
+        passages = [Citation.from_hit(i, hit, synced.get(hit.source)) for i, hit in enumerate(hits, first_passage)]
+        q.citations = (*tool_evidence, *passages)
+
+    def _gather(self, q: _Question) -> None:
+        t = time.perf_counter()
+        q.pool = build_pool(q.text, q.citations, self.store.embedder)
+        q.timings["evidence_ms"] = _ms(t)
+
+    def _write(self, q: _Question) -> None:
+        assert q.pool is not None
+        evidence = select_evidence(q.pool, self.settings.sentences_per_passage)
+        messages = (
+            tuned_answer_messages(q.text, format_passages(evidence))
+            if q.tuned is not None
+            else build_messages(q.text, evidence)
+        )
+        t = time.perf_counter()
+        generation = q.writer.generate(messages, max_tokens=self.settings.max_new_tokens)
+        q.timings["generate_ms"] = _ms(t)
+        q.timings["prefill_s"] = round(generation.prefill_s, 4)
+        q.timings["decode_s"] = round(generation.decode_s, 4)
+        q.timings["prompt_tokens"] = float(generation.prompt_tokens)
+        q.timings["completion_tokens"] = float(generation.completion_tokens)
+        q.generation = generation
+
+    def _verify(self, q: _Question) -> None:
+        if q.generation is None or q.pool is None or is_abstention(q.generation.text):
+            return
+        t = time.perf_counter()
+        q.parsed = parse_sentences(q.generation.text, [c.id for c in q.citations])
+        q.sentences, q.checks = verify(q.parsed, q.pool, self.store.embedder, self.settings)
+        q.timings["verify_ms"] = _ms(t)
+
+    def _finish(self, q: _Question, use_cache: bool) -> Answer:
+        best = q.pool.best_similarity() if q.pool is not None else 0.0
+        self.last_draft = Draft(q.generation, tuple(q.parsed), tuple(q.checks), best)
+        model = q.writer.fingerprint
+        route = q.grounding.decision.route if q.grounding else "unstructured"
+        trace = q.grounding.trace() if q.grounding else {}
+        if q.sentences:
+            answer = Answer(
+                q.text, cited_text(q.sentences), tuple(q.sentences), q.citations, False, q.version, model,
+                route=route, trace=trace,
+            )  # fmt: skip
+        else:
+            closest = _closest(q.pool) if q.pool is not None else None
+            answer = Answer(
+                q.text, ABSTAIN_TEXT, (), q.citations, True, q.version, model, closest=closest, route=route,
+                trace=trace,
+            )  # fmt: skip
+        if use_cache:
+            self.cache.put(q.key, q.version, answer.canonical_json())
+        q.timings["total_ms"] = _ms(q.started)
+        return replace(answer, timings=dict(q.timings), cached=False)
+
+    def _ungrounded(self, q: _Question) -> Iterator[AnswerEvent]:
+        """A not-fact-seeking question: the expert replies without evidence, marked ungrounded."""
+        assert q.grounding is not None
+        yield AnswerEvent("evidence", [])
+        t = time.perf_counter()
+        messages = [Message("system", UNGROUNDED_PROMPT), Message("user", q.text)]
+        generation = self.expert.generate(messages, max_tokens=min(64, self.settings.max_new_tokens))
+        q.timings["generate_ms"] = _ms(t)
+        text = " ".join(generation.text.split()) or "Hello."
+        sentence = AnswerSentence(text, (), quoted=False, support=0.0)
+        yield AnswerEvent("sentence", sentence)
+        answer = Answer(
+            q.text, text, (sentence,), (), False, q.version, self.expert.fingerprint,
+            route="not_fact_seeking", grounded=False, trace=q.grounding.trace(),
+        )  # fmt: skip
+        q.timings["total_ms"] = _ms(q.started)
+        yield AnswerEvent("answer", replace(answer, timings=dict(q.timings), cached=False))
+
+    # -- the grounding layer's experts ------------------------------------------------------------
+
+    @property
+    def grounder(self) -> Grounder:
+        with self._lock:
+            if self._grounder is None:
+                self._grounder = Grounder(
+                    self.store.path,
+                    self.store.embedder,
+                    sql_expert=self.sql_expert,
+                    tool_expert=self.tool_expert,
+                    k=self.settings.k,
+                    sql_grammar=self._sql_grammar,
+                )
+            return self._grounder
+
+    @property
+    def sql_expert(self) -> TextGenerator | None:
+        """The text-to-SQL expert: ``experts.sql`` when configured; without one, SQL is not planned."""
+        if self._sql_expert is None and self.store.settings.experts.sql is not None:
+            self._sql_expert = get_expert("sql", self.store.settings)
+        return self._sql_expert
+
+    @property
+    def _sql_grammar(self) -> bool:
+        """Whether SQL is decoded under the linked tables' grammar (it changes the SQL written)."""
+        spec = self.store.settings.experts.sql
+        return spec is not None and spec.grammar and isinstance(self.sql_expert, GrammarGenerator)
+
+    @property
+    def tool_expert(self) -> StructuredGenerator | None:
+        """The tool-call expert: ``experts.tool_call`` when configured; without one, the rules plan."""
+        if self._tool_expert is None and self.store.settings.experts.tool_call is not None:
+            self._tool_expert = get_structured_expert("tool_call", self.store.settings)
+        return self._tool_expert
+
+    def _tool_models(self) -> dict[str, str]:
+        if not self.grounding:
+            return {}
+        experts = {"sql": self.sql_expert, "tool_call": self.tool_expert}
+        models = {task: e.fingerprint for task, e in experts.items() if e is not None}
+        if self._sql_grammar:
+            models["sql"] += "+sql-grammar"
+        # A tuned expert activated (or rolled back) while serving changes the key, never a stale answer.
+        models.update({f"sql:{source}": fp for source, fp in self.grounder.tuned.fingerprints("sql").items()})
+        return models
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+
+def _closest(pool: EvidencePool) -> AnswerSentence | None:
+    best = pool.closest()
+    if best is None:
+        return None
+    return AnswerSentence(pool.sentence(best), (pool.owners[best],), quoted=True, support=1.0)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

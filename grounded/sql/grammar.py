@@ -1,0 +1,157 @@
+"""A SQL grammar for the tables a question links to: text-to-SQL decoded so it can only be valid SQL.
+
+:func:`sql_grammar` writes a grammar (GBNF, the EBNF dialect both xgrammar and llama.cpp read) for
+the read-only subset of DuckDB SQL a question needs: one ``SELECT`` with joins, ``WHERE``,
+``GROUP BY``/``HAVING``, ``ORDER BY``, ``LIMIT``, subqueries in ``FROM``/``IN``/comparisons,
+``UNION``/``INTERSECT``/``EXCEPT``, aggregates and a few scalar functions. Table aliases are
+short (a letter or two and a digit) or the table's name and a digit. Its table names are
+exactly the shown tables (``schema.table``) and its column names exactly their columns, so a
+model decoding under it cannot name a table or column the schema does not have, call a function
+outside the list (``read_csv``, ``getenv``...), write a second statement, or add prose after the
+query. Which alias holds which column is not context-free; the binder check after decoding
+catches that (and the writer's one repair turn fixes it).
+
+Keywords are upper case (function names either case) and tokens are separated by single
+spaces: one spelling per query keeps the grammar small and a small model's choices few.
+Everything the grammar accepts still goes through the SQL guard: the grammar narrows what a
+model writes, the guard decides what runs.
+
+>>> print(sql_grammar([TableInfo("geo", "state", (("state_name", "VARCHAR"),))]).splitlines()[-1])
+column ::= "state_name"
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from grounded.errors import ConfigError
+from grounded.sql.database import TableInfo
+
+__all__ = ["AGGREGATES", "SCALAR_FUNCTIONS", "accepts", "quote_identifier", "sql_grammar"]
+
+AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX")
+SCALAR_FUNCTIONS = ("LOWER", "UPPER", "LENGTH", "ABS", "ROUND", "COALESCE")
+
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@functools.cache
+def _keywords() -> frozenset[str]:
+    """Words DuckDB reads as keywords where a name stands (such names are written quoted)."""
+    rows = duckdb.connect().execute(
+        "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category IN ('reserved', 'type_function')"
+    )
+    return frozenset(r[0] for r in rows.fetchall())
+
+
+# The statement's structure; the table and column rules are appended per schema.
+_RULES = r"""
+root ::= query
+query ::= select (setop select){0,2} orderby? limit?
+setop ::= " UNION " | " UNION ALL " | " INTERSECT " | " EXCEPT "
+select ::= "SELECT " ("DISTINCT ")? items " FROM " sources where? groupby? having?
+items ::= "*" | item (", " item){0,7}
+item ::= expr (" AS " name)?
+sources ::= source ((", " source) | join source " ON " expr){0,3}
+join ::= " JOIN " | " INNER JOIN " | " LEFT JOIN "
+source ::= table (" AS " alias)? | "(" query ")" " AS " alias
+where ::= " WHERE " expr
+groupby ::= " GROUP BY " expr (", " expr){0,3}
+having ::= " HAVING " expr
+orderby ::= " ORDER BY " order (", " order){0,3}
+order ::= expr (" ASC" | " DESC")?
+limit ::= " LIMIT " [1-9] [0-9]{0,3}
+expr ::= conj (" OR " conj){0,5}
+conj ::= neg (" AND " neg){0,5}
+neg ::= "NOT " neg | predicate
+predicate ::= "EXISTS (" query ")" | sum (compare | null-test | in-test | like-test | range-test)?
+compare ::= (" = " | " != " | " <> " | " < " | " > " | " <= " | " >= ") (sum | ("ALL " | "ANY ") "(" query ")")
+null-test ::= " IS " ("NOT ")? "NULL"
+in-test ::= (" NOT")? " IN (" (query | literal (", " literal){0,19}) ")"
+like-test ::= (" NOT")? (" LIKE " | " ILIKE ") string
+range-test ::= " BETWEEN " sum " AND " sum
+sum ::= product ((" + " | " - ") product){0,3}
+product ::= factor ((" * " | " / ") factor){0,3}
+factor ::= column-ref | literal | call | "(" expr ")" | "(" query ")" | "-" factor
+call ::= aggregate "(" ("*" | ("DISTINCT ")? expr) ")" | scalar "(" expr (", " expr){0,3} ")" | "CAST(" expr " AS " type ")"
+type ::= "INTEGER" | "BIGINT" | "DOUBLE" | "VARCHAR" | "DATE"
+literal ::= number | string | "NULL" | "TRUE" | "FALSE"
+number ::= [0-9]{1,15} ("." [0-9]{1,10})?
+string ::= "'" ([^'\\\n] | "''"){0,80} "'"
+name ::= [a-zA-Z_] [a-zA-Z0-9_]{0,15}
+alias ::= [a-zA-Z] [a-zA-Z]? [0-9]? | table-name [0-9]?
+column-ref ::= ((table | table-name | alias) ".")? column
+"""
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as DuckDB reads it: bare when plain lower case and not a keyword, else double-quoted."""
+    if _PLAIN.fullmatch(name) and name not in _keywords():
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    """``text`` as a grammar string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _alternatives(rule: str, options: Sequence[str]) -> str:
+    return f"{rule} ::= " + " | ".join(_literal(o) for o in options)
+
+
+def _either_case(words: Sequence[str]) -> list[str]:
+    # Code models write functions in both cases (``count(*)``); a forced case steers them off course.
+    return [spelling for w in words for spelling in (w, w.lower())]
+
+
+def sql_grammar(tables: Sequence[TableInfo]) -> str:
+    """The grammar of read-only queries over ``tables`` (their names and columns only).
+
+    Raises ``ValueError`` when there is no table or no column: no query could be written.
+    """
+    names = sorted({f"{quote_identifier(t.schema)}.{quote_identifier(t.name)}" for t in tables})
+    bare = sorted({quote_identifier(t.name) for t in tables})
+    columns = sorted({quote_identifier(c) for t in tables for c, _ in t.columns})
+    if not names or not columns:
+        raise ValueError("a SQL grammar needs at least one table with at least one column")
+    return "\n".join(
+        [
+            _RULES.strip(),
+            _alternatives("aggregate", _either_case(AGGREGATES)),
+            _alternatives("scalar", _either_case(SCALAR_FUNCTIONS)),
+            _alternatives("table", names),
+            _alternatives("table-name", bare),
+            _alternatives("column", columns),
+            "",
+        ]
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(grammar: str) -> Any:
+    try:
+        import xgrammar
+    except ImportError as exc:
+        raise ConfigError("checking SQL against a grammar needs xgrammar: pip install 'grounded[tools]'") from exc
+    # A one-token vocabulary: the check is on characters, the stop token asks "is the query complete?".
+    info = xgrammar.TokenizerInfo(["</s>"], stop_token_ids=[0])
+    return xgrammar.GrammarCompiler(info, max_threads=1).compile_grammar(grammar, root_rule_name="root")
+
+
+def accepts(grammar: str, sql: str, *, prefix: bool = False) -> bool:
+    """Whether ``sql`` is a complete string of ``grammar`` (what decoding under it could write),
+    or with ``prefix``, the start of one (what decoding cut off by ``max_tokens`` could write).
+
+    >>> accepts(sql_grammar([TableInfo("geo", "state", (("area", "DOUBLE"),))]), "SELECT MAX(area) FROM geo.state")
+    True
+    """
+    import xgrammar
+
+    matcher = xgrammar.GrammarMatcher(_compiled(grammar))
+    return bool(matcher.accept_string(sql) and (prefix or matcher.accept_token(0)))

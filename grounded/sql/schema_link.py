@@ -1,0 +1,145 @@
+"""Schema linking: which mirrored tables (and columns) a question is about.
+
+Each mirrored table is described by its name, its columns and a few distinct text values per
+column. A question links to a table by words it shares with that description (table and column
+names, cell values such as ``texas``) and by embedding similarity (all-MiniLM-L6-v2) between
+the question and the description. The router uses the best score to decide whether SQL can
+answer at all; text-to-SQL shows the model only the best tables.
+
+Example::
+
+    linker = SchemaLinker.for_version(db, embedder)
+    linker.link("how many rivers run through texas?")[:2]   # [Link(table=geo.river, ...), ...]
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grounded.experts.embedding import SentenceEmbedder
+from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.text import STOPWORDS
+
+__all__ = ["Link", "SchemaLinker"]
+
+VALUES_PER_COLUMN = 200
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    out = set()
+    for w in _WORD.findall(text.lower().replace("_", " ")):
+        if w not in STOPWORDS and len(w) > 1:
+            out.add(w[:-1] if w.endswith("s") and len(w) > 3 else w)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """How strongly a question points at one table, and which of its columns/values it names."""
+
+    table: TableInfo
+    score: float
+    similarity: float
+    names: tuple[str, ...]
+    values: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _TableProfile:
+    table: TableInfo
+    name_words: dict[str, str]
+    value_words: dict[str, str]
+    samples: tuple[tuple[Any, ...], ...]
+
+
+class SchemaLinker:
+    """Links questions to the mirrored tables of one version (profiles built once per version)."""
+
+    _cache: dict[str, SchemaLinker] = {}  # noqa: RUF012 (a per-process memo)
+    _lock = threading.Lock()
+
+    def __init__(self, db: ReadOnlyDatabase, embedder: SentenceEmbedder) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.profiles = [self._profile(t) for t in db.tables()]
+        texts = [self.describe(p.table, samples=False) for p in self.profiles]
+        self.vectors = embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
+
+    @classmethod
+    def for_version(cls, db: ReadOnlyDatabase, embedder: SentenceEmbedder) -> SchemaLinker:
+        with cls._lock:
+            key = str(db.path)
+            found = cls._cache.get(key)
+            if found is None or found.embedder is not embedder:
+                found = cls(db, embedder)
+                cls._cache.clear()
+                cls._cache[key] = found
+            return found
+
+    def _profile(self, table: TableInfo) -> _TableProfile:
+        names: dict[str, str] = {}
+        for w in _words(table.name):
+            names[w] = table.name
+        for column, _ in table.columns:
+            for w in _words(column):
+                names.setdefault(w, column)
+        values: dict[str, str] = {}
+        cur = self.db.cursor()
+        try:
+            for column, type_ in table.columns:
+                if not type_.upper().startswith("VARCHAR"):
+                    continue
+                col = '"' + column.replace('"', '""') + '"'
+                rows = cur.execute(
+                    f"SELECT DISTINCT {col} FROM {_qualified(table)} WHERE {col} IS NOT NULL "
+                    f"AND length({col}) <= 40 LIMIT {VALUES_PER_COLUMN}"
+                ).fetchall()
+                for (value,) in rows:
+                    text = str(value).lower()
+                    if text and text not in STOPWORDS and not text.isdigit():
+                        values.setdefault(text, column)
+            samples = tuple(tuple(r) for r in cur.execute(f"SELECT * FROM {_qualified(table)} LIMIT 3").fetchall())
+        finally:
+            cur.close()
+        return _TableProfile(table, names, values, samples)
+
+    def describe(self, table: TableInfo, *, samples: bool = True) -> str:
+        """``CREATE TABLE`` text for a prompt (with sample rows), or a short description to embed."""
+        if not samples:
+            return f"{table.name.replace('_', ' ')}: {', '.join(c.replace('_', ' ') for c, _ in table.columns)}"
+        cols = ",\n".join(f"  {c} {t}" for c, t in table.columns)
+        text = f"CREATE TABLE {table.qualified} (\n{cols}\n);"
+        profile = next((p for p in self.profiles if p.table == table), None)
+        if profile and profile.samples:
+            rows = "\n".join("  " + ", ".join(repr(v) for v in r) for r in profile.samples)
+            text += f"\n-- sample rows:\n{rows}"
+        return text
+
+    def link(self, question: str) -> list[Link]:
+        """Every table with a positive score, best first (ties by name)."""
+        if not self.profiles:
+            return []
+        lowered = question.lower()
+        words = _words(question)
+        tokens = set(_WORD.findall(lowered))
+        qvec = self.embedder.embed_query(question)
+        sims = self.vectors @ qvec
+        links: list[Link] = []
+        for profile, sim in zip(self.profiles, sims, strict=True):
+            names = tuple(sorted({profile.name_words[w] for w in words if w in profile.name_words}))
+            values = tuple(
+                sorted(v for v in profile.value_words if (" " in v and v in lowered) or (" " not in v and v in tokens))
+            )[:10]
+            score = float(sim) + 0.25 * len(names) + 0.35 * min(len(values), 2)
+            links.append(Link(profile.table, round(score, 4), round(float(sim), 4), names, values))
+        return sorted(links, key=lambda l: (-l.score, l.table.qualified))  # noqa: E741
+
+
+def _qualified(table: TableInfo) -> str:
+    return ".".join('"' + p.replace('"', '""') + '"' for p in (table.schema, table.name))

