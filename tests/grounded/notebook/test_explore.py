@@ -164,7 +164,7 @@ def test_tables_list_mirrored_tables_and_sql_reads_them(shop_kb: KnowledgeBase) 
     assert list(names["name"]) == ["kettle", "lamp"]
     (shop,) = shop_kb.sources()
     assert shop.name == "shop"
-    assert [t.qualified for t in shop.tables] == ['"shop"."products"']
+    assert [t.quoted for t in shop.tables] == ['"shop"."products"']
     assert "shop" in shop_kb.source("shop")._repr_html_()
     with pytest.raises(InvalidRequest, match="read-only"):
         shop_kb.sql("DELETE FROM shop.products")
