@@ -129,7 +129,8 @@ class ExpertsSettings(BaseModel):
     answer: ExpertSpec = Field(ExpertSpec(), description="Writes the cited answers from the numbered evidence.")
     sql: ExpertSpec | None = Field(
         None,
-        description="Text-to-SQL for questions the router sends to the mirrored tables; unset: no SQL is planned.",
+        description="Text-to-SQL for questions the router sends to the mirrored tables; unset: no SQL is planned, "
+        "except for a source with an active tuned SQL expert (`grounded tune sql`).",
     )
     tool_call: ExpertSpec | None = Field(
         None,
