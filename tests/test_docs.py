@@ -366,3 +366,58 @@ def test_mkdocs_builds_strictly(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "configuration" / "index.html").is_file()
+
+
+# -- the module map ------------------------------------------------------------------------------
+
+MAP_EXEMPT = {"grounded/cli"}
+"""Folders whose modules the map names as a group ("one module per command")."""
+
+
+def _module_map() -> str:
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    start = text.index("## Module map")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def _mapped_paths(text: str) -> list[str]:
+    """Paths a module map names: ``dir/file.py``, ``dir/``, and bare ``file.py`` after a ``dir/...``."""
+    paths = []
+    for row in text.splitlines():
+        folder = ""
+        for token in re.findall(r"`([^`]+)`", row):
+            if re.fullmatch(r"[\w./]+/[\w./]*", token):
+                paths.append(token)
+                folder = token if token.endswith("/") else token.rsplit("/", 1)[0] + "/"
+            elif re.fullmatch(r"\w+\.py", token) and folder:
+                paths.append(folder + token)
+    return paths
+
+
+@pytest.mark.parametrize("page", ["docs/architecture.md", "README.md"])
+def test_module_map_names_existing_modules(page: str) -> None:
+    text = _module_map() if page == "docs/architecture.md" else (ROOT / page).read_text(encoding="utf-8")
+    if page == "README.md":
+        text = text[text.index("## How it works") : text.index("## Commands")]
+    paths = _mapped_paths(text)
+    assert len(paths) > 20
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    assert not missing, f"{page}'s module map names modules that do not exist (update it): {missing}"
+
+
+def test_module_map_names_every_module() -> None:
+    text = _module_map()
+    named = set(_mapped_paths(text))
+    words = set(re.findall(r"`([^`]+)`", text))
+    missing = []
+    for package in ("grounded", "connectors", "indexes"):
+        for module in sorted((ROOT / package).rglob("*.py")):
+            rel = module.relative_to(ROOT).as_posix()
+            folder = rel.rsplit("/", 1)[0]
+            if module.name == "__init__.py" or folder in MAP_EXEMPT:
+                continue
+            if rel in named or module.name in words or module.stem in words:
+                continue
+            missing.append(rel)
+    assert not missing, f"docs/architecture.md's module map does not name: {missing}"
