@@ -327,7 +327,7 @@ def test_docs_tool_runs_through_the_registry(docs_plugins: dict[str, Any]) -> No
 def test_docs_plugins_answer_a_question_end_to_end(docs_plugins: dict[str, Any], tmp_path: Path) -> None:
     """A configured `notes` source, synced, answered by the `first-sentence` backend."""
     import grounded
-    from grounded.sync import sync_sources
+    from grounded.ingest.sources import sync_sources
 
     folder = tmp_path / "ideas"
     folder.mkdir()
@@ -340,7 +340,7 @@ def test_docs_plugins_answer_a_question_end_to_end(docs_plugins: dict[str, Any],
         sources={"ideas": {"type": "notes", "params": {"folder": str(folder)}}},
         experts={"answer": {"backend": "first-sentence", "model": "none"}},
     )
-    [result] = sync_sources(kb, kb.settings)
+    [result] = sync_sources(kb.store, kb.settings)
     assert result.ok, result.error
     assert kb.stats()["documents"] == 2
     answer = kb.ask("why are ideas cheap?", use_cache=False)

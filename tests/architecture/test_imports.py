@@ -18,7 +18,7 @@ PACKAGES = ("grounded", "connectors", "indexes")
 # sub-packages of grounded (and its top-level modules); connectors and indexes sit at the bottom.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("grounded.errors", "grounded.plugins", "grounded.text", "grounded.html", "grounded.version"),
-    ("grounded.config",),
+    ("grounded.config", "grounded.config_docs"),
     ("connectors", "indexes", "grounded.access"),
     ("grounded.experts",),
     ("grounded.retrieval",),
