@@ -22,7 +22,8 @@ def test_every_group_is_documented_with_an_example() -> None:
     for group in plugins.GROUPS:
         assert f"`{group.name}`" in text, f"docs/plugins.md does not document the {group.name!r} group"
         assert f'[project.entry-points."{group.name}"]' in text, f"docs/plugins.md has no example for {group.name!r}"
-        assert group.description and group.provides
+        assert group.description
+        assert group.provides
 
 
 def test_each_group_has_one_registry_on_the_one_mechanism() -> None:
