@@ -17,15 +17,21 @@
     │   ├── FatalConnectorError        502  stop this source: bad credentials, missing table
     │   ├── RetriableConnectorError    503  try again later: timeout, 429, 5xx
     │   └── SkippableRecordError       422  skip one record, go on with the rest
-    └── ExpertError                    502  a model backend failed
-        └── ExpertTimeout              504  a model backend did not answer in time
+    ├── ExpertError                    502  a model backend failed
+    │   └── ExpertTimeout              504  a model backend did not answer in time
+    └── ServerUnreachable (ConnectionError)  503  grounded.Client could not reach the server
 
 Each class carries the HTTP status the API renders it with (as ``application/problem+json``)
-and a short ``title``. Foreign exceptions (driver, HTTP, file system) are wrapped where they
+and a short ``title``. The Python client (``grounded.Client``) turns a problem+json response back
+into the class named by its ``title`` (``type`` ends in the same slug), so remote and local calls
+raise alike. Foreign exceptions (driver, HTTP, file system) are wrapped where they
 cross into our code, with ``raise ... from exc`` so the cause is kept.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -45,6 +51,7 @@ __all__ = [
     "RateLimited",
     "RequestTooLarge",
     "RetriableConnectorError",
+    "ServerUnreachable",
     "SkippableRecordError",
     "Unauthorized",
 ]
@@ -55,6 +62,8 @@ class GroundedError(Exception):
 
     status: int = 500
     title: str = "Internal error"
+    problem: Mapping[str, Any] | None = None
+    """The server's problem+json body, when ``grounded.Client`` raised this from a response."""
 
 
 class ConfigError(GroundedError, ValueError):
@@ -183,3 +192,10 @@ class ExpertTimeout(ExpertError):
 
     status = 504
     title = "Model backend timeout"
+
+
+class ServerUnreachable(GroundedError, ConnectionError):
+    """``grounded.Client`` could not connect to the server, or the connection broke (never sent by a server)."""
+
+    status = 503
+    title = "Server unreachable"

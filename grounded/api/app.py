@@ -26,6 +26,7 @@ from grounded.api.problems import install_problem_handlers
 from grounded.api.ratelimit import RateLimiter
 from grounded.api.routes import health, openai_compat, query, search, sources, web
 from grounded.kb import KnowledgeBase
+from grounded.mcp.http import mount as mount_mcp
 from grounded.ops.keys import KEYS_FILE, KeyStore
 from grounded.ops.scheduler import Refresher
 from grounded.version import __version__
@@ -61,7 +62,8 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
         if kb.version is not None:
             kb.snapshot()
             kb.embedder.embed_query("warm up")
-        yield
+        async with app.state.mcp.session_manager.run():  # the /mcp transport's task group
+            yield
         # Graceful shutdown: uvicorn stops accepting, lets in-flight requests finish, then we get here.
         app.state.shutting_down = True
 
@@ -79,6 +81,7 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    mount_mcp(app, kb)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     app.add_middleware(ServingMiddleware, max_body_bytes=server.max_body_bytes)
     return app

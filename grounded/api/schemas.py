@@ -1,15 +1,36 @@
-"""Request and response bodies of the REST API."""
+"""Request and response bodies of the REST API.
+
+The server's routes and the Python client (:mod:`grounded.client`), the MCP tools
+(:mod:`grounded.mcp`) and the framework integrations share these models, so a field added here
+reaches every channel at once. Importing this module loads pydantic and nothing heavy.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexes.base import Hit
 
-__all__ = ["HitOut", "SearchRequest", "SearchResponse"]
+if TYPE_CHECKING:
+    from grounded.answering.types import Answer, AnswerSentence, Citation
+    from grounded.ops.jobs import JobRecord
+
+__all__ = [
+    "CitationOut",
+    "HitOut",
+    "JobOut",
+    "JobsResponse",
+    "QueryRequest",
+    "QueryResponse",
+    "SearchRequest",
+    "SearchResponse",
+    "SentenceOut",
+    "SourceOut",
+    "SourcesResponse",
+]
 
 
 class SearchRequest(BaseModel):
@@ -67,3 +88,144 @@ class SearchResponse(BaseModel):
     index_version: str
     hits: list[HitOut]
     took_ms: float
+
+
+class QueryRequest(BaseModel):
+    """``POST /v1/query``: the question, how many passages to read, and search filters."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"query": "where is mount logan located?", "k": 3}]}
+    )
+
+    query: str = Field(min_length=1, max_length=2000, description="The question.")
+    k: int | None = Field(None, ge=1, le=20, description="Evidence passages to read (default: answer.k).")
+    filters: dict[str, Any] | None = Field(None, description="The same filters as /v1/search.")
+    cache: bool = Field(True, description="Use the answer cache.")
+
+
+class SentenceOut(BaseModel):
+    text: str
+    citations: list[int] = Field(description="Ids of the citations this sentence rests on.")
+    quoted: bool = Field(description="True when the sentence is evidence quoted verbatim.")
+
+    @classmethod
+    def of(cls, s: AnswerSentence) -> SentenceOut:
+        return cls(text=s.text, citations=list(s.citations), quoted=s.quoted)
+
+
+class CitationOut(BaseModel):
+    id: int
+    doc_id: str
+    chunk_id: str = Field(description="Chunk id (a 63-bit integer, as a string for JavaScript clients).")
+    title: str
+    uri: str
+    start: int = Field(description="Character offset of the passage in its document.")
+    end: int
+    text: str
+    source: str
+    synced_at: datetime | None = Field(description="When the source was last synced: the answer holds as of then.")
+
+    @classmethod
+    def of(cls, c: Citation) -> CitationOut:
+        return cls(
+            id=c.id,
+            doc_id=c.doc_id,
+            chunk_id=str(c.chunk_id),
+            title=c.title,
+            uri=c.uri,
+            start=c.start,
+            end=c.end,
+            text=c.text,
+            source=c.source,
+            synced_at=c.synced_at,
+        )
+
+
+class QueryResponse(BaseModel):
+    query: str
+    answer: str
+    sentences: list[SentenceOut]
+    citations: list[CitationOut]
+    abstained: bool
+    closest: SentenceOut | None = Field(description="When abstaining: the nearest evidence sentence, quoted.")
+    index_version: str
+    model: str
+    cached: bool
+    timings: dict[str, float]
+    route: str = Field("unstructured", description="How the question was routed (grounded.grounding.router).")
+    trace: dict[str, Any] = Field(default_factory=dict, description="Route decision, plan and tool calls.")
+
+    @classmethod
+    def of(cls, a: Answer) -> QueryResponse:
+        return cls(
+            query=a.question,
+            answer=a.text,
+            sentences=[SentenceOut.of(s) for s in a.sentences],
+            citations=[CitationOut.of(c) for c in a.citations],
+            abstained=a.abstained,
+            closest=SentenceOut.of(a.closest) if a.closest else None,
+            index_version=a.index_version,
+            model=a.model,
+            cached=a.cached,
+            timings=dict(a.timings),
+            route=a.route,
+            trace=dict(a.trace),
+        )
+
+
+class JobOut(BaseModel):
+    """One refresh of one source."""
+
+    id: int
+    source: str
+    trigger: str = Field(description="schedule, manual (CLI) or api.")
+    status: str = Field(description="running, succeeded, failed or interrupted.")
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    version: str | None = Field(description="The version the refresh published (or found current).")
+    error: str | None
+    error_kind: str | None
+    stats: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOut:
+        return cls(
+            id=job.id,
+            source=job.source,
+            trigger=job.trigger,
+            status=job.status,
+            attempts=job.attempts,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            duration_s=job.duration_s,
+            version=job.version,
+            error=job.error,
+            error_kind=job.error_kind,
+            stats=job.stats,
+        )
+
+
+class SourceOut(BaseModel):
+    """A configured source: what it is, when it runs, how its last refresh went."""
+
+    name: str
+    type: str
+    enabled: bool
+    acl: list[str]
+    schedule: str | None
+    next_run: datetime | None = Field(description="Next scheduled run, before jitter (null: unscheduled).")
+    schedule_error: str | None = None
+    last_synced_at: datetime | None = Field(description="When the published version last took this source's data.")
+    documents: int | None = Field(description="Documents of this source in the published version.")
+    last_job: JobOut | None
+
+
+class JobsResponse(BaseModel):
+    jobs: list[JobOut]
+
+
+class SourcesResponse(BaseModel):
+    index_version: str | None
+    sources: list[SourceOut]

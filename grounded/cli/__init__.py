@@ -5,6 +5,7 @@ from __future__ import annotations
 from grounded.cli import ask as _ask  # noqa: F401  (registers `grounded ask`)
 from grounded.cli import demo, ingest, search, serve  # noqa: F401  (each module registers its commands)
 from grounded.cli import keys as _keys  # noqa: F401  (registers `grounded keys`)
+from grounded.cli import mcp_server as _mcp  # noqa: F401  (registers `grounded mcp`)
 from grounded.cli import refresh as _refresh  # noqa: F401  (registers `grounded refresh` and `grounded scheduler`)
 from grounded.cli import sync as _sync  # noqa: F401  (registers `grounded sync`)
 from grounded.cli import tune as _tune  # noqa: F401  (registers `grounded tune`)

@@ -11,106 +11,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from grounded.answering.engine import AnswerEvent
-from grounded.answering.types import Answer, AnswerSentence, Citation
 from grounded.api.deps import KBDep, PrincipalDep
+from grounded.api.schemas import CitationOut, QueryRequest, QueryResponse, SentenceOut
 from grounded.errors import GroundedError
 from grounded.ops.metrics import observe_answer
 
 __all__ = ["CitationOut", "QueryRequest", "QueryResponse", "SentenceOut", "router"]
 
 router = APIRouter(tags=["query"])
-
-
-class QueryRequest(BaseModel):
-    """``POST /v1/query``: the question, how many passages to read, and search filters."""
-
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"query": "where is mount logan located?", "k": 3}]}
-    )
-
-    query: str = Field(min_length=1, max_length=2000, description="The question.")
-    k: int | None = Field(None, ge=1, le=20, description="Evidence passages to read (default: answer.k).")
-    filters: dict[str, Any] | None = Field(None, description="The same filters as /v1/search.")
-    cache: bool = Field(True, description="Use the answer cache.")
-
-
-class SentenceOut(BaseModel):
-    text: str
-    citations: list[int] = Field(description="Ids of the citations this sentence rests on.")
-    quoted: bool = Field(description="True when the sentence is evidence quoted verbatim.")
-
-    @classmethod
-    def of(cls, s: AnswerSentence) -> SentenceOut:
-        return cls(text=s.text, citations=list(s.citations), quoted=s.quoted)
-
-
-class CitationOut(BaseModel):
-    id: int
-    doc_id: str
-    chunk_id: str = Field(description="Chunk id (a 63-bit integer, as a string for JavaScript clients).")
-    title: str
-    uri: str
-    start: int = Field(description="Character offset of the passage in its document.")
-    end: int
-    text: str
-    source: str
-    synced_at: datetime | None = Field(description="When the source was last synced: the answer holds as of then.")
-
-    @classmethod
-    def of(cls, c: Citation) -> CitationOut:
-        return cls(
-            id=c.id,
-            doc_id=c.doc_id,
-            chunk_id=str(c.chunk_id),
-            title=c.title,
-            uri=c.uri,
-            start=c.start,
-            end=c.end,
-            text=c.text,
-            source=c.source,
-            synced_at=c.synced_at,
-        )
-
-
-class QueryResponse(BaseModel):
-    query: str
-    answer: str
-    sentences: list[SentenceOut]
-    citations: list[CitationOut]
-    abstained: bool
-    closest: SentenceOut | None = Field(description="When abstaining: the nearest evidence sentence, quoted.")
-    index_version: str
-    model: str
-    cached: bool
-    timings: dict[str, float]
-    route: str = Field("unstructured", description="How the question was routed (grounded.grounding.router).")
-    trace: dict[str, Any] = Field(default_factory=dict, description="Route decision, plan and tool calls.")
-
-    @classmethod
-    def of(cls, a: Answer) -> QueryResponse:
-        return cls(
-            query=a.question,
-            answer=a.text,
-            sentences=[SentenceOut.of(s) for s in a.sentences],
-            citations=[CitationOut.of(c) for c in a.citations],
-            abstained=a.abstained,
-            closest=SentenceOut.of(a.closest) if a.closest else None,
-            index_version=a.index_version,
-            model=a.model,
-            cached=a.cached,
-            timings=dict(a.timings),
-            route=a.route,
-            trace=dict(a.trace),
-        )
 
 
 def _sse(event: str, data: Any) -> bytes:

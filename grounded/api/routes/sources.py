@@ -11,73 +11,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from grounded.api.deps import AdminDep, KBDep
+from grounded.api.schemas import JobOut, JobsResponse, SourceOut, SourcesResponse
 from grounded.errors import ConfigError
-from grounded.ops.jobs import JobRecord
 from grounded.ops.scheduler import Refresher, parse_schedule
 
 router = APIRouter(tags=["sources"])
-
-
-class JobOut(BaseModel):
-    """One refresh of one source."""
-
-    id: int
-    source: str
-    trigger: str = Field(description="schedule, manual (CLI) or api.")
-    status: str = Field(description="running, succeeded, failed or interrupted.")
-    attempts: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration_s: float | None
-    version: str | None = Field(description="The version the refresh published (or found current).")
-    error: str | None
-    error_kind: str | None
-    stats: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, job: JobRecord) -> JobOut:
-        return cls(
-            id=job.id,
-            source=job.source,
-            trigger=job.trigger,
-            status=job.status,
-            attempts=job.attempts,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            duration_s=job.duration_s,
-            version=job.version,
-            error=job.error,
-            error_kind=job.error_kind,
-            stats=job.stats,
-        )
-
-
-class SourceOut(BaseModel):
-    """A configured source: what it is, when it runs, how its last refresh went."""
-
-    name: str
-    type: str
-    enabled: bool
-    acl: list[str]
-    schedule: str | None
-    next_run: datetime | None = Field(description="Next scheduled run, before jitter (null: unscheduled).")
-    schedule_error: str | None = None
-    last_synced_at: datetime | None = Field(description="When the published version last took this source's data.")
-    documents: int | None = Field(description="Documents of this source in the published version.")
-    last_job: JobOut | None
-
-
-class JobsResponse(BaseModel):
-    jobs: list[JobOut]
-
-
-class SourcesResponse(BaseModel):
-    index_version: str | None
-    sources: list[SourceOut]
 
 
 def _refresher(request: Request) -> Refresher:
@@ -85,7 +26,8 @@ def _refresher(request: Request) -> Refresher:
     return refresher
 
 
-def _list_sources(kb: Any, refresher: Refresher) -> SourcesResponse:
+def list_sources(kb: Any, refresher: Refresher) -> SourcesResponse:
+    """What `GET /v1/sources` answers (also the MCP `sources` tool): for admin callers only."""
     synced: dict[str, dict[str, Any]] = {}
     version = kb.version
     if version is not None:
@@ -125,7 +67,7 @@ def _list_sources(kb: Any, refresher: Refresher) -> SourcesResponse:
 @router.get("/v1/sources", response_model=SourcesResponse)
 async def sources(request: Request, kb: KBDep, _: AdminDep) -> SourcesResponse:
     """Every configured source with its schedule, data freshness and last refresh (admin key)."""
-    return await run_in_threadpool(_list_sources, kb, _refresher(request))
+    return await run_in_threadpool(list_sources, kb, _refresher(request))
 
 
 @router.get("/v1/jobs", response_model=JobsResponse)
