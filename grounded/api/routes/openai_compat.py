@@ -25,7 +25,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from grounded.answering.engine import AnswerEvent
 from grounded.answering.types import Answer, Citation, cited_text
 from grounded.api.deps import KBDep, PrincipalDep
-from grounded.api.routes.query import CitationOut
+from grounded.api.schemas import CitationOut
 from grounded.errors import GroundedError, InvalidRequest
 from grounded.ops.metrics import observe_answer
 
