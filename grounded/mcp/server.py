@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 import grounded
 from grounded.access import Principal
 from grounded.api.schemas import HitOut, QueryResponse, SearchResponse, SourcesResponse
-from grounded.errors import Forbidden, GroundedError, NotFound, Unauthorized
+from grounded.errors import Forbidden, GroundedError, InvalidRequest, NotFound, Unauthorized
 from grounded.kb import KnowledgeBase, restrict
 from grounded.metrics import RETRIEVAL_HITS, observe_answer
 from grounded.scheduler import Refresher
@@ -86,7 +86,8 @@ def read_document(
 
     The ACL rule is the search's own (:func:`indexes.duckdb_store._filter_sql`): a document with
     no ACL, or sharing a group with the caller, or any document for an admin. Anything else
-    raises the same :class:`~grounded.errors.NotFound` as an id that does not exist.
+    raises the same :class:`~grounded.errors.NotFound` as an id that does not exist; offsets
+    outside the text raise :class:`~grounded.errors.InvalidRequest`.
     """
     snapshot = kb.snapshot()
     row = (
@@ -102,7 +103,7 @@ def read_document(
     a = 0 if start is None else start
     b = len(text) if end is None else end
     if not 0 <= a <= b <= len(text):
-        raise NotFound(
+        raise InvalidRequest(
             f"document {doc_id!r} has {len(text)} characters; start={start}, end={end} is outside it "
             "(0 <= start <= end <= length)"
         )

@@ -19,7 +19,9 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from grounded.access import KEYS_FILE, KeyStore
 from grounded.kb import KnowledgeBase
+from grounded.mcp import build_server
 from tests.integrations.conftest import PUBLIC_QUESTION, SECRET_QUESTION, SECRET_TEXT, assert_no_secret
 
 T = TypeVar("T")
@@ -130,6 +132,31 @@ def test_http_caller_key_and_acl_hold(url: str, tokens: dict[str, str], acl_kb: 
         response = httpx.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers)
         assert response.status_code == 401
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_revoked_key_stops_a_running_stdio_server(acl_kb: KnowledgeBase) -> None:
+    """The stdio server re-checks its key on every call (here in process, through the SDK's own transport)."""
+    keys = KeyStore(acl_kb.path / KEYS_FILE)
+    token, record = keys.create("laptop", groups=["eng"])
+    server = build_server(acl_kb, principal=lambda: keys.authenticate(token))
+
+    async def session() -> tuple[dict[str, Any], str, str]:
+        async with Client(server) as client:
+            before = await call(client, "search", query=PUBLIC_QUESTION, k=2)
+            doc = before["hits"][0]
+            with pytest.raises(MCPError, match="outside it"):
+                await read(client, f"grounded://doc/{doc['doc_id']}?start=0&end=99999999")
+            keys.revoke(record.id)
+            after = await refused(client, "search", query=PUBLIC_QUESTION, k=2)
+            with pytest.raises(MCPError) as exc:
+                await read(client, f"grounded://doc/{doc['doc_id']}")
+            return before, after, str(exc.value)
+
+    before, after, resource = run(session)
+    assert before["hits"]
+    assert "Unauthorized (401)" in after
+    assert "revoked" in after
+    assert "revoked" in resource
 
 
 def _stdio_env(acl_kb: KnowledgeBase, token: str | None) -> dict[str, str]:
