@@ -21,12 +21,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from grounded.api.mcp.http import mount as mount_mcp
 from grounded.api.middleware import ServingMiddleware
 from grounded.api.problems import install_problem_handlers
 from grounded.api.ratelimit import RateLimiter
 from grounded.api.routes import health, openai_compat, query, search, sources, web
 from grounded.kb import KnowledgeBase
-from grounded.mcp.http import mount as mount_mcp
 from grounded.ops.keys import KEYS_FILE, KeyStore
 from grounded.ops.scheduler import Refresher
 from grounded.version import __version__

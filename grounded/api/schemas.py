@@ -1,7 +1,7 @@
 """Request and response bodies of the REST API.
 
 The server's routes and the Python client (:mod:`grounded.client`), the MCP tools
-(:mod:`grounded.mcp`) and the framework integrations share these models, so a field added here
+(:mod:`grounded.api.mcp`) and the framework integrations share these models, so a field added here
 reaches every channel at once. Importing this module loads pydantic and nothing heavy.
 """
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, fail, handle_errors, open_kb
+from grounded.cli.app import KBOption, app, fail, handle_errors, knowledge_base
 
 
 @app.command("mcp")
@@ -32,12 +32,13 @@ def mcp_command(
     """
     import anyio
 
-    from grounded.access import KEYS_FILE, KeyStore, Principal
+    from grounded.access import Principal
+    from grounded.api.mcp import build_server
     from grounded.errors import Unauthorized
-    from grounded.logs import configure_logging
-    from grounded.mcp import build_server
+    from grounded.ops.keys import KEYS_FILE, KeyStore
+    from grounded.ops.logs import configure_logging
 
-    knowledge = open_kb(kb, create=False)
+    knowledge = knowledge_base(kb, create=False)
     configure_logging(knowledge.settings.server.log_format)
     keys = KeyStore(knowledge.path / KEYS_FILE)
     try:

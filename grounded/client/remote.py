@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from grounded.answer import Answer, AnswerSentence, Citation
+from grounded.answering.types import Answer, AnswerSentence, Citation
 from grounded.api.schemas import CitationOut, HitOut, QueryResponse, SearchResponse, SentenceOut
 from grounded.client._wire import Mode
 from grounded.client.client import DEFAULT_TIMEOUT_S, Client
-from grounded.display import SearchResults
+from grounded.retrieval.results import SearchResults
 from indexes.base import Hit
 
 __all__ = ["RemoteKnowledgeBase", "to_answer", "to_hit", "to_results"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grounded.answer import Citation
+from grounded.answering.types import Citation
 from indexes.base import Hit
 
 __all__ = ["citation_metadata", "missing_extra"]

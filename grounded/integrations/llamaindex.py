@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from grounded.answer import Answer, Citation
+from grounded.answering.types import Answer, Citation
 from grounded.integrations import citation_metadata, missing_extra
 from indexes.base import Hit
 

@@ -30,7 +30,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("grounded.notebook",),
     ("grounded.kb",),
     ("grounded.ops", "grounded.tune"),
-    ("grounded.api",),
+    # The client shares the API's schemas; the framework integrations wrap the client or a local KB.
+    ("grounded.api", "grounded.client", "grounded.integrations"),
     ("grounded.cli", "grounded"),
 )
 

@@ -30,9 +30,9 @@ import pytest
 import grounded
 from connectors.files import FilesConfig, FilesConnector
 from connectors.registry import build_connector
-from grounded.access import KEYS_FILE, KeyStore
 from grounded.api.app import create_app
 from grounded.kb import KnowledgeBase
+from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.api.serving import serving
 from tests.conftest import write_topics
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)

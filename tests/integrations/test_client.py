@@ -8,12 +8,12 @@ import time
 import pytest
 
 import grounded
-from grounded.answer import Answer
+from grounded.answering.types import Answer
 from grounded.api.schemas import JobOut, QueryResponse, SearchResponse, SourcesResponse
 from grounded.client import AnswerEvent, AsyncClient, Client, EvidenceEvent, RemoteKnowledgeBase, SentenceEvent
-from grounded.display import SearchResults
 from grounded.errors import Forbidden, InvalidRequest, NotFound, ServerUnreachable, Unauthorized
 from grounded.kb import KnowledgeBase
+from grounded.retrieval.results import SearchResults
 from tests.api.serving import free_port
 from tests.integrations.conftest import PUBLIC_QUESTION, SECRET_QUESTION, assert_no_secret
 

@@ -19,9 +19,9 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from grounded.access import KEYS_FILE, KeyStore
+from grounded.api.mcp import build_server
 from grounded.kb import KnowledgeBase
-from grounded.mcp import build_server
+from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.integrations.conftest import PUBLIC_QUESTION, SECRET_QUESTION, SECRET_TEXT, assert_no_secret
 
 T = TypeVar("T")

@@ -8,6 +8,6 @@ Tools ``search``, ``ask``, ``sql``, ``sources``; resource ``grounded://doc/{doc_
 See ``docs/integrations/mcp.md``.
 """
 
-from grounded.mcp.server import DOC_URI, build_server, read_document
+from grounded.api.mcp.server import DOC_URI, build_server, read_document
 
 __all__ = ["DOC_URI", "build_server", "read_document"]

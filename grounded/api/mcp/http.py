@@ -22,8 +22,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from grounded.api.deps import PrincipalDep
+from grounded.api.mcp.server import PRINCIPAL_STATE, build_server
 from grounded.kb import KnowledgeBase
-from grounded.mcp.server import PRINCIPAL_STATE, build_server
 
 __all__ = ["MCP_PATH", "mount"]
 

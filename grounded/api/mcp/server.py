@@ -9,7 +9,7 @@ like one that does not exist. The caller is
 - over stdio (``grounded mcp``): the operator's choice, the principal of ``--key`` (or
   ``$GROUNDED_API_KEY``), fixed for the process;
 - over streamable HTTP (``/mcp`` on ``grounded serve``): each request's API key, checked by
-  :mod:`grounded.mcp.http` before the request reaches the server.
+  :mod:`grounded.api.mcp.http` before the request reaches the server.
 
 Results are the REST API's own schemas (:mod:`grounded.api.schemas`), so an MCP client gets
 the same fields (citations with document ids and character offsets) as a REST client.
@@ -28,14 +28,13 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-import grounded
 from grounded.access import Principal
 from grounded.api.schemas import HitOut, QueryResponse, SearchResponse, SourcesResponse
 from grounded.errors import Forbidden, GroundedError, InvalidRequest, NotFound, Unauthorized
-from grounded.kb import KnowledgeBase, restrict
-from grounded.metrics import RETRIEVAL_HITS, observe_answer
-from grounded.scheduler import Refresher
-from indexes.base import SearchFilters
+from grounded.kb import KnowledgeBase
+from grounded.ops.metrics import RETRIEVAL_HITS, observe_answer
+from grounded.ops.scheduler import Refresher
+from grounded.version import __version__
 
 __all__ = ["DOC_URI", "PRINCIPAL_STATE", "Caller", "Document", "SqlResult", "build_server", "read_document"]
 
@@ -43,7 +42,7 @@ DOC_URI = "grounded://doc/{doc_id}{?start,end}"
 """A document's text by id; ``start``/``end`` (character offsets, as in citations) cut a span."""
 
 PRINCIPAL_STATE = "grounded_principal"
-"""Where :mod:`grounded.mcp.http` leaves the authenticated caller in the request's ASGI state."""
+"""Where :mod:`grounded.api.mcp.http` leaves the authenticated caller in the request's ASGI state."""
 
 INSTRUCTIONS = (
     "grounded answers questions from an organisation's own documents and tables, every sentence "
@@ -84,22 +83,16 @@ def read_document(
 ) -> Document:
     """Document ``doc_id`` (or its ``[start:end]`` span) if ``principal`` may read it.
 
-    The ACL rule is the search's own (:func:`indexes.duckdb_store._filter_sql`): a document with
+    The ACL rule is the one every channel applies (:meth:`grounded.store.View.document`): a document with
     no ACL, or sharing a group with the caller, or any document for an admin. Anything else
     raises the same :class:`~grounded.errors.NotFound` as an id that does not exist; offsets
     outside the text raise :class:`~grounded.errors.InvalidRequest`.
     """
-    snapshot = kb.snapshot()
-    row = (
-        snapshot.store.cursor()
-        .execute("SELECT source, title, uri, text, acl FROM documents WHERE doc_id = ?", [doc_id])
-        .fetchone()
-    )
-    groups = principal.acl_groups
-    acl = tuple(row[4] or ()) if row is not None else ()
-    if row is None or (groups is not None and acl and not set(acl) & set(groups)):
-        raise NotFound(f"no document with id {doc_id!r} in version {snapshot.version.id}")
-    text = str(row[3] or "")
+    view = kb.store.view(acl_groups=principal.acl_groups)
+    row = view.document(doc_id)
+    if row is None:
+        raise NotFound(f"no document with id {doc_id!r} in version {view.version}")
+    text = str(row["text"] or "")
     a = 0 if start is None else start
     b = len(text) if end is None else end
     if not 0 <= a <= b <= len(text):
@@ -109,9 +102,9 @@ def read_document(
         )
     return Document(
         doc_id=doc_id,
-        source=str(row[0]),
-        title=str(row[1] or ""),
-        uri=str(row[2] or ""),
+        source=str(row["source"]),
+        title=str(row["title"] or ""),
+        uri=str(row["uri"] or ""),
         start=a,
         end=b,
         text=text[a:b],
@@ -123,7 +116,7 @@ Caller = Principal | Callable[[], Principal]
 
 
 def _principal(ctx: Context, fixed: Caller | None) -> Principal:
-    """The caller: the HTTP request's (set by grounded.mcp.http), else the server's own."""
+    """The caller: the HTTP request's (set by grounded.api.mcp.http), else the server's own."""
     request = ctx.request_context.request
     if request is not None:
         found = getattr(getattr(request, "state", None), PRINCIPAL_STATE, None)
@@ -159,14 +152,12 @@ def build_server(
 
     ``principal`` is the caller of every request that does not come over HTTP (stdio), or a
     function that returns it for each call (``grounded mcp`` re-checks its key each time); HTTP
-    requests carry their own, from their API key (see :func:`grounded.mcp.http.mount`).
+    requests carry their own, from their API key (see :func:`grounded.api.mcp.http.mount`).
     ``refresher`` reports jobs to the ``sources`` tool (the API's own when mounted on it).
     """
     root = logging.getLogger()
     before = (root.level, list(root.handlers))
-    server: MCPServer = MCPServer(
-        "grounded", version=grounded.__version__, instructions=INSTRUCTIONS, log_level="WARNING"
-    )
+    server: MCPServer = MCPServer("grounded", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     # MCPServer calls logging.basicConfig(); a library must leave the host's logging alone.
     root.setLevel(before[0])
     for handler in root.handlers[len(before[1]) :]:
@@ -235,8 +226,8 @@ def build_server(
         def run() -> SqlResult:
             from grounded.tools import ToolContext, get_tool
 
-            filters = restrict(SearchFilters(), who.acl_groups)
-            result = get_tool("sql").call({"query": query}, ToolContext(kb=kb, extra={"filters": filters}))
+            view = kb.store.view(acl_groups=who.acl_groups)  # the caller's tables, one pinned version
+            result = get_tool("sql").call({"query": query}, ToolContext(view=view))
             if not result.ok:
                 raise ToolError(result.error or "the query failed")
             data = result.data or {}
