@@ -89,7 +89,7 @@ def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
     )
     label = f"{args.backend}:{Path(args.model).name}"
     modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)
-    return {f"{label} {mode}": SqlWriter(expert, linker, grammar=mode == "grammar") for mode in modes}
+    return {f"{label} {mode}": SqlWriter(expert, linker, db=linker.db, grammar=mode == "grammar") for mode in modes}
 
 
 @dataclass

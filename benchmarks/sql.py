@@ -57,7 +57,7 @@ def main() -> None:
         active = tuned.get("sql", "geo")
         if active is None:
             raise SystemExit(f"no tuned sql expert is active for source geo in {args.tuned}")
-        writers = {f"tuned:{active.name}": SqlWriter(None, linker, tuned=tuned)}
+        writers = {f"tuned:{active.name}": SqlWriter(None, linker, db=linker.db, tuned=tuned)}
     else:
         writers = sql_writers(args, linker)
     judge = ExecutionJudge(db, row_limit=10_000)

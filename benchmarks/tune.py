@@ -67,7 +67,7 @@ def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> None:
     active = experts.get("sql", "geo")
     if active is None:
         raise SystemExit("no tuned sql expert is active for source geo; run this benchmark without --serve-check")
-    writer = SqlWriter(None, SchemaLinker.for_version(db, kb.embedder), tuned=experts, max_tokens=192)
+    writer = SqlWriter(None, SchemaLinker.for_version(db, kb.embedder), db=db, tuned=experts, max_tokens=192)
     correct, started = 0, time.perf_counter()
     for ex in test:
         draft = writer.write(ex.question)

@@ -6,6 +6,10 @@ rows without the cursor that covers them or the reverse. Deletions come as tombs
 (:class:`~connectors.base.Deletion` with ``table``) or by key diff: the keys a stream saw are
 collected in a temporary table and, when the stream ends, mirrored rows with other keys go.
 
+When a version is published, each changed source's tables are copied into a DuckDB file of its
+own (:func:`export_tables`, ``tables/<source>.duckdb`` in the version): callers' SQL runs on
+connections that attach only the files of the sources they may read.
+
 Example::
 
     mirror = TableMirror(con, "shop")
@@ -17,7 +21,9 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,7 +32,7 @@ import pyarrow as pa
 from connectors.base import Column, RowBatch
 from grounded.errors import FatalConnectorError
 
-__all__ = ["TableMirror", "quote_ident"]
+__all__ = ["TableMirror", "export_tables", "quote_ident"]
 
 
 def quote_ident(name: str) -> str:
@@ -43,6 +49,8 @@ class TableMirror:
         self._ensured: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {}
         self._seen: set[str] = set()
         self._seen_ready: set[str] = set()  # tables whose temporary key table exists
+        self.changed = False
+        """Whether this mirror created, wrote, deleted or dropped anything (its export is stale)."""
 
     def qualified(self, table: str) -> str:
         return f"{quote_ident(self.source)}.{quote_ident(table)}"
@@ -74,6 +82,7 @@ class TableMirror:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.source)}")
             defs = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in cols)
             keys = ", ".join(quote_ident(k) for k in pk)
+            self.changed = True
             try:
                 self.con.execute(f"CREATE TABLE {self.qualified(table)} ({defs}, PRIMARY KEY ({keys}))")
             except duckdb.Error as exc:
@@ -122,6 +131,7 @@ class TableMirror:
         """
         for table in self.tables():
             self.con.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
+            self.changed = True
         if not keep_schema:
             self.con.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.source)} CASCADE")
         self._ensured.clear()
@@ -173,6 +183,7 @@ class TableMirror:
             ) from exc
         finally:
             self.con.unregister(view)
+        self.changed = self.changed or count > 0
         if batch.table in self._seen:
             self.mark_seen(batch.table, [tuple(r[i] for i in key_idx) for r in rows])
         return count
@@ -192,6 +203,7 @@ class TableMirror:
             ).fetchall()
         finally:
             self.con.unregister("_grounded_keys")
+        self.changed = self.changed or bool(rows)
         return [tuple(r) for r in rows]
 
     def track_seen(self, table: str) -> None:
@@ -250,11 +262,75 @@ class TableMirror:
         ).fetchall()
         self.con.execute(f"DROP TABLE IF EXISTS {seen}")
         self._seen_ready.discard(table)
+        self.changed = self.changed or bool(rows)
         return [tuple(r) for r in rows]
 
     def count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {self.qualified(table)}").fetchone()
         return int(row[0]) if row else 0
+
+
+def export_tables(con: duckdb.DuckDBPyConnection, source: str, target: Path) -> int:
+    """Copy ``source``'s mirrored tables (schema ``source`` of ``con``'s current database) into a
+    DuckDB file of their own, ``target``, as ``main.<table>`` with their types and primary keys.
+
+    The file is written beside ``target`` and renamed over it, so a reader never sees half of
+    it; a source without tables leaves no file. Returns the number of tables copied.
+    """
+    tables = [
+        str(r[0])
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
+            "AND NOT temporary ORDER BY 1",
+            [source],
+        ).fetchall()
+    ]
+    if not tables:
+        target.unlink(missing_ok=True)
+        return 0
+    tmp = target.with_name(f".{target.name}.tmp")
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    alias = "_grounded_export"
+    con.execute(f"ATTACH '{_sql_text(str(tmp))}' AS {alias}")
+    open_transaction = False
+    try:
+        con.execute("BEGIN TRANSACTION")
+        open_transaction = True
+        for table in tables:
+            columns = con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ? ORDER BY column_index",
+                [source, table],
+            ).fetchall()
+            key = con.execute(
+                "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+                [source, table],
+            ).fetchone()
+            defs = [f"{quote_ident(str(name))} {type_}" for name, type_ in columns]
+            if key and key[0]:
+                defs.append(f"PRIMARY KEY ({', '.join(quote_ident(str(k)) for k in key[0])})")
+            copy = f"{alias}.main.{quote_ident(table)}"
+            con.execute(f"CREATE TABLE {copy} ({', '.join(defs)})")
+            con.execute(f"INSERT INTO {copy} SELECT * FROM {quote_ident(source)}.{quote_ident(table)}")
+        con.execute("COMMIT")
+        open_transaction = False
+        con.execute(f"CHECKPOINT {alias}")
+    except BaseException:
+        if open_transaction:
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute(f"DETACH {alias}")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return len(tables)
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _normal_type(type_: str) -> str:

@@ -5,7 +5,7 @@ Layout::
     kb/
       KB_FORMAT                 marks the directory as a knowledge base (format version)
       CURRENT                   name of the published version, replaced atomically
-      versions/000007/          store.duckdb, vectors.faiss, manifest.json (never modified)
+      versions/000007/          store.duckdb, vectors.faiss, manifest.json, tables/ (never modified)
       staging/000008/           the next version while it is being built
       .write.lock               one writer at a time, across processes
 
@@ -13,6 +13,11 @@ A writer copies the current version into ``staging/``, changes the copy, and pub
 renaming it into ``versions/`` and then replacing ``CURRENT``. A crash at any point before that
 last rename leaves ``CURRENT`` on the last good version; the orphaned staging copy is removed
 by the next writer. Readers open published versions read-only and keep the one they started with.
+
+``tables/<source>.duckdb`` holds a copy of each source's mirrored tables (the store keeps the
+originals, written in the same transaction as their cursor): a caller's SQL runs on a connection
+that attaches only the files of the sources it may read, so what it may not read is not there
+to name (see :mod:`grounded.sql.database`).
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from typing import Any
 
 from grounded.errors import CorruptKnowledgeBase, KnowledgeBaseLocked
 
-__all__ = ["FORMAT_VERSION", "VersionInfo", "VersionStore"]
+__all__ = ["FORMAT_VERSION", "TABLES_DIR", "VersionInfo", "VersionStore"]
 
 FORMAT_VERSION = 1
 STORE_FILE = "store.duckdb"
 VECTORS_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
+TABLES_DIR = "tables"
+"""Per-source copies of the mirrored tables, one DuckDB file per source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,12 @@ class VersionInfo:
     @property
     def vectors_path(self) -> Path:
         return self.path / VECTORS_FILE
+
+    @property
+    def tables_path(self) -> Path:
+        """``tables/``: one DuckDB file per source with mirrored tables (absent in versions built
+        before it existed)."""
+        return self.path / TABLES_DIR
 
 
 def _fsync_dir(path: Path) -> None:
@@ -169,8 +182,8 @@ class VersionStore:
     def publish(self, vid: str, staged: Path, manifest: dict[str, Any]) -> VersionInfo:
         """Make ``staged`` the current version; the only step readers can observe."""
         _write_atomic(staged / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        for name in (STORE_FILE, VECTORS_FILE):
-            file = staged / name
+        tables = sorted((staged / TABLES_DIR).glob("*.duckdb")) if (staged / TABLES_DIR).is_dir() else []
+        for file in [staged / STORE_FILE, staged / VECTORS_FILE, *tables]:
             if file.exists():
                 with open(file, "rb") as fh:
                     os.fsync(fh.fileno())

@@ -3,7 +3,9 @@
     route (router)  ->  plan (planner, tool-call expert)  ->  run (executor)  ->  Grounding
 
 Everything runs on the caller's :class:`~grounded.store.View`: the tables it may read are the
-only ones linked, offered and queried, and every call reads the version pinned for the question.
+only ones linked, offered and queried — SQL drafts are checked and bound on the caller's own
+connection (:func:`~grounded.sql.database.caller_database`), which holds nothing else — and
+every call reads the version pinned for the question.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from grounded.grounding.executor import Execution, Executor, Plan
 from grounded.grounding.planner import OFFERED_TOOLS, Planner
 from grounded.grounding.router import RouteDecision, Router
 from grounded.grounding.toolcall import ProposedPlan, ToolCaller
-from grounded.sql.database import ReadOnlyDatabase, visible_tables
+from grounded.sql.database import ReadOnlyDatabase, caller_database
 from grounded.sql.schema_link import SchemaLinker
 from grounded.sql.writer import SqlDraft, SqlWriter
 from grounded.store import View
@@ -79,7 +81,8 @@ class Grounder:
         self.k = k
 
     def linker(self, view: View) -> SchemaLinker | None:
-        """The schema linker of the view's version, when it has mirrored tables."""
+        """The schema linker of the view's version (every table, profiled once per version), when it
+        has mirrored tables; :meth:`ground` links only the caller's tables with it."""
         db = ReadOnlyDatabase.for_version(view.snapshot.version.store_path)
         return SchemaLinker.for_version(db, self.embedder) if db.tables() else None
 
@@ -87,13 +90,12 @@ class Grounder:
         """Route ``question``, plan its calls and run them, all on ``view``."""
         linker = self.linker(view)
         ctx = ToolContext(view=view)
-        readable = view.readable_sources()
-        visible = {t.qualified for t in visible_tables(linker.db, readable)} if linker else set()
-        links = [link for link in linker.link(question) if link.table.qualified in visible] if linker else []
+        caller_db = caller_database(view)
+        links = linker.link(question, tables=caller_db.tables()) if linker else []
         decision = self.router.route(question, links)
         sql_ready = self.sql_expert is not None or self.tuned.any("sql")
         writer = (
-            SqlWriter(self.sql_expert, linker, tuned=self.tuned, grammar=self.sql_grammar)
+            SqlWriter(self.sql_expert, linker, db=caller_db, tuned=self.tuned, grammar=self.sql_grammar)
             if linker is not None and sql_ready
             else None
         )

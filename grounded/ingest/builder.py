@@ -44,8 +44,8 @@ from grounded.experts.embedding import SentenceEmbedder
 from indexes.chunking import ChunkingConfig, chunk_document
 from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore
 from indexes.faiss_index import EXACT_LIMIT, IndexChoice, VectorIndex
-from indexes.mirror import TableMirror
-from indexes.versions import STORE_FILE, VECTORS_FILE, VersionInfo, VersionStore
+from indexes.mirror import TableMirror, export_tables
+from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore
 
 __all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for"]
 
@@ -321,6 +321,7 @@ class VersionBuilder:
         store = self.store
         now_ids = store.chunk_ids()
         choice = self._update_vectors(now_ids)
+        self._export_tables()
         store.rebuild_fts()
         counts = store.counts()
         fingerprint = (
@@ -348,6 +349,27 @@ class VersionBuilder:
         info = self.versions.publish(self.vid, self._staged, manifest)
         self.published = True
         return info
+
+    def _export_tables(self) -> None:
+        """Refresh ``tables/<source>.duckdb`` for each source whose mirrored tables changed (or
+        that has no file yet), and remove the files of sources without tables."""
+        folder = self._staged / TABLES_DIR
+        folder.mkdir(exist_ok=True)
+        schemas = {
+            str(r[0])
+            for r in self.store.connection.execute(
+                "SELECT DISTINCT schema_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name <> 'main' AND NOT starts_with(schema_name, 'fts_') AND NOT temporary"
+            ).fetchall()
+        }
+        for source in sorted(schemas):
+            target = folder / f"{source}.duckdb"
+            mirror = self._mirrors.get(source)
+            if not target.exists() or (mirror is not None and mirror.changed):
+                export_tables(self.store.connection, source, target)
+        for stale in folder.glob("*.duckdb"):
+            if stale.stem not in schemas:
+                stale.unlink()
 
     def _update_vectors(self, now_ids: np.ndarray) -> IndexChoice:
         path = self._staged / VECTORS_FILE

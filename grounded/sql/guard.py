@@ -6,11 +6,17 @@ Two policies over one parser:
   statement, of type SELECT (``WITH``, ``DESCRIBE``, ``SUMMARIZE`` included). The sandboxed
   connection (:mod:`grounded.sql.database`) does the rest.
 * :func:`check_sql` (the ``sql`` tool, for models and API callers): the same, and then a walk
-  of the parsed tree (``json_serialize_sql``): every table must be a mirrored table
-  (``<source>.<table>``, or a CTE of the query), never the catalog, the knowledge base's own
-  tables or a file path; functions that read files, the network, settings or run SQL text
-  (``read_csv``, ``glob``, ``query``, ``getenv``, ...) are refused; table functions other than
+  of the parsed tree (``json_serialize_sql``): every table must be one of the caller's mirrored
+  tables (``<source>.<table>``), or a CTE *in scope where it is named* — a CTE's own body does
+  not see its name (unless it is recursive), so ``WITH t AS (SELECT * FROM t)`` reads table
+  ``t`` and is checked as such; never the catalog, the knowledge base's own tables or a file
+  path; functions that read files, the network, settings or run SQL text (``read_csv``,
+  ``glob``, ``query``, ``getenv``, ...) are refused; table functions other than
   ``range``/``generate_series``/``unnest`` are refused.
+
+The guard is the second layer. The first is structural: the ``sql`` tool's connection holds
+only the caller's tables (:func:`grounded.sql.database.caller_database`), so a query the guard
+wrongly accepted still finds nothing else to read.
 
 Example::
 
@@ -69,13 +75,32 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(value)
 
 
-def _cte_names(tree: Any) -> set[str]:
-    names: set[str] = set()
-    for node in _walk(tree):
-        cte_map = node.get("cte_map")
-        if isinstance(cte_map, dict):
-            names.update(str(entry["key"]).lower() for entry in cte_map.get("map", []))
-    return names
+def _tables_in_scope(node: Any, scope: frozenset[str] = frozenset()) -> Iterator[tuple[dict[str, Any], frozenset[str]]]:
+    """Every ``BASE_TABLE`` node with the CTE names visible where it stands.
+
+    A ``WITH`` list's names are visible in the query it belongs to and in *later* CTEs of the
+    list, not in a CTE's own body (DuckDB resolves ``WITH t AS (SELECT * FROM t)``'s inner ``t``
+    to the table ``t``); a recursive CTE (``RECURSIVE_CTE_NODE``) sees its own name.
+    """
+    if isinstance(node, list):
+        for value in node:
+            yield from _tables_in_scope(value, scope)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "BASE_TABLE":
+        yield node, scope
+    inner = scope
+    cte_map = node.get("cte_map")
+    if isinstance(cte_map, dict):
+        for entry in cte_map.get("map", []):
+            yield from _tables_in_scope(entry.get("value"), inner)
+            inner = inner | {str(entry["key"]).lower()}
+    if node.get("type") == "RECURSIVE_CTE_NODE" and node.get("cte_name"):
+        inner = inner | {str(node["cte_name"]).lower()}
+    for key, value in node.items():
+        if key != "cte_map":
+            yield from _tables_in_scope(value, inner)
 
 
 def _function_blocked(name: str) -> bool:
@@ -128,7 +153,6 @@ def check_sql(sql: str, tables: Iterable[TableInfo] | None, *, catalog: str = CA
     by_name: dict[str, list[TableInfo]] = {}
     for t in known.values():
         by_name.setdefault(t.name.lower(), []).append(t)
-    ctes = _cte_names(tree)
     used: dict[str, TableInfo] = {}
     for node in _walk(tree):
         if "function_name" in node and _function_blocked(str(node["function_name"])):
@@ -136,28 +160,27 @@ def check_sql(sql: str, tables: Iterable[TableInfo] | None, *, catalog: str = CA
                 f"function {node['function_name']!r} is not allowed: the SQL tool reads mirrored tables only "
                 "(no files, network, settings or dynamic SQL)"
             )
-        kind_name = node.get("type")
-        if kind_name == "TABLE_FUNCTION":
+        if node.get("type") == "TABLE_FUNCTION":
             fn = str((node.get("function") or {}).get("function_name", "?"))
             if fn.lower() not in _ALLOWED_TABLE_FUNCTIONS:
                 raise SqlRefused(
                     f"table function {fn!r} is not allowed; only mirrored tables and "
                     f"{', '.join(sorted(_ALLOWED_TABLE_FUNCTIONS))} may appear in FROM"
                 )
-        elif kind_name == "BASE_TABLE":
-            catalog_name = str(node.get("catalog_name") or "").lower()
-            schema = str(node.get("schema_name") or "").lower()
-            name = str(node.get("table_name") or "").lower()
-            if catalog_name not in ("", catalog.lower()):
-                raise SqlRefused(f"table {catalog_name}.{schema}.{name} is outside the knowledge base")
-            if (not schema and name in ctes) or tables is None:
-                continue
-            candidates = [known[f"{schema}.{name}"]] if f"{schema}.{name}" in known else []
-            if not schema:
-                candidates = by_name.get(name, [])
-            if not candidates:
-                listed = ", ".join(sorted(known)) or "none (sync a database source first)"
-                raise SqlRefused(f"table {name if not schema else schema + '.' + name!r} is not a mirrored table; "
-                                 f"available: {listed}")  # fmt: skip
-            used[candidates[0].qualified] = candidates[0]
+    for node, ctes in _tables_in_scope(tree):
+        catalog_name = str(node.get("catalog_name") or "").lower()
+        schema = str(node.get("schema_name") or "").lower()
+        name = str(node.get("table_name") or "").lower()
+        if catalog_name not in ("", catalog.lower()):
+            raise SqlRefused(f"table {catalog_name}.{schema}.{name} is outside the knowledge base")
+        if (not schema and name in ctes) or tables is None:
+            continue
+        candidates = [known[f"{schema}.{name}"]] if f"{schema}.{name}" in known else []
+        if not schema:
+            candidates = by_name.get(name, [])
+        if not candidates:
+            listed = ", ".join(sorted(known)) or "none (sync a database source first)"
+            raise SqlRefused(f"table {name if not schema else schema + '.' + name!r} is not a mirrored table; "
+                             f"available: {listed}")  # fmt: skip
+        used[candidates[0].qualified] = candidates[0]
     return SqlGuard(sql.strip().rstrip(";").strip(), tuple(used[k] for k in sorted(used)))

@@ -9,13 +9,15 @@ answer at all; text-to-SQL shows the model only the best tables.
 Example::
 
     linker = SchemaLinker.for_version(db, embedder)
-    linker.link("how many rivers run through texas?")[:2]   # [Link(table=geo.river, ...), ...]
+    linker.link("how many rivers run through texas?", tables=caller_database(view).tables())[:2]
+    # [Link(table=geo.river, ...), ...]: only tables the caller may read are linked
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +76,7 @@ class SchemaLinker:
     @classmethod
     def for_version(cls, db: ReadOnlyDatabase, embedder: SentenceEmbedder) -> SchemaLinker:
         with cls._lock:
-            key = str(db.path)
+            key = f"{db.path}|{db.owner}|{sorted(db.readable) if db.readable is not None else '*'}"
             found = cls._cache.get(key)
             if found is None or found.embedder is not embedder:
                 found = cls(db, embedder)
@@ -121,10 +123,15 @@ class SchemaLinker:
             text += f"\n-- sample rows:\n{rows}"
         return text
 
-    def link(self, question: str) -> list[Link]:
-        """Every table with a positive score, best first (ties by name)."""
+    def link(self, question: str, *, tables: Collection[TableInfo] | None = None) -> list[Link]:
+        """Every table with a positive score, best first (ties by name).
+
+        ``tables`` (a caller's, :meth:`ReadOnlyDatabase.tables`) limits the links to those tables;
+        ``None`` links every table of the version (tools for the knowledge base's owner).
+        """
         if not self.profiles:
             return []
+        allowed = None if tables is None else {t.qualified for t in tables}
         lowered = question.lower()
         words = _words(question)
         tokens = set(_WORD.findall(lowered))
@@ -132,6 +139,8 @@ class SchemaLinker:
         sims = self.vectors @ qvec
         links: list[Link] = []
         for profile, sim in zip(self.profiles, sims, strict=True):
+            if allowed is not None and profile.table.qualified not in allowed:
+                continue
             names = tuple(sorted({profile.name_words[w] for w in words if w in profile.name_words}))
             values = tuple(
                 sorted(v for v in profile.value_words if (" " in v and v in lowered) or (" " not in v and v in tokens))

@@ -6,13 +6,18 @@ first ``SELECT``/``WITH``), checked by the SQL guard, then bound against the rea
 running it with a row limit of one; a guard refusal or a binder error goes back to the model
 once, with the error, for a repair. What cannot be repaired is reported, never run unchecked.
 
+Drafts are checked and bound **as the caller**: on ``db``, the caller's own connection
+(:func:`grounded.sql.database.caller_database`), which holds only the tables the caller may
+read. A draft's error (``SqlDraft.error``, shown in the answer's trace) therefore names only
+tables the caller may see and quotes only cells the caller may read.
+
 When the expert can decode under a grammar (local backends), it writes under the SQL grammar of
 the shown tables (:mod:`grounded.sql.grammar`): only their tables and columns, one read-only
 statement and nothing after it. A tuned expert writes as it was trained, without the grammar.
 
 Example::
 
-    writer = SqlWriter(expert, linker)
+    writer = SqlWriter(expert, linker, db=caller_database(view))
     draft = writer.write("how many states border texas?")
     draft.sql, draft.error        # ("SELECT count(*) FROM geo.border_info WHERE ...", None)
 """
@@ -27,6 +32,7 @@ import duckdb
 
 from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.experts.tuned import TunedExperts
+from grounded.sql.database import ReadOnlyDatabase
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql
 from grounded.sql.prompts import source_tables, tuned_sql_messages
@@ -74,6 +80,7 @@ class SqlWriter:
         expert: TextGenerator | None,
         linker: SchemaLinker,
         *,
+        db: ReadOnlyDatabase,
         max_tables: int = 3,
         max_tokens: int = 160,
         tuned: TunedExperts | None = None,
@@ -81,6 +88,8 @@ class SqlWriter:
     ) -> None:
         self.expert = expert
         self.linker = linker
+        self.db = db
+        """The caller's database: drafts are checked and bound here, so errors name only what it may see."""
         self.tuned = tuned
         """Experts tuned for one source (``grounded tune sql``): preferred, with the prompt they learnt."""
         self.grammar = grammar
@@ -103,7 +112,7 @@ class SqlWriter:
         if tuned is not None:
             # A tuned expert learnt its source's whole (compact) schema; it is shown all of it.
             expert: TextGenerator = tuned.generator
-            shown = source_tables(self.linker.db.tables(), source)
+            shown = source_tables(self.db.tables(), source)
             names = tuple(t.qualified for t in shown)
             messages = tuned_sql_messages(question, shown)
         elif self.expert is not None:
@@ -134,11 +143,11 @@ class SqlWriter:
     def _problem(self, sql: str) -> str | None:
         """Why ``sql`` cannot run (guard refusal or binder error), or ``None`` when it can."""
         try:
-            guard = check_sql(sql, self.linker.db.tables())
+            guard = check_sql(sql, self.db.tables())
         except SqlRefused as exc:
             return str(exc)
         try:
-            self.linker.db.execute(guard.sql, timeout_s=5.0, row_limit=1)
+            self.db.execute(guard.sql, timeout_s=5.0, row_limit=1)
         except (duckdb.Error, TimeoutError) as exc:
             return str(exc).splitlines()[0]
         return None

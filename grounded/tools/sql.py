@@ -1,9 +1,12 @@
 """The ``sql`` tool: one read-only SELECT over the mirrored tables a caller may read.
 
-The query passes :func:`grounded.sql.guard.check_sql` against the tables the caller may read
-(a hidden source's tables look like missing ones), then runs on the version's sandboxed
-read-only connection (:class:`grounded.sql.database.ReadOnlyDatabase`) with a timeout and a row
-limit; the rows become short sentences the writer can quote and the verifier check.
+The query runs on the caller's own sandboxed, read-only connection
+(:func:`grounded.sql.database.caller_database`), which holds only the tables of the sources the
+caller may read: a hidden source's tables, the knowledge base's own tables and the catalogs of
+either are not there, so no name can reach them. Before it runs, the query passes
+:func:`grounded.sql.guard.check_sql` against those same tables (a second layer: one SELECT, no
+file or settings functions). A timeout and a row limit bound it; the rows become short sentences
+the writer can quote and the verifier check.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import duckdb
 from pydantic import Field
 
-from grounded.sql.database import QueryResult, ReadOnlyDatabase, visible_tables
+from grounded.sql.database import QueryResult, caller_database
 from grounded.sql.guard import MAX_SQL_CHARS, SqlGuard, SqlRefused, check_sql
 from grounded.tools.base import Params, Tool, ToolContext, ToolResult
 
@@ -65,9 +68,9 @@ class SqlTool(Tool[SqlArguments]):
         if ctx.view is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
         snapshot = ctx.view.snapshot
-        db = ReadOnlyDatabase.for_version(snapshot.version.store_path)
+        db = caller_database(ctx.view)
         try:
-            guard = check_sql(args.query, visible_tables(db, ctx.view.readable_sources()))
+            guard = check_sql(args.query, db.tables())
         except SqlRefused as exc:
             return ToolResult.failure(self.name, f"refused: {exc}", refused=True)
         try:

@@ -137,7 +137,7 @@ def test_the_writer_decodes_under_the_linked_tables_grammar(shop_kb: Any) -> Non
     expert = GrammarRecorder("SELECT count(*) FROM shop.products")
     assert isinstance(expert, GrammarGenerator)
     links = linker.link("how many products are in the kitchen room?")[:1]
-    draft = SqlWriter(expert, linker).write("how many products are in the kitchen room?", links)
+    draft = SqlWriter(expert, linker, db=linker.db).write("how many products are in the kitchen room?", links)
     assert draft.constrained
     assert draft.sql == "SELECT count(*) FROM shop.products"
     assert expert.grammars == [sql_grammar([links[0].table])]
@@ -145,7 +145,9 @@ def test_the_writer_decodes_under_the_linked_tables_grammar(shop_kb: Any) -> Non
 
 def test_the_writer_can_be_told_not_to_use_the_grammar(shop_kb: Any) -> None:
     expert = GrammarRecorder("SELECT count(*) FROM shop.products")
-    draft = SqlWriter(expert, _linker(shop_kb), grammar=False).write("how many products are in the kitchen room?")
+    draft = SqlWriter(expert, _linker(shop_kb), db=_linker(shop_kb).db, grammar=False).write(
+        "how many products are in the kitchen room?"
+    )
     assert not draft.constrained
     assert draft.sql is not None
     assert expert.grammars == []
@@ -161,7 +163,7 @@ def test_smollm2_under_the_grammar_writes_only_queries_of_the_grammar(
     smollm2: TransformersGenerator, shop_kb: Any
 ) -> None:
     linker = _linker(shop_kb)
-    writer = SqlWriter(smollm2, linker)
+    writer = SqlWriter(smollm2, linker, db=linker.db)
     finished = 0
     for question in QUESTIONS:
         links = linker.link(question)[:2]

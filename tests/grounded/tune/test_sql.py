@@ -187,7 +187,9 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
 
     kb = grounded.open(tune_kb, create=False)
     linker = SchemaLinker.for_version(_db(tune_kb), kb.embedder)
-    writer = SqlWriter(None, linker, tuned=experts, max_tokens=16)  # no configured sql expert: the tuned one
+    writer = SqlWriter(
+        None, linker, db=linker.db, tuned=experts, max_tokens=16
+    )  # no configured sql expert: the tuned one
     draft = writer.write("how many products are there")
     assert draft.tables == ("shop.cities", "shop.products")  # the whole source, as in training
     assert draft.attempts >= 1
