@@ -13,9 +13,18 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest serve bench tune-bench notebook experts docs clean
+.PHONY: venv demo test lint typecheck pytest serve bench tune-bench notebook experts llama docs clean
 
 venv: $(STAMP)
+
+# The llama-cpp backend. No prebuilt llama.cpp on PyPI loads on this Debian 12 machine (glibc 2.36,
+# libstdc++ of GCC 12; README, "llama.cpp"), so `make llama` compiles llama-cpp-python once (pinned,
+# only libllama and ggml) into $(LLAMA_WHEELS), outside the repository; every later venv on the
+# machine, CI's included, installs that wheel in seconds.
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_WHEELS ?= $(HOME)/.cache/grounded/wheels
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+LLAMA_WHEEL = $(wildcard $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl)
 
 # torch goes first, pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build.
 $(STAMP): pyproject.toml Makefile
@@ -29,6 +38,9 @@ $(STAMP): pyproject.toml Makefile
 	# Constrained decoding for tool calls (grounded[tools]). --no-deps: it declares triton, which
 	# only its GPU kernels import (a large download a CPU machine never uses).
 	$(BIN)/python -m pip install --quiet --no-deps 'xgrammar==0.2.8' 'apache-tvm-ffi==0.1.15.post2'
+	# The llama-cpp backend, when `make llama` has built its wheel on this machine (never compiles here).
+	$(if $(LLAMA_WHEEL),$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) \
+		--only-binary llama-cpp-python 'llama-cpp-python==$(LLAMA_CPP_PYTHON)',@echo "llama-cpp backend not installed: run make llama once (compiles llama.cpp)")
 	@touch $(STAMP)
 
 ## demo: ingest the Python language reference into $(KB), print example requests, serve on $(HOST):$(PORT)
@@ -70,6 +82,13 @@ tune-bench: venv
 EXPERT ?= qwen2.5-coder-0.5b
 experts: venv
 	$(BIN)/python -m grounded.experts.fetch $(EXPERT)
+
+## llama: build llama-cpp-python once on this machine (10-25 min on 2 cores) and install it; later venvs reuse the wheel
+llama: venv
+	$(if $(LLAMA_WHEEL),,CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/python -m pip wheel --quiet --no-deps -w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)')
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python \
+		'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
 
 ## docs: regenerate the configuration reference in docs/configuration.md from grounded/config.py
 ## (tests/grounded/test_config_docs.py fails when it is stale), then build the site with mkdocs

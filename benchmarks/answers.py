@@ -261,6 +261,8 @@ def speed(rows: list[Row]) -> tuple[float, float]:
 
 def llama_speed(kb: KnowledgeBase, rows: list[Row]) -> tuple[float, float] | None:
     """Prefill/decode tokens/s of llama-cpp-python on the same prompts, if it is installed."""
+    if kb.settings.experts.answer.backend == "llama-cpp":
+        return None  # the answers above were written by it: their speed is the row above
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -389,6 +391,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".bench/answers"), help="KB and results (git-ignored).")
     parser.add_argument("--limit", type=int, default=None, help="Questions per set (default: all 150).")
     parser.add_argument("--backend", default=None, help="Answer backend (default: config).")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Answer model (default: config): a GGUF path, e.g. one from `make experts`, or a model package.",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="Threads of the answer expert (default: config).")
     parser.add_argument("--replay", type=int, default=None, help="Questions re-asked for determinism (default: all).")
     parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP.")
     parser.add_argument("--llama", type=int, default=20, help="Prompts timed with llama-cpp-python (if installed).")
@@ -403,10 +411,14 @@ def main() -> None:
 
     # answer.tuned off: the configured expert and its long prompt, even when a tuned one is active.
     overrides: dict[str, Any] = {"answer": {"min_evidence_similarity": -1.0, "cache": False, "tuned": False}}
+    expert: dict[str, Any] = {"timeout_s": 600}
     if args.backend:
-        overrides["experts"] = {"answer": {"backend": args.backend, "timeout_s": 600}}
-    else:
-        overrides["experts"] = {"answer": {"timeout_s": 600}}
+        expert["backend"] = args.backend
+    if args.model:
+        expert["model"] = str(Path(args.model).expanduser()) if args.model.endswith(".gguf") else args.model
+    if args.threads:
+        expert["threads"] = args.threads
+    overrides["experts"] = {"answer": expert}
     args.work.mkdir(parents=True, exist_ok=True)
     kb = build_kb(args.data, args.work, overrides)
     with open(args.data / "derived_dev_passages.jsonl", encoding="utf-8") as fh:

@@ -1,9 +1,16 @@
-"""The ``llama-cpp`` backend: a GGUF file run by llama.cpp (``pip install llama-cpp-python``).
+"""The ``llama-cpp`` backend: a GGUF file run by llama.cpp through llama-cpp-python.
 
-Optional: llama-cpp-python compiles from source on install (minutes). When it is installed it
-decodes the same GGUF many times faster than de-quantized float32 in torch on a small CPU; see
-the README's benchmark for the measured ratio. Greedy sampling with a fixed seed and a fixed
-thread count gives the same text on every run.
+llama-cpp-python compiles llama.cpp on install, and no prebuilt llama.cpp on PyPI loads on this
+project's Debian 12 machines (README, "llama.cpp"), so ``make llama`` builds the pinned version
+once per machine and every later virtual environment installs that wheel. It decodes the
+same GGUF several times faster than de-quantized float32 in torch on a small CPU (README,
+"Answers"). Greedy sampling with a fixed seed and a fixed thread count gives the same text on
+every run, and the prompt is the GGUF's chat template rendered the way transformers renders it,
+so both local backends read the same tokens.
+
+Token counts and timings come from a logits processor that llama.cpp calls once per token chosen
+(its first call ends the prompt's prefill); the text is streamed, so a deadline stops it between
+tokens.
 
 ``generate_json`` passes the schema as ``response_format`` (llama-cpp-python turns it into a
 GBNF grammar that constrains sampling); tool calls are decoded as one JSON object, as with the
@@ -53,7 +60,8 @@ class LlamaCppGenerator:
             from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise ConfigError(
-                "backend 'llama-cpp' needs llama-cpp-python: pip install llama-cpp-python (compiles for minutes)"
+                "backend 'llama-cpp' needs llama-cpp-python: `make llama` (compiles llama.cpp once, 10-25 min on "
+                "2 cores; pip keeps the wheel, so later venvs install it at once) or pip install 'grounded[llama]'"
             ) from exc
         threads = self.spec.threads or os.cpu_count() or 1
         self._llm = Llama(
@@ -121,6 +129,32 @@ class LlamaCppGenerator:
         """Calls decoded as one constrained JSON object (see :mod:`grounded.experts.structured`)."""
         return json_tool_calls(self, messages, tools, max_calls=max_calls, max_tokens=max_tokens, timeout_s=timeout_s)
 
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The token ids llama.cpp reads for ``messages``: the GGUF's chat template rendered, then tokenized."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # type: ignore[import-not-found,unused-ignore]
+
+        with self._lock:
+            self._load_locked()
+            llm = self._llm
+            eos, bos = llm.token_eos(), llm.token_bos()
+            formatter = Jinja2ChatFormatter(
+                template=llm.metadata["tokenizer.chat_template"],
+                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+            )
+            result = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+            tokens: list[int] = llm.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+            return tokens
+
+    def close(self) -> None:
+        """Free the model now (otherwise when the generator is garbage-collected)."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
     def _complete(
         self,
         messages: Sequence[Message],
@@ -131,12 +165,23 @@ class LlamaCppGenerator:
         response_format: dict[str, Any] | None = None,
         grammar: Any = None,
     ) -> Generation:
+        if max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1; got {max_tokens}")
         timeout = timeout_s if timeout_s is not None else self.spec.timeout_s
         with self._lock:
             started = time.perf_counter()
             self._load_locked()
             deadline = started + timeout
-            first: float | None = None
+            steps: list[int] = []  # the length of the sequence at each token chosen
+            marks: dict[str, float] = {}
+
+            def count(input_ids: Any, scores: Any) -> Any:
+                # Called once per token chosen (the end-of-text token included), before the grammar
+                # and the greedy pick; exceptions cannot cross llama.cpp's callback, so it only counts.
+                marks.setdefault("prefill_done", time.perf_counter())
+                steps.append(len(input_ids))
+                return scores
+
             parts: list[str] = []
             finish = "stop"
             try:
@@ -145,32 +190,26 @@ class LlamaCppGenerator:
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     max_tokens=max_tokens, temperature=0.0, top_k=1, top_p=1.0, min_p=0.0,
                     repeat_penalty=1.0, seed=0, stop=list(stop) or None, stream=True,
-                    response_format=response_format, grammar=grammar,
+                    response_format=response_format, grammar=grammar, logits_processor=[count],
                 )  # fmt: skip
                 for chunk in stream:
-                    if first is None:
-                        first = time.perf_counter()
                     choice = chunk["choices"][0]
                     parts.append(choice.get("delta", {}).get("content") or "")
                     finish = choice.get("finish_reason") or finish
                     if time.perf_counter() > deadline:
+                        stream.close()
                         raise ExpertTimeout(
-                            f"llama.cpp did not finish within {timeout:g} s; raise experts.answer.timeout_s"
+                            f"llama.cpp did not finish within {timeout:g} s; raise experts.<task>.timeout_s"
                         )
             except (RuntimeError, ValueError) as exc:
                 raise ExpertError(f"llama.cpp failed on {self.local.path.name}: {exc}") from exc
             finished = time.perf_counter()
-            text = "".join(parts)
-            prompt_tokens = int(self._llm.n_tokens) - len(
-                self._llm.tokenize(text.encode(), add_bos=False, special=True)
-            )
-        first = first or finished
-        completion = max(0, int(self._llm.n_tokens) - prompt_tokens)
+        prefill_done = marks.get("prefill_done", finished)
         return Generation(
-            text=text.strip(),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion,
-            prefill_s=first - started,
-            decode_s=finished - first,
+            text="".join(parts).strip(),
+            prompt_tokens=steps[0] if steps else 0,
+            completion_tokens=len(steps),
+            prefill_s=prefill_done - started,
+            decode_s=finished - prefill_done,
             finish_reason=str(finish),
         )

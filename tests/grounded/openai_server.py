@@ -5,13 +5,17 @@ completions, ``response_format`` json_schema (decoded under the schema) and ``to
 ``tool_choice`` (decoded under the calls' schema, answered as ``message.tool_calls`` with JSON
 string arguments and ``finish_reason="tool_calls"``). The model behind it is a real generator
 (the transformers backend with SmolLM2 in the tests), so the HTTP path is tested end to end.
+
+``faults`` makes it fail first, the way a loaded or restarting server does: each entry is a
+status and headers (e.g. ``(429, {"retry-after": "2"})``) answered to one request, in order,
+before it serves completions again.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,15 +56,19 @@ def complete(model: StructuredGenerator, body: dict[str, Any]) -> dict[str, Any]
         value = model.generate_json(messages, spec["schema"], max_tokens=max_tokens, name=spec["name"])
         message = {"role": "assistant", "content": json.dumps(value.value)}
         return {"choices": [{"message": message, "finish_reason": "stop"}], "usage": _usage(value.generation)}
-    g = model.generate(messages, max_tokens=max_tokens)
+    g = model.generate(messages, max_tokens=max_tokens, stop=body.get("stop") or ())
     message = {"role": "assistant", "content": g.text}
     return {"choices": [{"message": message, "finish_reason": g.finish_reason}], "usage": _usage(g)}
 
 
 @contextmanager
-def serve(model: StructuredGenerator) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def serve(
+    model: StructuredGenerator, *, faults: Sequence[tuple[int, dict[str, str]]] = ()
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Serve ``model`` on 127.0.0.1 (a free port); yields the base URL and the request bodies seen."""
     seen: list[dict[str, Any]] = []
+    pending = list(faults)
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -69,14 +77,21 @@ def serve(model: StructuredGenerator) -> Iterator[tuple[str, list[dict[str, Any]
                 return
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             seen.append(body)
+            with lock:
+                fault = pending.pop(0) if pending else None
+            if fault is not None:
+                self._send(fault[0], {"error": {"message": f"injected HTTP {fault[0]}"}}, fault[1])
+                return
             try:
                 self._send(200, complete(model, body))
             except ExpertError as exc:
                 self._send(400, {"error": {"message": str(exc)}})
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()

