@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from grounded.config import ExpertSpec, load_settings
-from grounded.errors import ConfigError, ExpertError, ExpertTimeout
+from grounded.errors import ConfigError, ExpertTimeout
 from grounded.experts import available_backends, backend_factory, get_expert
 from grounded.experts.base import Message, TextGenerator
 from grounded.experts.models import resolve_local_model
