@@ -18,7 +18,7 @@ export TRANSFORMERS_OFFLINE := 1
 venv: $(STAMP)
 
 # The llama-cpp backend. No prebuilt llama.cpp on PyPI loads on this Debian 12 machine (glibc 2.36,
-# libstdc++ of GCC 12; README, "llama.cpp"), so `make llama` compiles llama-cpp-python once (pinned,
+# libstdc++ of GCC 12; docs/answers.md, "llama.cpp"), so `make llama` compiles llama-cpp-python once (pinned,
 # only libllama and ggml) into $(LLAMA_WHEELS), outside the repository; every later venv on the
 # machine, CI's included, installs that wheel in seconds.
 LLAMA_CPP_PYTHON := 0.3.36

@@ -3,7 +3,8 @@
 Each runs the real SmolLM2-135M: ``transformers`` on its de-quantized weights, ``llama-cpp`` on
 the GGUF file as is, and ``openai`` against an OpenAI-compatible server on loopback that serves
 the transformers model (tests/grounded/openai_server.py). The OpenAI backend's retries are tested
-against the same server answering 429/503 first, with ``Retry-After``.
+against the same server answering 429/5xx first, with ``Retry-After``. Beside the suite: llama.cpp
+reads the same prompt tokens as transformers, and decodes under the project's SQL grammar.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from grounded.experts.llamacpp_backend import LlamaCppGenerator
 from grounded.experts.openai_backend import OpenAIChatGenerator
 from grounded.experts.testing import ExpertContract
 from grounded.experts.transformers_backend import TransformersGenerator
+from grounded.sql.database import TableInfo
+from grounded.sql.grammar import accepts, sql_grammar
 from tests.grounded.openai_server import serve
 
 pytestmark = pytest.mark.slow
@@ -80,6 +83,20 @@ def test_llama_cpp_reads_the_same_prompt_as_transformers(
         chat = [{"role": m.role, "content": m.content} for m in messages]
         theirs = smollm2._tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
         assert ours == list(theirs if isinstance(theirs, list) else theirs["input_ids"])
+
+
+def test_llama_cpp_decodes_under_the_sql_grammar_of_a_schema(llama_cpp: LlamaCppGenerator) -> None:
+    """The project's own SQL grammar (written for xgrammar) parses in llama.cpp and holds its output."""
+    state = TableInfo("geo", "state", (("state_name", "VARCHAR"), ("population", "BIGINT"), ("area", "DOUBLE")))
+    border = TableInfo("geo", "border_info", (("state_name", "VARCHAR"), ("border", "VARCHAR")))
+    grammar = sql_grammar([state, border])
+    messages = [Message("user", "Write DuckDB SQL over geo.state(state_name, population, area): the largest state.")]
+    texts = []
+    for _ in range(2):  # the parsed grammar is reused by the second call
+        out = llama_cpp.generate_grammar(messages, grammar, max_tokens=96)
+        assert accepts(grammar, out.text, prefix=out.finish_reason == "length"), out.text
+        texts.append(out.text)
+    assert texts[0] == texts[1]
 
 
 # -- the OpenAI backend's retries, against a real server on loopback -----------------------------------
