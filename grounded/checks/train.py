@@ -1,0 +1,259 @@
+"""Train a checks model from a :class:`~grounded.checks.recipe.Recipe` into the model cache.
+
+``train(recipe)`` builds the pairs, fine-tunes MiniLM (the first ``recipe.layers`` layers of
+the shipped all-MiniLM-L6-v2) with a two-output head, picks the thresholds on the dev split
+(never on a test file), scores the dev split, and writes weights, tokenizer and
+``checks.json`` (recipe, fingerprint, thresholds, figures) to
+``$GROUNDED_MODEL_CACHE/checks/<fingerprint>/``. The fingerprint hashes the recipe, the base
+model and every pair, so a second run with the same recipe and data finds the model and
+trains nothing. Seeded and single-process: the same recipe, data and thread count give the
+same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grounded.checks.data import Pair, balance
+from grounded.checks.model import META_FILE, MODEL_FILE, TASKS, TOKENIZER_FILES, CrossEncoder, build_network
+from grounded.checks.recipe import PairSet, Recipe, build_pairs
+from grounded.checks.store import activate, model_dir
+
+__all__ = ["TrainResult", "evaluate", "fingerprint", "train"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    path: Path
+    meta: dict[str, Any]
+    trained: bool
+    """False when the model was already in the cache."""
+
+
+def fingerprint(recipe: Recipe, pairs: PairSet, base_fingerprint: str) -> str:
+    """16 hex digits of sha256 over the recipe, the base model and the pairs."""
+    import hashlib
+
+    blob = json.dumps([recipe.key(), base_fingerprint, pairs.digest()], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _encode(tokenizer: Any, pairs: list[Pair], max_tokens: int) -> list[tuple[list[int], list[int], int, int]]:
+    rows = []
+    for p in pairs:
+        enc = tokenizer(p.text, p.evidence, truncation="longest_first", max_length=max_tokens)
+        rows.append((enc["input_ids"], enc["token_type_ids"], TASKS[p.task], p.label))
+    return rows
+
+
+def _batch(rows: list[tuple[list[int], list[int], int, int]]) -> dict[str, Any]:
+    import torch
+
+    width = max(len(r[0]) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for i, (a, t, _, _) in enumerate(rows):
+        ids[i, : len(a)] = torch.tensor(a)
+        types[i, : len(t)] = torch.tensor(t)
+        mask[i, : len(a)] = 1
+    task = torch.tensor([r[2] for r in rows])
+    label = torch.tensor([float(r[3]) for r in rows])
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "task": task, "label": label}
+
+
+def _fit(recipe: Recipe, pairs: list[Pair], base_dir: Path, out: Path, log: Callable[[str], None]) -> dict[str, float]:
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer, BertConfig
+
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(recipe.threads)
+    config = BertConfig.from_pretrained(str(base_dir), num_hidden_layers=recipe.layers)
+    net = build_network(config)
+    state = {k: v for k, v in load_file(str(base_dir / MODEL_FILE)).items() if not k.startswith("pooler.")}
+    state = {
+        k: v for k, v in state.items() if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < recipe.layers
+    }
+    missing, unexpected = net.encoder.load_state_dict(state, strict=False)
+    if [k for k in (*missing, *unexpected) if "position_ids" not in k]:
+        raise RuntimeError(f"base model {base_dir} does not fit: missing {missing}, unexpected {unexpected}")
+    if recipe.freeze_embeddings:
+        net.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    rows = _encode(tokenizer, pairs, recipe.max_tokens)
+    rng = np.random.default_rng(recipe.seed)
+    steps_per_epoch = math.ceil(len(rows) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    optimizer = torch.optim.AdamW(
+        [p for p in net.parameters() if p.requires_grad], lr=recipe.learning_rate, weight_decay=0.01
+    )
+    warmup = max(1, total // 16)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    net.train()
+    started, step, running = time.monotonic(), 0, 0.0
+    for epoch in range(recipe.epochs):
+        order = rng.permutation(len(rows))
+        for b in range(steps_per_epoch):
+            batch = _batch([rows[i] for i in order[b * recipe.batch_size : (b + 1) * recipe.batch_size]])
+            logits = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            chosen = logits.gather(1, batch["task"].unsqueeze(1)).squeeze(1)
+            loss = loss_fn(chosen, batch["label"])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            if step % 50 == 0 or step == total:
+                log(f"epoch {epoch + 1} step {step}/{total} loss {running:.3f} ({time.monotonic() - started:.0f} s)")
+    net.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / MODEL_FILE))
+    config.save_pretrained(str(out))
+    for name in TOKENIZER_FILES:
+        if (base_dir / name).is_file():
+            shutil.copyfile(base_dir / name, out / name)
+    seconds = time.monotonic() - started
+    return {"train_seconds": round(seconds, 1), "train_pairs_per_second": round(len(rows) * recipe.epochs / seconds, 2)}
+
+
+def _pair_figures(model: CrossEncoder, pairs: list[Pair], task: str, threshold: float | None) -> dict[str, Any]:
+    from grounded.checks.metrics import auc, balanced_accuracy, best_threshold, recall
+
+    scores = model.score([p.text for p in pairs], [p.evidence for p in pairs], task)  # type: ignore[arg-type]
+    labels = [p.label for p in pairs]
+    if threshold is None:
+        threshold, _ = best_threshold(labels, scores)
+    predicted = [int(s >= threshold) for s in scores]
+    out: dict[str, Any] = {
+        "pairs": len(pairs),
+        "auc": round(auc(labels, scores), 4),
+        "threshold": round(threshold, 4),
+        "balanced_accuracy": round(balanced_accuracy(labels, predicted), 4),
+        "recall_1": round(recall(labels, predicted, 1), 4),
+        "recall_0": round(recall(labels, predicted, 0), 4),
+    }
+    by_kind: dict[str, float] = {}
+    for kind in sorted({p.kind for p in pairs}):
+        idx = [i for i, p in enumerate(pairs) if p.kind == kind]
+        label = pairs[idx[0]].label
+        by_kind[f"{kind} ({label})"] = round(recall([label] * len(idx), [predicted[i] for i in idx], label), 4)
+    out["recall_by_kind"] = by_kind
+    return out
+
+
+def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
+    """Per task, thresholds chosen on the dev split (best balanced accuracy) and figures on dev
+    and test at those thresholds: AUC, balanced accuracy, recall per rule ("negation (0)": the
+    share of negated claims scored unsupported). Responses: the lowest sentence score."""
+    from grounded.checks.checker import response_scores
+    from grounded.checks.metrics import auc, balanced_accuracy, best_threshold
+
+    figures: dict[str, Any] = {}
+    for task in TASKS:
+        dev = [p for p in pairs.dev if p.task == task]
+        if not dev:
+            continue
+        figures[task] = {"dev": _pair_figures(model, dev, task, None)}
+        test = [p for p in pairs.test if p.task == task]
+        if test:
+            figures[task]["test"] = _pair_figures(model, test, task, figures[task]["dev"]["threshold"])
+    if pairs.dev_responses:
+        labels = [r.faithful for r in pairs.dev_responses]
+        scores = response_scores(model, [(r.text, r.passages) for r in pairs.dev_responses])
+        threshold, ba = best_threshold(labels, scores)
+        figures["response"] = {
+            "dev": {
+                "responses": len(labels),
+                "auc": round(auc(labels, scores), 4),
+                "threshold": round(threshold, 4),
+                "balanced_accuracy": round(ba, 4),
+            }
+        }
+        if pairs.test_responses:
+            labels = [r.faithful for r in pairs.test_responses]
+            scores = response_scores(model, [(r.text, r.passages) for r in pairs.test_responses])
+            predicted = [int(s >= threshold) for s in scores]
+            figures["response"]["test"] = {
+                "responses": len(labels),
+                "auc": round(auc(labels, scores), 4),
+                "balanced_accuracy": round(balanced_accuracy(labels, predicted), 4),
+            }
+    return figures
+
+
+def train(
+    recipe: Recipe,
+    *,
+    base_dir: Path | None = None,
+    base_fingerprint: str | None = None,
+    force: bool = False,
+    activate_model: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train (or find in the cache) the model of ``recipe``; see the module docstring."""
+    from grounded.experts.embedding import resolve_model_dir
+
+    if base_dir is None or base_fingerprint is None:
+        base_dir, base_fingerprint = resolve_model_dir(recipe.base)
+    pairs = build_pairs(recipe)
+    fp = fingerprint(recipe, pairs, base_fingerprint)
+    path = model_dir(fp)
+    if (path / META_FILE).is_file() and not force:
+        log(f"checks model {fp} already trained: {path}")
+        if activate_model:
+            activate(fp)
+        return TrainResult(path, json.loads((path / META_FILE).read_text(encoding="utf-8")), trained=False)
+    log(
+        f"training checks model {fp}: {len(pairs.train)} train pairs, {len(pairs.dev)} dev pairs, "
+        f"{len(pairs.test)} test pairs, {len(pairs.dev_responses)}/{len(pairs.test_responses)} dev/test responses"
+    )
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    speed = _fit(recipe, pairs.train, base_dir, tmp, log)
+    meta: dict[str, Any] = {
+        "fingerprint": fp,
+        "recipe": recipe.key(),
+        "base": base_fingerprint,
+        "max_tokens": recipe.max_tokens,
+        "train_balance": balance(pairs.train),
+        "dev_balance": balance(pairs.dev),
+        "test_balance": balance(pairs.test),
+        **speed,
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    served = evaluate(CrossEncoder(tmp, quantize=True, threads=recipe.threads), pairs)
+    meta["eval_int8"] = served
+    log(f"eval (int8, served): {json.dumps(served)}")
+    # What int8 costs: float32 on the test support pairs, at its own dev-free threshold of int8.
+    fp32 = CrossEncoder(tmp, quantize=False, threads=recipe.threads)
+    test_support = [p for p in pairs.test if p.task == "support"]
+    if test_support and "support" in served:
+        meta["eval_fp32"] = {
+            "support": {"test": _pair_figures(fp32, test_support, "support", served["support"]["dev"]["threshold"])}
+        }
+        log(f"eval (fp32, support test pairs): {json.dumps(meta['eval_fp32'])}")
+    meta["thresholds"] = {
+        task: served[task]["dev"]["threshold"] if task in served else 0.5 for task in ("support", "answerable")
+    }
+    meta["thresholds"]["response"] = served.get("response", served.get("support", {}))["dev"]["threshold"]
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.replace(path)
+    if activate_model:
+        activate(fp)
+    return TrainResult(path, meta, trained=True)

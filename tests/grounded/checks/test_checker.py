@@ -1,0 +1,144 @@
+"""The trained checker and gate, with the real model (the default recipe, trained once per machine).
+
+The first run trains the default recipe (synthetic pairs from the demo corpus, a few minutes
+on two cores) into ``$GROUNDED_MODEL_CACHE/checks``; later runs find it by its fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grounded.checks import AnswerabilityGate, CrossEncoder, EntailmentChecker, Recipe
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+WITH = (
+    "The with statement is used to wrap the execution of a block with methods defined by a context manager. "
+    "The context manager's __enter__() method is invoked before the block runs. "
+    "The context manager's __exit__() method is invoked when the block exits, and it receives the exception "
+    "type, value and traceback if an exception was raised, or three None arguments otherwise. "
+    "If __exit__() returns a true value, the exception is suppressed."
+)
+HISTORY = (
+    "The Belgian Revolution broke out on 25 August 1830 in Brussels, after a performance of an opera. "
+    "King William I sent 10,000 soldiers to Brussels to suppress the insurrection. "
+    "Belgium became independent in 1831, and Leopold I was chosen as its first king."
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    from grounded.checks.train import train
+
+    return train(Recipe(), activate_model=False, log=lambda _: None).path
+
+
+@pytest.fixture(scope="module")
+def checker(model_dir: Path) -> EntailmentChecker:
+    return EntailmentChecker(CrossEncoder(model_dir))
+
+
+@pytest.fixture(scope="module")
+def gate(model_dir: Path) -> AnswerabilityGate:
+    return AnswerabilityGate(CrossEncoder(model_dir))
+
+
+@pytest.mark.parametrize(
+    ("original", "broken"),
+    [
+        (
+            "The context manager's __exit__() method is invoked when the block exits.",
+            "The context manager's __exit__() method is not invoked when the block exits.",
+        ),
+        (
+            "King William I sent 10,000 soldiers to Brussels.",
+            "King William I sent 45,000 soldiers to Brussels.",
+        ),
+        (
+            "Belgium became independent in 1831.",
+            "Belgium became independent in 1848.",
+        ),
+        (
+            "If __exit__() returns a true value, the exception is suppressed.",
+            "If __exit__() returns a true value, the",
+        ),
+        (
+            "The context manager's __enter__() method is invoked before the block runs.",
+            "The context manager's __enter__() method is invoked before the block runs, and it also closes "
+            "every open file on the machine.",
+        ),
+    ],
+)
+def test_a_broken_sentence_scores_below_its_original(checker: EntailmentChecker, original: str, broken: str) -> None:
+    passages = [WITH, HISTORY]
+    good, bad = checker.score([original, broken], [passages, passages])
+    assert good > bad
+    assert checker.check(original, passages).supported
+
+
+def test_fragments_are_never_supported(checker: EntailmentChecker) -> None:
+    result = checker.check("The __exit__() method is called when [1]", [WITH])
+    assert result.cut_off
+    assert result.probability == 0.0
+    assert not result.supported
+
+
+def test_scores_are_deterministic_and_batch_invariant(checker: EntailmentChecker, model_dir: Path) -> None:
+    sentences = ["Belgium became independent in 1831.", "Leopold I was the first king.", "The opera was in Paris."]
+    together = checker.score(sentences, [[HISTORY]] * 3)
+    alone = [checker.score([s], [[HISTORY]])[0] for s in sentences]
+    assert together.tolist() == alone  # bit for bit, whatever was scored with it
+    assert checker.score(sentences, [[HISTORY]] * 3).tolist() == together.tolist()
+    code = (
+        "import json, sys; from grounded.checks import CrossEncoder, EntailmentChecker; "
+        f"c = EntailmentChecker(CrossEncoder({str(model_dir)!r})); "
+        f"print(json.dumps(c.score({sentences!r}, [[{HISTORY!r}]] * 3).tolist()))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == together.tolist()
+
+
+def test_response_score_is_the_weakest_sentence(checker: EntailmentChecker) -> None:
+    good = "Belgium became independent in 1831. Leopold I was chosen as its first king."
+    bad = good + " The revolution was led by Napoleon."
+    assert checker.response_score(bad, [HISTORY]) < checker.response_score(good, [HISTORY])
+    assert checker.response_score(bad, [HISTORY]) == pytest.approx(
+        min(
+            checker.score(
+                [
+                    "Belgium became independent in 1831.",
+                    "Leopold I was chosen as its first king.",
+                    "The revolution was led by Napoleon.",
+                ],
+                [[HISTORY]] * 3,
+            )
+        )
+    )
+
+
+def test_gate_ranks_the_answering_passage_above_an_unrelated_one(gate: AnswerabilityGate) -> None:
+    question = "What does the with statement call when the block exits?"
+    answering = gate.probability(question, [WITH])
+    unrelated = gate.probability(question, [HISTORY])
+    assert answering > unrelated
+    decision = gate.decide("When did Belgium become independent?", [HISTORY])
+    assert 0.0 <= decision.probability <= 1.0
+    assert "1831" in decision.evidence
+
+
+def test_a_missing_model_says_how_to_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from grounded.checks.store import active_model_dir
+    from grounded.errors import ConfigError
+
+    monkeypatch.setenv("GROUNDED_MODEL_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"train_checker\.py"):
+        active_model_dir()
+    with pytest.raises(ConfigError, match="not a trained checks model"):
+        CrossEncoder(tmp_path)
