@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=defaults.threads)
     ap.add_argument("--seed", type=int, default=defaults.seed)
     ap.add_argument("--force", action="store_true", help="train even when the cache has this model")
+    ap.add_argument("--max-minutes", type=float, help="stop training after this many minutes (a partial model)")
     ap.add_argument("--json", type=Path, help="write the model's checks.json figures here too")
     args = ap.parse_args(argv)
     recipe = Recipe(
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    result = train(recipe, force=args.force, log=lambda m: print(m, flush=True))
+    result = train(recipe, force=args.force, max_minutes=args.max_minutes, log=lambda m: print(m, flush=True))
     print(f"model: {result.path} ({'trained' if result.trained else 'cached'})")
     print(
         json.dumps({k: result.meta.get(k) for k in ("thresholds", "eval_fp32", "eval_int8", "train_seconds")}, indent=1)

@@ -23,13 +23,14 @@ import numpy as np
 
 from grounded.checks.model import CrossEncoder
 from grounded.checks.store import active_model_dir
-from grounded.checks.text import evidence_window, split_sentences
+from grounded.checks.text import evidence_window, passage_windows, split_sentences
 
 __all__ = [
     "AnswerabilityGate",
     "EntailmentChecker",
     "GateDecision",
     "SupportScore",
+    "gate_score",
     "is_claim",
     "looks_cut_off",
     "response_scores",
@@ -214,7 +215,16 @@ class AnswerabilityGate:
         return self.decide(question, passages).probability
 
     def decide(self, question: str, passages: Sequence[str]) -> GateDecision:
-        """The gate's decision on ``question`` against the evidence window of ``passages``."""
-        window = evidence_window(question, list(passages))
-        p = float(self.model.score([question], [window], "answerable")[0])
+        """The gate's decision on ``question``: the best of its scores against each window of
+        ``passages`` (:func:`~grounded.checks.text.passage_windows`, at most 12 windows: pass the
+        top passages, best first), with the window that scored best."""
+        p, window = gate_score(self.model, question, passages)
         return GateDecision(round(p, 6), p >= self.threshold, window)
+
+
+def gate_score(model: CrossEncoder, question: str, passages: Sequence[str]) -> tuple[float, str]:
+    """``(probability, window)``: the highest answerable probability over the passages' windows."""
+    windows = passage_windows(list(passages)) or [""]
+    scores = model.score([question] * len(windows), windows, "answerable")
+    best = int(np.argmax(scores))
+    return float(scores[best]), windows[best]

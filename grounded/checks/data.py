@@ -27,18 +27,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 from grounded.checks import perturb
-from grounded.checks.text import STOPWORDS, content_words, evidence_window, split_sentences
+from grounded.checks.text import STOPWORDS, content_words, evidence_window, passage_windows, split_sentences
 
 __all__ = [
+    "GateCase",
     "Pair",
     "Passage",
     "Split",
     "Task",
     "balance",
     "claim_pairs",
+    "gate_pairs",
     "neighbours",
     "pseudo_question",
     "split_of",
+    "synthetic_gate_cases",
     "synthetic_pairs",
 ]
 
@@ -209,18 +212,105 @@ def synthetic_pairs(
             )
         if not questions:
             continue
-        made = pseudo_question(rng.choice(claims), rng)
+        made = pseudo_case(p, other, claims, rng)
         if made is None:
             continue
-        question, answer = made
-        yield Pair("answerable", question, evidence_window(question, [p.text]), 1, "pseudo_question", p.pid, source)
+        question, sentence, answer = made
+        yield from gate_pairs(
+            question, [p.text], 1, group=p.pid, source=source, kind="pseudo_question", hint=[sentence]
+        )
         rest = [s for s in sentences if answer not in s]
-        if len(rest) >= 2 and len(rest) < len(sentences):
+        if 2 <= len(rest) < len(sentences):
             window = evidence_window(question, [" ".join(rest)])
             yield Pair("answerable", question, window, 0, "answer_removed", p.pid, source)
         if answer not in other.text:
             window = evidence_window(question, [other.text])
             yield Pair("answerable", question, window, 0, "neighbour_passage", p.pid, source)
+
+
+def pseudo_case(
+    passage: Passage, other: Passage, claims: Sequence[str], rng: random.Random
+) -> tuple[str, str, str] | None:
+    """``(question, sentence, answer)``: a pseudo-question about one of ``claims``, or ``None``."""
+    sentence = rng.choice(claims)
+    made = pseudo_question(sentence, rng)
+    return None if made is None else (made[0], sentence, made[1])
+
+
+def synthetic_gate_cases(passages: Sequence[Passage], *, source: str, seed: int = 0) -> Iterator[GateCase]:
+    """Question-level gate cases from passages alone: a pseudo-question is answerable from its
+    passage (1) and not from the nearest other passage when that lacks the answer (0)."""
+    near = neighbours(passages)
+    for i, p in enumerate(passages):
+        rng = rng_for(seed, source, "case", p.pid)
+        claims = _claimable(split_sentences(p.text))
+        other = passages[near[i]] if near[i] >= 0 else passages[(i + 1) % len(passages)]
+        made = pseudo_case(p, other, claims, rng) if claims else None
+        if made is None:
+            continue
+        question, _, answer = made
+        yield GateCase(question, (p.text,), 1, "pseudo_question", p.pid)
+        if answer not in other.text:
+            yield GateCase(question, (other.text,), 0, "neighbour_passage", p.pid)
+
+
+@dataclass(frozen=True, slots=True)
+class GateCase:
+    """A question with its top passages and whether they answer it (the gate's evaluation unit)."""
+
+    question: str
+    passages: tuple[str, ...]
+    answerable: int
+    kind: str
+    group: str
+
+
+def gate_pairs(
+    question: str,
+    passages: Sequence[str],
+    label: int,
+    *,
+    group: str,
+    source: str,
+    kind: str,
+    hint: Sequence[str] = (),
+    positive: str | None = None,
+    rng: random.Random | None = None,
+) -> list[Pair]:
+    """Gate pairs of one question against the windows of its passages (:func:`passage_windows`).
+
+    Answerable with a ``hint`` (sentences that hold the answer): windows holding a hint are
+    positives, and the non-holding window most like the question a negative (``answer_removed``).
+    Answerable with a ``positive`` window (e.g. where a reference answer rests): that window alone.
+    Answerable without either: the window best aligned with the question is a positive.
+    Unanswerable: the best-aligned window, and one other, are negatives.
+    """
+    windows = passage_windows(passages)
+    if not windows:
+        return []
+    best = evidence_window(question, list(passages))
+
+    def pair(window: str, y: int, k: str) -> Pair:
+        return Pair("answerable", question, window, y, k, group, source)
+
+    if label and positive:
+        return [pair(positive, 1, kind)]
+    if label and hint:
+        keys = [h[:60] for h in hint if h]
+        holding = [w for w in windows if any(k in w for k in keys)]
+        others = [w for w in windows if w not in holding]
+        out = [pair(w, 1, kind) for w in holding[:2]]
+        if others:
+            wanted = content_words(question)
+            out.append(pair(max(others, key=lambda w: len(content_words(w) & wanted)), 0, "answer_removed"))
+        return out if holding else [pair(best, 1, kind)]
+    if label:
+        return [pair(best, 1, kind)]
+    out = [pair(best, 0, kind)]
+    rest = [w for w in windows if w != best]
+    if rest and rng is not None:
+        out.append(pair(rng.choice(rest), 0, kind))
+    return out
 
 
 def balance(pairs: Iterable[Pair]) -> dict[str, int]:

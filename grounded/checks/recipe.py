@@ -19,13 +19,15 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from grounded.checks.data import Pair, Passage, Split, split_of, synthetic_pairs
+from grounded.checks.data import GateCase, Pair, Passage, Split, split_of, synthetic_gate_cases, synthetic_pairs
 from grounded.checks.sources import (
     Response,
+    clapnq_cases,
     clapnq_pairs,
     clapnq_passages,
     faithfulness_test_document_ids,
     kb_passages,
+    mtrag_cases,
     mtrag_pairs,
     mtrag_responses,
     pydoc_passages,
@@ -58,7 +60,8 @@ class Recipe:
     dev_share: float = 0.15
     test_share: float = 0.15
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
+    """Training threads: one, so results do not depend on the core count (and no OpenMP spinning on a busy machine)."""
 
     def key(self) -> dict[str, object]:
         """The recipe as recorded (paths reduced to their names: the data digest covers content)."""
@@ -77,6 +80,8 @@ class PairSet:
     test: list[Pair] = field(default_factory=list)
     dev_responses: list[Response] = field(default_factory=list)
     test_responses: list[Response] = field(default_factory=list)
+    dev_cases: list[GateCase] = field(default_factory=list)
+    test_cases: list[GateCase] = field(default_factory=list)
 
     def pairs(self, split: Split) -> list[Pair]:
         return {"train": self.train, "dev": self.dev, "test": self.test}[split]
@@ -85,6 +90,11 @@ class PairSet:
         if split == "train":
             return []  # whole responses are only for choosing and checking thresholds
         return self.dev_responses if split == "dev" else self.test_responses
+
+    def cases(self, split: Split) -> list[GateCase]:
+        if split == "train":
+            return []  # question-level cases are only for choosing and checking the gate's threshold
+        return self.dev_cases if split == "dev" else self.test_cases
 
     def digest(self) -> str:
         """sha256 of every train and dev pair, in order: any change of data or builders changes it."""
@@ -95,6 +105,9 @@ class PairSet:
         for part, responses in (("dev", self.dev_responses), ("test", self.test_responses)):
             for r in responses:
                 h.update(json.dumps([part, r.text, r.passages, r.faithful]).encode())
+        for part, cases in (("dev", self.dev_cases), ("test", self.test_cases)):
+            for c in cases:
+                h.update(json.dumps([part, c.question, c.passages, c.answerable]).encode())
         return h.hexdigest()
 
 
@@ -121,15 +134,21 @@ def build_pairs(recipe: Recipe) -> PairSet:
         if (data / "clapnq").is_dir():
             passages.append(("clapnq_passages", clapnq_passages(data)))
             pairs += clapnq_pairs(data, seed=recipe.seed)
+            for c in clapnq_cases(data):
+                out.cases(split_of(c.group, recipe.dev_share, recipe.test_share)).append(c)
         if (data / "mtrag" / "mtragun_reference_dev.jsonl").is_file():
             pairs += mtrag_pairs(data, seed=recipe.seed, exclude_docs=exclude)
             for r in mtrag_responses(data, seed=recipe.seed, exclude_docs=exclude):
                 out.responses(split_of(r.group, recipe.dev_share, recipe.test_share)).append(r)
+            for c in mtrag_cases(data, exclude_docs=exclude):
+                out.cases(split_of(c.group, recipe.dev_share, recipe.test_share)).append(c)
     for source, ps in passages:
         pairs += synthetic_pairs(ps, source=source, seed=recipe.seed)
         held_out = [p for p in ps if split_of(p.pid, recipe.dev_share, recipe.test_share) != "train"]
         for r in synthetic_responses(held_out, seed=recipe.seed):
             out.responses(split_of(r.group, recipe.dev_share, recipe.test_share)).append(r)
+        for c in synthetic_gate_cases(held_out, source=source, seed=recipe.seed):
+            out.cases(split_of(c.group, recipe.dev_share, recipe.test_share)).append(c)
     for p in pairs:
         out.pairs(split_of(p.group, recipe.dev_share, recipe.test_share)).append(p)
     out.train = _thin(out.train, recipe.max_train_pairs)

@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from grounded.checks import perturb
-from grounded.checks.data import Pair, Passage, claim_pairs, neighbours, rng_for, synthetic_pairs
+from grounded.checks.data import GateCase, Pair, Passage, claim_pairs, gate_pairs, neighbours, rng_for, synthetic_pairs
 from grounded.checks.text import detokenize, evidence_window, split_sentences
 
 __all__ = [
     "Response",
+    "clapnq_cases",
     "clapnq_pairs",
     "clapnq_passages",
     "faithfulness_test_document_ids",
     "kb_passages",
+    "mtrag_cases",
     "mtrag_pairs",
     "mtrag_responses",
     "pydoc_passages",
@@ -111,18 +113,23 @@ def clapnq_pairs(data: Path, *, seed: int = 0) -> Iterator[Pair]:
             yield from claim_pairs(
                 claim, texts, rng=rng, group=group, source="clapnq", foreign=foreign, names=names, negatives=2
             )
-        question = row["input"]
-        yield Pair("answerable", question, evidence_window(question, texts), 1, "clapnq_answerable", group, "clapnq")
-        if selected:
-            rest = [s for t in texts for s in split_sentences(t) if s not in selected]
-            if len(rest) >= 2:
-                window = evidence_window(question, [" ".join(rest)])
-                yield Pair("answerable", question, window, 0, "answer_removed", group, "clapnq")
+        yield from gate_pairs(
+            row["input"], texts, 1, group=group, source="clapnq", kind="clapnq_answerable", hint=selected
+        )
     for row in _jsonl(folder / "dev_unanswerable.jsonl"):
         texts = [detokenize(p["text"]) for p in row["passages"]]
-        question = row["input"]
-        window = evidence_window(question, texts)
-        yield Pair("answerable", question, window, 0, "clapnq_unanswerable", f"clapnq:{row['id']}", "clapnq")
+        group = f"clapnq:{row['id']}"
+        rng = rng_for(seed, "clapnq", row["id"])
+        yield from gate_pairs(row["input"], texts, 0, group=group, source="clapnq", kind="clapnq_unanswerable", rng=rng)
+
+
+def clapnq_cases(data: Path) -> Iterator[GateCase]:
+    """ClapNQ dev questions with their passages: answerable (1) and unanswerable (0)."""
+    for name, label in (("dev_answerable.jsonl", 1), ("dev_unanswerable.jsonl", 0)):
+        for row in _jsonl(data / "clapnq" / name):
+            texts = tuple(detokenize(p["text"]) for p in row["passages"])
+            kind = "clapnq_answerable" if label else "clapnq_unanswerable"
+            yield GateCase(row["input"], texts, label, kind, f"clapnq:{row['id']}")
 
 
 def faithfulness_test_document_ids(data: Path) -> frozenset[str]:
@@ -160,14 +167,18 @@ def mtrag_pairs(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = fro
         texts = [c["text"] for c in task["contexts"]]
         question, label = _question(task), _label(task)
         if label in {"ANSWERABLE", "PARTIAL", "UNANSWERABLE"} and texts:
-            yield Pair(
-                "answerable",
+            answerable = int(label != "UNANSWERABLE")
+            target = task["targets"][0]["text"] if answerable and task.get("targets") else ""
+            # An answerable question's positive is the window its reference answer rests on.
+            yield from gate_pairs(
                 question,
-                evidence_window(question, texts),
-                int(label != "UNANSWERABLE"),
-                f"mtrag_{label.lower()}",
-                group,
-                "mtrag",
+                texts,
+                answerable,
+                group=group,
+                source="mtrag",
+                kind=f"mtrag_{label.lower()}",
+                positive=evidence_window(target, texts) if target else None,
+                rng=rng,
             )
         if label not in {"ANSWERABLE", "PARTIAL"} or not task.get("targets"):
             continue
@@ -178,6 +189,19 @@ def mtrag_pairs(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = fro
         for claim in rng.sample(sentences, min(3, len(sentences))):
             yield from claim_pairs(
                 claim, texts, rng=rng, group=group, source="mtrag", foreign=foreign, names=names, negatives=1
+            )
+
+
+def mtrag_cases(data: Path, *, exclude_docs: frozenset[str] = frozenset()) -> Iterator[GateCase]:
+    """MT-RAG questions (last user turn) with their reference passages, labelled by answerability."""
+    for task in _tasks(data, exclude_docs):
+        label = _label(task)
+        if label in {"ANSWERABLE", "PARTIAL", "UNANSWERABLE"} and task["contexts"]:
+            # (MT-RAG's unanswerable reference tasks come without passages: nothing to gate.)
+            texts = tuple(c["text"] for c in task["contexts"])
+            kind = f"mtrag_{label.lower()}"
+            yield GateCase(
+                _question(task), texts, int(label != "UNANSWERABLE"), kind, f"mtrag:{task['conversation_id']}"
             )
 
 

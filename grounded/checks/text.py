@@ -14,7 +14,15 @@ from collections.abc import Sequence
 
 from indexes.chunking import sentence_spans
 
-__all__ = ["STOPWORDS", "content_words", "detokenize", "evidence_window", "split_sentences", "words"]
+__all__ = [
+    "STOPWORDS",
+    "content_words",
+    "detokenize",
+    "evidence_window",
+    "passage_windows",
+    "split_sentences",
+    "words",
+]
 
 _STOPWORDS_TEXT = """a about above after again against all also am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have having he
@@ -123,3 +131,29 @@ def evidence_window(claim: str, passages: Sequence[str], *, max_words: int = 75,
         parts.append(sentence)
         last = (p, i)
     return " ".join(parts)
+
+
+def passage_windows(passages: Sequence[str], *, max_words: int = 75, max_windows: int = 12) -> list[str]:
+    """Consecutive runs of whole sentences of each passage, each at most about ``max_words`` words
+    (a longer sentence is a window of its own), at most ``max_windows`` in all, in order.
+
+    The gate reads every window of the top passages and keeps the best, so an answer far from
+    the question's words is still read.
+
+    >>> passage_windows(["One two three. Four five six. Seven."], max_words=6)
+    ['One two three. Four five six.', 'Seven.']
+    """
+    out: list[str] = []
+    for passage in passages:
+        current: list[str] = []
+        size = 0
+        for sentence in split_sentences(passage):
+            n = len(sentence.split())
+            if current and size + n > max_words:
+                out.append(" ".join(current))
+                current, size = [], 0
+            current.append(sentence)
+            size += n
+        if current:
+            out.append(" ".join(current))
+    return out[:max_windows]

@@ -71,7 +71,14 @@ def _batch(rows: list[tuple[list[int], list[int], int, int]]) -> dict[str, Any]:
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "task": task, "label": label}
 
 
-def _fit(recipe: Recipe, pairs: list[Pair], base_dir: Path, out: Path, log: Callable[[str], None]) -> dict[str, float]:
+def _fit(
+    recipe: Recipe,
+    pairs: list[Pair],
+    base_dir: Path,
+    out: Path,
+    log: Callable[[str], None],
+    max_minutes: float | None = None,
+) -> dict[str, float]:
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer, BertConfig
@@ -104,9 +111,13 @@ def _fit(recipe: Recipe, pairs: list[Pair], base_dir: Path, out: Path, log: Call
     loss_fn = torch.nn.BCEWithLogitsLoss()
     net.train()
     started, step, running = time.monotonic(), 0, 0.0
+    deadline = started + max_minutes * 60 if max_minutes else None
     for epoch in range(recipe.epochs):
         order = rng.permutation(len(rows))
         for b in range(steps_per_epoch):
+            if deadline is not None and time.monotonic() > deadline:
+                log(f"stopped by --max-minutes after {step} of {total} steps")
+                break
             batch = _batch([rows[i] for i in order[b * recipe.batch_size : (b + 1) * recipe.batch_size]])
             logits = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             chosen = logits.gather(1, batch["task"].unsqueeze(1)).squeeze(1)
@@ -128,7 +139,12 @@ def _fit(recipe: Recipe, pairs: list[Pair], base_dir: Path, out: Path, log: Call
         if (base_dir / name).is_file():
             shutil.copyfile(base_dir / name, out / name)
     seconds = time.monotonic() - started
-    return {"train_seconds": round(seconds, 1), "train_pairs_per_second": round(len(rows) * recipe.epochs / seconds, 2)}
+    return {
+        "train_seconds": round(seconds, 1),
+        "train_pairs_per_second": round(step * recipe.batch_size / seconds, 2),
+        "steps": step,
+        "steps_planned": total,
+    }
 
 
 def _pair_figures(model: CrossEncoder, pairs: list[Pair], task: str, threshold: float | None) -> dict[str, Any]:
@@ -156,6 +172,40 @@ def _pair_figures(model: CrossEncoder, pairs: list[Pair], task: str, threshold: 
     return out
 
 
+def _case_figures(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
+    """The gate on whole questions (best window of their passages): threshold on dev, figures on
+    dev and test, and per kind the share decided right (answer rate / abstention rate)."""
+    from grounded.checks.checker import gate_score
+    from grounded.checks.metrics import auc, balanced_accuracy, best_threshold, recall
+
+    out: dict[str, Any] = {}
+    threshold = 0.5
+    for split, cases in (("dev", pairs.dev_cases), ("test", pairs.test_cases)):
+        if not cases:
+            continue
+        scores = [gate_score(model, c.question, c.passages)[0] for c in cases]
+        labels = [c.answerable for c in cases]
+        if split == "dev":
+            threshold, _ = best_threshold(labels, scores)
+        predicted = [int(s >= threshold) for s in scores]
+        by_kind = {}
+        for kind in sorted({c.kind for c in cases}):
+            idx = [i for i, c in enumerate(cases) if c.kind == kind]
+            y = cases[idx[0]].answerable
+            by_kind[f"{kind} ({y})"] = {
+                "n": len(idx),
+                "right": round(recall([y] * len(idx), [predicted[i] for i in idx], y), 4),
+            }
+        out[split] = {
+            "questions": len(cases),
+            "auc": round(auc(labels, scores), 4),
+            "threshold": round(threshold, 4),
+            "balanced_accuracy": round(balanced_accuracy(labels, predicted), 4),
+            "by_kind": by_kind,
+        }
+    return out
+
+
 def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
     """Per task, thresholds chosen on the dev split (best balanced accuracy) and figures on dev
     and test at those thresholds: AUC, balanced accuracy, recall per rule ("negation (0)": the
@@ -172,6 +222,8 @@ def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
         test = [p for p in pairs.test if p.task == task]
         if test:
             figures[task]["test"] = _pair_figures(model, test, task, figures[task]["dev"]["threshold"])
+    if pairs.dev_cases:
+        figures["gate"] = _case_figures(model, pairs)
     if pairs.dev_responses:
         labels = [r.faithful for r in pairs.dev_responses]
         scores = response_scores(model, [(r.text, r.passages) for r in pairs.dev_responses])
@@ -203,9 +255,14 @@ def train(
     base_fingerprint: str | None = None,
     force: bool = False,
     activate_model: bool = True,
+    max_minutes: float | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train (or find in the cache) the model of ``recipe``; see the module docstring."""
+    """Train (or find in the cache) the model of ``recipe``; see the module docstring.
+
+    ``max_minutes`` stops training early; such a model is stored under its fingerprint plus
+    the steps it did (``<fingerprint>-s<steps>``), so it never passes for the complete one.
+    """
     from grounded.experts.embedding import resolve_model_dir
 
     if base_dir is None or base_fingerprint is None:
@@ -224,7 +281,10 @@ def train(
     )
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    speed = _fit(recipe, pairs.train, base_dir, tmp, log)
+    speed = _fit(recipe, pairs.train, base_dir, tmp, log, max_minutes)
+    if speed["steps"] < speed["steps_planned"]:  # a partial model never takes the full recipe's name
+        fp = f"{fp}-s{int(speed['steps'])}"
+        path = model_dir(fp)
     meta: dict[str, Any] = {
         "fingerprint": fp,
         "recipe": recipe.key(),
@@ -248,7 +308,9 @@ def train(
         }
         log(f"eval (fp32, support test pairs): {json.dumps(meta['eval_fp32'])}")
     meta["thresholds"] = {
-        task: served[task]["dev"]["threshold"] if task in served else 0.5 for task in ("support", "answerable")
+        "support": served["support"]["dev"]["threshold"] if "support" in served else 0.5,
+        # The gate decides on whole questions (best window), so its threshold comes from the cases.
+        "answerable": served.get("gate", served.get("answerable", {})).get("dev", {}).get("threshold", 0.5),
     }
     meta["thresholds"]["response"] = served.get("response", served.get("support", {}))["dev"]["threshold"]
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
