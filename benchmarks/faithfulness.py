@@ -83,11 +83,12 @@ def lexical_scores(items: Sequence[Judged]) -> tuple[list[int], list[float]]:
     from grounded.checks.text import split_sentences
     from grounded.config import AnswerSettings
     from grounded.experts.embedding import SentenceEmbedder
-    from grounded.verify import build_pool, check_support
+    from grounded.verify import EvidencePool, build_pool, check_support
 
     settings = AnswerSettings()
     embedder = SentenceEmbedder.shared()
     flagged, risk = [], []
+    pools: dict[str, EvidencePool] = {}  # the responses of one task share its passages: embed them once
     for item in items:
         citations = [
             Citation(i + 1, i + 1, f"d{i}", title, "", 0, len(text), text, "bench", None, 0.0)
@@ -98,7 +99,10 @@ def lexical_scores(items: Sequence[Judged]) -> tuple[list[int], list[float]]:
             flagged.append(0)
             risk.append(0.0)
             continue
-        pool = build_pool(sentences[0], citations, embedder)
+        if item.task_id not in pools:
+            # The pool's question similarity is unused by check_support; any text will do.
+            pools[item.task_id] = build_pool(sentences[0], citations, embedder)
+        pool = pools[item.task_id]
         vectors = embedder.embed(sentences)
         ids = tuple(c.id for c in citations)
         margins, supported = [], []
