@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -87,9 +88,14 @@ class CrossEncoder:
         net.load_state_dict(load_file(str(self.directory / MODEL_FILE)))
         net.eval()
         if self.quantize:
-            net = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                net, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            # torch.ao.quantization warns that it moves to torchao; in torch 2.13 it still works,
+            # and torchao would be one more dependency for one call. Revisit on a torch upgrade.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.filterwarnings("ignore", message=".*quantize.*", category=UserWarning)
+                net = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                    net, {torch.nn.Linear}, dtype=torch.qint8
+                )
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.directory))
         self._net = net
 
