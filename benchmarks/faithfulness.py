@@ -121,24 +121,27 @@ def lexical_scores(items: Sequence[Judged]) -> tuple[list[int], list[float]]:
     return flagged, risk
 
 
-def checker_scores(items: Sequence[Judged]) -> tuple[list[int], list[float], dict[str, Any]]:
-    """The active checker: (flagged, risk) per response, and its timing."""
-    from grounded.checks.checker import EntailmentChecker
+def checker_scores(
+    items: Sequence[Judged], model_dir: Path | None = None
+) -> tuple[list[int], list[float], dict[str, Any]]:
+    """The checker (the active model, or ``model_dir``): (flagged, risk) per response, and its timing."""
+    from grounded.checks.checker import EntailmentChecker, is_claim, looks_cut_off
     from grounded.checks.text import evidence_window, split_sentences
 
-    checker = EntailmentChecker.load()
+    checker = EntailmentChecker.load(model_dir)
     model = checker.model
     flagged, risk, pair_ms = [], [], []
     for item in items:
         texts = [t for _, t in item.passages]
-        sentences = split_sentences(item.response)
-        if not sentences:
+        sentences = [s for s in split_sentences(item.response) if is_claim(s)]
+        if not sentences:  # a refusal or a question back: nothing to check
             flagged.append(0)
-            risk.append(0.0)
+            risk.append(-1.0)
             continue
         windows = [evidence_window(s, texts) for s in sentences]
         start = time.perf_counter()
         scores = model.score(sentences, windows, "support")
+        scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
         pair_ms.append((time.perf_counter() - start) * 1000 / len(sentences))
         score = float(scores.min())
         flagged.append(int(score < checker.response_threshold))
@@ -156,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/mtrag/human_evaluations_dev.json"))
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--model", type=Path, help="a trained checks model directory (default: the active one)")
     ap.add_argument("--no-lexical", action="store_true", help="skip today's verifier (faster)")
     args = ap.parse_args(argv)
     if not args.data.is_file():
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(items)} judged responses, {sum(labels)} unfaithful (median faithfulness <= 2)")
     report: dict[str, Any] = {"responses": len(items), "unfaithful": sum(labels)}
     systems: dict[str, tuple[list[int], list[float]]] = {}
-    c_flag, c_risk, timing = checker_scores(items)
+    c_flag, c_risk, timing = checker_scores(items, args.model)
     systems["checker"] = (c_flag, c_risk)
     report["checker_timing"] = timing
     if not args.no_lexical:

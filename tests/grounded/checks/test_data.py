@@ -87,13 +87,18 @@ def _write_clapnq(root: Path) -> None:
     folder = root / "clapnq"
     folder.mkdir(parents=True)
     sentences = ["The Belgian Revolution broke out on 25 August 1830 .", "It began in Brussels after an opera ."]
+    # Enough text for two 75-word windows: the gate learns the one holding the answer against the other.
+    more = " ".join(
+        f"In the year that followed , the provisional government of the revolution met {n} times in the city ."
+        for n in ("four", "five", "six", "seven", "eight", "nine")
+    )
     answerable = {
         "id": "1",
         "input": "when did the belgian revolution start",
         "passages": [
             {
                 "title": "Belgian Revolution",
-                "text": " ".join(sentences) + " King William I sent troops .",
+                "text": " ".join(sentences) + " King William I sent troops . " + more,
                 "sentences": sentences,
             }
         ],
@@ -144,13 +149,15 @@ def test_clapnq_builder_on_a_handmade_folder(tmp_path: Path) -> None:
     pairs = list(clapnq_pairs(tmp_path))
     kinds = balance(pairs)
     assert kinds["answerable/1/clapnq_answerable"] == 1
-    assert kinds["answerable/0/clapnq_unanswerable"] == 1
+    assert kinds["answerable/0/clapnq_unanswerable"] == 2  # the best-aligned window and one other
     assert kinds.get("answerable/0/answer_removed") == 1
     answer = next(p for p in pairs if p.kind == "original" and "started" in p.text)
     assert answer.label == 1
     assert answer.text == "The Belgian Revolution started on 25 August 1830."
     removed = next(p for p in pairs if p.kind == "answer_removed")
     assert "25 August" not in removed.evidence
+    answering = next(p for p in pairs if p.kind == "clapnq_answerable")
+    assert "25 August 1830" in answering.evidence
 
 
 def test_mtrag_builder_leaves_test_passages_out(tmp_path: Path) -> None:
