@@ -11,13 +11,13 @@ score is the lowest sentence score. Side by side, in the same run:
 * ``checker``: the active entailment checker (``grounded/checks``), flagging a response when its
   score is below the response threshold stored with the model (chosen on the model's dev
   split when it was trained, never on this file);
-* ``lexical``: today's verifier (``grounded/verify.py``, default settings): a response is
+* ``lexical``: today's verifier (``grounded/answering/verify.py``, default settings): a response is
   flagged when any sentence fails ``check_support`` against all the task's passages; its
   score is the lowest sentence's margin (word share / min_word_support, similarity /
   min_sentence_similarity, 0 when a number or name is missing).
 
 Prints balanced accuracy, AUC (of flagging unfaithful), recall of each class, per answering
-model, and the checker's time per sentence-passage pair.
+model, and the checker's CPU time per sentence-passage pair (one thread).
 """
 
 from __future__ import annotations
@@ -79,11 +79,12 @@ def figures(unfaithful: Sequence[int], flagged: Sequence[int], risk: Sequence[fl
 
 def lexical_scores(items: Sequence[Judged]) -> tuple[list[int], list[float]]:
     """Today's verifier: (flagged, risk) per response."""
-    from grounded.answer import Citation
+    from grounded.answering.evidence import EvidencePool, build_pool
+    from grounded.answering.types import Citation
+    from grounded.answering.verify import check_support
     from grounded.checks.text import split_sentences
     from grounded.config import AnswerSettings
     from grounded.experts.embedding import SentenceEmbedder
-    from grounded.verify import EvidencePool, build_pool, check_support
 
     settings = AnswerSettings()
     embedder = SentenceEmbedder.shared()
@@ -130,6 +131,7 @@ def checker_scores(
 
     checker = EntailmentChecker.load(model_dir)
     model = checker.model
+    model.score(["warm-up"], ["the model loads on first use; not timed"])
     flagged, risk, pair_ms = [], [], []
     for item in items:
         texts = [t for _, t in item.passages]
@@ -139,15 +141,15 @@ def checker_scores(
             risk.append(-1.0)
             continue
         windows = [evidence_window(s, texts) for s in sentences]
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time of this thread: what a pair costs one core, whatever the load
         scores = model.score(sentences, windows, "support")
         scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
-        pair_ms.append((time.perf_counter() - start) * 1000 / len(sentences))
+        pair_ms.append((time.thread_time() - start) * 1000 / len(sentences))
         score = float(scores.min())
         flagged.append(int(score < checker.response_threshold))
         risk.append(-score)
     timing = {
-        "pairs_ms_mean": round(float(np.mean(pair_ms)), 2) if pair_ms else None,
+        "pair_cpu_ms_mean": round(float(np.mean(pair_ms)), 2) if pair_ms else None,
         "model": model.fingerprint,
         "response_threshold": checker.response_threshold,
         "threads": model.threads,
