@@ -19,6 +19,7 @@ from typing import Any
 from grounded.checks import perturb
 from grounded.checks.data import GateCase, Pair, Passage, claim_pairs, gate_pairs, neighbours, rng_for, synthetic_pairs
 from grounded.checks.text import detokenize, evidence_window, split_sentences
+from grounded.errors import ConfigError
 
 __all__ = [
     "Response",
@@ -62,19 +63,25 @@ def pydoc_passages(*, max_chars: int = 800) -> list[Passage]:
 
 def kb_passages(kb_dir: str | Path, *, limit: int = 5000) -> list[Passage]:
     """The chunks of a knowledge base's published version (first ``limit`` by chunk id)."""
-    import grounded
+    from indexes.duckdb_store import DuckDBStore
+    from indexes.versions import VersionStore
 
-    kb = grounded.open(str(kb_dir), create=False)
-    rows = (
-        kb.snapshot()
-        .store.cursor()
-        .execute(
-            "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id) "
-            "ORDER BY c.chunk_id LIMIT ?",
-            [limit],
+    version = VersionStore.open(Path(kb_dir), create=False).current()
+    if version is None:
+        raise ConfigError(f"the knowledge base in {kb_dir} has no published version; ingest something first")
+    store = DuckDBStore.open(version.store_path, read_only=True)
+    try:
+        rows = (
+            store.cursor()
+            .execute(
+                "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id) "
+                "ORDER BY c.chunk_id LIMIT ?",
+                [limit],
+            )
+            .fetchall()
         )
-        .fetchall()
-    )
+    finally:
+        store.close()
     return [Passage(f"kb:{cid}", str(title), " ".join(str(text).split())) for cid, title, text in rows]
 
 

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("grounded.errors", "grounded.plugins", "grounded.text", "grounded.html", "grounded.version"),
     ("grounded.config", "grounded.config_docs"),
     ("connectors", "indexes", "grounded.access"),
-    ("grounded.experts",),
+    ("grounded.experts", "grounded.checks"),
     ("grounded.retrieval",),
     ("grounded.store",),
     ("grounded.ingest", "grounded.sql"),
