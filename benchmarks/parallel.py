@@ -6,6 +6,7 @@ HTTP server, run as one plan (concurrently) and one call after the other.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import tempfile
@@ -14,6 +15,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from _report import add_json_option, write_json
 
 DELAY_S = 0.2
 
@@ -33,6 +36,9 @@ class Slow(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_json_option(parser)
+    args = parser.parse_args()
     import grounded
     from grounded.grounding.executor import Call, Executor, Plan
     from grounded.tools import ToolContext, load_tools
@@ -46,6 +52,10 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         kb = grounded.open(Path(tmp) / "kb", sources={"live": source})
+        # A request's view pins a published version, so publish one small document first.
+        (Path(tmp) / "docs").mkdir()
+        (Path(tmp) / "docs" / "note.txt").write_text("The live source answers on two endpoints.", encoding="utf-8")
+        kb.ingest(Path(tmp) / "docs")
         executor = Executor(load_tools(), ToolContext(view=kb.store.view()))
         calls = (
             Call("c1", "api", {"source": "live", "endpoint": "a"}),
@@ -67,6 +77,7 @@ def main() -> None:
     print(f"| two independent 200 ms API calls, one plan | {p * 1000:.0f} ms |")
     print(f"| the same calls one after the other | {s * 1000:.0f} ms |")
     print(f"| speedup (median of 5) | {s / p:.2f}x |")
+    write_json(args.json, {"parallel_ms": p * 1000, "sequential_ms": s * 1000, "speedup": s / p})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import add_json_option, write_json
 from beir_eval import evaluate, load_qrels, load_queries, peak_rss_mib, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tune", action="store_true", help="sweep fusion settings (train split only)")
     parser.add_argument("--bm25", action="append", default=[], metavar="K1,B", help="with --tune: BM25 k1,b to try too")
     parser.add_argument("--worker", choices=("grounded",), help=argparse.SUPPRESS)
+    add_json_option(parser)
     args = parser.parse_args(argv)
     args.data = args.data.resolve()
     args.work = args.work.resolve()
@@ -279,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("| setting | nDCG@10 | R@100 |\n|---|---|---|")
         for r in ranked:
             print(f"| {r['name']} | {r['scores'][0]:.4f} | {r['scores'][1]:.4f} |")
+        write_json(args.json, {"split": args.split, "queries": result["queries"], "tuning": ranked})
         return
     rows = _run_worker(cmd)["rows"]
 
@@ -311,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"chunks; latency = k=10 hybrid search in process; units = chunks (grounded) / documents (txtai); {reused}."
     )
     print(f"grounded settings: search={hybrid['settings']} chunking={hybrid['chunking']}")
+    write_json(args.json, {"split": args.split, "depth": args.depth, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 from _grounding import clapnq_questions, geo_kb, geo_questions
+from _report import add_json_option, write_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--work", type=Path, default=Path(".bench/geo-kb"))
+    add_json_option(parser)
     args = parser.parse_args()
 
     from grounded.grounding.router import Router
@@ -53,6 +55,15 @@ def main() -> None:
     print(f"| latency per question (route + link) | {elapsed / total * 1000:.1f} ms |")
     for gold, got, question, reason in mistakes:
         print(f"  {gold} -> {got}: {question!r} ({reason})")
+    write_json(
+        args.json,
+        {
+            "questions": total,
+            "accuracy": correct / total,
+            "confusion": {f"{g}->{p}": n for (g, p), n in sorted(confusion.items())},
+            "ms_per_question": elapsed / total * 1000,
+        },
+    )
 
 
 if __name__ == "__main__":

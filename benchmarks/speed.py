@@ -36,12 +36,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import add_json_option, write_json
 from beir_eval import load_qrels, load_queries, percentile, read_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Every printed table, for --json.
+TABLES: list[dict[str, object]] = []
+
+
 def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    TABLES.append({"columns": list(head), "rows": [list(row) for row in rows]})
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for row in rows:
@@ -319,6 +325,7 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=1000)
+    add_json_option(parser)
     args = parser.parse_args()
     parts = args.only or ["ingest", "http", "search", "vectors"]
     load = os.getloadavg()
@@ -333,6 +340,7 @@ def main() -> None:
         bench_vectors(args.vectors, args.clusters, args.queries)
     load = os.getloadavg()
     print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    write_json(args.json, {"parts": parts, "tables": TABLES})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from _grounding import GEO_KEYS, geo_kb, geo_questions
+from _report import add_json_option, write_json
 
 _LITERAL = re.compile(r"('(?:[^']|'')*')")
 
@@ -57,7 +58,7 @@ def _pct(scores: dict[str, Any] | None, key: str) -> str:
     return f"{scores[key]:.1%}" if scores else "not run"
 
 
-def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> None:
+def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> dict[str, Any]:
     """Score questions through the serving path, one at a time, with the active tuned expert."""
     from grounded.experts.tuned import TunedExperts
     from grounded.sql.schema_link import SchemaLinker
@@ -78,7 +79,9 @@ def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> None:
     print(f"\n| serving path (SqlWriter + transformers backend), {active.name} | |")
     print("| --- | --- |")
     print(f"| test execution accuracy, first {n} questions | {correct / n:.1%} ({correct}/{n}) |")
-    print(f"| seconds per question | {(time.perf_counter() - started) / n:.1f} |")
+    seconds = (time.perf_counter() - started) / n
+    print(f"| seconds per question | {seconds:.1f} |")
+    return {"expert": active.name, "questions": n, "execution_accuracy": correct / n, "seconds_per_question": seconds}
 
 
 def main() -> None:
@@ -107,6 +110,7 @@ def main() -> None:
         default=None,
         help="no training: score this model (a tuned expert's directory, an exported GGUF, a base) on test",
     )
+    add_json_option(parser)
     args = parser.parse_args()
 
     from grounded.sql.database import ReadOnlyDatabase
@@ -126,7 +130,7 @@ def main() -> None:
     if args.limit_test:
         test = test[: args.limit_test]
     if args.serve_check:
-        serve_check(kb, db, judge, test[: args.serve_check])
+        write_json(args.json, serve_check(kb, db, judge, test[: args.serve_check]))
         return
     options = TuneOptions(
         epochs=args.epochs,
@@ -161,6 +165,7 @@ def main() -> None:
         print(f"| execution accuracy | {scored['execution_accuracy']:.1%} |")
         print(f"| valid SQL | {scored['valid_sql']:.1%} |")
         print(f"| wall time (load and evaluate) | {time.perf_counter() - started:.0f} s |")
+        write_json(args.json, {"model": args.score, "test_questions": len(test), **scored})
         return
     result = tune_sql(kb.path, db, "geo", train, dev, base=args.base, options=options, resume=args.resume)
     report["tuned"] = {k: v for k, v in result.card.items() if k != "options"}
@@ -191,6 +196,7 @@ def main() -> None:
     )
     print(f"| examples/s | | {card['examples_per_second']:.2f} |")
     print(f"\nreport: {out}; expert: {result.path}")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":
