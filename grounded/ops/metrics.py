@@ -30,6 +30,7 @@ __all__ = [
     "REFRESH_DURATION",
     "REQUEST_LATENCY",
     "RETRIEVAL_HITS",
+    "STAGE_LATENCY",
     "observe_answer",
     "render",
 ]
@@ -53,6 +54,13 @@ RETRIEVAL_HITS = Histogram(
     "Chunks returned per retrieval, by route.",
     ["route"],
     buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100),
+)
+STAGE_LATENCY = Histogram(
+    "grounded_answer_stage_duration_seconds",
+    "Time each stage of answering took (the trace's timings: ground, retrieve, evidence, generate, "
+    "verify, total, ...), so a latency budget can be read per stage.",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
 )
 ANSWERS = Counter("grounded_answers_total", "Answers given, by whether they came from the cache.", ["cached"])
 ABSTENTIONS = Counter("grounded_abstentions_total", "Answers that abstained (not in the sources).")
@@ -79,6 +87,10 @@ def observe_answer(answer: Answer, route: str) -> None:
         generate_ms = answer.timings.get("generate_ms")
         if generate_ms is not None:
             EXPERT_LATENCY.labels(task="answer").observe(generate_ms / 1000)
+        # Every stage the engine timed, whatever stages it has: new stages need no change here.
+        for key, ms in answer.timings.items():
+            if key.endswith("_ms"):
+                STAGE_LATENCY.labels(stage=key.removesuffix("_ms")).observe(ms / 1000)
 
 
 class IndexCollector(Collector):

@@ -105,6 +105,16 @@ def test_metrics_expose_requests_refreshes_and_index(admin: httpx.Client) -> Non
     assert 'grounded_refreshes_total{source="broken",status="failed"}' in text
 
 
+def test_metrics_time_every_answer_stage(admin: httpx.Client) -> None:
+    answered = admin.post("/v1/query", json={"query": "What does the with statement do?", "cache": False}, timeout=300)
+    assert answered.status_code == 200, answered.text
+    stages = {k.removesuffix("_ms") for k in answered.json()["timings"] if k.endswith("_ms")}
+    assert {"retrieve", "total"} <= stages
+    text = admin.get("/metrics").text
+    for stage in stages:
+        assert f'grounded_answer_stage_duration_seconds_count{{stage="{stage}"}}' in text, stage
+
+
 def test_request_id_is_echoed_or_made(admin: httpx.Client) -> None:
     given = admin.get("/healthz", headers={"x-request-id": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"
