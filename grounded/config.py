@@ -105,6 +105,26 @@ class ServerSettings(BaseModel):
         50.0, ge=0, description="Requests per second per caller and worker (0: no limit); 429 above."
     )
     rate_burst: int = Field(100, ge=1, description="Requests a caller may make at once before the rate applies.")
+    auth_failure_rate: float = Field(
+        0.1,
+        ge=0,
+        description="Failed authentications per second a client address may make after its burst (0: no limit); "
+        "above, every request from that address is 429 with Retry-After, even with a valid key.",
+    )
+    auth_failure_burst: int = Field(10, ge=1, description="Failed authentications a client address may make at once.")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must complete a request's headers within this time after it opens (and after each "
+        "response); otherwise it is closed (slow-client protection).",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body must arrive whole within this time after its headers; 408 otherwise."
+    )
+    keep_alive_s: float = Field(5.0, ge=1, description="An idle kept-alive connection is closed after this time.")
+    max_connections: int = Field(
+        1000, ge=1, description="Open connections per worker; one accepted beyond this is closed at once."
+    )
     log_format: Literal["json", "text"] = Field("json", description="Server logs: JSON lines or plain text.")
     graceful_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
