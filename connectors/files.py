@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Cursor, Document, Page, Record, StreamSpec, Unreadable
 from grounded.errors import FatalConnectorError, IngestError
@@ -35,11 +35,18 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl"}
 class FilesConfig(BaseModel):
     """A file or folder to read."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     path: Path = Field(description="A file, or a folder read recursively.")
     page_size: int = Field(256, ge=1, description="Documents per page handed to the indexer.")
     id_field: tuple[str, ...] = Field(("_id", "id", "doc_id"), description="JSONL fields tried for the key.")
     text_field: tuple[str, ...] = Field(("text", "contents", "body"), description="JSONL fields tried for text.")
     title_field: str = Field("title", description="JSONL field for the title.")
+    follow_symlinks: bool = Field(
+        False,
+        description="Read files whose symbolic links lead out of the folder (off: such links are skipped, "
+        "so a link to /etc/passwd placed in the folder does not make it searchable).",
+    )
 
 
 class FilesConnector:
@@ -64,17 +71,33 @@ class FilesConnector:
         return [StreamSpec(name="files", kind="documents", full_scan=True)]
 
     def files(self) -> list[Path]:
-        """The files a read will visit, in a stable order."""
+        """The files a read will visit, in a stable order.
+
+        A folder's files are read where they lie inside it: a symbolic link whose target is
+        outside the folder is skipped (and so removed from the knowledge base if an earlier read
+        took it) unless ``follow_symlinks``. The path given itself is the operator's choice and
+        may be a link.
+        """
         root = self.config.path
         if root.is_file():
             return [root]
+        inside = root.resolve()
         return sorted(
             p
             for p in root.rglob("*")
             if p.is_file()
             and p.suffix.lower() in SUPPORTED_SUFFIXES
             and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            and (self.config.follow_symlinks or p.resolve().is_relative_to(inside))
         )
+
+    def outside_links(self) -> list[Path]:
+        """Links in the folder that lead out of it and are skipped (empty with ``follow_symlinks``)."""
+        root = self.config.path
+        if self.config.follow_symlinks or not root.is_dir():
+            return []
+        inside = root.resolve()
+        return sorted(p for p in root.rglob("*") if p.is_symlink() and not p.resolve().is_relative_to(inside))
 
     def size_hint(self) -> int:
         """Number of files to read (for progress bars)."""

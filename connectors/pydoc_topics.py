@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Cursor, Document, Page, StreamSpec
 from grounded.errors import FatalConnectorError
@@ -20,6 +20,8 @@ __all__ = ["PydocTopicsConfig", "PydocTopicsConnector"]
 
 class PydocTopicsConfig(BaseModel):
     """Which topics to read (all by default)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     topics: tuple[str, ...] = Field((), description="Topic names (e.g. 'with'); empty reads them all.")
 

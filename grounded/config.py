@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +31,7 @@ from pydantic_settings import (
 from grounded.errors import ConfigError
 
 __all__ = [
+    "RESERVED_SOURCE_NAMES",
     "AnswerSettings",
     "ChunkSettings",
     "ExpertSpec",
@@ -41,11 +43,34 @@ __all__ = [
     "SourceConfig",
     "get_settings",
     "load_settings",
+    "source_name_problem",
 ]
+
+RESERVED_SOURCE_NAMES = frozenset({"main", "information_schema", "pg_catalog", "memory", "system", "temp", "kb"})
+"""Source names that collide with the knowledge base's own tables or DuckDB's catalogs: a source's
+tables live in a schema (and, on a caller's SQL connection, a database) named after it."""
+
+
+def source_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a source (``None``: it can)."""
+    if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        return f"source name {name!r} must be letters, digits, '-', '_' or '.'"
+    if name.lower() in RESERVED_SOURCE_NAMES or name.lower().startswith("fts_"):
+        return (
+            f"source name {name!r} is reserved (the knowledge base's own tables and catalogs use "
+            f"{', '.join(sorted(RESERVED_SOURCE_NAMES))} and names starting with fts_)"
+        )
+    return None
+
+
+_STRICT_KEYS = ConfigDict(extra="forbid")
+"""Every section refuses keys it does not know: a misspelt ``rate_limt`` is an error, not the default."""
 
 
 class ChunkSettings(BaseModel):
     """How documents are cut into chunks."""
+
+    model_config = _STRICT_KEYS
 
     max_chars: int = Field(1000, ge=50, description="Soft upper bound of a chunk, in characters.")
     overlap_sentences: int = Field(0, ge=0, description="Sentences repeated at the start of the next chunk.")
@@ -53,6 +78,8 @@ class ChunkSettings(BaseModel):
 
 class SearchSettings(BaseModel):
     """Hybrid retrieval: how many candidates each side brings and how they are fused."""
+
+    model_config = _STRICT_KEYS
 
     candidates: int = Field(100, ge=1, le=10_000, description="Candidates taken from BM25 and from FAISS.")
     fusion: Literal["rrf", "score"] = Field(
@@ -68,6 +95,8 @@ class SearchSettings(BaseModel):
 class ServerSettings(BaseModel):
     """How ``grounded serve`` listens and protects itself."""
 
+    model_config = _STRICT_KEYS
+
     host: str = Field("127.0.0.1", description="Interface `grounded serve` binds (`0.0.0.0`: every interface).")
     port: int = Field(8000, ge=1, le=65535, description="Port `grounded serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes (each serves every route).")
@@ -76,6 +105,26 @@ class ServerSettings(BaseModel):
         50.0, ge=0, description="Requests per second per caller and worker (0: no limit); 429 above."
     )
     rate_burst: int = Field(100, ge=1, description="Requests a caller may make at once before the rate applies.")
+    auth_failure_rate: float = Field(
+        0.1,
+        ge=0,
+        description="Failed authentications per second a client address may make after its burst (0: no limit); "
+        "above, every request from that address is 429 with Retry-After, even with a valid key.",
+    )
+    auth_failure_burst: int = Field(10, ge=1, description="Failed authentications a client address may make at once.")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must complete a request's headers within this time after it opens (and after each "
+        "response); otherwise it is closed (slow-client protection).",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body must arrive whole within this time after its headers; 408 otherwise."
+    )
+    keep_alive_s: float = Field(5.0, ge=1, description="An idle kept-alive connection is closed after this time.")
+    max_connections: int = Field(
+        1000, ge=1, description="Open connections per worker; one accepted beyond this is closed at once."
+    )
     log_format: Literal["json", "text"] = Field("json", description="Server logs: JSON lines or plain text.")
     graceful_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
@@ -92,6 +141,8 @@ class ServerSettings(BaseModel):
 class SchedulerSettings(BaseModel):
     """How scheduled and manual refreshes of sources run (see ``grounded.ops.scheduler``)."""
 
+    model_config = _STRICT_KEYS
+
     jitter_s: float = Field(30.0, ge=0, description="Random delay added to each scheduled run, up to this.")
     max_retries: int = Field(3, ge=0, le=20, description="Retries after a retriable connector error.")
     backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles with each retry.")
@@ -101,6 +152,8 @@ class SchedulerSettings(BaseModel):
 
 class ExpertSpec(BaseModel):
     """Which backend and model serve one expert task (see ``grounded.experts``)."""
+
+    model_config = _STRICT_KEYS
 
     backend: str = Field(
         "transformers", description="A backend registered in the `grounded.experts` entry-point group."
@@ -126,6 +179,8 @@ class ExpertsSettings(BaseModel):
     """Task -> expert. ``embed`` stays ``embed_model`` above; ``answer`` writes cited answers;
     ``sql`` writes SQL; ``tool_call`` chooses tool calls (it needs a backend with structured output)."""
 
+    model_config = _STRICT_KEYS
+
     answer: ExpertSpec = Field(ExpertSpec(), description="Writes the cited answers from the numbered evidence.")
     sql: ExpertSpec | None = Field(
         None,
@@ -140,6 +195,8 @@ class ExpertsSettings(BaseModel):
 
 class AnswerSettings(BaseModel):
     """How ``kb.ask`` turns retrieved evidence into a cited, verified answer."""
+
+    model_config = _STRICT_KEYS
 
     k: int = Field(3, ge=1, le=20, description="Evidence passages given to the answer expert.")
     sentences_per_passage: int = Field(2, ge=1, le=50, description="Best sentences kept from each passage.")
@@ -180,7 +237,7 @@ class SourceConfig(BaseModel):
         GROUNDED_SOURCES__SHOP__PARAMS__HOST=db.internal grounded sync shop
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT_KEYS
 
     type: str = Field(description="Connector type: postgres, mysql, sqlite, duckdb_files, rest, github, ...")
     params: dict[str, Any] = Field(default_factory=dict, description="The connector's settings.")
@@ -218,6 +275,15 @@ class Settings(BaseSettings):
         SchedulerSettings(), description="How scheduled and manual refreshes of sources run and retry."
     )
 
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in sources:
+            problem = source_name_problem(name)
+            if problem is not None:
+                raise ValueError(f"{problem}; rename [sources.{name}]")
+        return sources
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -238,6 +304,10 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"GROUNDED_CONFIG={config_file!r} does not name a readable file")
     try:
         return Settings(**overrides)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        toml_file = config_file or "grounded.toml"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot read {toml_file}: {reason}; it must be a UTF-8 TOML file") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()

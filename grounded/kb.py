@@ -29,7 +29,8 @@ from grounded.answering.types import Answer
 from grounded.config import Settings, load_settings
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.ingest.builder import IngestStats
-from grounded.ingest.sync import ProgressFactory, sync_connector
+from grounded.ingest.sources import refuse_configured_source
+from grounded.ingest.sync import ProgressFactory, sync_connector, validate_source_name
 from grounded.notebook.explore import ExploreMixin
 from grounded.retrieval import Mode, SearchResults, Snapshot
 from grounded.store import KnowledgeStore
@@ -150,16 +151,22 @@ class KnowledgeBase(ExploreMixin):
         *,
         source: str | None = None,
         progress: ProgressFactory | None = None,
+        follow_symlinks: bool = False,
     ) -> IngestStats:
         """Ingest a file or folder as source ``source`` (default: the folder's name).
 
         Re-ingesting unchanged files changes nothing; changed files replace their chunks and
-        files gone from the folder are removed from the knowledge base.
+        files gone from the folder are removed from the knowledge base. A name that is a
+        configured (or synced) source is refused with :class:`~grounded.errors.InvalidRequest`:
+        the source's ACL and connector would be lost; ``grounded sync`` refreshes it. Symbolic links
+        that lead out of the folder are not followed unless ``follow_symlinks``.
         """
         target = Path(path)
-        connector = FilesConnector(FilesConfig(path=target))
+        connector = FilesConnector(FilesConfig(path=target, follow_symlinks=follow_symlinks))
         connector.check()
         name = source or (target.resolve().name if target.is_dir() else target.resolve().parent.name) or "files"
+        validate_source_name(name)
+        refuse_configured_source(self.store, name)
         return self.sync(name, connector, progress=progress, total=connector.size_hint())
 
     def sync(

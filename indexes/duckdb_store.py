@@ -472,7 +472,8 @@ def _filter_sql(filters: SearchFilters | None) -> tuple[str, list[Any]]:
         params.append(filters.updated_before)
     for key, value in filters.metadata:
         parts.append("json_extract_string(d.metadata, ?) = ?")
-        params.extend([f"$.{json.dumps(key)}", value])
+        # ensure_ascii=False: DuckDB's JSON path does not decode \u escapes, so "é" must stay "é".
+        params.extend([f"$.{json.dumps(key, ensure_ascii=False)}", value])
     if filters.acl_groups is not None:
         parts.append("(len(coalesce(d.acl, [])) = 0 OR list_has_any(d.acl, ?::VARCHAR[]))")
         params.append(list(filters.acl_groups))

@@ -77,13 +77,16 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     app.state.keys = keys
     app.state.refresher = Refresher(kb)
     app.state.rate_limiter = RateLimiter(server.rate_limit, server.rate_burst) if server.rate_limit > 0 else None
+    app.state.auth_failures = (
+        RateLimiter(server.auth_failure_rate, server.auth_failure_burst) if server.auth_failure_rate > 0 else None
+    )
     app.state.shutting_down = False
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     mount_mcp(app, kb)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
-    app.add_middleware(ServingMiddleware, max_body_bytes=server.max_body_bytes)
+    app.add_middleware(ServingMiddleware, max_body_bytes=server.max_body_bytes, body_timeout_s=server.body_timeout_s)
     return app
 
 

@@ -9,7 +9,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from grounded.access import Principal
 from grounded.api.ratelimit import RateLimiter
-from grounded.errors import Forbidden
+from grounded.errors import Forbidden, RateLimited, Unauthorized
 from grounded.kb import KnowledgeBase
 from grounded.ops.keys import KeyStore
 
@@ -30,10 +30,29 @@ def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>`` or ``X-API-Key`` (rate limited per caller)."""
+    """The caller, from ``Authorization: Bearer <key>`` or ``X-API-Key`` (rate limited per caller).
+
+    Failed authentications are counted per client address (``server.auth_failure_*``); an address
+    over its limit gets 429 with ``Retry-After`` for every request, a valid key included, so
+    guessing keys costs time instead of only 401s.
+    """
     keys: KeyStore = request.app.state.keys
     token = bearer.credentials if bearer is not None else api_key
-    principal = keys.authenticate(token)
+    failures: RateLimiter | None = request.app.state.auth_failures
+    address = request.client.host if request.client else "local"
+    if failures is not None:
+        wait = failures.wait(address)
+        if wait > 0:
+            raise RateLimited(
+                f"too many failed authentications from {address}; retry in {RateLimiter.retry_after_header(wait)} s",
+                retry_after=wait,
+            )
+    try:
+        principal = keys.authenticate(token)
+    except Unauthorized:
+        if failures is not None:
+            failures.spend(address)
+        raise
     limiter: RateLimiter | None = request.app.state.rate_limiter
     if limiter is not None:
         who = principal.key_id if keys.has_keys() else (request.client.host if request.client else "local")

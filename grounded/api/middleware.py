@@ -2,7 +2,9 @@
 
 - ``X-Request-ID``: the caller's (when short and plain) or a new one; echoed in the response and
   carried by every log record of the request (:data:`grounded.ops.logs.REQUEST_ID`).
-- Bodies over ``max_body_bytes`` get 413, whether announced by ``Content-Length`` or streamed.
+- Bodies over ``max_body_bytes`` get 413, whether announced by ``Content-Length`` or streamed;
+  a body that has not arrived whole ``body_timeout_s`` after the headers gets 408 (a slow client
+  must not hold a request open; the header deadline is in :mod:`grounded.api.connections`).
 - ``grounded_request_duration_seconds{route, method, status}`` with the route *template*
   (``/v1/sources/{name}/refresh``), so paths never explode the label set.
 - One JSON log line per request: method, path, route, status, duration, caller's key id.
@@ -17,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grounded.errors import RequestTooLarge
@@ -45,9 +48,10 @@ def _route_template(scope: Scope) -> str:
 class ServingMiddleware:
     """Wraps the app; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,29 +72,49 @@ class ServingMiddleware:
             REQUEST_ID.reset(token)
             return
 
-        if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            # A streamed body without Content-Length: read it here (up to the limit) and replay it,
-            # so an oversized one gets a clean 413 instead of failing inside body parsing.
-            body, complete = bytearray(), False
-            while not complete:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break
-                body += message.get("body", b"")
-                complete = not message.get("more_body", False)
-                if len(body) > limit:
+        if scope.get("method") in ("POST", "PUT", "PATCH"):
+            # Read the whole body here, before the route, under the body deadline: a client that
+            # sends its body slowly gets 408 instead of holding a worker's request open, and a
+            # streamed one (no Content-Length) over the limit gets a clean 413 instead of failing
+            # inside body parsing. The route then reads it from memory.
+            body, complete, too_large = bytearray(), False, False
+            with anyio.move_on_after(self.body_timeout_s) as deadline:
+                while not complete:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    body += message.get("body", b"")
+                    complete = not message.get("more_body", False)
+                    if len(body) > limit:
+                        too_large = True
+                        break
+            if too_large or deadline.cancelled_caught:
+                if too_large:
+                    status = 413
                     await self._too_large(scope, send, request_id, len(body))
-                    self._finish(scope, 413, started)
-                    REQUEST_ID.reset(token)
-                    return
+                else:
+                    status = 408
+                    await self._problem(
+                        scope,
+                        send,
+                        request_id,
+                        408,
+                        "Request timeout",
+                        f"the request body did not arrive within {self.body_timeout_s:g} s "
+                        f"({len(body)} bytes received)",
+                    )
+                self._finish(scope, status, started)
+                REQUEST_ID.reset(token)
+                return
             replayed = False
+            upstream = receive  # replay's own name is rebound below: keep the server's receive
 
             async def replay() -> Message:
                 nonlocal replayed
                 if not replayed:
                     replayed = True
                     return {"type": "http.request", "body": bytes(body), "more_body": False}
-                return await receive()
+                return await upstream()  # e.g. a streaming response waiting for the disconnect
 
             receive = replay
 
@@ -121,19 +145,25 @@ class ServingMiddleware:
             REQUEST_ID.reset(token)
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str, size: int) -> None:
+        detail = f"the request body has {size} bytes; the limit is {self.max_body_bytes}"
+        await self._problem(scope, send, request_id, 413, "Request too large", detail)
+
+    @staticmethod
+    async def _problem(scope: Scope, send: Send, request_id: str, status: int, title: str, detail: str) -> None:
+        """A problem+json answer sent before the route ran; the connection closes after it."""
         body = json.dumps(
             {
-                "type": "https://grounded.dev/problems/request-too-large",
-                "title": "Request too large",
-                "status": 413,
-                "detail": f"the request body has {size} bytes; the limit is {self.max_body_bytes}",
+                "type": f"https://grounded.dev/problems/{title.lower().replace(' ', '-')}",
+                "title": title,
+                "status": status,
+                "detail": detail,
                 "instance": scope.get("path", ""),
             }
         ).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),

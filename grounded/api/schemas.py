@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from indexes.base import Hit
 
+# Request bodies are strict (``strict=True``): ``"k": "10"`` or ``"k": true`` is a 422, not 10 or 1,
+# so a client's type bug surfaces at once instead of as a surprising result.
+
 if TYPE_CHECKING:
     from grounded.answering.types import Answer, AnswerSentence, Citation
     from grounded.ops.jobs import JobRecord
@@ -36,7 +39,9 @@ __all__ = [
 class SearchRequest(BaseModel):
     """``POST /v1/search``: what to look for and how many results."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": "how to open a file", "k": 5}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"query": "how to open a file", "k": 5}]}
+    )
 
     query: str = Field(min_length=1, max_length=2000, description="The search text.")
     k: int = Field(10, ge=1, le=100, description="How many chunks to return.")
@@ -94,7 +99,9 @@ class QueryRequest(BaseModel):
     """``POST /v1/query``: the question, how many passages to read, and search filters."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"query": "where is mount logan located?", "k": 3}]}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"query": "where is mount logan located?", "k": 3}]},
     )
 
     query: str = Field(min_length=1, max_length=2000, description="The question.")

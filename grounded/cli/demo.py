@@ -22,11 +22,21 @@ def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     serve: Annotated[bool, typer.Option(help="Start the server after ingesting.")] = True,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve a non-loopback address although no API key exists: every peer is an admin.",
+        ),
+    ] = False,
 ) -> None:
     """Ingest the Python language reference (shipped with CPython), print examples, serve."""
     from connectors.pydoc_topics import PydocTopicsConnector
+    from grounded.cli.serve import check_exposure
 
     knowledge = knowledge_base(kb, create=True)
+    if serve:
+        check_exposure(knowledge, host, insecure_no_auth=insecure_no_auth)  # before minutes of ingesting
     connector = PydocTopicsConnector()
     stats = knowledge.sync("python-docs", connector, progress=progress_factory(True), total=connector.size_hint())
     counts = knowledge.stats()
@@ -48,7 +58,11 @@ def demo(
     console.print(f"  open {base}/docs for the OpenAPI documentation\n", highlight=False)
     if serve:
         import uvicorn
+        from uvicorn.config import LOGGING_CONFIG
 
         from grounded.api.app import create_app
+        from grounded.api.connections import uvicorn_options
 
-        uvicorn.run(create_app(knowledge), host=host, port=port, log_level="info")
+        # serve's protections (slow clients), with uvicorn's own console logs and access log for the demo
+        options = {**uvicorn_options(knowledge.settings.server), "log_config": LOGGING_CONFIG, "access_log": True}
+        uvicorn.run(create_app(knowledge), host=host, port=port, log_level="info", **options)

@@ -19,10 +19,25 @@ def ingest(
         str | None, typer.Option(help="Source name for these documents (default: the folder's name).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    follow_symlinks: Annotated[
+        bool, typer.Option(help="Also read files through symbolic links that lead out of the folder.")
+    ] = False,
 ) -> None:
-    """Ingest documents; unchanged ones are skipped, changed ones replaced, removed ones deleted."""
+    """Ingest documents; unchanged ones are skipped, changed ones replaced, removed ones deleted.
+
+    A name that is a configured source (grounded.toml) is refused: `grounded sync NAME` refreshes
+    it with its ACL. Symbolic links out of the folder are skipped unless --follow-symlinks.
+    """
+    from connectors.files import FilesConfig, FilesConnector
+
     knowledge = knowledge_base(kb, create=True)
-    stats = knowledge.ingest(path, source=source, progress=progress_factory(progress))
+    stats = knowledge.ingest(path, source=source, progress=progress_factory(progress), follow_symlinks=follow_symlinks)
+    for link in FilesConnector(FilesConfig(path=path, follow_symlinks=follow_symlinks)).outside_links():
+        err_console.print(
+            f"[yellow]skipped:[/] {link}: a symbolic link out of the folder (--follow-symlinks reads it)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for problem in stats.skipped:
         err_console.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)
     verb = f"published version {stats.version}" if stats.published else f"nothing changed (version {stats.version})"

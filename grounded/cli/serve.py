@@ -22,15 +22,26 @@ def serve(
     scheduler: Annotated[
         bool | None, typer.Option(help="Refresh sources on their schedules in this process (default: on).")
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve a non-loopback address although no API key exists: every peer is an admin.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs, web page at /) and run the source schedules.
 
     Workers are separate processes over the same knowledge base; the scheduler runs once, in
     this process. SIGTERM or Ctrl-C stops accepting connections and lets requests in flight
     finish (up to server.graceful_timeout_s).
+
+    Without any API key every caller is an admin, so binding an address other than loopback
+    needs a key (`grounded keys create`) or --insecure-no-auth.
     """
     knowledge = knowledge_base(kb, create=True)
     settings = knowledge.settings
+    check_exposure(knowledge, host or settings.server.host, insecure_no_auth=insecure_no_auth)
     count = workers or settings.server.workers
     made: str | None = None
     if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -44,10 +55,28 @@ def serve(
             shutil.rmtree(made, ignore_errors=True)
 
 
+def check_exposure(knowledge: object, host: str, *, insecure_no_auth: bool) -> None:
+    """Refuse (ConfigError, exit 2) to serve ``host`` beyond loopback while no API key exists."""
+    from grounded.api.connections import is_loopback
+    from grounded.errors import ConfigError
+    from grounded.kb import KnowledgeBase
+    from grounded.ops.keys import KEYS_FILE, KeyStore
+
+    assert isinstance(knowledge, KnowledgeBase)
+    if insecure_no_auth or is_loopback(host) or KeyStore(knowledge.path / KEYS_FILE).has_keys():
+        return
+    raise ConfigError(
+        f"refusing to serve {host} without API keys: every peer that reaches it would be an admin and read "
+        f"every source. Create a key first (`grounded keys create --name NAME --groups a,b [--admin]`), bind "
+        f"127.0.0.1, or pass --insecure-no-auth if the network itself is trusted"
+    )
+
+
 def run_server(knowledge: object, *, host: str | None, port: int | None, workers: int, scheduler: bool | None) -> None:
     """Run uvicorn over ``knowledge`` with ``workers`` processes and the scheduler thread."""
     import uvicorn
 
+    from grounded.api.connections import uvicorn_options
     from grounded.kb import KnowledgeBase
     from grounded.ops.logs import configure_logging
     from grounded.ops.scheduler import Refresher, Scheduler
@@ -70,11 +99,7 @@ def run_server(knowledge: object, *, host: str | None, port: int | None, workers
             host=host or settings.server.host,
             port=port or settings.server.port,
             workers=workers,
-            loop=settings.server.loop,
-            http=settings.server.http,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=round(settings.server.graceful_timeout_s),
+            **uvicorn_options(settings.server),
         )
     finally:
         if background is not None:

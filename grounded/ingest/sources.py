@@ -21,13 +21,20 @@ from dataclasses import dataclass
 from connectors.base import SizedConnector
 from connectors.registry import build_connector
 from grounded.config import Settings, SourceConfig
-from grounded.errors import ConfigError, GroundedError
+from grounded.errors import ConfigError, GroundedError, InvalidRequest
 from grounded.ingest.builder import IngestStats, VersionBuilder
 from grounded.ingest.sync import ProgressFactory, sync_connector, validate_source_name
 from grounded.store import KnowledgeStore
 from indexes.duckdb_store import DuckDBStore
 
-__all__ = ["SourceResult", "remove_source", "source_identity", "sync_source", "sync_sources"]
+__all__ = [
+    "SourceResult",
+    "refuse_configured_source",
+    "remove_source",
+    "source_identity",
+    "sync_source",
+    "sync_sources",
+]
 
 
 @dataclass(slots=True)
@@ -80,6 +87,28 @@ def _check_rename(name: str, config: SourceConfig, configured: Sequence[str], kn
         if old_identity == identity and old not in configured:
             return old
     return None
+
+
+def refuse_configured_source(store: KnowledgeStore, name: str) -> None:
+    """Refuse to ingest files as ``name`` when it is a configured or synced source.
+
+    ``grounded ingest`` writes documents without a source's configuration: no ACL, another
+    connector. Into a configured source that would publish its documents to everyone and replace
+    what ``grounded sync`` read, so the caller must pick another name (or sync the source).
+    """
+    config = store.settings.sources.get(name)
+    if config is not None:
+        raise InvalidRequest(
+            f"source {name!r} is configured in grounded.toml ({config.type}"
+            f"{', acl ' + str(config.acl) if config.acl else ''}); ingesting files into it would drop its "
+            f"configuration (its ACL included) and replace what `grounded sync` read. Run `grounded sync {name}` "
+            f"to refresh it, or pass another name with --source"
+        )
+    if name in _known_identities(store):
+        raise InvalidRequest(
+            f"source {name!r} was synced from a configured source (`grounded sync`); ingesting files into it "
+            f"would replace its documents. Pass another name with --source"
+        )
 
 
 def remove_source(store: KnowledgeStore, name: str) -> IngestStats:

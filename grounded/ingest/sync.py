@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.base import Connector, Document, LiveKeys, Page, RowBatch
 from grounded.access import effective_acl
+from grounded.config import source_name_problem
 from grounded.errors import InvalidRequest
 from grounded.ingest.builder import IngestStats, VersionBuilder
 from grounded.store import KnowledgeStore
@@ -95,13 +96,8 @@ def _progress_units(page: Page) -> int:
 
 
 def validate_source_name(name: str) -> None:
-    """Refuse a source name that is not letters, digits, ``-``, ``_``, ``.``, or is reserved."""
-    if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        raise InvalidRequest(
-            f"source name {name!r} must be letters, digits, '-', '_' or '.'; pass another with --source"
-        )
-    if name.lower().startswith("fts_"):
-        # A source's tables live in a schema of its name; fts_* schemas belong to the full-text index.
-        raise InvalidRequest(
-            f"source name {name!r} is reserved (names starting with 'fts_'); pass another with --source"
-        )
+    """Refuse a source name that is not letters, digits, ``-``, ``_``, ``.``, or is reserved
+    (see :func:`grounded.config.source_name_problem`)."""
+    problem = source_name_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"{problem}; pass another with --source")

@@ -54,6 +54,8 @@ def parse_filters(filters: Mapping[str, Any] | None) -> SearchFilters:
         not isinstance(metadata, Mapping) or not all(isinstance(v, str | int | float | bool) for v in metadata.values())
     ):
         raise InvalidRequest(f"filter 'metadata' must be {FILTER_KEYS['metadata']} (scalar values); got {metadata!r}")
+    for key in metadata or {}:
+        _metadata_key(key)
     uri_prefix = filters.get("uri_prefix")
     if uri_prefix is not None and not isinstance(uri_prefix, str):
         raise InvalidRequest(f"filter 'uri_prefix' must be {FILTER_KEYS['uri_prefix']}; got {uri_prefix!r}")
@@ -65,6 +67,26 @@ def parse_filters(filters: Mapping[str, Any] | None) -> SearchFilters:
         updated_before=_datetime("updated_before", filters["updated_before"]) if "updated_before" in filters else None,
         metadata=tuple(sorted((str(k), _scalar_text(v)) for k, v in (metadata or {}).items())),
     )
+
+
+MAX_METADATA_KEY_CHARS = 200
+
+
+def _metadata_key(key: object) -> None:
+    """A metadata key the store can look up as one JSON member: non-empty, bounded, printable,
+    and not ``*`` (a JSON-path wildcard that would match every member)."""
+    if (
+        not isinstance(key, str)
+        or not key
+        or len(key) > MAX_METADATA_KEY_CHARS
+        or key == "*"
+        or any(not ch.isprintable() for ch in key)
+    ):
+        shown = key[:40] + "…" if isinstance(key, str) and len(key) > 40 else key
+        raise InvalidRequest(
+            f"filter 'metadata' keys must be 1 to {MAX_METADATA_KEY_CHARS} printable characters (not '*'); "
+            f"got {shown!r}"
+        )
 
 
 def _scalar_text(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Live calls through a configured REST source: the ``api`` tool.
 
-Only endpoints configured under ``[sources.NAME]`` with ``type = "rest"`` can be called, with
-the source's base URL, auth, rate limit and retries; a call may add query parameters but never
+Only endpoints configured under ``[sources.NAME]`` with ``type = "rest"`` can be called, of a
+source the caller may read (its ``acl``, as for its documents), with the source's base URL,
+auth, rate limit and retries; a call may add query parameters but never
 change the host or path, so a model cannot make the server fetch an arbitrary URL.
 """
 
@@ -62,7 +63,10 @@ class ApiTool(Tool[ApiArguments]):
     def run(self, args: ApiArguments, ctx: ToolContext) -> ToolResult:
         if ctx.view is None:
             return ToolResult.failure(self.name, "no knowledge base is open")
-        sources = ctx.view.settings.sources
+        # Only the REST sources this caller may read, by the same ACL as its documents and tables:
+        # a source it may not read is described exactly like one that is not configured.
+        readable = ctx.view.readable_sources()
+        sources = {n: s for n, s in ctx.view.settings.sources.items() if readable is None or n in readable}
         config = sources.get(args.source)
         if config is None or config.type != "rest":
             rest = sorted(n for n, s in sources.items() if s.type == "rest")

@@ -5,7 +5,7 @@ It plays every expert of a knowledge base at once, the way a prompt-injected mod
 - the SQL expert (``[experts.sql]``, a plain completion whose prompt starts with the text-to-SQL
   system prompt) replies with ``attacker.sql`` in a code block;
 - the tool-call expert (``[experts.tool_call]``, a request with ``tools``) asks for one ``sql``
-  call with ``attacker.sql``;
+  call with ``attacker.sql`` (or for ``attacker.call``, any tool with any arguments);
 - the answer expert copies the first sentence of evidence ``[1]``, cited, so whatever a tool
   returned (a leaked row, say) reaches the answer's text and citations.
 
@@ -39,6 +39,8 @@ class Attacker:
     """The scripted model; set ``sql`` to the query the next SQL or tool-call request gets."""
 
     sql: str = "SELECT 1"
+    call: tuple[str, dict[str, Any]] | None = None
+    """When set, the tool-call expert asks for this ``(tool, arguments)`` instead of ``sql``."""
     prompts: list[str] = field(default_factory=list)
     """Every prompt seen (all messages joined), to check what a caller's prompt showed."""
 
@@ -72,7 +74,8 @@ class Attacker:
         timeout_s: float | None = None,
     ) -> ToolCalls:
         self.prompts.append("\n".join(m.content for m in messages))
-        return ToolCalls((ToolCallRequest("sql", {"query": self.sql}),), _generation(""))
+        tool, arguments = self.call or ("sql", {"query": self.sql})
+        return ToolCalls((ToolCallRequest(tool, arguments),), _generation(""))
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import pytest
 
 import grounded
 from grounded.api.app import create_app
+from grounded.ingest.sources import sync_sources
 from grounded.kb import KnowledgeBase
 from grounded.ops.keys import KEYS_FILE, KeyStore
 from grounded.ops.logs import JsonFormatter
@@ -48,7 +49,7 @@ def ops_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
         },
         scheduler={"backoff_s": 0.01, "jitter_s": 0},
     )
-    kb.ingest(corpus, source="docs")
+    assert all(r.ok for r in sync_sources(kb.store, kb.settings, ["docs"]))
     return kb
 
 

@@ -77,3 +77,49 @@ def test_openapi_documents_the_search_route(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/v1/search" in spec["paths"]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"": "y"}, {"*": "y"}, {"a\nb": "y"}, {"x" * 201: "y"}, {"\x00": "y"}],
+    ids=["empty", "wildcard", "newline", "too-long", "nul"],
+)
+def test_a_bad_metadata_filter_key_is_a_422_not_a_500(client: httpx.Client, metadata: dict[str, str]) -> None:
+    """Issue 23, item 6: {"metadata": {"": "y"}} was a DuckDB JSON path error (500, connection reset)."""
+    for route in ("/v1/search", "/v1/query"):
+        response = client.post(route, json={"query": "loop", "filters": {"metadata": metadata}})
+        assert response.status_code == 422, (route, response.text)
+        assert "filter 'metadata' keys must be" in response.json()["detail"]
+
+
+def test_metadata_filter_keys_match_whatever_characters_they_hold(client: httpx.Client) -> None:
+    """Keys the store looks up as one JSON member: quotes, dots, brackets and accents are plain text."""
+    for key in ('q"x', "d.e", "[0]", "é ü", "$", "a'b"):
+        response = client.post("/v1/search", json={"query": "loop", "filters": {"metadata": {key: "y"}}})
+        assert response.status_code == 200, (key, response.text)
+        assert response.json()["hits"] == []
+    typed = client.post("/v1/search", json={"query": "loop", "k": 3, "filters": {"metadata": {"type": "txt"}}})
+    assert len(typed.json()["hits"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/v1/search", {"query": "x", "k": "10"}, "k"),
+        ("/v1/search", {"query": "x", "k": True}, "k"),
+        ("/v1/search", {"query": "x", "k": 3.0}, "k"),
+        ("/v1/search", {"query": 5}, "query"),
+        ("/v1/query", {"query": "x", "k": "3"}, "k"),
+        ("/v1/query", {"query": "x", "cache": "false"}, "cache"),
+        ("/v1/query", {"query": "x", "cache": 0}, "cache"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+    ],
+)
+def test_request_fields_are_strictly_typed(
+    client: httpx.Client, route: str, body: dict[str, object], field: str
+) -> None:
+    """Issue 23, item 12: "10" and true were accepted as k; every request body validates strictly."""
+    response = client.post(route, json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in response.json()["detail"]

@@ -7,19 +7,30 @@ tool-call expert and writes whatever SQL the test sets — the SQL a model would
 prompt injection. Whatever it writes, a group-``a`` caller must never see ``hr``'s rows, the
 hidden documents, the knowledge base's own tables, or the names of what it may not read — in
 the answer, its citations, its trace (drafts and calls) or an error, on ``/v1/query`` (JSON and
-server-sent events) and ``/v1/chat/completions`` (plain and streamed). The admin key, which may
-read everything, shows that each attack would leak if the sandbox let it.
+server-sent events), ``/v1/chat/completions`` (plain and streamed) and MCP (``/mcp`` and
+``grounded mcp`` over stdio: the ``ask`` tool with the attacker as the model, and the ``sql``
+tool with the attacker as the agent). The admin key, which may read everything, shows that each
+attack would leak if the sandbox let it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 import grounded
 from grounded.api.app import create_app
@@ -151,3 +162,104 @@ def test_the_group_that_may_read_a_table_reads_it(server: Any) -> None:
         body = client.post("/v1/query", json={"query": "how many probe salaries notes are there?"}).json()
     assert body["route"] == "structured", body["trace"]
     assert TABLE_SECRET in str(body["citations"])
+
+
+# -- MCP: /mcp on the server, and `grounded mcp` over stdio ------------------------------------------
+
+
+async def _mcp_attacks(client: Client, attacker: Attacker) -> dict[str, str]:
+    """Every attack through the MCP tools: ``ask`` (the attacker is the model) and ``sql`` (the agent)."""
+    seen: dict[str, str] = {}
+    for name, sql in sorted(ATTACKS.items()):
+        attacker.sql = sql
+        asked = await client.call_tool("ask", {"question": QUESTION})
+        queried = await client.call_tool("sql", {"query": sql})
+        for tool, result in (("ask", asked), ("sql", queried)):
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            seen[f"{name} via mcp {tool}"] = text + json.dumps(result.structured_content or {})
+    return seen
+
+
+@asynccontextmanager
+async def _mcp_http(url: str, token: str) -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=60) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+def _assert_no_leaks(seen: dict[str, str]) -> None:
+    for where, text in seen.items():
+        attack = where.split(" via ")[0]
+        for leak in leaks(ATTACKS[attack]):
+            assert leak not in text, f"{where} leaked {leak!r}: {text[:1500]}"
+
+
+def test_mcp_over_http_reads_nothing_the_caller_may_not(server: Any) -> None:
+    url, tokens, attacker = server
+
+    async def session() -> dict[str, str]:
+        async with _mcp_http(url, tokens["a"]) as client:
+            return await _mcp_attacks(client, attacker)
+
+    seen = asyncio.run(session())
+    assert len(seen) == 2 * len(ATTACKS)
+    _assert_no_leaks(seen)
+
+
+def test_mcp_over_http_carries_what_the_admin_may_read(server: Any) -> None:
+    """The positive control: through the same MCP tools the admin's answer and query hold the row."""
+    url, tokens, attacker = server
+    attacker.sql = "SELECT note FROM hr.probe_salaries ORDER BY id"
+
+    async def session() -> tuple[str, str]:
+        async with _mcp_http(url, tokens["admin"]) as client:
+            asked = await client.call_tool("ask", {"question": "how many probe salaries notes are there?"})
+            queried = await client.call_tool("sql", {"query": attacker.sql})
+            return json.dumps(asked.structured_content), json.dumps(queried.structured_content)
+
+    asked, queried = asyncio.run(session())
+    assert TABLE_SECRET in asked
+    assert TABLE_SECRET in queried
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # strings and numbers: JSON's forms are TOML's too
+
+
+@pytest.mark.slow
+def test_mcp_over_stdio_reads_nothing_the_caller_may_not(
+    acl_root: tuple[Path, dict[str, Any], dict[str, str]], tmp_path: Path
+) -> None:
+    """`grounded mcp` as an agent starts it: group a's key, the attacker as SQL and tool-call expert."""
+    path, sources, tokens = acl_root
+    attacker = Attacker()
+    with attacker_server(attacker) as model_url:
+        settings = {
+            "experts": expert_settings(model_url, sql=True, tool_call=True),
+            "answer": {"cache": False},
+            "sources": sources,
+        }
+        config = tmp_path / "grounded.toml"
+        config.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in settings.items()), encoding="utf-8")
+        env = {**os.environ, "GROUNDED_CONFIG": str(config), "GROUNDED_API_KEY": tokens["a"]}
+        command = [sys.executable, "-c", "from grounded.cli import main; main()", "mcp", "--kb", str(path)]
+        params = StdioServerParameters(command=command[0], args=command[1:], env=env)
+
+        async def session() -> tuple[dict[str, str], str]:
+            async with Client(params, read_timeout_seconds=120) as client:
+                seen = await _mcp_attacks(client, attacker)
+                attacker.sql = "SELECT count(*) AS n FROM shop.products"
+                allowed = await client.call_tool("sql", {"query": attacker.sql})
+                return seen, json.dumps(allowed.structured_content)
+
+        seen, allowed = asyncio.run(session())
+    assert '"rows": [[3]]' in allowed  # the key's own table, through the same process
+    _assert_no_leaks(seen)

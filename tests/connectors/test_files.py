@@ -119,3 +119,46 @@ def test_unsupported_single_file_fails_the_check(tmp_path: Path) -> None:
     file.write_bytes(b"PK")
     with pytest.raises(FatalConnectorError, match="supported"):
         FilesConnector(FilesConfig(path=file)).check()
+
+
+def _folder_with_links(tmp_path: Path) -> Path:
+    """notes/ with a file, a link to a file inside it, and links out of it (to a file and a folder)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd.txt").write_text("root:x:0:0:OUTSIDE-SECRET:/root:/bin/bash\n")
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.txt").write_text("A note inside the folder.\n")
+    (notes / "alias.txt").symlink_to(notes / "a.txt")
+    (notes / "passwd.txt").symlink_to(outside / "passwd.txt")
+    (notes / "sub" / "up.txt").symlink_to(Path("..") / ".." / "outside" / "passwd.txt")
+    (notes / "elsewhere").symlink_to(outside, target_is_directory=True)
+    return notes
+
+
+def test_symlinks_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
+    """Issue 23, item 4: a link to /etc/passwd placed in an ingested folder must not be read."""
+    notes = _folder_with_links(tmp_path)
+    connector = FilesConnector(FilesConfig(path=notes))
+    assert [p.relative_to(notes).as_posix() for p in connector.files()] == ["a.txt", "alias.txt"]
+    texts = [r.text for r in _read_all(connector) if isinstance(r, Document)]
+    assert texts
+    assert not any("OUTSIDE-SECRET" in t for t in texts)
+    assert [p.relative_to(notes).as_posix() for p in connector.outside_links()] == [
+        "elsewhere",
+        "passwd.txt",
+        "sub/up.txt",
+    ]
+
+
+def test_follow_symlinks_reads_links_out_of_the_folder(tmp_path: Path) -> None:
+    notes = _folder_with_links(tmp_path)
+    connector = FilesConnector(FilesConfig(path=notes, follow_symlinks=True))
+    assert "passwd.txt" in [p.relative_to(notes).as_posix() for p in connector.files()]
+    assert any("OUTSIDE-SECRET" in r.text for r in _read_all(connector) if isinstance(r, Document))
+    assert connector.outside_links() == []
+
+
+def test_a_misspelt_files_parameter_is_refused() -> None:
+    with pytest.raises(ValueError, match="follow_symlink"):
+        FilesConfig.model_validate({"path": "notes", "follow_symlink": True})

@@ -8,6 +8,7 @@ import grounded
 from connectors.base import Document, Page, StreamSpec
 from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
 from grounded.kb import KnowledgeBase
+from tests.conftest import write_topics
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +170,30 @@ def test_source_names_of_the_full_text_index_are_reserved(tmp_path: Path, corpus
     with pytest.raises(InvalidRequest, match="reserved"):
         kb.ingest(corpus, source=name)
     assert kb.version is None  # nothing was published
+
+
+def test_ingest_into_a_configured_source_is_refused(tmp_path: Path, corpus: Path) -> None:
+    """Issue 23, item 3: `grounded ingest --source NAME` would have dropped NAME's configured ACL."""
+    sources = {"private": {"type": "files", "acl": ["staff"], "params": {"path": str(corpus)}}}
+    kb = grounded.open(tmp_path / "kb", sources=sources)
+    with pytest.raises(InvalidRequest, match=r"'private' is configured in grounded\.toml.*grounded sync private"):
+        kb.ingest(corpus, source="private")
+    assert kb.version is None  # nothing was written
+    # The folder's default name is checked too: `grounded ingest private/` is the same mistake.
+    with pytest.raises(InvalidRequest, match="configured"):
+        kb.ingest(write_topics(tmp_path / "private", ("pass",)))
+    assert kb.ingest(corpus, source="elsewhere").documents_added > 0
+
+
+def test_ingest_into_a_source_synced_from_config_is_refused(tmp_path: Path, corpus: Path) -> None:
+    """A source synced from grounded.toml keeps its data when later unconfigured; ingest must not overwrite it."""
+    from grounded.ingest.sources import sync_sources
+
+    sources = {"private": {"type": "files", "acl": ["staff"], "params": {"path": str(corpus)}}}
+    kb = grounded.open(tmp_path / "kb", sources=sources)
+    assert all(r.ok for r in sync_sources(kb.store, kb.settings))
+    unconfigured = grounded.open(tmp_path / "kb", create=False)
+    with pytest.raises(InvalidRequest, match="synced from a configured source"):
+        unconfigured.ingest(corpus, source="private")
+    hits = unconfigured.search("with statement", k=1, acl_groups=[])
+    assert not hits  # the documents kept their ACL

@@ -37,7 +37,7 @@ MODEL_ID = "grounded"
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
@@ -48,6 +48,7 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        strict=True,  # "stream": "yes" is a 422, as in the other request bodies
         json_schema_extra={
             "examples": [{"model": "grounded", "messages": [{"role": "user", "content": "How does with work?"}]}]
         },

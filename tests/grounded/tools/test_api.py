@@ -41,7 +41,8 @@ def live_kb(tmp_path: Path) -> Any:
             ],
         },
     }
-    kb = grounded.open(tmp_path / "kb", sources={"fx": source})
+    private = {**source, "acl": ["treasury"]}
+    kb = grounded.open(tmp_path / "kb", sources={"fx": source, "fx_private": private})
     # Tools run on a request's view of a published version, as every question does.
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "fx.txt").write_text("Exchange rates change daily.\n")
@@ -86,3 +87,16 @@ def test_two_independent_api_calls_run_in_parallel(live_kb: Any) -> None:
     elapsed = time.perf_counter() - started
     assert all(r.ok for r in run.results.values())
     assert elapsed < 0.38, f"two 200 ms calls took {elapsed:.3f}s together"
+
+
+def test_a_rest_source_the_caller_may_not_read_is_described_as_not_configured(live_kb: Any) -> None:
+    """A key of another group cannot call (or learn the name of) a REST source with an ACL."""
+    outsider = ToolContext(view=live_kb.store.view(acl_groups=["sales"]))
+    refused = get_tool("api").call({"source": "fx_private", "endpoint": "rates"}, outsider)
+    assert refused.refused
+    assert refused.error == "'fx_private' is not a configured REST source; configured: ['fx']"
+    assert "fx_private" not in get_tool("api").call({"source": "nope", "endpoint": "rates"}, outsider).error
+    treasury = ToolContext(view=live_kb.store.view(acl_groups=["treasury"]))
+    assert get_tool("api").call({"source": "fx_private", "endpoint": "rates"}, treasury).ok
+    admin = ToolContext(view=live_kb.store.view())
+    assert get_tool("api").call({"source": "fx_private", "endpoint": "rates"}, admin).ok
