@@ -76,6 +76,14 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="decode SQL freely, under the linked tables' SQL grammar, or both side by side (default)",
     )
+    parser.add_argument(
+        "--path",
+        choices=("plain", "values", "both"),
+        default="values",
+        help="the zero-shot path: plain (sample rows, one repair turn; before issue 25), values (value linking, "
+        "qualified names, candidates chosen by execution, repairs with the binder's hint; default), or both",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the figures and every question's outcome here")
 
 
 def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
@@ -89,7 +97,14 @@ def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
     )
     label = f"{args.backend}:{Path(args.model).name}"
     modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)
-    return {f"{label} {mode}": SqlWriter(expert, linker, db=linker.db, grammar=mode == "grammar") for mode in modes}
+    paths = ("plain", "values") if args.path == "both" else (args.path,)
+    return {
+        f"{label} {mode} {path}": SqlWriter(
+            expert, linker, db=linker.db, grammar=mode == "grammar", values=path == "values"
+        )
+        for path in paths
+        for mode in modes
+    }
 
 
 @dataclass
@@ -100,12 +115,38 @@ class Tally:
     valid: int = 0
     repaired: int = 0
     seconds: list[float] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, ok: bool, valid: bool, repaired: bool, seconds: float) -> None:
+    def add(self, ok: bool, valid: bool, repaired: bool, seconds: float, **outcome: Any) -> None:
         self.correct += ok
         self.valid += valid
         self.repaired += valid and repaired
         self.seconds.append(seconds)
+        self.outcomes.append({"ok": ok, "valid": valid, "seconds": round(seconds, 2), **outcome})
+
+    def summary(self, n: int) -> dict[str, Any]:
+        return {
+            "questions": n,
+            "correct": self.correct,
+            "accuracy": round(self.correct / n, 4) if n else 0.0,
+            "valid": round(self.valid / n, 4) if n else 0.0,
+            "repaired": self.repaired,
+            "p50_s": round(statistics.median(self.seconds), 2) if self.seconds else None,
+            "mean_s": round(statistics.mean(self.seconds), 2) if self.seconds else None,
+        }
+
+
+def write_json(path: Path | None, title: str, tallies: dict[str, Tally], n: int, **extra: Any) -> None:
+    """The tallies (and every question's outcome) as JSON at ``path`` (``--json``), if given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "title": title,
+        **extra,
+        "writers": {name: {**t.summary(n), "outcomes": t.outcomes} for name, t in tallies.items()},
+    }
+    path.write_text(json.dumps(body, indent=1, default=str))
 
 
 def print_tallies(title: str, tallies: dict[str, Tally], n: int) -> None:

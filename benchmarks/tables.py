@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _grounding import Tally, add_sql_arguments, print_tallies, sql_writers
+from _grounding import Tally, add_sql_arguments, print_tallies, sql_writers, write_json
 
 
 def normalize(x: str) -> str:
@@ -203,7 +203,9 @@ def main() -> None:
             if draft.sql:
                 result = get_tool("sql").call({"query": draft.sql}, ToolContext(view=kb.store.view(), row_limit=100))
                 ok = result.ok and match(cells(result.data["rows"]), targets)
-            tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds)
+            tallies[name].add(
+                ok, draft.sql is not None, draft.attempts > 1, seconds, question=question, route=route, sql=draft.sql
+            )
             routes_ok[name][route] += ok
             mark = "OK " if ok else "no "
             print(
@@ -219,6 +221,14 @@ def main() -> None:
     )
     print("| tools | sql (one call per question; table given by the question's context) |")
     print(f"| load average (1/5/15 min) | before {load_before}, after {os.getloadavg()} |")
+    write_json(
+        args.json,
+        f"WTQ dev, first {n} questions (official matching)",
+        tallies,
+        n,
+        routes=dict(routes),
+        load=[load_before, os.getloadavg()],
+    )
 
 
 if __name__ == "__main__":

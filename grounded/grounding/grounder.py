@@ -47,9 +47,7 @@ class Grounding:
             **self.decision.to_dict(),
             "plan": self.plan.to_dict(),
             "tool_call_expert": [p.to_dict() for p in self.proposals],
-            "sql_drafts": [
-                {"sql": d.sql, "tables": list(d.tables), "attempts": d.attempts, "error": d.error} for d in self.sql
-            ],
+            "sql_drafts": [d.trace() for d in self.sql],
             "calls": [t.to_dict() for t in self.execution.trace] if self.execution else [],
             "elapsed_ms": self.execution.elapsed_ms if self.execution else 0.0,
         }
@@ -79,6 +77,7 @@ class Grounder:
         self.tuned = TunedExperts(kb_path)
         self.tool_caller = ToolCaller(tool_expert) if tool_expert is not None else None
         self.k = k
+        self._passages: dict[str, bool] = {}
 
     def linker(self, view: View) -> SchemaLinker | None:
         """The schema linker of the view's version (every table, profiled once per version), when it
@@ -86,13 +85,22 @@ class Grounder:
         db = ReadOnlyDatabase.for_version(view.snapshot.version.store_path)
         return SchemaLinker.for_version(db, self.embedder) if db.tables() else None
 
+    def _has_passages(self, view: View) -> bool:
+        """Whether the view's version holds any passage to search (counted once per version)."""
+        key = str(view.snapshot.version.store_path)
+        found = self._passages.get(key)
+        if found is None:
+            found = view.snapshot.store.counts()["chunks"] > 0
+            self._passages = {key: found}  # one version at a time, like the linker
+        return found
+
     def ground(self, question: str, view: View) -> Grounding:
         """Route ``question``, plan its calls and run them, all on ``view``."""
         linker = self.linker(view)
         ctx = ToolContext(view=view)
         caller_db = caller_database(view)
         links = linker.link(question, tables=caller_db.tables()) if linker else []
-        decision = self.router.route(question, links)
+        decision = self.router.route(question, links, passages=self._has_passages(view))
         sql_ready = self.sql_expert is not None or self.tuned.any("sql")
         writer = (
             SqlWriter(self.sql_expert, linker, db=caller_db, tuned=self.tuned, grammar=self.sql_grammar)

@@ -14,6 +14,12 @@ features: aggregate words ("how many", "average", "largest"), and schema linking
 mirrored tables (a question can only go to SQL when some table matches what it names). Every
 decision records its reason.
 
+Routing tries the tables: a fact-seeking question that names a table's cell values
+(``texas``, ``san francisco``: value linking) or two of its column and table names goes to SQL
+even when its words look like a passage question; and where the knowledge base holds only
+tables (``passages=False``), any question linked to a table goes to SQL, since there is nothing
+else to search.
+
 Example::
 
     router = Router(embedder)
@@ -146,12 +152,17 @@ class Router:
         sims = self.centroids @ self.embedder.embed_query(question)
         return {route: round(float(s), 4) for route, s in zip(self.routes, sims, strict=True)}
 
-    def route(self, question: str, links: Sequence[Link] = ()) -> RouteDecision:
-        """Classify ``question``; ``links`` are its schema links (best first), if tables exist."""
+    def route(self, question: str, links: Sequence[Link] = (), *, passages: bool = True) -> RouteDecision:
+        """Classify ``question``; ``links`` are its schema links (best first), if tables exist.
+
+        ``passages=False``: the caller can read no passage, only tables (see the module docstring).
+        """
         lowered = " ".join(question.lower().split()) + " "
         scores = self.scores(question)
         best = max(scores, key=lambda r: scores[r])
-        linked = tuple(link for link in links if link.score >= self.min_link_score)[:3]
+        # With nothing but tables to read, a weaker link is still the best place to look.
+        threshold = self.min_link_score if passages else self.min_link_score * 0.6
+        linked = tuple(link for link in links if link.score >= threshold)[:3]
         aggregate = _AGGREGATE.search(lowered)
         multi = _MULTI.search(lowered)
         if best == "not_fact_seeking":
@@ -164,14 +175,23 @@ class Router:
                     f"closest to conversational examples ({scores[best]:.2f} vs {others:.2f}); no table named",
                     scores,
                 )
-        if linked and (aggregate or best == "structured" or linked[0].values):
+        names_table = bool(linked) and (bool(linked[0].values) or len(linked[0].names) >= 2)
+        tables_only = not passages and bool(linked)
+        if linked and (aggregate or best == "structured" or names_table or tables_only):
             top = linked[0]
             why = [f"table {top.table.qualified} matches (score {top.score:.2f}"]
             if top.names:
                 why.append(f"names {', '.join(top.names)}")
             if top.values:
                 why.append(f"values {', '.join(top.values[:3])}")
-            cue = f"aggregate word {aggregate.group(0)!r}" if aggregate else f"closest to {best} examples"
+            if aggregate:
+                cue = f"aggregate word {aggregate.group(0)!r}"
+            elif best == "structured":
+                cue = "closest to structured examples"
+            elif names_table:
+                cue = f"names what table {top.table.qualified} holds, though closest to {best} examples"
+            else:
+                cue = "only tables to read (no passages)"
             route: Route = "multi_step" if multi and best == "multi_step" else "structured"
             return RouteDecision(route, f"{cue}; {'; '.join(why)})", scores, linked)
         if multi and (best == "multi_step" or " and " in lowered):

@@ -89,6 +89,9 @@ column-ref ::= ((table | table-name | alias) ".")? column
 """
 
 
+_UNTYPED_REF = 'column-ref ::= ((table | table-name | alias) ".")? column'
+
+
 def quote_identifier(name: str) -> str:
     """``name`` as DuckDB reads it: bare when plain lower case and not a keyword, else double-quoted."""
     if _PLAIN.fullmatch(name) and name not in _keywords():
@@ -110,8 +113,14 @@ def _either_case(words: Sequence[str]) -> list[str]:
     return [spelling for w in words for spelling in (w, w.lower())]
 
 
-def sql_grammar(tables: Sequence[TableInfo]) -> str:
+def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
     """The grammar of read-only queries over ``tables`` (their names and columns only).
+
+    ``qualified``: over several tables, every column is written with its table (``city.population``,
+    ``geo.city.population``, ``city1.population`` for an alias named after the table) and only
+    that table's columns may follow it, so a join never leaves a name ambiguous and a column is
+    never read from the wrong table; a short alias (``t1.x``, for a subquery) takes any column
+    and the binder checks it.
 
     Raises ``ValueError`` when there is no table or no column: no query could be written.
     """
@@ -120,9 +129,27 @@ def sql_grammar(tables: Sequence[TableInfo]) -> str:
     columns = sorted({quote_identifier(c) for t in tables for c, _ in t.columns})
     if not names or not columns:
         raise ValueError("a SQL grammar needs at least one table with at least one column")
+    typed: list[str] = []
+    if qualified and len(tables) > 1:
+        refs = []
+        for i, t in enumerate(sorted(tables, key=lambda t: t.qualified)):
+            table_names = [f"{quote_identifier(t.schema)}.{quote_identifier(t.name)}", quote_identifier(t.name)]
+            typed.append(
+                f"qualifier{i} ::= "
+                + " | ".join(_literal(n) for n in table_names)
+                + f" | {_literal(quote_identifier(t.name))} [0-9]"
+            )
+            typed.append(_alternatives(f"column{i}", sorted({quote_identifier(c) for c, _ in t.columns})))
+            refs.append(f'qualifier{i} "." column{i}')
+        typed.append("column-ref ::= " + " | ".join(refs) + ' | short-alias "." column')
+        typed.append("short-alias ::= [a-zA-Z] [a-zA-Z]? [0-9]?")
+    rules = _RULES.strip()
+    if typed:
+        rules = rules.replace(_UNTYPED_REF, "")
     return "\n".join(
         [
-            _RULES.strip(),
+            rules,
+            *typed,
             _alternatives("aggregate", _either_case(AGGREGATES)),
             _alternatives("scalar", _either_case(SCALAR_FUNCTIONS)),
             _alternatives("table", names),

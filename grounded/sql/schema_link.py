@@ -1,9 +1,10 @@
 """Schema linking: which mirrored tables (and columns) a question is about.
 
-Each mirrored table is described by its name, its columns and a few distinct text values per
-column. A question links to a table by words it shares with that description (table and column
-names, cell values such as ``texas``) and by embedding similarity (all-MiniLM-L6-v2) between
-the question and the description. The router uses the best score to decide whether SQL can
+Each mirrored table is described by its name and its columns; its text cells are in the
+version's :class:`~grounded.sql.values.ValueIndex`. A question links to a table by words it
+shares with table and column names, by spans that are its cell values (``san francisco``,
+``texas``: value linking) and by embedding similarity (all-MiniLM-L6-v2) between the question
+and the description. The router uses the best score to decide whether SQL can
 answer at all; text-to-SQL shows the model only the best tables.
 
 Example::
@@ -25,11 +26,12 @@ import numpy as np
 
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.sql.values import ValueIndex
 from grounded.text import STOPWORDS
 
 __all__ = ["Link", "SchemaLinker"]
 
-VALUES_PER_COLUMN = 200
+EXAMPLES_PER_COLUMN = 3
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -56,8 +58,9 @@ class Link:
 class _TableProfile:
     table: TableInfo
     name_words: dict[str, str]
-    value_words: dict[str, str]
     samples: tuple[tuple[Any, ...], ...]
+    examples: dict[str, tuple[Any, ...]]
+    """A few distinct non-null values per column, shown in prompts."""
 
 
 class SchemaLinker:
@@ -70,6 +73,8 @@ class SchemaLinker:
         self.db = db
         self.embedder = embedder
         self.profiles = [self._profile(t) for t in db.tables()]
+        self.values = ValueIndex.build(db)
+        """The version's text values (value linking), built once with the profiles."""
         texts = [self.describe(p.table, samples=False) for p in self.profiles]
         self.vectors = embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
 
@@ -91,25 +96,21 @@ class SchemaLinker:
         for column, _ in table.columns:
             for w in _words(column):
                 names.setdefault(w, column)
-        values: dict[str, str] = {}
+        examples: dict[str, tuple[Any, ...]] = {}
         cur = self.db.cursor()
         try:
-            for column, type_ in table.columns:
-                if not type_.upper().startswith("VARCHAR"):
-                    continue
+            for column, _ in table.columns:
                 col = '"' + column.replace('"', '""') + '"'
                 rows = cur.execute(
-                    f"SELECT DISTINCT {col} FROM {_qualified(table)} WHERE {col} IS NOT NULL "
-                    f"AND length({col}) <= 40 LIMIT {VALUES_PER_COLUMN}"
+                    # The first values in row order: deterministic, and what a person would see first.
+                    f"SELECT {col} FROM {_qualified(table)} WHERE {col} IS NOT NULL GROUP BY {col} "
+                    f"ORDER BY min(rowid) LIMIT {EXAMPLES_PER_COLUMN}"
                 ).fetchall()
-                for (value,) in rows:
-                    text = str(value).lower()
-                    if text and text not in STOPWORDS and not text.isdigit():
-                        values.setdefault(text, column)
+                examples[column] = tuple(r[0] for r in rows)
             samples = tuple(tuple(r) for r in cur.execute(f"SELECT * FROM {_qualified(table)} LIMIT 3").fetchall())
         finally:
             cur.close()
-        return _TableProfile(table, names, values, samples)
+        return _TableProfile(table, names, samples, examples)
 
     def describe(self, table: TableInfo, *, samples: bool = True) -> str:
         """``CREATE TABLE`` text for a prompt (with sample rows), or a short description to embed."""
@@ -123,6 +124,17 @@ class SchemaLinker:
             text += f"\n-- sample rows:\n{rows}"
         return text
 
+    def describe_columns(self, table: TableInfo) -> str:
+        """``CREATE TABLE`` text with a few example values of each column as comments (zero-shot prompts)."""
+        profile = next((p for p in self.profiles if p.table == table), None)
+        lines = []
+        for i, (column, type_) in enumerate(table.columns):
+            comma = "," if i < len(table.columns) - 1 else ""
+            shown = [_example(v) for v in (profile.examples.get(column, ()) if profile else ())]
+            note = f" -- e.g. {', '.join(shown)}" if shown else ""
+            lines.append(f"  {column} {type_}{comma}{note}")
+        return f"CREATE TABLE {table.qualified} (\n" + "\n".join(lines) + "\n);"
+
     def link(self, question: str, *, tables: Collection[TableInfo] | None = None) -> list[Link]:
         """Every table with a positive score, best first (ties by name).
 
@@ -132,9 +144,11 @@ class SchemaLinker:
         if not self.profiles:
             return []
         allowed = None if tables is None else {t.qualified for t in tables}
-        lowered = question.lower()
         words = _words(question)
-        tokens = set(_WORD.findall(lowered))
+        found: dict[str, set[str]] = {}
+        for match in self.values.match(question):
+            for table, _, _ in match.where:
+                found.setdefault(table, set()).add(match.span)
         qvec = self.embedder.embed_query(question)
         sims = self.vectors @ qvec
         links: list[Link] = []
@@ -142,12 +156,17 @@ class SchemaLinker:
             if allowed is not None and profile.table.qualified not in allowed:
                 continue
             names = tuple(sorted({profile.name_words[w] for w in words if w in profile.name_words}))
-            values = tuple(
-                sorted(v for v in profile.value_words if (" " in v and v in lowered) or (" " not in v and v in tokens))
-            )[:10]
+            values = tuple(sorted(found.get(profile.table.qualified, ())))[:10]
             score = float(sim) + 0.25 * len(names) + 0.35 * min(len(values), 2)
             links.append(Link(profile.table, round(score, 4), round(float(sim), 4), names, values))
         return sorted(links, key=lambda l: (-l.score, l.table.qualified))  # noqa: E741
+
+
+def _example(value: Any) -> str:
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:40] + "…"
+        return "'" + text.replace("'", "''") + "'"
+    return str(value)
 
 
 def _qualified(table: TableInfo) -> str:

@@ -1,19 +1,32 @@
 """Text-to-SQL: a question and its linked tables in, one checked read-only SELECT out.
 
-The prompt shows only the tables schema linking chose (``CREATE TABLE`` with sample rows), so a
-small model sees a short, relevant schema. The SQL it writes is taken from a code block (or the
-first ``SELECT``/``WITH``), checked by the SQL guard, then bound against the real schema by
-running it with a row limit of one; a guard refusal or a binder error goes back to the model
-once, with the error, for a repair. What cannot be repaired is reported, never run unchecked.
+The zero-shot path, for a database no model was tuned on:
 
-Drafts are checked and bound **as the caller**: on ``db``, the caller's own connection
-(:func:`grounded.sql.database.caller_database`), which holds only the tables the caller may
-read. A draft's error (``SqlDraft.error``, shown in the answer's trace) therefore names only
-tables the caller may see and quotes only cells the caller may read.
+1. **Prompt**: only the tables schema linking chose, as ``CREATE TABLE`` with a few example
+   values per column, and the question's values *as the data spells them* with every column
+   holding them (``'texas': state.state_name, river.traverse``; value linking,
+   :mod:`grounded.sql.values`). Columns are asked for, and under the grammar written,
+   qualified by their table (``city.population``), so a join never leaves a name ambiguous.
+2. **Draft**: the sql expert writes a query (under the shown tables' SQL grammar when it can,
+   :mod:`grounded.sql.grammar`); it is taken from a code block or the first ``SELECT``/``WITH``.
+3. **Candidates**: the draft and its deterministic variants (the data's spelling of literals, the
+   column that holds a literal, numbers stored as text compared as numbers;
+   :mod:`grounded.sql.candidates`) are checked by the SQL guard and run, read-only with a row
+   limit, **as the caller**.
+4. **Repair**: when no candidate ran, the model gets its query back with the database's whole
+   error, the binder's hint included (``Candidate bindings: "state.state_name"``); when every
+   candidate returned nothing, it is told so and shown the question's values again. At most
+   ``max_attempts`` drafts in all.
+5. **Choice**: the most credible result among every candidate run (it ran, it returned values,
+   other candidates agree, earlier first: :func:`~grounded.sql.candidates.choose`).
 
-When the expert can decode under a grammar (local backends), it writes under the SQL grammar of
-the shown tables (:mod:`grounded.sql.grammar`): only their tables and columns, one read-only
-statement and nothing after it. A tuned expert writes as it was trained, without the grammar.
+What cannot be repaired is reported, never run unchecked. Drafts are checked and run on ``db``,
+the caller's own connection (:func:`grounded.sql.database.caller_database`), which holds only the
+tables the caller may read: a draft's error (``SqlDraft.error``, in the answer's trace) names
+only tables the caller may see and quotes only cells the caller may read.
+
+A tuned expert (``grounded tune sql``) writes as it was trained (its own prompt, no grammar);
+its drafts go through the same candidates, repair and choice.
 
 Example::
 
@@ -30,20 +43,30 @@ from dataclasses import dataclass
 
 import duckdb
 
+from grounded.errors import ExpertError
 from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.experts.tuned import TunedExperts
-from grounded.sql.database import ReadOnlyDatabase
+from grounded.sql.candidates import Candidate, choose, rewrites, substance
+from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql
 from grounded.sql.prompts import source_tables, tuned_sql_messages
 from grounded.sql.schema_link import Link, SchemaLinker
+from grounded.sql.values import ValueMatch
 
 __all__ = ["SqlDraft", "SqlWriter", "extract_sql"]
 
 SYSTEM = (
     "You write one DuckDB SQL SELECT query that answers the question from the given tables. "
+    "Use only the tables and columns shown. Write tables as schema.table and qualify every column "
+    "with its table name (table.column). Compare text with the values exactly as the data spells them. "
+    "Reply with the SQL only."
+)
+PLAIN_SYSTEM = (
+    "You write one DuckDB SQL SELECT query that answers the question from the given tables. "
     "Use only the tables and columns shown, qualified as schema.table. Reply with the SQL only."
 )
+MAX_ERROR_CHARS = 600
 
 _BLOCK = re.compile(r"```(?:sql)?\s*(.*?)```", re.S | re.I)
 _START = re.compile(r"\b(WITH|SELECT)\b", re.I)
@@ -62,18 +85,41 @@ def extract_sql(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SqlDraft:
-    """The SQL written for a question, the tables shown, and what went wrong if it is unusable."""
+    """The SQL chosen for a question, the tables shown, and what went wrong if none is usable."""
 
     sql: str | None
     tables: tuple[str, ...]
     attempts: int
+    """Drafts the model wrote (the first and its repairs)."""
     error: str | None = None
     constrained: bool = False
     """Whether the SQL was decoded under the grammar of the shown tables."""
+    candidates: tuple[Candidate, ...] = ()
+    """Every query run for the question (drafts and their variants), in order; ``sql`` is one of them."""
+    values: tuple[ValueMatch, ...] = ()
+    """The question's words found among the shown tables' values."""
+
+    def trace(self) -> dict[str, object]:
+        """What the answer's trace shows of this draft (candidates as SQL, origin and rows or error)."""
+        return {
+            "sql": self.sql,
+            "tables": list(self.tables),
+            "attempts": self.attempts,
+            "error": self.error,
+            "values": {m.span: [f"{t.split('.', 1)[-1]}.{c}" for t, c, _ in m.where] for m in self.values},
+            "candidates": [
+                {"sql": c.sql, "origin": c.origin, "rows": len(c.result.rows) if c.result else None, "error": c.error}
+                for c in self.candidates
+            ],
+        }
 
 
 class SqlWriter:
-    """Writes checked SQL for questions with a text-generation expert."""
+    """Writes checked SQL for questions with a text-generation expert (see the module docstring).
+
+    ``values=False`` is the earlier, plain path (sample rows, no value linking, no variants, one
+    repair turn on the error's first line): benchmarks run it beside the default to compare.
+    """
 
     def __init__(
         self,
@@ -85,30 +131,52 @@ class SqlWriter:
         max_tokens: int = 160,
         tuned: TunedExperts | None = None,
         grammar: bool = True,
+        values: bool = True,
+        max_attempts: int = 3,
+        row_limit: int = 200,
+        timeout_s: float = 5.0,
     ) -> None:
         self.expert = expert
         self.linker = linker
         self.db = db
-        """The caller's database: drafts are checked and bound here, so errors name only what it may see."""
+        """The caller's database: drafts are checked and run here, so errors name only what it may see."""
         self.tuned = tuned
         """Experts tuned for one source (``grounded tune sql``): preferred, with the prompt they learnt."""
         self.grammar = grammar
         """Decode the configured expert's SQL under the shown tables' grammar when it can."""
+        self.values = values
         self.max_tables = max_tables
         self.max_tokens = max_tokens
+        self.max_attempts = max_attempts if values else 2
+        self.row_limit = row_limit
+        self.timeout_s = timeout_s
 
-    def messages(self, question: str, links: Sequence[Link]) -> list[Message]:
-        schema = "\n\n".join(self.linker.describe(link.table) for link in links)
-        return [Message("system", SYSTEM), Message("user", f"Tables:\n{schema}\n\nQuestion: {question}\nSQL:")]
+    def messages(self, question: str, links: Sequence[Link], matches: Sequence[ValueMatch] = ()) -> list[Message]:
+        """The zero-shot chat: shown tables, the question's values as stored, the question."""
+        if not self.values:
+            schema = "\n\n".join(self.linker.describe(link.table) for link in links)
+            return [
+                Message("system", PLAIN_SYSTEM),
+                Message("user", f"Tables:\n{schema}\n\nQuestion: {question}\nSQL:"),
+            ]
+        schema = "\n\n".join(self.linker.describe_columns(link.table) for link in links)
+        hints = _value_hints(matches)
+        return [
+            Message("system", SYSTEM),
+            Message("user", f"Tables:\n{schema}\n{hints}\nQuestion: {question}\nSQL:"),
+        ]
 
     def write(self, question: str, links: Sequence[Link] | None = None) -> SqlDraft:
-        links = list(links if links is not None else self.linker.link(question))[: self.max_tables]
+        links = list(links if links is not None else self.linker.link(question, tables=self.db.tables()))
+        links = links[: self.max_tables]
         names = tuple(link.table.qualified for link in links)
         if not links:
             return SqlDraft(None, names, 0, "no mirrored table matches the question")
         source = links[0].table.schema
         tuned = self.tuned.get("sql", source) if self.tuned is not None else None
         grammar: str | None = None
+        shown: list[TableInfo] = [link.table for link in links]
+        matches: list[ValueMatch] = []
         if tuned is not None:
             # A tuned expert learnt its source's whole (compact) schema; it is shown all of it.
             expert: TextGenerator = tuned.generator
@@ -116,38 +184,113 @@ class SqlWriter:
             names = tuple(t.qualified for t in shown)
             messages = tuned_sql_messages(question, shown)
         elif self.expert is not None:
-            expert, messages = self.expert, self.messages(question, links)
+            expert = self.expert
+            if self.values:
+                matches = self.linker.values.match(question, tables=set(names))
+            messages = self.messages(question, links, matches)
             if self.grammar and isinstance(expert, GrammarGenerator):
-                grammar = sql_grammar([link.table for link in links])
+                grammar = sql_grammar(shown, qualified=self.values)
         else:
             return SqlDraft(None, names, 0, f"no sql expert is configured or tuned for source {source!r}")
+        candidates: list[Candidate] = []
         error = "the model wrote no SQL"
-        for attempt in (1, 2):
-            sql = extract_sql(self._generate(expert, messages, grammar).text)
-            problem = self._problem(sql)
-            if problem is None:
-                return SqlDraft(sql, names, attempt, constrained=grammar is not None)
-            error = problem
-            messages = [
-                *messages,
-                Message("assistant", sql),
-                Message("user", f"That query fails: {error}\nWrite a corrected query. SQL:"),
-            ]
-        return SqlDraft(None, names, 2, error, constrained=grammar is not None)
+        attempts = 0
+        while attempts < self.max_attempts:
+            attempts += 1
+            try:
+                sql = extract_sql(self._generate(expert, messages, grammar).text)
+            except ExpertError:
+                if not candidates:
+                    raise
+                attempts -= 1  # a repair that failed (a timeout): keep what ran
+                break
+            tried = self._candidates(sql, f"draft {attempts}", shown)
+            candidates.extend(tried)
+            best = choose(candidates)
+            if best is not None and (substance(best.result) == 2 or not self.values):
+                break
+            if tried[0].error is not None:
+                error = tried[0].error
+                feedback = f"That query fails: {error}\nWrite a corrected query. SQL:"
+            else:
+                error = "every query written returned no rows"
+                feedback = (
+                    "That query returns no rows (or only NULL or 0). Check the columns and the values "
+                    f"as the data spells them.{_value_hints(matches, lead=' ')}\nWrite a corrected query. SQL:"
+                )
+            messages = [*messages, Message("assistant", sql), Message("user", feedback)]
+        best = choose(candidates)
+        if best is None:
+            return SqlDraft(None, names, attempts, error, grammar is not None, tuple(candidates), tuple(matches))
+        return SqlDraft(best.sql, names, attempts, None, grammar is not None, tuple(candidates), tuple(matches))
 
     def _generate(self, expert: TextGenerator, messages: list[Message], grammar: str | None) -> Generation:
         if grammar is not None and isinstance(expert, GrammarGenerator):
             return expert.generate_grammar(messages, grammar, max_tokens=self.max_tokens)
         return expert.generate(messages, max_tokens=self.max_tokens)
 
-    def _problem(self, sql: str) -> str | None:
-        """Why ``sql`` cannot run (guard refusal or binder error), or ``None`` when it can."""
+    def _candidates(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
+        """``sql`` and its variants, each run (or refused) on the caller's database."""
+        out = [self._run(sql, origin)]
+        if self.values:
+            index = self.linker.values
+            for variant in rewrites(sql, shown, index):
+                if all(c.sql != variant.sql for c in out):
+                    out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
+        return out
+
+    def _run(self, sql: str, origin: str) -> Candidate:
         try:
             guard = check_sql(sql, self.db.tables())
         except SqlRefused as exc:
-            return str(exc)
+            return Candidate(sql, origin, error=str(exc))
+        limit = self.row_limit if self.values else 1
         try:
-            self.db.execute(guard.sql, timeout_s=5.0, row_limit=1)
+            result = self.db.execute(guard.sql, timeout_s=self.timeout_s, row_limit=limit)
         except (duckdb.Error, TimeoutError) as exc:
-            return str(exc).splitlines()[0]
-        return None
+            text = str(exc) if self.values else str(exc).splitlines()[0]
+            return Candidate(guard.sql, origin, error=_clip(text))
+        return Candidate(guard.sql, origin, result=result)
+
+
+def _value_hints(matches: Sequence[ValueMatch], *, lead: str = "") -> str:
+    """``Values in the question, as the data spells them:`` and one line per value found."""
+    if not matches:
+        return ""
+    lines = []
+    for m in matches:
+        by_value: dict[str, list[str]] = {}
+        for table, column, value in m.where:
+            by_value.setdefault(value, []).append(f"{table.split('.', 1)[-1]}.{column}")
+        for value, columns in by_value.items():
+            lines.append(f"- '{value.replace(chr(39), chr(39) * 2)}': {', '.join(columns[:6])}")
+    return (
+        f"{lead}\nValues in the question, as the data spells them (value: columns holding it):\n"
+        + "\n".join(lines[:12])
+        + "\n"
+    )
+
+
+_HINTS = {
+    "WHERE clause cannot contain aggregates": (
+        "filter on an aggregate with HAVING after GROUP BY, or compare with a subquery such as "
+        "(SELECT MAX(t.x) FROM schema.t AS t)"
+    ),
+    "must appear in the GROUP BY clause": "add the column to GROUP BY, or wrap it in an aggregate",
+}
+
+
+def _clip(text: str) -> str:
+    """The database's error as the model should see it: the message, the binder's candidates and the
+    position, without DuckDB's long lists of function signatures."""
+    lines = text.strip().splitlines()
+    kept = [lines[0]] if lines else []
+    for line in lines[1:]:
+        stripped = line.strip()
+        if stripped.startswith(("Candidate bindings", "Candidate tables", "Did you mean", "LINE ")) or (
+            stripped == "^" or (stripped.endswith("^") and not stripped.strip("^ "))
+        ):
+            kept.append(line.rstrip())
+    kept.extend(hint for key, hint in _HINTS.items() if key in text)
+    message = "\n".join(kept)
+    return message if len(message) <= MAX_ERROR_CHARS else message[:MAX_ERROR_CHARS] + "…"

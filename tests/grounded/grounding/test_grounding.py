@@ -107,7 +107,7 @@ def test_malicious_sql_from_a_model_is_refused_in_the_trace(shop_kb: Any, attack
     answer = eng.answer("how many products are in the kitchen room; DROP TABLE shop.products?", use_cache=False)
     draft = answer.trace["sql_drafts"][0]
     assert draft["sql"] is None
-    assert draft["attempts"] == 2
+    assert draft["attempts"] == 3  # the draft and two repair turns, then it gives up
     assert draft["error"]
     assert all(c.provenance is None for c in answer.citations)
     assert shop_kb.version == version

@@ -1,0 +1,250 @@
+"""Candidate queries for one question, and the choice among them by what they return.
+
+A model's draft is rarely wrong everywhere; it is often wrong in a way the data can show. So each
+draft becomes a few deterministic candidates, all run (read-only, row limit, timeout) on the
+caller's connection, and the one whose result is most credible is kept:
+
+* **the data's spelling**: a literal the column does not hold as written (``'San Francisco'``,
+  ``'texas '``) is replaced by the column's own spelling (``'san francisco'``), found through
+  :class:`~grounded.sql.values.ValueIndex`;
+* **the column that holds the value**: ``river.country_name = 'texas'`` where only
+  ``river.traverse`` holds ``'texas'`` gives a second candidate on ``river.traverse``;
+* **typed comparisons**: a text column of numbers (``'1,234'``, ``'12 km'``) compared with a
+  number, summed, ranked or ordered is read as the number it starts with.
+
+:func:`choose` ranks executed candidates by validity (it ran), substance (it returned rows that
+are not all ``NULL``/``0``), agreement (how many candidates returned the same rows) and order
+(earlier drafts first): execution-guided selection, deterministic for the same drafts and data.
+
+Example::
+
+    rewrites(\"SELECT * FROM geo.river WHERE river.country_name = 'Texas'\", tables, index)
+    # [Rewrite(sql="... river.country_name = 'texas'", why="the data's spelling"),
+    #  Rewrite(sql="... river.traverse = 'texas'", why="river.traverse holds 'texas'")]
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grounded.sql.database import QueryResult, TableInfo
+from grounded.sql.values import ValueIndex
+
+__all__ = ["Candidate", "Rewrite", "choose", "numeric", "rewrites", "substance"]
+
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")'
+_COLREF = rf"(?:(?P<q>{_IDENT})\.)?(?P<c>{_IDENT})"
+_BEFORE_LITERAL = re.compile(rf"{_COLREF}\s*(?P<op>=|<>|!=|(?:NOT\s+)?(?:I?LIKE))\s*$", re.I)
+_BEFORE_IN = re.compile(rf"{_COLREF}\s+(?:NOT\s+)?IN\s*\((?:\s*'(?:[^']|'')*'\s*,)*\s*$", re.I)
+_SOURCE = re.compile(rf"(?:FROM|JOIN|,)\s+(?P<t>{_IDENT}(?:\.{_IDENT})?)(?:\s+(?:AS\s+)?(?P<a>{_IDENT}))?", re.I)
+_NOT_ALIAS = frozenset({"on", "where", "join", "inner", "left", "right", "group", "order", "limit", "union", "as"})
+
+
+def numeric(expr: str) -> str:
+    """SQL reading the first number of a text value (commas dropped): ``'1,234 km'`` -> 1234.0."""
+    return f"TRY_CAST(regexp_extract(replace({expr}, ',', ''), '-?[0-9]+(\\.[0-9]+)?') AS DOUBLE)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """A deterministic variant of a draft, and why it was made."""
+
+    sql: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A query that was run (``result``) or failed (``error``), with where it came from."""
+
+    sql: str
+    origin: str
+    result: QueryResult | None = None
+    error: str | None = None
+
+    @property
+    def signature(self) -> tuple[tuple[object, ...], ...] | None:
+        """The result's rows as a sorted, order-free signature (what agreement compares)."""
+        if self.result is None:
+            return None
+        return tuple(sorted(tuple(map(str, r)) for r in self.result.rows))
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def _aliases(sql: str, tables: Sequence[TableInfo]) -> dict[str, TableInfo]:
+    """``{name or alias (lower case): table}`` for the tables a query reads."""
+    known = {t.qualified.lower(): t for t in tables} | {t.name.lower(): t for t in tables}
+    out: dict[str, TableInfo] = {t.name.lower(): t for t in tables}
+    for m in _SOURCE.finditer(_LITERAL.sub("''", sql)):
+        name = ".".join(_unquote(p) for p in re.findall(_IDENT, m.group("t"))).lower()
+        table = known.get(name)
+        alias = m.group("a")
+        if table is not None and alias and _unquote(alias).lower() not in _NOT_ALIAS:
+            out[_unquote(alias).lower()] = table
+    return out
+
+
+def _resolve(qualifier: str | None, column: str, aliases: dict[str, TableInfo]) -> list[TableInfo]:
+    """The tables a column reference may mean (one when qualified by a known name or alias)."""
+    column = _unquote(column)
+    if qualifier is not None and _unquote(qualifier).lower() in aliases:
+        table = aliases[_unquote(qualifier).lower()]
+        return [table] if any(c == column for c, _ in table.columns) else []
+    seen = {t.qualified: t for t in aliases.values()}
+    return [t for t in seen.values() if any(c == column for c, _ in t.columns)]
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def rewrites(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> list[Rewrite]:
+    """The variants of ``sql`` worth running beside it (see the module docstring), best guess first.
+
+    The first is ``sql`` with literals in the data's spelling and numbers-as-text compared as
+    numbers, when that changes anything; then one variant per literal another column holds.
+    """
+    if index is None:
+        return []
+    aliases = _aliases(sql, tables)
+    fixed, respelt = _respell(sql, aliases, index)
+    typed = _typed(fixed, aliases, index)
+    out: list[Rewrite] = []
+    if typed != sql:
+        why = [w for w, done in (("the data's spelling", respelt), ("numbers stored as text compared as numbers",
+                                                                      typed != fixed)) if done]  # fmt: skip
+        out.append(Rewrite(typed, "; ".join(why)))
+    out.extend(_moved(typed, aliases, index))
+    return out
+
+
+def _column_before(prefix: str) -> tuple[str | None, str, str] | None:
+    m = _BEFORE_LITERAL.search(prefix) or _BEFORE_IN.search(prefix)
+    if m is None:
+        return None
+    op = m.groupdict().get("op") or "IN"
+    return m.group("q"), m.group("c"), op
+
+
+def _respell(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> tuple[str, bool]:
+    parts: list[str] = []
+    last = 0
+    changed = False
+    for m in _LITERAL.finditer(sql):
+        parts.append(sql[last : m.start()])
+        last = m.end()
+        literal = m.group(0)[1:-1].replace("''", "'")
+        target = _column_before(sql[: m.start()])
+        new = None
+        if target is not None and "LIKE" not in target[2].upper():
+            for table in _resolve(target[0], target[1], aliases):
+                new = index.spelling(literal, (table.qualified, _unquote(target[1])))
+                if new is not None:
+                    break
+        parts.append(_literal(new) if new is not None else m.group(0))
+        changed |= new is not None
+    parts.append(sql[last:])
+    return "".join(parts), changed
+
+
+def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[Rewrite]:
+    """Variants comparing a literal with the one column of the same table that holds it."""
+    out: list[Rewrite] = []
+    for m in _LITERAL.finditer(sql):
+        target = _column_before(sql[: m.start()])
+        if target is None or "LIKE" in target[2].upper():
+            continue
+        qualifier, column, _ = target
+        literal = m.group(0)[1:-1].replace("''", "'")
+        where = index.lookup(literal)
+        for table in _resolve(qualifier, column, aliases):
+            if any(w[0] == table.qualified and w[1] == _unquote(column) for w in where):
+                continue  # the column holds it: nothing to move
+            holders = sorted({w[1] for w in where if w[0] == table.qualified})
+            if len(holders) != 1:
+                continue
+            ref = re.compile(
+                rf"(?:(?P<q>{_IDENT})\.)?{re.escape(column)}(?P<rest>\s*(?:=|<>|!=|(?:NOT\s+)?IN)\s*\(?\s*)$"
+            )
+            head = sql[: m.start()]
+            found = ref.search(head)
+            if found is None:
+                continue
+            qual = f"{found.group('q')}." if found.group("q") else ""
+            new_head = head[: found.start()] + qual + _ident(holders[0]) + found.group("rest")
+            value = index.spelling(literal, (table.qualified, holders[0])) or literal
+            out.append(
+                Rewrite(new_head + _literal(value) + sql[m.end() :], f"{table.name}.{holders[0]} holds {value!r}")
+            )
+    return out
+
+
+def _ident(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def _typed(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> str:
+    """``sql`` with every text-of-numbers column read as a number where it is compared, aggregated or ordered."""
+    if not index.numeric_text:
+        return sql
+
+    def is_numeric_text(q: str | None, c: str) -> bool:
+        tables = _resolve(q, c, aliases)
+        return bool(tables) and all((t.qualified, _unquote(c)) in index.numeric_text for t in tables)
+
+    def typed_code(code: str) -> str:
+        def compare(m: re.Match[str]) -> str:
+            if not is_numeric_text(m.group("q"), m.group("c")):
+                return m.group(0)
+            return f"{m.group('pre')}{numeric(m.group('ref'))}{m.group('op')}"
+
+        def aggregate(m: re.Match[str]) -> str:
+            if not is_numeric_text(m.group("q"), m.group("c")):
+                return m.group(0)
+            return f"{m.group('fn')}({m.group('d') or ''}{numeric(m.group('ref'))})"
+
+        def order(m: re.Match[str]) -> str:
+            if not is_numeric_text(m.group("q"), m.group("c")):
+                return m.group(0)
+            return f"{m.group('pre')}{numeric(m.group('ref'))}"
+
+        ref = rf"(?P<ref>{_COLREF})"
+        code = re.sub(rf"(?P<pre>^|[\s(,]){ref}(?P<op>\s*(?:<=|>=|<>|!=|=|<|>)\s*-?[0-9])", compare, code)
+        code = re.sub(rf"(?P<fn>\b(?:SUM|AVG|MIN|MAX))\(\s*(?P<d>DISTINCT\s+)?{ref}\s*\)", aggregate, code, flags=re.I)
+        return re.sub(rf"(?P<pre>\bORDER\s+BY\s+|,\s*){ref}(?=\s+(?:ASC|DESC)\b|\s*(?:LIMIT\b|$))", order, code,
+                      flags=re.I)  # fmt: skip
+
+    parts: list[str] = []
+    last = 0
+    for m in _LITERAL.finditer(sql):
+        parts.append(typed_code(sql[last : m.start()]))
+        parts.append(m.group(0))
+        last = m.end()
+    parts.append(typed_code(sql[last:]))
+    return "".join(parts)
+
+
+def substance(result: QueryResult | None) -> int:
+    """2: rows with a value; 1: rows of only ``NULL``/0/empty (an empty aggregate); 0: no rows or failed."""
+    if result is None or not result.rows:
+        return 0
+    if all(v in (None, 0, "", 0.0) for row in result.rows for v in row):
+        return 1
+    return 2
+
+
+def choose(candidates: Sequence[Candidate]) -> Candidate | None:
+    """The most credible executed candidate (validity, substance, agreement, order); ``None`` if none ran."""
+    ran = [c for c in candidates if c.result is not None]
+    if not ran:
+        return None
+    votes = Counter(c.signature for c in ran if substance(c.result) > 0)
+    ranked = sorted(enumerate(ran), key=lambda ic: (-substance(ic[1].result), -votes.get(ic[1].signature, 0), ic[0]))
+    return ranked[0][1]

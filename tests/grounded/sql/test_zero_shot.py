@@ -1,0 +1,227 @@
+"""The zero-shot text-to-SQL path on a real SQLite database mirrored through the sqlite connector:
+value linking, candidates and their choice, repair turns, routing that tries the tables."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grounded.experts.base import Generation, Message
+from grounded.grounding.router import Router
+from grounded.sql.candidates import Candidate, choose, rewrites
+from grounded.sql.database import QueryResult, ReadOnlyDatabase
+from grounded.sql.grammar import accepts, sql_grammar
+from grounded.sql.schema_link import SchemaLinker
+from grounded.sql.writer import SqlWriter
+
+CITIES = [
+    ("san francisco", "california", 805235),
+    ("los angeles", "california", 3792621),
+    ("austin", "texas", 790390),
+    ("houston", "texas", 2099451),
+    ("new york", "new york", 8175133),
+]
+STATES = [("california", "sacramento", 423967), ("texas", "austin", 695662), ("new york", "albany", 141297)]
+RIVERS = [
+    ("rio grande", "3,057 km", "usa", "texas"),
+    ("colorado", "2,330 km", "usa", "california"),
+    ("red", "2,190 km", "usa", "texas"),
+    ("hudson", "507 km", "usa", "new york"),
+]
+
+
+def make_geo(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE city (city_name TEXT, state_name TEXT, population INTEGER, PRIMARY KEY (city_name, state_name));
+        CREATE TABLE state (state_name TEXT PRIMARY KEY, capital TEXT, area INTEGER);
+        CREATE TABLE river (river_name TEXT PRIMARY KEY, length TEXT, country_name TEXT, traverse TEXT);
+        """
+    )
+    con.executemany("INSERT INTO city VALUES (?, ?, ?)", CITIES)
+    con.executemany("INSERT INTO state VALUES (?, ?, ?)", STATES)
+    con.executemany("INSERT INTO river VALUES (?, ?, ?, ?)", RIVERS)
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def geo_kb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A knowledge base holding only the mirrored tables of one SQLite database (source ``geo``)."""
+    import grounded
+    from connectors.registry import build_connector
+
+    root = tmp_path_factory.mktemp("zeroshot")
+    db = make_geo(root / "geo.sqlite")
+    kb = grounded.open(root / "kb")
+    params = {"path": str(db), "tables": [{"name": "city"}, {"name": "state"}, {"name": "river"}]}
+    kb.sync("geo", build_connector("sqlite", params, source="geo"))
+    return root / "kb"
+
+
+@pytest.fixture(scope="module")
+def linker(geo_kb_path: Path) -> SchemaLinker:
+    import grounded
+
+    kb = grounded.open(geo_kb_path, create=False)
+    db = ReadOnlyDatabase.for_version(kb.snapshot().version.store_path)
+    return SchemaLinker.for_version(db, kb.embedder)
+
+
+class Scripted:
+    """A sql expert whose replies are scripted in turn; it records every chat it was given."""
+
+    def __init__(self, *replies: str | Callable[[str], str]) -> None:
+        self.fingerprint = "scripted:sql"
+        self.replies = list(replies)
+        self.chats: list[list[Message]] = []
+
+    def generate(
+        self, messages: Sequence[Message], *, max_tokens: int, stop: Sequence[str] = (), timeout_s: float | None = None
+    ) -> Generation:
+        self.chats.append(list(messages))
+        reply = self.replies[min(len(self.chats), len(self.replies)) - 1]
+        text = reply(messages[-1].content) if callable(reply) else reply
+        return Generation(text, 10, 5, 0.0, 0.0)
+
+
+def test_value_linking_finds_the_data_spelling_and_every_column(linker: SchemaLinker) -> None:
+    index = linker.values
+    matches = index.match("How many people live in San Francisco, the city of California?")
+    assert [m.span for m in matches] == ["san francisco", "california"]
+    assert matches[0].where == (("geo.city", "city_name", "san francisco"),)
+    assert {(t, c) for t, c, _ in matches[1].where} == {("geo.city", "state_name"), ("geo.river", "traverse"),
+                                                        ("geo.state", "state_name")}  # fmt: skip
+    assert index.spelling("San Francisco") == "san francisco"
+    assert index.spelling("san francisco") is None  # already as stored
+    assert index.spelling("Atlantis") is None
+    assert index.lookup("Rio Grandes") == [("geo.river", "river_name", "rio grande")]  # plural read as singular
+    assert ("geo.river", "length") in index.numeric_text  # '3,057 km' is a number with a unit
+    assert index.match("rivers in texas", tables={"geo.river"})[0].where == (("geo.river", "traverse", "texas"),)
+    links = linker.link("what is the population of san francisco?")
+    assert links[0].table.qualified == "geo.city"
+    assert links[0].values == ("san francisco",)
+
+
+def test_rewrites_respell_move_to_the_column_that_holds_the_value_and_type_numbers(linker: SchemaLinker) -> None:
+    tables = linker.db.tables()
+    found = rewrites("SELECT river.river_name FROM geo.river WHERE river.country_name = 'Texas'", tables, linker.values)
+    assert [r.sql for r in found] == [
+        "SELECT river.river_name FROM geo.river WHERE river.traverse = 'texas'",
+    ]
+    respelt = rewrites("SELECT c.population FROM geo.city AS c WHERE c.city_name IN ('San Francisco', 'Austin')",
+                       tables, linker.values)  # fmt: skip
+    assert respelt[0].sql == "SELECT c.population FROM geo.city AS c WHERE c.city_name IN ('san francisco', 'austin')"
+    typed = rewrites("SELECT river.river_name FROM geo.river WHERE river.length > 2200 ORDER BY river.length DESC",
+                     tables, linker.values)  # fmt: skip
+    assert "TRY_CAST(regexp_extract(replace(river.length" in typed[0].sql
+    rows = linker.db.execute(typed[0].sql, timeout_s=5, row_limit=10).rows
+    assert rows == (("rio grande",), ("colorado",))  # as numbers: 3057 > 2330 (as text, '3,057' < '507')
+
+
+def _result(*rows: tuple[Any, ...]) -> QueryResult:
+    return QueryResult(("x",), tuple(rows), False, 0.0)
+
+
+def test_choose_prefers_valid_then_rows_with_values_then_agreement_then_order() -> None:
+    failed = Candidate("SELECT nope", "draft 1", error="Binder Error")
+    empty = Candidate("SELECT 1 WHERE false", "draft 1", result=_result())
+    zero = Candidate("SELECT 0", "draft 1", result=_result((0,)))
+    a1, a2, b = (Candidate(f"q{i}", "draft", result=_result((v,))) for i, v in ((1, 5), (2, 5), (3, 7)))
+    assert choose([failed]) is None
+    assert choose([failed, empty, zero]) is zero
+    assert choose([empty, b, a1, a2]) is a1  # two candidates agree on 5
+    assert choose([b, a1]) is b  # no agreement: the earlier one
+
+
+def test_writer_repairs_with_the_binder_hint_and_keeps_the_data_spelling(linker: SchemaLinker) -> None:
+    ambiguous = (
+        "SELECT city_name FROM geo.city JOIN geo.state ON city.state_name = state.state_name WHERE state_name = 'Texas'"
+    )
+    fixed = (
+        "SELECT city.city_name FROM geo.city JOIN geo.state ON city.state_name = state.state_name "
+        "WHERE state.state_name = 'Texas'"
+    )
+    expert = Scripted(ambiguous, fixed)
+    links = [link for link in linker.link("which cities are in texas?") if link.table.name in ("city", "state")]
+    draft = SqlWriter(expert, linker, db=linker.db).write("which cities are in texas?", links)
+    assert draft.attempts == 2
+    repair = expert.chats[1][-1].content
+    assert "Ambiguous reference" in repair
+    assert "city.state_name" in repair
+    prompt = expert.chats[0][-1].content
+    assert "- 'texas': " in prompt
+    assert "city.state_name" in prompt
+    assert draft.sql == fixed.replace("'Texas'", "'texas'")
+    assert [(c.origin, c.error is None) for c in draft.candidates] == [
+        ("draft 1", False),
+        ("draft 1, the data's spelling", False),  # still ambiguous
+        ("draft 2", True),  # ran, but no row says 'Texas'
+        ("draft 2, the data's spelling", True),
+    ]
+    assert draft.trace()["values"] == {"texas": ["city.state_name", "state.state_name"]}
+
+
+def test_writer_asks_again_when_no_candidate_returns_rows(linker: SchemaLinker) -> None:
+    expert = Scripted(
+        "SELECT state.capital FROM geo.state WHERE state.state_name = 'tx'",
+        "SELECT state.capital FROM geo.state WHERE state.state_name = 'texas'",
+    )
+    draft = SqlWriter(expert, linker, db=linker.db).write("what is the capital of texas?")
+    assert draft.attempts == 2
+    assert "returns no rows" in expert.chats[1][-1].content
+    assert draft.sql is not None
+    assert draft.sql.endswith("'texas'")
+
+
+def test_qualified_grammar_reads_each_column_from_its_own_table(linker: SchemaLinker) -> None:
+    tables = [t for t in linker.db.tables() if t.name in ("city", "state")]
+    grammar = sql_grammar(tables, qualified=True)
+    ok = "SELECT city.city_name FROM geo.city JOIN geo.state ON city.state_name = state.state_name WHERE state.area > 5"
+    assert accepts(grammar, ok)
+    assert not accepts(grammar, "SELECT city.area FROM geo.city")  # area is state's
+    assert not accepts(grammar, "SELECT city_name FROM geo.city")  # unqualified over two tables
+    assert accepts(sql_grammar(tables[:1], qualified=True), "SELECT city_name FROM geo.city")
+
+
+def test_routing_tries_the_tables(linker: SchemaLinker) -> None:
+    router = Router(linker.embedder)
+    question = "tell me about san francisco"
+    links = linker.link(question)
+    assert router.route(question, links).route == "structured"  # names a value the city table holds
+    vague = "where does the hudson go"
+    assert router.route(vague, linker.link(vague), passages=False).route == "structured"
+    assert router.route("hello", linker.link("hello"), passages=False).route == "not_fact_seeking"
+
+
+def test_a_question_through_v1_query_is_answered_from_its_own_database(geo_kb_path: Path) -> None:
+    """End to end on a real server: a table-only knowledge base, a model that capitalises the city
+    (as models do), and the rows of the data's spelling as cited evidence with their SQL."""
+    import httpx
+
+    import grounded
+    from grounded.api.app import create_app
+    from tests.api.attacker import Attacker, attacker_server, expert_settings
+    from tests.api.serving import serving
+
+    attacker = Attacker(sql="SELECT city.population FROM geo.city WHERE city.city_name = 'San Francisco'")
+    with attacker_server(attacker) as url:
+        experts = expert_settings(url, sql=True, tool_call=False)
+        kb = grounded.open(geo_kb_path, create=False, experts=experts, answer={"cache": False})
+        with serving(create_app(kb)) as base, httpx.Client(base_url=base, timeout=60) as client:
+            body = client.post("/v1/query", json={"query": "How many people live in San Francisco?"}).json()
+    assert body["route"] == "structured", body["trace"]
+    sql_citations = [c for c in body["citations"] if c.get("tool") == "sql" or "query" in str(c)]
+    assert sql_citations, body["citations"]
+    assert "805235" in str(sql_citations)
+    assert "'san francisco'" in str(sql_citations)
+    draft = body["trace"]["sql_drafts"][0]
+    assert draft["values"] == {"san francisco": ["city.city_name"]}
+    assert [c["origin"] for c in draft["candidates"]] == ["draft 1", "draft 1, the data's spelling"]
+    assert "- 'san francisco': city.city_name" in attacker.prompts[0]
