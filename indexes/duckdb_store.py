@@ -427,8 +427,9 @@ class DuckDBStore:
         row = (
             self.cursor()
             .execute(
+                # Every synced source counts, a mirrored table's too (it has no documents).
                 "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
-                "(SELECT count(DISTINCT source) FROM documents)"
+                "(SELECT count(*) FROM (SELECT name FROM sources UNION SELECT source FROM documents))"
             )
             .fetchone()
         )

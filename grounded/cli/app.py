@@ -21,7 +21,17 @@ if TYPE_CHECKING:
     from grounded.ingest.sync import ProgressFactory
     from grounded.kb import KnowledgeBase
 
-__all__ = ["KBOption", "app", "console", "err_console", "fail", "handle_errors", "knowledge_base", "progress_factory"]
+__all__ = [
+    "KBOption",
+    "app",
+    "console",
+    "err_console",
+    "fail",
+    "handle_errors",
+    "knowledge_base",
+    "progress_factory",
+    "silence_library_progress",
+]
 
 app = typer.Typer(
     name="grounded",
@@ -73,9 +83,29 @@ def knowledge_base(path: Path | None, *, create: bool = False, **overrides: Any)
     return open_kb(path, create=create, **overrides)
 
 
+def silence_library_progress() -> None:
+    """Turn off the progress bars of huggingface_hub and transformers, loaded now or later."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by both when they are first imported
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
+
+        disable_progress_bars()
+
+
 def progress_factory(enabled: bool) -> ProgressFactory | None:
-    """A tqdm progress bar factory on stderr, or None when disabled or not a terminal."""
+    """A tqdm progress bar factory on stderr, or None when disabled or not a terminal.
+
+    Disabled (``--no-progress``) also silences the bars libraries draw while loading a model
+    (transformers' "Loading weights"), so the command prints only its own output.
+    """
     if not enabled:
+        silence_library_progress()
         return None
     from tqdm import tqdm
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, handle_errors, knowledge_base
+from grounded.cli.app import KBOption, app, console, handle_errors, knowledge_base, silence_library_progress
 
 if TYPE_CHECKING:
     from grounded.tune.trainer import TuneResult
@@ -93,6 +93,8 @@ def sql(
         threads=threads,
         max_new_tokens=max_new_tokens,
     )
+    if not progress:
+        silence_library_progress()
     result = tune_sql(
         knowledge.path,
         db,
@@ -201,6 +203,8 @@ def answer(
         threads=threads,
         max_new_tokens=knowledge.settings.answer.max_new_tokens,
     )
+    if not progress:
+        silence_library_progress()
     result = tune_answer(
         knowledge,
         train_set,

@@ -214,6 +214,7 @@ def test_a_question_through_v1_query_is_answered_from_its_own_database(geo_kb_pa
     with attacker_server(attacker) as url:
         experts = expert_settings(url, sql=True, tool_call=False)
         kb = grounded.open(geo_kb_path, create=False, experts=experts, answer={"cache": False})
+        assert kb.stats()["sources"] == 1  # a table-only source counts
         with serving(create_app(kb)) as base, httpx.Client(base_url=base, timeout=60) as client:
             body = client.post("/v1/query", json={"query": "How many people live in San Francisco?"}).json()
     assert body["route"] == "structured", body["trace"]
