@@ -1,6 +1,7 @@
 """Sync speed, memory and incrementality for the PostgreSQL and MariaDB connectors.
 
-    .venv/bin/python benchmarks/sync.py [--rows 200000] [--small 50000] [--doc-rows 20000]
+    .venv/bin/python benchmarks/sync.py [--rows 200000] [--small 50000] [--doc-rows 20000] \\
+        [--real-embedder] [--json out.json]
 
 For each server: a table of ``--rows`` rows is created in a scratch database, then
 
@@ -12,7 +13,9 @@ For each server: a table of ``--rows`` rows is created in a scratch database, th
 Then, on PostgreSQL, the same table with rows rendered into documents (``--doc-rows`` rows):
 after updating 100 and deleting 100 rows, how many documents were re-embedded. A deterministic
 hash embedder stands in for the model there, so the numbers measure the pipeline, not the model.
-Scratch databases are dropped at the end.
+``--real-embedder`` keeps the configured embedding model for the table syncs (1-3): a sync that
+embeds nothing must not load it (``model loaded`` says whether it did). Scratch databases are
+dropped at the end.
 """
 
 from __future__ import annotations
@@ -183,13 +186,14 @@ def connector(kind: str, db: dict[str, Any], documents: bool) -> Any:
     return MySQLConnector(MySQLConfig(**db, tables=[table], page_size=10_000))
 
 
-def sync_once(kind: str, db: dict[str, Any], kb_path: Path, documents: bool) -> dict[str, Any]:
+def sync_once(kind: str, db: dict[str, Any], kb_path: Path, documents: bool, real: bool = False) -> dict[str, Any]:
     from grounded.config import load_settings
     from grounded.kb import KnowledgeBase
 
     kb = KnowledgeBase(kb_path, load_settings(kb_path=kb_path))
     embedder = HashEmbedder()
-    kb.store.embedder = embedder  # type: ignore[assignment]
+    if not real:
+        kb.store.embedder = embedder  # type: ignore[assignment]
     start, cpu = time.perf_counter(), time.process_time()
     stats = kb.sync("bench", connector(kind, db, documents))
     seconds = time.perf_counter() - start
@@ -202,12 +206,13 @@ def sync_once(kind: str, db: dict[str, Any], kb_path: Path, documents: bool) -> 
         "documents_deleted": stats.documents_deleted,
         "embedded": embedder.count,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model_loaded": getattr(kb.store.embedder, "_model", None) is not None,
     }
 
 
-def child(kind: str, db: dict[str, Any], kb_path: Path, documents: bool = False) -> dict[str, Any]:
+def child(kind: str, db: dict[str, Any], kb_path: Path, documents: bool = False, real: bool = False) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps([kind, db, str(kb_path), documents])],
+        [sys.executable, __file__, "--child", json.dumps([kind, db, str(kb_path), documents, real])],
         check=True,
         capture_output=True,
         text=True,
@@ -215,26 +220,27 @@ def child(kind: str, db: dict[str, Any], kb_path: Path, documents: bool = False)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def bench_server(kind: str, rows: int, small: int, work: Path) -> list[tuple[str, str]]:
+def bench_server(kind: str, rows: int, small: int, work: Path, real: bool = False) -> list[tuple[str, str]]:
     create, drop, change = (create_pg, drop_pg, change_pg) if kind == "postgres" else (create_my, drop_my, change_my)
     results: list[tuple[str, str]] = []
     db_small = create(small)
     try:
-        mem_small = child(kind, db_small, work / f"{kind}-small")["maxrss_mb"]
+        mem_small = child(kind, db_small, work / f"{kind}-small", real=real)["maxrss_mb"]
     finally:
         drop(db_small)
     db = create(rows)
     try:
-        first = child(kind, db, work / f"{kind}-big")
+        first = child(kind, db, work / f"{kind}-big", real=real)
         change(db, rows)
-        again = child(kind, db, work / f"{kind}-big")
+        again = child(kind, db, work / f"{kind}-big", real=real)
     finally:
         drop(db)
     results.append(
         (
             f"{kind}: first sync of {rows:,} rows",
             f"{first['seconds']:.1f} s wall = {rows / first['seconds']:,.0f} rows/s; "
-            f"{first['cpu_seconds']:.1f} s CPU = {rows / first['cpu_seconds']:,.0f} rows/CPU-s",
+            f"{first['cpu_seconds']:.1f} s CPU = {rows / first['cpu_seconds']:,.0f} rows/CPU-s; "
+            f"model loaded: {'yes' if first['model_loaded'] else 'no'}",
         )
     )
     results.append(
@@ -277,16 +283,19 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--doc-rows", type=int, default=20_000)
     parser.add_argument("--servers", default="postgres,mysql")
+    parser.add_argument("--real-embedder", action="store_true", help="keep the configured model for table syncs")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, db, kb_path, documents = json.loads(args.child)
-        print(json.dumps(sync_once(kind, db, Path(kb_path), documents)))
+        kind, db, kb_path, documents, real = json.loads(args.child)
+        print(json.dumps(sync_once(kind, db, Path(kb_path), documents, real)))
         return
+    load_before = os.getloadavg()
     results: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="grounded-bench-") as tmp:
         for kind in args.servers.split(","):
-            results += bench_server(kind, args.rows, args.small, Path(tmp))
+            results += bench_server(kind, args.rows, args.small, Path(tmp), args.real_embedder)
         if args.doc_rows:
             results += bench_documents(args.doc_rows, Path(tmp))
     width = max(len(name) for name, _ in results)
@@ -296,6 +305,9 @@ def main() -> None:
     print(f"{'-' * width}-|-{'-' * 40}")
     for name, value in results:
         print(f"{name.ljust(width)} | {value}")
+    if args.json is not None:
+        body = {"results": dict(results), "load": [load_before, os.getloadavg()], "real_embedder": args.real_embedder}
+        args.json.write_text(json.dumps(body, indent=1))
 
 
 if __name__ == "__main__":

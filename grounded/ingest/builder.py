@@ -256,9 +256,12 @@ class VersionBuilder:
         return gone
 
     def begin_stream(self, source: str, spec: StreamSpec) -> None:
-        """A table stream that reads everything starts collecting keys for the key diff."""
+        """A table stream that reads everything starts collecting keys for the key diff, unless the
+        table is not mirrored yet: a first sync has nothing to delete, so it keeps no keys."""
         if spec.kind == "table" and spec.full_scan:
-            self.mirror(source).track_seen(spec.table or spec.name)
+            mirror = self.mirror(source)
+            if mirror.columns(spec.table or spec.name) is not None:
+                mirror.track_seen(spec.table or spec.name)
 
     def end_stream(self, source: str, spec: StreamSpec) -> IngestStats:
         """Delete mirrored rows (and their documents) that the stream's key diff did not see."""

@@ -226,3 +226,23 @@ def test_a_question_through_v1_query_is_answered_from_its_own_database(geo_kb_pa
     assert draft["values"] == {"san francisco": ["city.city_name"]}
     assert [c["origin"] for c in draft["candidates"]] == ["draft 1", "draft 1, the data's spelling"]
     assert "- 'san francisco': city.city_name" in attacker.prompts[0]
+
+
+def test_a_table_only_sync_loads_no_embedding_model(tmp_path: Path) -> None:
+    """Issue 25, item 4: nothing is embedded, so the model stays on disk; the manifest still has its dimension."""
+    import grounded
+    from connectors.registry import build_connector
+    from grounded.experts.embedding import SentenceEmbedder
+
+    db = make_geo(tmp_path / "geo.sqlite")
+    kb = grounded.open(tmp_path / "kb")
+    kb.store.embedder = SentenceEmbedder()  # a fresh instance: not loaded by another test
+    params = {"path": str(db), "tables": [{"name": "city"}, {"name": "state"}]}
+    stats = kb.sync("geo", build_connector("sqlite", params, source="geo"))
+    assert stats.rows_upserted == len(CITIES) + len(STATES)
+    assert kb.store.embedder._model is None
+    assert kb.snapshot().version.manifest["dim"] == 384
+    assert kb.stats()["sources"] == 1
+    again = kb.sync("geo", build_connector("sqlite", params, source="geo"))  # the key diff runs from now on
+    assert (again.rows_upserted, again.rows_deleted) == (0, 0)
+    assert kb.store.embedder._model is None
