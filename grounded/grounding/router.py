@@ -15,8 +15,8 @@ mirrored tables (a question can only go to SQL when some table matches what it n
 decision records its reason.
 
 Routing tries the tables: a fact-seeking question that names a table's cell values
-(``texas``, ``san francisco``: value linking) or two of its column and table names goes to SQL
-even when its words look like a passage question; and where the knowledge base holds only
+(``texas``, ``san francisco``: value linking) goes to SQL even when its words look like a
+passage question; and where the knowledge base holds only
 tables (``passages=False``), any question linked to a table goes to SQL, since there is nothing
 else to search.
 
@@ -175,7 +175,9 @@ class Router:
                     f"closest to conversational examples ({scores[best]:.2f} vs {others:.2f}); no table named",
                     scores,
                 )
-        names_table = bool(linked) and (bool(linked[0].values) or len(linked[0].names) >= 2)
+        # Values are precise (whole cell values, longest spans first); shared column words alone
+        # ("name", "city") are not, so they do not override a passage-like question.
+        names_table = bool(linked) and bool(linked[0].values)
         tables_only = not passages and bool(linked)
         if linked and (aggregate or best == "structured" or names_table or tables_only):
             top = linked[0]
