@@ -160,7 +160,7 @@ class SqlWriter:
                 Message("user", f"Tables:\n{schema}\n\nQuestion: {question}\nSQL:"),
             ]
         schema = "\n\n".join(self.linker.describe_columns(link.table) for link in links)
-        hints = _value_hints(matches)
+        hints = _value_hints(matches, order=[link.table.qualified for link in links])
         return [
             Message("system", SYSTEM),
             Message("user", f"Tables:\n{schema}\n{hints}\nQuestion: {question}\nSQL:"),
@@ -216,7 +216,7 @@ class SqlWriter:
                 error = "every query written returned no rows"
                 feedback = (
                     "That query returns no rows (or only NULL or 0). Check the columns and the values "
-                    f"as the data spells them.{_value_hints(matches, lead=' ')}\nWrite a corrected query. SQL:"
+                    f"as the data spells them.{_value_hints(matches, lead=' ', order=names)}\nWrite a corrected query. SQL:"
                 )
             messages = [*messages, Message("assistant", sql), Message("user", feedback)]
         best = choose(candidates)
@@ -253,14 +253,19 @@ class SqlWriter:
         return Candidate(guard.sql, origin, result=result)
 
 
-def _value_hints(matches: Sequence[ValueMatch], *, lead: str = "") -> str:
-    """``Values in the question, as the data spells them:`` and one line per value found."""
+def _value_hints(matches: Sequence[ValueMatch], *, lead: str = "", order: Sequence[str] = ()) -> str:
+    """``Values in the question, as the data spells them:`` and one line per value found.
+
+    Columns are listed in ``order`` of their tables (the best-linked table first): a small model
+    tends to use the first column named, so it should be the likeliest one.
+    """
     if not matches:
         return ""
+    rank = {name: i for i, name in enumerate(order)}
     lines = []
     for m in matches:
         by_value: dict[str, list[str]] = {}
-        for table, column, value in m.where:
+        for table, column, value in sorted(m.where, key=lambda w: (rank.get(w[0], len(rank)), w)):
             by_value.setdefault(value, []).append(f"{table.split('.', 1)[-1]}.{column}")
         for value, columns in by_value.items():
             lines.append(f"- '{value.replace(chr(39), chr(39) * 2)}': {', '.join(columns[:6])}")
