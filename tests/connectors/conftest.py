@@ -1,7 +1,7 @@
 """Fixtures for connector tests: real PostgreSQL and MariaDB databases, and a KB without a model.
 
 Each database fixture creates a uniquely named database and drops it afterwards. When a server
-cannot be reached the test is skipped with the reason, unless ``CI=true`` (then it fails).
+cannot be reached the test is skipped with the reason, unless in CI (``tests/ci.py``: then it fails).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the helpers in dbkit.py, for t
 from dbkit import MY, PG, make_kb, unavailable
 
 from grounded.kb import KnowledgeBase
+from tests.ci import import_or_skip
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def kb(tmp_path: Path) -> KnowledgeBase:
 @pytest.fixture
 def pg_db() -> Iterator[dict[str, Any]]:
     """A fresh PostgreSQL database; yields connector params (host, port, user, database)."""
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = import_or_skip("psycopg", "pip install -e '.[dev]'")
     name = f"grounded_t_{uuid.uuid4().hex[:10]}"
     try:
         admin = psycopg.connect(dbname="test", autocommit=True, connect_timeout=5, **PG)
@@ -47,7 +48,7 @@ def pg_db() -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def my_db() -> Iterator[dict[str, Any]]:
     """A fresh MariaDB database; yields connector params."""
-    pymysql = pytest.importorskip("pymysql")
+    pymysql = import_or_skip("pymysql", "pip install -e '.[dev]'")
     name = f"grounded_t_{uuid.uuid4().hex[:10]}"
     try:
         admin = pymysql.connect(connect_timeout=5, **MY)

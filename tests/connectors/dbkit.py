@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
-import pytest
 
 from grounded.config import load_settings
 from grounded.kb import KnowledgeBase
+from tests.ci import skip_or_fail
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MY = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 
 
-def unavailable(what: str, exc: Exception) -> None:
+def unavailable(what: str, exc: Exception) -> NoReturn:
     """Skip (or, in CI, fail) because a server is not reachable."""
-    message = f"{what} is not reachable ({exc}); start it (see ../shared/env-services.md)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(f"{what} is not reachable ({exc}); start it (see ../shared/env-services.md)")
 
 
 class HashEmbedder:

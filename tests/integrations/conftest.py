@@ -11,14 +11,12 @@ Keys: ``staff`` (group staff), ``eng`` (group eng: must never see the secret or 
 table), ``admin``. The answer expert is the fake one, registered through the real plugin path:
 these tests are about plumbing and access control, not answer quality.
 
-A framework extra that is not installed skips its tests with the install command, except under
-``CI=true``, where it fails: CI installs every extra (``make venv``).
+A framework extra that is not installed skips its tests with the install command, except in CI
+(``tests/ci.py``), where it fails: CI installs every extra (``make venv``).
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +32,7 @@ from grounded.api.app import create_app
 from grounded.kb import KnowledgeBase
 from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.api.serving import serving
+from tests.ci import import_or_skip
 from tests.conftest import write_topics
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
@@ -48,14 +47,10 @@ PUBLIC_QUESTION = "What does a lambda expression create?"
 
 
 def need(module: str, extra: str) -> ModuleType:
-    """Import ``module`` of an optional extra; skip without it (fail under ``CI=true``)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        message = f"needs grounded[{extra}] ({exc}): pip install -e '.[{extra}]' (make venv installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message, allow_module_level=True)
+    """Import ``module`` of an optional extra; skip without it (fail in CI: tests/ci.py)."""
+    return import_or_skip(
+        module, f"needs grounded[{extra}]: pip install -e '.[{extra}]' (make venv installs it)", module_level=True
+    )
 
 
 def assert_no_secret(text: str) -> None:
