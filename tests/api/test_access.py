@@ -7,6 +7,7 @@ answers, the answer cache, error messages or filters naming the source.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,8 +151,10 @@ def test_naming_a_hidden_source_looks_like_naming_none(url: str, tokens: dict[st
                 body.pop("took_ms")
                 outcomes.append((source, mode, r.status_code, body["hits"]))
         assert all(status == 200 and hits == [] for _, _, status, hits in outcomes)
-        doc = client.post("/v1/search", json={"query": "x", "filters": {"uri_prefix": "file:"}, "k": 100}).json()
-        _assert_no_secret(str(doc))
+        doc = client.post("/v1/search", json={"query": "x", "filters": {"uri_prefix": "file:"}, "k": 100})
+        assert doc.status_code == 200, doc.text
+        assert {h["source"] for h in doc.json()["hits"]} == {"public"}
+        _assert_no_secret(doc.text)
 
 
 def test_answers_and_cache_never_cross_groups(url: str, tokens: dict[str, str]) -> None:
@@ -170,7 +173,39 @@ def test_answers_and_cache_never_cross_groups(url: str, tokens: dict[str, str]) 
         answer = response.json()
         assert all(c["source"] == "public" for c in answer["citations"])
         _assert_no_secret(response.text)
+        assert streamed.status_code == 200, streamed.text
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        assert "event: answer" in streamed.text, streamed.text[:300]  # a whole stream, not an error cut short
         _assert_no_secret(streamed.text)
+
+
+def _chat(client: httpx.Client, question: str, *, stream: bool) -> tuple[httpx.Response, str]:
+    """A chat completion (streamed or not) and the answer text it carries."""
+    body = {"model": "grounded", "messages": [{"role": "user", "content": question}], "stream": stream}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    if not stream:
+        return response, response.json()["choices"][0]["message"]["content"]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", events[-3:]
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    return response, text
+
+
+def test_streaming_chat_completions_keep_a_restricted_key_out(url: str, tokens: dict[str, str]) -> None:
+    question = "When does Project Nightingale launch?"
+    with _client(url, tokens["staff"]) as client:  # the positive control: the same stream carries the secret
+        _, staff_text = _chat(client, question, stream=True)
+    assert "payroll" in staff_text
+    with _client(url, tokens["eng"]) as client:
+        for _ in range(2):  # the second time the answer cache is warm
+            streamed, text = _chat(client, question, stream=True)
+            whole, whole_text = _chat(client, question, stream=False)
+            _assert_no_secret(streamed.text)
+            _assert_no_secret(whole.text)
+            assert text == whole_text
 
 
 def test_admin_routes_need_an_admin_key(url: str, tokens: dict[str, str]) -> None:

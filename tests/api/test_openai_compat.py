@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
 import grounded
+from grounded.answering.types import cited_text
 from grounded.api.app import create_app
 from grounded.ops.keys import KEYS_FILE, KeyStore
 from tests.api.serving import serving
+from tests.conftest import REAL_QUESTION
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
 
@@ -108,3 +111,21 @@ def test_chat_respects_the_key_groups(built_kb_path: Path, fake_backend: str, tm
     extra = reply.model_extra or {}
     assert extra["citations"] == []
     assert extra["grounded"]["abstained"] is True
+
+
+@pytest.mark.slow
+def test_the_real_answer_model_behind_the_route(real_kb_path: Path, real_answer: Any) -> None:
+    """Once with SmolLM2 itself (no stand-in): the reply is the engine's own cited answer."""
+    kb = grounded.open(real_kb_path, create=False, answer={"cache": False})
+    with serving(create_app(kb)) as base:
+        reply = _client(base, "local-dev").chat.completions.create(
+            model="grounded", messages=[{"role": "user", "content": REAL_QUESTION}]
+        )
+    extra = reply.model_extra or {}
+    assert extra["grounded"]["answer_model"] == real_answer.model
+    assert (extra["grounded"]["abstained"], extra["grounded"]["cached"]) == (False, False)
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens > 0  # the model decoded, the cache did not answer
+    content = reply.choices[0].message.content or ""
+    assert content.startswith(cited_text(real_answer.sentences) + "\n\nSources:\n")
+    assert [c["chunk_id"] for c in extra["citations"]] == [str(c.chunk_id) for c in real_answer.citations]

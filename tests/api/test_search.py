@@ -63,7 +63,12 @@ def test_malformed_json_is_problem_json(client: httpx.Client) -> None:
 def test_unknown_route_is_problem_json(client: httpx.Client) -> None:
     response = client.get("/v1/nothing-here")
     assert response.status_code == 404
-    assert response.json()["title"] == "Not found"
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["title"], problem["status"]) == ("Not found", 404)
+    wrong_method = client.delete("/v1/search")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/problem+json"
 
 
 def test_healthz_reports_the_version(client: httpx.Client) -> None:

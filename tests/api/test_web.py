@@ -1,21 +1,23 @@
 """The web page at ``/`` in headless Chromium (Debian's package, driven by Playwright).
 
 Never ``playwright install``: the browser is ``/usr/bin/chromium`` (``apt-get install -y
-chromium``). Without it the test skips with a message, except in CI where it fails.
+chromium``). Without it the test skips with a message, except in CI (``tests/ci.py``) where it fails.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import grounded
 from grounded.api.app import create_app
 from tests.api.serving import serving
+from tests.ci import skip_or_fail
+from tests.conftest import REAL_QUESTION
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,13 +34,14 @@ FLAGS = [
 pytestmark = pytest.mark.slow
 
 
+def _need_chromium() -> None:
+    if not CHROMIUM.exists():
+        skip_or_fail("needs /usr/bin/chromium (apt-get install -y chromium); Playwright's own browsers are never used")
+
+
 @pytest.fixture(scope="module")
 def web_url(built_kb_path: Path, fake_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    if not CHROMIUM.exists():
-        message = "needs /usr/bin/chromium (apt-get install -y chromium); Playwright's own browsers are never used"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    _need_chromium()
     root = tmp_path_factory.mktemp("web") / "kb"
     shutil.copytree(built_kb_path, root)
     kb = grounded.open(root, create=False, experts={"answer": {"backend": fake_backend, "model": "echo"}})
@@ -81,5 +84,29 @@ def test_ask_and_see_cited_passages(web_url: str) -> None:
             page.click("#submit")
             expect(page.locator("#meta")).to_contain_text("index version", timeout=60_000)
             assert errors == []
+        finally:
+            browser.close()
+
+
+def test_the_page_shows_the_real_models_answer(real_kb_path: Path, real_answer: Any) -> None:
+    """Once with SmolLM2 itself (no stand-in): the page shows the engine's own answer, decoded afresh."""
+    from playwright.sync_api import expect, sync_playwright
+
+    _need_chromium()
+    kb = grounded.open(real_kb_path, create=False, answer={"cache": False})
+    with serving(create_app(kb)) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(base + "/")
+            page.fill("#question", REAL_QUESTION)
+            page.click("#submit")
+            expect(page.locator("#meta")).to_contain_text(f"model {real_answer.model}", timeout=120_000)
+            assert "from the answer cache" not in page.locator("#meta").inner_text()
+            shown = page.get_by_test_id("answer").inner_text()
+            for sentence in real_answer.sentences:
+                cites = "".join(f"[{n}]" for n in sentence.citations)
+                assert f"{sentence.text} {cites}" in shown, (shown, sentence)
+            expect(page.locator(".passage")).to_have_count(len(real_answer.citations))
         finally:
             browser.close()

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from grounded.answering.types import Answer
+from tests.conftest import REAL_QUESTION
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+GROUNDED_ASK = [sys.executable, "-c", "from grounded.cli import main; main()", "ask"]
 
 
 def ask(*args: str) -> subprocess.CompletedProcess[str]:
@@ -26,7 +31,7 @@ def ask(*args: str) -> subprocess.CompletedProcess[str]:
         "GROUNDED_EXPERTS__ANSWER__BACKEND": "fake",
         "GROUNDED_EXPERTS__ANSWER__MODEL": "echo",
     }
-    command = [sys.executable, "-c", "from grounded.cli import main; main()", "ask", *args]
+    command = [*GROUNDED_ASK, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 
@@ -46,3 +51,17 @@ def test_ask_rejects_an_empty_question_with_exit_code_2(built_kb_path: Path) -> 
     result = ask("   ", "--kb", str(built_kb_path))
     assert result.returncode == 2
     assert result.stderr.strip() == "error: query must be a non-empty string"
+
+
+def test_ask_with_the_real_answer_model(real_kb_path: Path, real_answer: Any) -> None:
+    """Once with SmolLM2 itself (no plugin, the default configuration): the engine's own answer."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    command = [*GROUNDED_ASK, REAL_QUESTION, "--kb", str(real_kb_path), "--no-cache", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["model"] == real_answer.model
+    assert (body["abstained"], body["cached"]) == (False, False)
+    assert body["timings"]["completion_tokens"] > 0  # decoded now, not read from a cache
+    # Greedy decoding on the same version: byte for byte the answer asked in-process.
+    assert Answer.from_dict(body).canonical_json() == real_answer.canonical_json()
