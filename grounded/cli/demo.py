@@ -29,15 +29,20 @@ def demo(
             help="Serve a non-loopback address although no API key exists: every peer is an admin.",
         ),
     ] = False,
+    topics: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated topics to ingest (e.g. 'with,pass'); default: all of them (about 90)."),
+    ] = None,
 ) -> None:
     """Ingest the Python language reference (shipped with CPython), print examples, serve."""
-    from connectors.pydoc_topics import PydocTopicsConnector
+    from connectors.pydoc_topics import PydocTopicsConfig, PydocTopicsConnector
     from grounded.cli.serve import check_exposure
 
     knowledge = knowledge_base(kb, create=True)
     if serve:
         check_exposure(knowledge, host, insecure_no_auth=insecure_no_auth)  # before minutes of ingesting
-    connector = PydocTopicsConnector()
+    chosen = tuple(t.strip() for t in (topics or "").split(",") if t.strip())
+    connector = PydocTopicsConnector(PydocTopicsConfig(topics=chosen))
     stats = knowledge.sync("python-docs", connector, progress=progress_factory(True), total=connector.size_hint())
     counts = knowledge.stats()
     console.print(
