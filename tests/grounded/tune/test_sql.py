@@ -192,7 +192,17 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
     )  # no configured sql expert: the tuned one
     draft = writer.write("how many products are there")
     assert draft.tables == ("shop.cities", "shop.products")  # the whole source, as in training
-    assert draft.attempts >= 1
+    # The draft is the tuned expert's own greedy reply to the prompt it learnt (shown the whole source).
+    from grounded.sql.prompts import source_tables, tuned_sql_messages
+    from grounded.sql.writer import extract_sql
+
+    shown = source_tables(linker.db.tables(), "shop")
+    reply = found.generator.generate(tuned_sql_messages("how many products are there", shown), max_tokens=16)
+    if draft.attempts == 1:
+        assert draft.sql == extract_sql(reply.text)
+    else:  # its first SQL failed the guard or the binder, so it was asked to correct it
+        assert (draft.attempts, writer._problem(extract_sql(reply.text))) != (2, None)
+    assert not draft.constrained  # a tuned expert decodes without the configured expert's grammar
     import torch
 
     from grounded.experts.models import resolve_local_model
