@@ -158,7 +158,8 @@ class Answer:
             grounded=bool(data.get("grounded", True)),
             trace=dict(data.get("trace") or {}),
             rewrite=data.get("rewrite"),
-            answerability=str(data.get("answerability", "answerable")),
+            # Answers cached before the field existed: an abstention is what "unanswerable" means.
+            answerability=str(data.get("answerability") or ("unanswerable" if data["abstained"] else "answerable")),
         )
 
     def _repr_html_(self) -> str:
