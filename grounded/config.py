@@ -221,6 +221,25 @@ class AnswerSettings(BaseModel):
     )
 
 
+class ConversationSettings(BaseModel):
+    """Follow-up questions: how they are rewritten, and how much a stored conversation may hold."""
+
+    rewrite: Literal["rules", "expert", "off"] = Field(
+        "rules",
+        description="How a follow-up becomes a standalone question: `rules` (add the earlier user turns it "
+        "leans on), `expert` (the answer expert rewrites it; rules when its rewrite is rejected) or `off`.",
+    )
+    rewrite_turns: int = Field(
+        3, ge=1, le=10, description="Earlier user turns a rule rewrite may add (back to the last standalone one)."
+    )
+    max_turns: int = Field(
+        50, ge=2, le=1000, description="Most turns (questions and answers) a stored conversation holds (413 above)."
+    )
+    max_chars: int = Field(
+        100_000, ge=1000, description="Most characters a stored conversation or a request's history holds (413 above)."
+    )
+
+
 class SourceConfig(BaseModel):
     """One configured source: a connector type and its parameters (see ``grounded sync``).
 
@@ -269,6 +288,9 @@ class Settings(BaseSettings):
     )
     answer: AnswerSettings = Field(
         AnswerSettings(), description="How questions become cited, verified answers (or abstentions)."
+    )
+    conversation: ConversationSettings = Field(
+        ConversationSettings(), description="Follow-up questions and stored conversations."
     )
     sources: dict[str, SourceConfig] = Field(default_factory=dict, description="Sources to sync, by name.")
     scheduler: SchedulerSettings = Field(

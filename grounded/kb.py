@@ -18,12 +18,13 @@ Example::
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector
 from connectors.files import FilesConfig, FilesConnector
+from grounded.answering.conversation import Turn
 from grounded.answering.engine import Draft, GroundingEngine
 from grounded.answering.types import Answer
 from grounded.config import Settings, load_settings
@@ -112,12 +113,21 @@ class KnowledgeBase(ExploreMixin):
         filters: Mapping[str, Any] | None = None,
         use_cache: bool = True,
         acl_groups: Sequence[str] | None = None,
+        history: Iterable[Turn | Mapping[str, Any] | tuple[str, str]] | None = None,
     ) -> Answer:
         """A cited, verified answer from the answer expert, or an abstention (see grounded.answering).
 
         ``acl_groups`` limits the evidence (and the cache entry) to what those groups may read.
+        ``history`` is the conversation so far, oldest first, as ``{"role", "content"}`` dicts,
+        ``(role, text)`` pairs or :class:`~grounded.answering.conversation.Turn`; a follow-up is
+        answered from its standalone rewrite (``answer.rewrite``)::
+
+            first = kb.ask("what does the with statement do?")
+            kb.ask("and what does it call on exit?", history=[("user", first.question), ("assistant", first.text)])
         """
-        answer = self.engine.answer(question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups)
+        answer = self.engine.answer(
+            question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups, history=history
+        )
         self._last_answer = answer  # kb.trace() attaches the engine's draft to this answer only
         return answer
 

@@ -3,8 +3,12 @@
 :meth:`GroundingEngine.stream` runs one question through named stages, each a method below:
 
     1. ``_prepare``   normalise the question, pin the version (a :class:`~grounded.store.View`
-                      with the caller's filters and ACL), build the answer-cache key
+                      with the caller's filters and ACL), build the answer-cache key (which holds
+                      the conversation so far, when there is one)
     2. ``_cached``    a cached answer for that key, replayed as events
+    2b. ``_converse`` a follow-up becomes a standalone question (answering/conversation.py): the
+                      stages below run on the rewrite; a reference nothing earlier names makes the
+                      question underspecified, answered with one clarifying question
     3. ``_ground``    route, plan and run tool calls (:mod:`grounded.grounding`) on the view
     4. ``_retrieve``  the top-k passages (hybrid search) on the same view; tool results and
                       passages numbered [1]..[n] as citations
@@ -13,7 +17,8 @@
     6. ``_write``     the answer expert (greedy) writes short sentences citing [n], from the best
                       sentences of each passage (an active tuned answer expert gets its short prompt)
     7. ``_verify``    the verifier keeps supported sentences, quotes evidence for the rest, or abstains
-    8. ``_finish``    the answer, cached under (question, index version, config, models)
+    8. ``_finish``    the answerability label (answering/answerability.py), the answer, cached
+                      under (conversation, question, index version, config, models)
 
 Example::
 
@@ -26,11 +31,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from grounded.answering.answerability import Answerability, Decision, clarifying_question, decide, missing_note
 from grounded.answering.cache import AnswerCache, cache_key, normalise_question
+from grounded.answering.conversation import (
+    REWRITE_VERSION,
+    Rewrite,
+    Turn,
+    as_turns,
+    conversation_material,
+    rewrite_question,
+    unresolved_reference,
+)
 from grounded.answering.evidence import EvidencePool, build_pool, select_evidence
 from grounded.answering.tool_evidence import exact_numbers, tool_citations
 from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
@@ -85,12 +100,19 @@ class _Question:
     """One question in flight: what each stage adds for the next."""
 
     text: str
+    """The question the stages run on: as asked, or its standalone rewrite (``_converse``)."""
     k: int
     view: View
     writer: TextGenerator
     tuned: TunedExpert | None
     key: str
     started: float
+    asked: str = ""
+    history: tuple[Turn, ...] = ()
+    rewrite: Rewrite | None = None
+    unresolved: str | None = None
+    gate: Answerability | None = None
+    """Hook: the answerability gate's verdict (grounded.checks), when one ran; it wins in ``decide``."""
     timings: dict[str, float] = field(default_factory=dict)
     grounding: Grounding | None = None
     citations: tuple[Citation, ...] = ()
@@ -171,10 +193,18 @@ class GroundingEngine:
         filters: Mapping[str, Any] | None = None,
         use_cache: bool = True,
         acl_groups: Sequence[str] | None = None,
+        history: Iterable[Turn | Mapping[str, Any] | tuple[str, str]] | None = None,
     ) -> Answer:
-        """A cited, verified answer to ``question`` (see the module docstring)."""
+        """A cited, verified answer to ``question`` (see the module docstring).
+
+        ``history`` is the conversation before ``question`` (user and assistant turns, oldest
+        first); a follow-up is answered from its standalone rewrite.
+        """
         result: Answer | None = None
-        for event in self.stream(question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups):
+        events = self.stream(
+            question, k=k, filters=filters, use_cache=use_cache, acl_groups=acl_groups, history=history
+        )
+        for event in events:
             if event.kind == "answer":
                 result = event.data
         assert result is not None
@@ -188,19 +218,25 @@ class GroundingEngine:
         filters: Mapping[str, Any] | None = None,
         use_cache: bool = True,
         acl_groups: Sequence[str] | None = None,
+        history: Iterable[Turn | Mapping[str, Any] | tuple[str, str]] | None = None,
     ) -> Iterator[AnswerEvent]:
         """The answer as events: ``evidence`` (list of citations), each ``sentence``, ``answer``.
 
         ``acl_groups`` (``None``: unrestricted) limits the evidence to what those groups may
         read; the groups are part of the cache key, so a cached answer never crosses groups.
+        ``history``: the conversation before ``question`` (see :meth:`answer`).
         """
-        q = self._prepare(question, k, filters, acl_groups)
+        q = self._prepare(question, k, filters, acl_groups, as_turns(history))
         use_cache = use_cache and self.settings.cache
         if use_cache:
             cached = self._cached(q)
             if cached is not None:
                 yield from cached
                 return
+        self._converse(q)
+        if q.unresolved is not None:
+            yield from self._clarify(q, use_cache)
+            return
         if self.grounding:
             self._ground(q)
             if q.grounding is not None and q.grounding.decision.route == "not_fact_seeking":
@@ -226,6 +262,7 @@ class GroundingEngine:
         k: int | None,
         filters: Mapping[str, Any] | None,
         acl_groups: Sequence[str] | None,
+        history: Sequence[Turn] = (),
     ) -> _Question:
         started = time.perf_counter()
         text = normalise_question(validate_query(question))
@@ -246,10 +283,14 @@ class GroundingEngine:
                 "filters": repr(view.filters),
                 "acl_groups": view.acl_groups,
                 "grounding": GROUNDING_VERSION if self.grounding else None,
+                # The same last question after another conversation is another question.
+                **(
+                    {"conversation": conversation_material(history), "rewrite": self._rewrite_config} if history else {}
+                ),
             },
             {"answer": writer.fingerprint, "embed": self.store.embedder.fingerprint, **self._tool_models()},
         )
-        return _Question(text, k, view, writer, tuned, key, started)
+        return _Question(text, k, view, writer, tuned, key, started, asked=text, history=tuple(history))
 
     def _cached(self, q: _Question) -> Iterator[AnswerEvent] | None:
         stored = self.cache.get(q.key)
@@ -261,6 +302,49 @@ class GroundingEngine:
         events = [AnswerEvent("evidence", list(cached.citations))]
         events += [AnswerEvent("sentence", s) for s in cached.sentences]
         return iter([*events, AnswerEvent("answer", cached)])
+
+    def _converse(self, q: _Question) -> None:
+        """A follow-up becomes standalone; a reference to nothing named earlier stays unresolved."""
+        t = time.perf_counter()
+        mode = self.store.settings.conversation.rewrite
+        q.rewrite = rewrite_question(
+            q.asked, q.history, mode=mode, expert=self.expert if mode == "expert" else None,
+            max_turns=self.store.settings.conversation.rewrite_turns,
+        )  # fmt: skip
+        q.text = q.rewrite.text
+        q.unresolved = unresolved_reference(q.asked, q.history)
+        q.timings["rewrite_ms"] = _ms(t)
+
+    @property
+    def _rewrite_config(self) -> dict[str, Any]:
+        conversation = self.store.settings.conversation
+        return {"version": REWRITE_VERSION, "mode": conversation.rewrite, "turns": conversation.rewrite_turns}
+
+    def _clarify(self, q: _Question, use_cache: bool) -> Iterator[AnswerEvent]:
+        """An underspecified question: one clarifying question, no evidence, nothing guessed."""
+        assert q.unresolved is not None
+        yield AnswerEvent("evidence", [])
+        decision = decide(q.asked, abstained=False, unresolved=q.unresolved, sentences=(), citations=())
+        text = clarifying_question(q.unresolved)
+        answer = Answer(
+            q.asked, text, (), (), False, q.version, q.writer.fingerprint, route="clarify", grounded=False,
+            trace=self._conversation_trace(q, decision), rewrite=self._shown_rewrite(q), answerability=decision.label,
+        )  # fmt: skip
+        if use_cache:
+            self.cache.put(q.key, q.version, answer.canonical_json())
+        q.timings["total_ms"] = _ms(q.started)
+        yield AnswerEvent("answer", replace(answer, timings=dict(q.timings), cached=False))
+
+    @staticmethod
+    def _shown_rewrite(q: _Question) -> str | None:
+        return q.rewrite.text if q.rewrite is not None and q.rewrite.changed else None
+
+    @staticmethod
+    def _conversation_trace(q: _Question, decision: Decision) -> dict[str, Any]:
+        trace: dict[str, Any] = {"answerability": decision.trace()}
+        if q.rewrite is not None and q.history:
+            trace["rewrite"] = q.rewrite.trace()
+        return trace
 
     def _ground(self, q: _Question) -> None:
         t = time.perf_counter()
@@ -312,17 +396,25 @@ class GroundingEngine:
         self.last_draft = Draft(q.generation, tuple(q.parsed), tuple(q.checks), best)
         model = q.writer.fingerprint
         route = q.grounding.decision.route if q.grounding else "unstructured"
-        trace = q.grounding.trace() if q.grounding else {}
+        decision = decide(
+            q.asked, abstained=not q.sentences, unresolved=None, sentences=q.sentences, citations=q.citations,
+            gate=q.gate,
+        )  # fmt: skip
+        trace = {**(q.grounding.trace() if q.grounding else {}), **self._conversation_trace(q, decision)}
+        rewrite = self._shown_rewrite(q)
         if q.sentences:
+            text = cited_text(q.sentences)
+            if decision.label == "partial" and decision.missing:
+                text += " " + missing_note(decision.missing)
             answer = Answer(
-                q.text, cited_text(q.sentences), tuple(q.sentences), q.citations, False, q.version, model,
-                route=route, trace=trace,
+                q.asked, text, tuple(q.sentences), q.citations, False, q.version, model,
+                route=route, trace=trace, rewrite=rewrite, answerability=decision.label,
             )  # fmt: skip
         else:
             closest = _closest(q.pool) if q.pool is not None else None
             answer = Answer(
-                q.text, ABSTAIN_TEXT, (), q.citations, True, q.version, model, closest=closest, route=route,
-                trace=trace,
+                q.asked, ABSTAIN_TEXT, (), q.citations, True, q.version, model, closest=closest, route=route,
+                trace=trace, rewrite=rewrite, answerability=decision.label,
             )  # fmt: skip
         if use_cache:
             self.cache.put(q.key, q.version, answer.canonical_json())
@@ -334,15 +426,15 @@ class GroundingEngine:
         assert q.grounding is not None
         yield AnswerEvent("evidence", [])
         t = time.perf_counter()
-        messages = [Message("system", UNGROUNDED_PROMPT), Message("user", q.text)]
+        messages = [Message("system", UNGROUNDED_PROMPT), Message("user", q.asked)]
         generation = self.expert.generate(messages, max_tokens=min(64, self.settings.max_new_tokens))
         q.timings["generate_ms"] = _ms(t)
         text = " ".join(generation.text.split()) or "Hello."
         sentence = AnswerSentence(text, (), quoted=False, support=0.0)
         yield AnswerEvent("sentence", sentence)
         answer = Answer(
-            q.text, text, (sentence,), (), False, q.version, self.expert.fingerprint,
-            route="not_fact_seeking", grounded=False, trace=q.grounding.trace(),
+            q.asked, text, (sentence,), (), False, q.version, self.expert.fingerprint,
+            route="not_fact_seeking", grounded=False, trace=q.grounding.trace(), rewrite=self._shown_rewrite(q),
         )  # fmt: skip
         q.timings["total_ms"] = _ms(q.started)
         yield AnswerEvent("answer", replace(answer, timings=dict(q.timings), cached=False))

@@ -107,6 +107,10 @@ class Answer:
     """False for a not-fact-seeking question answered without retrieval."""
     trace: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """Route, reason, plan and each tool call's arguments, result size, time and error."""
+    rewrite: str | None = None
+    """The standalone question a follow-up was rewritten into (what retrieval ran on); ``None``: as asked."""
+    answerability: str = "answerable"
+    """answerable, partial, unanswerable or underspecified (grounded.answering.answerability)."""
 
     def cited(self) -> tuple[Citation, ...]:
         """The citations that some sentence (or ``closest``) actually cites, in id order."""
@@ -153,6 +157,9 @@ class Answer:
             route=str(data.get("route", "unstructured")),
             grounded=bool(data.get("grounded", True)),
             trace=dict(data.get("trace") or {}),
+            rewrite=data.get("rewrite"),
+            # Answers cached before the field existed: an abstention is what "unanswerable" means.
+            answerability=str(data.get("answerability") or ("unanswerable" if data["abstained"] else "answerable")),
         )
 
     def _repr_html_(self) -> str:

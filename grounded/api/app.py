@@ -25,8 +25,9 @@ from grounded.api.mcp.http import mount as mount_mcp
 from grounded.api.middleware import ServingMiddleware
 from grounded.api.problems import install_problem_handlers
 from grounded.api.ratelimit import RateLimiter
-from grounded.api.routes import health, openai_compat, query, search, sources, web
+from grounded.api.routes import conversations, health, openai_compat, query, search, sources, web
 from grounded.kb import KnowledgeBase
+from grounded.ops.conversations import CONVERSATIONS_FILE, ConversationStore
 from grounded.ops.keys import KEYS_FILE, KeyStore
 from grounded.ops.scheduler import Refresher
 from grounded.version import __version__
@@ -37,6 +38,7 @@ ROUTERS: list[APIRouter] = [
     health.router,
     search.router,
     query.router,
+    conversations.router,
     sources.router,
     openai_compat.router,
     web.router,
@@ -75,6 +77,10 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     )
     app.state.kb = kb
     app.state.keys = keys
+    limits = kb.settings.conversation
+    app.state.conversations = ConversationStore(
+        kb.path / CONVERSATIONS_FILE, max_turns=limits.max_turns, max_chars=limits.max_chars
+    )
     app.state.refresher = Refresher(kb)
     app.state.rate_limiter = RateLimiter(server.rate_limit, server.rate_burst) if server.rate_limit > 0 else None
     app.state.auth_failures = (

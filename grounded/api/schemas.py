@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from indexes.base import Hit
 
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CitationOut",
+    "ConversationOut",
     "HitOut",
     "JobOut",
     "JobsResponse",
+    "MessageIn",
     "QueryRequest",
     "QueryResponse",
     "SearchRequest",
@@ -95,19 +97,60 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class MessageIn(BaseModel):
+    """One turn of a conversation sent with a question."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Literal["user", "assistant", "system"] = Field(description="Who spoke; system turns are ignored.")
+    content: str = Field(max_length=100_000)
+
+
 class QueryRequest(BaseModel):
-    """``POST /v1/query``: the question, how many passages to read, and search filters."""
+    """``POST /v1/query``: the question (or a conversation ending in one), passages to read, filters.
+
+    Send either ``query`` (one question, or the next question of the stored conversation
+    ``conversation_id``) or ``messages`` (the whole dialogue; its last user turn is the question).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"query": "where is mount logan located?", "k": 3}]},
+        json_schema_extra={
+            "examples": [
+                {"query": "where is mount logan located?", "k": 3},
+                {
+                    "messages": [
+                        {"role": "user", "content": "where is mount logan?"},
+                        {"role": "assistant", "content": "In Kluane National Park, Yukon. [1]"},
+                        {"role": "user", "content": "how high is it?"},
+                    ]
+                },
+            ]
+        },
     )
 
-    query: str = Field(min_length=1, max_length=2000, description="The question.")
+    query: str | None = Field(None, min_length=1, max_length=2000, description="The question.")
+    messages: list[MessageIn] | None = Field(
+        None, min_length=1, max_length=1000, description="The conversation; the last user message is the question."
+    )
+    conversation_id: str | None = Field(
+        None, max_length=100, description="Continue this stored conversation (only the key that created it may)."
+    )
+    conversation: bool = Field(
+        False, description="Start a stored conversation with this question; the response carries its id."
+    )
     k: int | None = Field(None, ge=1, le=20, description="Evidence passages to read (default: answer.k).")
     filters: dict[str, Any] | None = Field(None, description="The same filters as /v1/search.")
     cache: bool = Field(True, description="Use the answer cache.")
+
+    @model_validator(mode="after")
+    def _one_question(self) -> QueryRequest:
+        if (self.query is None) == (self.messages is None):
+            raise ValueError("send exactly one of `query` (a question) or `messages` (a conversation)")
+        if self.conversation_id is not None and self.messages is not None:
+            raise ValueError("`conversation_id` continues a stored conversation: send the next `query`, not `messages`")
+        return self
 
 
 class SentenceOut(BaseModel):
@@ -161,6 +204,15 @@ class QueryResponse(BaseModel):
     timings: dict[str, float]
     route: str = Field("unstructured", description="How the question was routed (grounded.grounding.router).")
     trace: dict[str, Any] = Field(default_factory=dict, description="Route decision, plan and tool calls.")
+    rewrite: str | None = Field(
+        None, description="The standalone question a follow-up was rewritten into (null: answered as asked)."
+    )
+    answerability: Literal["answerable", "partial", "unanswerable", "underspecified"] = Field(
+        "answerable",
+        description="answerable; partial (the answer says what is missing); unanswerable (abstained); "
+        "underspecified (the answer is one clarifying question).",
+    )
+    conversation_id: str | None = Field(None, description="The stored conversation this turn belongs to.")
 
     @classmethod
     def of(cls, a: Answer) -> QueryResponse:
@@ -177,7 +229,18 @@ class QueryResponse(BaseModel):
             timings=dict(a.timings),
             route=a.route,
             trace=dict(a.trace),
+            rewrite=a.rewrite,
+            answerability=a.answerability,
         )
+
+
+class ConversationOut(BaseModel):
+    """``GET /v1/conversations/{id}``: a stored conversation's turns, oldest first."""
+
+    id: str
+    turns: list[MessageIn]
+    created_at: datetime
+    updated_at: datetime
 
 
 class JobOut(BaseModel):

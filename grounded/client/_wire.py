@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -23,6 +23,7 @@ __all__ = [
     "API_KEY_ENV",
     "AnswerEvent",
     "EvidenceEvent",
+    "History",
     "SentenceEvent",
     "StreamEvent",
     "base_url",
@@ -96,9 +97,33 @@ def search_body(query: str, k: int, filters: Mapping[str, Any] | None, mode: Mod
     return body.model_dump(mode="json", exclude_none=True)
 
 
-def query_body(query: str, k: int | None, filters: Mapping[str, Any] | None, cache: bool) -> dict[str, Any]:
-    body = _validated(QueryRequest, query=query, k=k, filters=dict(filters) if filters else None, cache=cache)
-    return body.model_dump(mode="json", exclude_none=True)
+History = Sequence[Mapping[str, Any] | tuple[str, str]]
+"""Earlier turns of a conversation: ``{"role", "content"}`` dicts or ``(role, text)`` pairs, oldest first."""
+
+
+def query_body(
+    query: str,
+    k: int | None,
+    filters: Mapping[str, Any] | None,
+    cache: bool,
+    history: History | None = None,
+    conversation_id: str | None = None,
+    conversation: bool = False,
+) -> dict[str, Any]:
+    """The ``/v1/query`` body; with ``history`` the question goes as the last of ``messages``."""
+    fields: dict[str, Any] = {"k": k, "filters": dict(filters) if filters else None, "cache": cache}
+    if history:
+        turns = [
+            {"role": t["role"], "content": t.get("content", t.get("text", ""))}
+            if isinstance(t, Mapping)
+            else {"role": t[0], "content": t[1]}
+            for t in history
+        ]
+        fields["messages"] = [*turns, {"role": "user", "content": query}]
+    else:
+        fields["query"] = query
+    body = _validated(QueryRequest, **fields, conversation_id=conversation_id, conversation=conversation)
+    return body.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
 
 def _error_classes() -> dict[str, type[GroundedError]]:

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from grounded.api.schemas import JobOut, JobsResponse, QueryResponse, SearchResponse, SourcesResponse
 from grounded.client._wire import (
+    History,
     Mode,
     SseDecoder,
     StreamEvent,
@@ -120,20 +121,49 @@ class Client:
         return self._post(SearchResponse, "/v1/search", json=search_body(query, k, filters, mode))
 
     def ask(
-        self, query: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, cache: bool = True
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        cache: bool = True,
+        history: History | None = None,
+        conversation_id: str | None = None,
+        conversation: bool = False,
     ) -> QueryResponse:
-        """``POST /v1/query``: a cited, verified answer (or an abstention) from what the key may read."""
-        return self._post(QueryResponse, "/v1/query", json=query_body(query, k, filters, cache))
+        """``POST /v1/query``: a cited, verified answer (or an abstention) from what the key may read.
+
+        A follow-up question goes with the conversation before it: either ``history`` (earlier
+        turns, oldest first, as ``{"role", "content"}`` dicts or ``(role, text)`` pairs) or a
+        stored conversation: ``conversation=True`` starts one (``response.conversation_id``), and
+        ``conversation_id=...`` continues it::
+
+            first = client.ask("what does the with statement do?", conversation=True)
+            client.ask("what does it call on exit?", conversation_id=first.conversation_id)
+        """
+        return self._post(
+            QueryResponse,
+            "/v1/query",
+            json=query_body(query, k, filters, cache, history, conversation_id, conversation),
+        )
 
     def ask_stream(
-        self, query: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, cache: bool = True
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        cache: bool = True,
+        history: History | None = None,
+        conversation_id: str | None = None,
+        conversation: bool = False,
     ) -> Iterator[StreamEvent]:
         """``POST /v1/query`` as server-sent events: evidence, each verified sentence, the answer.
 
         Errors before the stream starts raise like :meth:`ask`; an ``error`` event mid-stream
         raises its exception. Leaving the loop early closes the connection.
         """
-        body = query_body(query, k, filters, cache)
+        body = query_body(query, k, filters, cache, history, conversation_id, conversation)
         try:
             with self._http.stream("POST", "/v1/query", json=body, headers={"accept": "text/event-stream"}) as resp:
                 if resp.is_error:
@@ -218,17 +248,35 @@ class AsyncClient:
         return parse(SearchResponse, response)
 
     async def ask(
-        self, query: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, cache: bool = True
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        cache: bool = True,
+        history: History | None = None,
+        conversation_id: str | None = None,
+        conversation: bool = False,
     ) -> QueryResponse:
         """``POST /v1/query`` (see :meth:`Client.ask`)."""
-        response = await self._send("POST", "/v1/query", json=query_body(query, k, filters, cache))
+        response = await self._send(
+            "POST", "/v1/query", json=query_body(query, k, filters, cache, history, conversation_id, conversation)
+        )
         return parse(QueryResponse, response)
 
     async def ask_stream(
-        self, query: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, cache: bool = True
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        cache: bool = True,
+        history: History | None = None,
+        conversation_id: str | None = None,
+        conversation: bool = False,
     ) -> AsyncIterator[StreamEvent]:
         """``POST /v1/query`` as server-sent events (see :meth:`Client.ask_stream`)."""
-        body = query_body(query, k, filters, cache)
+        body = query_body(query, k, filters, cache, history, conversation_id, conversation)
         try:
             async with self._http.stream(
                 "POST", "/v1/query", json=body, headers={"accept": "text/event-stream"}

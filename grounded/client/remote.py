@@ -24,7 +24,7 @@ from typing import Any, Self
 
 from grounded.answering.types import Answer, AnswerSentence, Citation
 from grounded.api.schemas import CitationOut, HitOut, QueryResponse, SearchResponse, SentenceOut
-from grounded.client._wire import Mode
+from grounded.client._wire import History, Mode
 from grounded.client.client import DEFAULT_TIMEOUT_S, Client
 from grounded.retrieval.results import SearchResults
 from indexes.base import Hit
@@ -103,6 +103,8 @@ def to_answer(response: QueryResponse) -> Answer:
         cached=response.cached,
         route=response.route,
         trace=dict(response.trace),
+        rewrite=response.rewrite,
+        answerability=response.answerability,
     )
 
 
@@ -148,7 +150,13 @@ class RemoteKnowledgeBase:
         return to_results(self.client.search(query, k, filters=filters, mode=mode), mode)
 
     def ask(
-        self, question: str, *, k: int | None = None, filters: Mapping[str, Any] | None = None, use_cache: bool = True
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+        history: History | None = None,
     ) -> Answer:
-        """A cited, verified answer (see :meth:`grounded.kb.KnowledgeBase.ask`)."""
-        return to_answer(self.client.ask(question, k=k, filters=filters, cache=use_cache))
+        """A cited, verified answer (see :meth:`grounded.kb.KnowledgeBase.ask`, ``history`` included)."""
+        return to_answer(self.client.ask(question, k=k, filters=filters, cache=use_cache, history=history))

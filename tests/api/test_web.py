@@ -110,3 +110,39 @@ def test_the_page_shows_the_real_models_answer(real_kb_path: Path, real_answer: 
             expect(page.locator(".passage")).to_have_count(len(real_answer.citations))
         finally:
             browser.close()
+
+
+def test_the_page_keeps_a_conversation(web_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(web_url + "/")
+            turns = page.get_by_test_id("turns").locator("li")
+            for n, question in enumerate(
+                (
+                    "What does the assert statement do?",
+                    "When is it ignored?",
+                    "What exception does it raise?",
+                ),
+                start=1,
+            ):
+                page.fill("#question", question)
+                page.click("#submit")
+                expect(turns).to_have_count(2 * n, timeout=60_000)
+                if n == 2:
+                    rewrite = page.get_by_test_id("trace").locator("li[data-step=rewrite]")
+                    expect(rewrite).to_contain_text("assert statement")
+                expect(page.locator("#cite-1 h3")).to_contain_text("assert")
+            expect(turns.nth(4)).to_have_text("What exception does it raise?")
+            expect(page.locator("#meta")).to_contain_text("answerable")
+            page.click("#new-conversation")
+            expect(turns).to_have_count(0)
+            expect(page.locator("#conversation")).to_be_hidden()
+            assert errors == []
+        finally:
+            browser.close()

@@ -2,7 +2,9 @@
 
 Existing clients (the ``openai`` SDK, LangChain, LlamaIndex) point their base URL at
 ``http://host:port/v1`` and their API key at a grounded key. The last user message is the
-question; the reply is the grounded, cited, verified answer, with its sources listed after it.
+question and the user and assistant messages before it are the conversation: a follow-up is
+rewritten into a standalone question before retrieval (``grounded.rewrite`` shows it). The reply
+is the grounded, cited, verified answer, with its sources listed after it.
 Sampling parameters are accepted and ignored: answers are greedy and deterministic. Extra
 fields carry what OpenAI's schema has no place for: ``citations`` and ``grounded`` (version,
 abstention, cache). With ``stream: true`` the answer arrives as ``chat.completion.chunk`` events,
@@ -22,11 +24,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from grounded.answering.conversation import Turn, split_messages
 from grounded.answering.engine import AnswerEvent
 from grounded.answering.types import Answer, Citation, cited_text
 from grounded.api.deps import KBDep, PrincipalDep
 from grounded.api.schemas import CitationOut
-from grounded.errors import GroundedError, InvalidRequest
+from grounded.errors import GroundedError, RequestTooLarge
 from grounded.ops.metrics import observe_answer
 
 __all__ = ["ChatRequest", "router"]
@@ -92,17 +95,15 @@ class ChatCompletion(BaseModel):
     grounded: dict[str, Any]
 
 
-def _question(body: ChatRequest) -> str:
-    for message in reversed(body.messages):
-        if message.role != "user":
-            continue
-        if isinstance(message.content, str):
-            text = message.content
-        else:
-            text = " ".join(str(p.get("text", "")) for p in message.content or [] if p.get("type") == "text")
-        if text.strip():
-            return text
-    raise InvalidRequest("messages must contain a user message with text: it is the question grounded answers")
+def _question(body: ChatRequest, max_chars: int) -> tuple[str, list[Turn]]:
+    question, history = split_messages([m.model_dump() for m in body.messages])
+    chars = sum(len(t.text) for t in history)
+    if chars > max_chars:
+        raise RequestTooLarge(
+            f"the conversation sent holds {chars} characters; the limit is {max_chars} "
+            "(conversation.max_chars): send only the recent turns"
+        )
+    return question, history
 
 
 def _sources(citations: tuple[Citation, ...] | list[Citation], used: set[int]) -> str:
@@ -114,7 +115,7 @@ def _content(answer: Answer) -> str:
     if answer.abstained or not answer.sentences:
         return answer.text
     used = {i for s in answer.sentences for i in s.citations}
-    return cited_text(answer.sentences) + _sources(answer.citations, used)
+    return answer.text + _sources(answer.citations, used)
 
 
 def _usage(answer: Answer) -> Usage:
@@ -130,6 +131,8 @@ def _extras(answer: Answer) -> dict[str, Any]:
         "cached": answer.cached,
         "answer_model": answer.model,
         "route": answer.route,
+        "rewrite": answer.rewrite,
+        "answerability": answer.answerability,
     }
 
 
@@ -145,14 +148,14 @@ def models(_: PrincipalDep) -> dict[str, Any]:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat_completions(body: ChatRequest, request: Request, kb: KBDep, principal: PrincipalDep) -> Any:
-    """Answer the last user message from what the caller may read, OpenAI-style (or streamed)."""
-    question = _question(body)
+    """Answer the last user message, in its conversation, from what the caller may read (or streamed)."""
+    question, history = _question(body, kb.settings.conversation.max_chars)
     engine = kb.engine
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     groups = principal.acl_groups
     if not body.stream:
-        answer = await run_in_threadpool(engine.answer, question, acl_groups=groups)
+        answer = await run_in_threadpool(engine.answer, question, acl_groups=groups, history=history)
         observe_answer(answer, "/v1/chat/completions")
         return ChatCompletion(
             id=completion_id,
@@ -165,7 +168,7 @@ async def chat_completions(body: ChatRequest, request: Request, kb: KBDep, princ
             grounded=_extras(answer),
         )
 
-    events: Iterator[AnswerEvent] = engine.stream(question, acl_groups=groups)
+    events: Iterator[AnswerEvent] = engine.stream(question, acl_groups=groups, history=history)
     first = await run_in_threadpool(next, events)  # bad input fails before the 200 goes out
     include_usage = bool((body.stream_options or {}).get("include_usage"))
 
@@ -194,7 +197,9 @@ async def chat_completions(body: ChatRequest, request: Request, kb: KBDep, princ
                 elif event.kind == "answer":
                     answer: Answer = event.data
                     observe_answer(answer, "/v1/chat/completions")
-                    tail = answer.text if not answer.sentences else _sources(citations, used)
+                    # A partial answer's note on what is missing follows its sentences.
+                    note = answer.text[len(cited_text(answer.sentences)) :]
+                    tail = answer.text if not answer.sentences else note + _sources(citations, used)
                     if tail:
                         yield chunk({"content": tail})
                     extra: dict[str, Any] = {

@@ -19,6 +19,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from grounded.answering.engine import AnswerEvent
 from grounded.api.deps import KBDep, PrincipalDep
+from grounded.api.routes.conversations import question_and_history, remember
 from grounded.api.schemas import CitationOut, QueryRequest, QueryResponse, SentenceOut
 from grounded.errors import GroundedError
 from grounded.ops.metrics import observe_answer
@@ -32,12 +33,14 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
-def _encode(event: AnswerEvent) -> bytes:
+def _encode(event: AnswerEvent, conversation_id: str | None = None) -> bytes:
     if event.kind == "evidence":
         return _sse("evidence", [CitationOut.of(c).model_dump(mode="json") for c in event.data])
     if event.kind == "sentence":
         return _sse("sentence", SentenceOut.of(event.data).model_dump(mode="json"))
-    return _sse("answer", QueryResponse.of(event.data).model_dump(mode="json"))
+    response = QueryResponse.of(event.data)
+    response.conversation_id = conversation_id
+    return _sse("answer", response.model_dump(mode="json"))
 
 
 @router.post(
@@ -46,18 +49,30 @@ def _encode(event: AnswerEvent) -> bytes:
     responses={200: {"content": {"text/event-stream": {}}}, 504: {"description": "The answer expert timed out."}},
 )
 async def query(body: QueryRequest, request: Request, kb: KBDep, principal: PrincipalDep) -> Any:
-    """Answer ``query`` from what the caller may read, every sentence cited and verified."""
+    """Answer ``query`` (or the last user turn of ``messages``) from what the caller may read.
+
+    Every sentence is cited and verified; a follow-up is answered from its standalone rewrite.
+    """
     engine = kb.engine
     groups = principal.acl_groups
+    question, history, conv = question_and_history(body, request, principal)
     if "text/event-stream" not in request.headers.get("accept", ""):
         answer = await run_in_threadpool(
-            engine.answer, body.query, k=body.k, filters=body.filters, use_cache=body.cache, acl_groups=groups
+            engine.answer,
+            question,
+            k=body.k,
+            filters=body.filters,
+            use_cache=body.cache,
+            acl_groups=groups,
+            history=history,
         )
         observe_answer(answer, "/v1/query")
-        return QueryResponse.of(answer)
+        response = QueryResponse.of(answer)
+        response.conversation_id = await run_in_threadpool(remember, request, principal, conv, answer)
+        return response
 
     events: Iterator[AnswerEvent] = engine.stream(
-        body.query, k=body.k, filters=body.filters, use_cache=body.cache, acl_groups=groups
+        question, k=body.k, filters=body.filters, use_cache=body.cache, acl_groups=groups, history=history
     )
     # Validate before the 200 goes out: bad input still gets a problem+json response.
     first = await run_in_threadpool(next, events)
@@ -66,9 +81,11 @@ async def query(body: QueryRequest, request: Request, kb: KBDep, principal: Prin
         yield _encode(first)
         try:
             async for event in iterate_in_threadpool(events):
+                conversation_id = None
                 if event.kind == "answer":
                     observe_answer(event.data, "/v1/query")
-                yield _encode(event)
+                    conversation_id = await run_in_threadpool(remember, request, principal, conv, event.data)
+                yield _encode(event, conversation_id)
         except GroundedError as exc:
             yield _sse(
                 "error",

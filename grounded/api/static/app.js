@@ -1,6 +1,11 @@
 // The grounded web page: ask, show the cited answer, highlight what each citation supports.
+// The page keeps the conversation: each question goes with the turns before it (`messages`),
+// so a follow-up ("and what does it return?") is answered from its standalone rewrite.
 // Everything the server returns is inserted as text (never as HTML).
 "use strict";
+
+// The dialogue so far, as /v1/query's `messages`: {role: "user" | "assistant", content}.
+let conversation = [];
 
 const $ = (id) => document.getElementById(id);
 const keyInput = $("apikey");
@@ -117,13 +122,15 @@ function render(answer) {
     });
   }
   $("meta").textContent =
-    `index version ${answer.index_version} · model ${answer.model}` + (answer.cached ? " · from the answer cache" : "");
+    `index version ${answer.index_version} · model ${answer.model} · ${answer.answerability}` +
+    (answer.cached ? " · from the answer cache" : "");
   $("version").textContent = `index version: ${answer.index_version}`;
 
   const t = answer.timings || {};
   const tr = answer.trace || {};
   const calls = (tr.calls || []).map((c) => `${c.tool}(${JSON.stringify(c.arguments)})${c.ok === false ? " failed" : ""}`);
   const steps = [
+    ...(answer.rewrite ? [["rewrite", `follow-up rewritten as: ${answer.rewrite}`, t.rewrite_ms]] : []),
     ["route", `${answer.route || "unstructured"}` + (tr.reason ? `: ${tr.reason}` : ""), t.ground_ms],
     ...calls.map((c) => ["tool", c]),
     ["retrieve", `hybrid search (BM25 + dense): ${answer.citations.length} passages`, t.retrieve_ms],
@@ -147,6 +154,27 @@ function render(answer) {
   $("result").hidden = false;
 }
 
+function renderConversation() {
+  const list = $("turns");
+  list.replaceChildren(
+    ...conversation.map((turn) => {
+      const li = document.createElement("li");
+      li.className = `turn ${turn.role}`;
+      li.dataset.role = turn.role;
+      li.textContent = turn.content;
+      return li;
+    }),
+  );
+  $("conversation").hidden = conversation.length === 0;
+}
+
+$("new-conversation").addEventListener("click", () => {
+  conversation = [];
+  renderConversation();
+  $("result").hidden = true;
+  $("question").focus();
+});
+
 $("ask").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const question = $("question").value.trim();
@@ -156,7 +184,8 @@ $("ask").addEventListener("submit", async (ev) => {
   $("status").textContent = "Answering…";
   $("submit").disabled = true;
   try {
-    const r = await fetch("/v1/query", { method: "POST", headers: headers(), body: JSON.stringify({ query: question }) });
+    const messages = [...conversation, { role: "user", content: question }];
+    const r = await fetch("/v1/query", { method: "POST", headers: headers(), body: JSON.stringify({ messages }) });
     const body = await r.json();
     if (!r.ok) {
       $("status").className = "error";
@@ -165,6 +194,9 @@ $("ask").addEventListener("submit", async (ev) => {
     }
     $("status").textContent = "";
     render(body);
+    conversation = [...messages, { role: "assistant", content: body.answer }];
+    renderConversation();
+    $("question").value = "";
   } catch (e) {
     $("status").className = "error";
     $("status").textContent = `request failed: ${e}`;

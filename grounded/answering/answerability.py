@@ -1,0 +1,90 @@
+"""Answerability: is this question answered, answered in part, not answerable, or underspecified?
+
+Every answer carries one of four labels (``Answer.answerability``), decided explicitly here
+from signals the engine already has, in this order:
+
+* ``underspecified``: the question points at something no earlier turn names ("this library",
+  "that case"; :func:`~grounded.answering.conversation.unresolved_reference`). The engine asks
+  one clarifying question instead of guessing which one was meant.
+* ``unanswerable``: the engine abstained (no evidence close enough, or no sentence survived
+  verification).
+* ``partial``: an answer was written, but a name or number the question asks about appears in
+  none of the cited evidence; the answer says what is missing.
+* ``answerable``: otherwise.
+
+A later gate (``grounded.checks``' answerability checker) plugs in through ``gate``: when it
+gave a verdict, that verdict wins over the abstention signals, except ``underspecified``,
+which only the conversation can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from grounded.answering.types import AnswerSentence, Citation
+from grounded.text import key_terms
+
+__all__ = ["ANSWERABILITY", "Answerability", "Decision", "clarifying_question", "decide", "missing_note"]
+
+Answerability = Literal["answerable", "partial", "unanswerable", "underspecified"]
+ANSWERABILITY: tuple[Answerability, ...] = ("answerable", "partial", "unanswerable", "underspecified")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The label, the signal that decided it, and (for ``partial``) what the sources lack."""
+
+    label: Answerability
+    reason: str
+    missing: tuple[str, ...] = ()
+
+    def trace(self) -> dict[str, object]:
+        return {"label": self.label, "reason": self.reason, "missing": list(self.missing)}
+
+
+def decide(
+    question: str,
+    *,
+    abstained: bool,
+    unresolved: str | None,
+    sentences: Sequence[AnswerSentence],
+    citations: Sequence[Citation],
+    gate: Answerability | None = None,
+) -> Decision:
+    """The answerability of one answer (see the module docstring for the order of the signals)."""
+    if unresolved is not None:
+        return Decision("underspecified", f"{unresolved!r} refers to nothing named earlier")
+    if gate is not None:
+        return Decision(gate, "answerability gate")
+    if abstained or not sentences:
+        return Decision("unanswerable", "abstained: the evidence does not hold the answer")
+    cited = {i for s in sentences for i in s.citations}
+    evidence = " ".join(c.text + " " + c.title for c in citations if c.id in cited)
+    missing = _missing(question, evidence)
+    if missing:
+        return Decision("partial", "the cited evidence lacks some of what the question names", missing)
+    return Decision("answerable", "every name and number asked about is in the cited evidence")
+
+
+def _missing(question: str, evidence: str) -> tuple[str, ...]:
+    """Names and numbers of the question (as written) whose stem is in none of the evidence."""
+    lowered = evidence.lower()
+    missing: list[str] = []
+    for word in (w.strip(".,;:!?()[]\"'") for w in question.split()):
+        terms = key_terms(f"x {word}") if word else set()
+        # A substring match, not a word match: "2019" counts as found in "2019-20", "Acme" in "Acme's".
+        if terms and word not in missing and not any(t in lowered for t in terms):
+            missing.append(word)
+    return tuple(missing)
+
+
+def clarifying_question(referent: str) -> str:
+    """The one question asked back for an underspecified question."""
+    return f"Which {referent} are you referring to?"
+
+
+def missing_note(missing: Sequence[str]) -> str:
+    """The sentence a partial answer ends with: what the sources do not hold."""
+    return "The sources do not say anything about " + ", ".join(missing) + "."
