@@ -211,6 +211,18 @@ class AnswerSettings(BaseModel):
         0.6, ge=-1, le=1, description="Embedding similarity a sentence needs to its best cited evidence sentence."
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Most sentences in an answer.")
+    checks: Literal["auto", "model", "lexical"] = Field(
+        "auto",
+        description="What decides trust: `model`, the trained entailment checker (every sentence) and answerability "
+        "gate (abstention), `grounded tune checker`; `lexical`, word overlap, embedding similarity and "
+        "`min_evidence_similarity` only; `auto`, the model when one is trained, else lexical with a warning on "
+        "every answer (`trace.checks.warning`).",
+    )
+    relevance: Literal["answer", "sentence", "off"] = Field(
+        "answer",
+        description="With the trained checks, how the gate judges whether sentences address the question: `answer`, "
+        "abstain unless some kept sentence does; `sentence`, drop each sentence that does not; `off`.",
+    )
     tuned: bool = Field(
         True,
         description="Write answers with the active tuned answer expert (`grounded tune answer`) and its short "

@@ -8,11 +8,14 @@
     3. ``_ground``    route, plan and run tool calls (:mod:`grounded.grounding`) on the view
     4. ``_retrieve``  the top-k passages (hybrid search) on the same view; tool results and
                       passages numbered [1]..[n] as citations
-    5. ``_gather``    split the evidence into sentences and embed them; if none is close enough
-                      to the question (and no tool answered), abstain without asking the model
+    5. ``_gather``    split the evidence into sentences and embed them; the answerability gate
+                      (trained, :mod:`grounded.answering.trust`) decides whether the passages hold
+                      an answer, else abstain without asking the model (no trained model: a
+                      similarity threshold, and the answer says so)
     6. ``_write``     the answer expert (greedy) writes short sentences citing [n], from the best
                       sentences of each passage (an active tuned answer expert gets its short prompt)
-    7. ``_verify``    the verifier keeps supported sentences, quotes evidence for the rest, or abstains
+    7. ``_verify``    the entailment checker keeps the sentences their citations support (no
+                      fragments, nothing beside the question), quotes evidence for the rest, or abstains
     8. ``_finish``    the answer, cached under (question, index version, config, models)
 
 Example::
@@ -33,6 +36,16 @@ from typing import Any
 from grounded.answering.cache import AnswerCache, cache_key, normalise_question
 from grounded.answering.evidence import EvidencePool, build_pool, select_evidence
 from grounded.answering.tool_evidence import exact_numbers, tool_citations
+from grounded.answering.trust import (
+    Checks,
+    GateFinding,
+    SentenceFinding,
+    gate_evidence,
+    is_fragment,
+    load_checks,
+    missing_terms,
+    verify_checked,
+)
 from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
 from grounded.answering.verify import SupportCheck, verify
 from grounded.answering.writer import (
@@ -44,7 +57,7 @@ from grounded.answering.writer import (
     tuned_answer_messages,
 )
 from grounded.errors import InvalidRequest
-from grounded.experts.base import Generation, GrammarGenerator, Message, StructuredGenerator, TextGenerator
+from grounded.experts.base import Generation, GrammarGenerator, StructuredGenerator, TextGenerator
 from grounded.experts.registry import get_expert, get_structured_expert
 from grounded.experts.tuned import ANSWER_PROMPT_FORMAT, ANSWER_SCOPE, TunedExpert, TunedExperts
 from grounded.grounding.grounder import Grounder, Grounding
@@ -56,9 +69,12 @@ __all__ = ["GROUNDING_VERSION", "PROMPT_VERSION", "AnswerEvent", "Draft", "Groun
 GROUNDING_VERSION = "tools-v1"
 """Bumped whenever routing, planning or tool evidence changes, so cached answers are not reused."""
 
-UNGROUNDED_PROMPT = "You are a helpful assistant. Reply briefly in one or two sentences."
+CONVERSATIONAL_REPLY = (
+    "I answer questions from this knowledge base's sources, citing them; ask me about what they cover."
+)
+"""The reply to a conversational turn (``not_fact_seeking``): fixed, so it never states a fact."""
 
-PROMPT_VERSION = "answer-v1"
+PROMPT_VERSION = "answer-v2"
 """Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
 
 
@@ -78,6 +94,15 @@ class Draft:
     parsed: tuple[tuple[str, tuple[int, ...]], ...]
     checks: tuple[SupportCheck, ...]
     best_similarity: float
+    pool: EvidencePool | None = None
+    gate: GateFinding | None = None
+    findings: tuple[SentenceFinding, ...] = ()
+    """The trained checks' finding for each drafted sentence (empty with lexical checks)."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the writer stopped at ``max_new_tokens`` (its last sentence may be cut)."""
+        return self.generation is not None and self.generation.finish_reason == "length"
 
 
 @dataclass(slots=True)
@@ -99,6 +124,8 @@ class _Question:
     parsed: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
     checks: list[SupportCheck] = field(default_factory=list)
     sentences: list[AnswerSentence] = field(default_factory=list)
+    gate: GateFinding | None = None
+    findings: list[SentenceFinding] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -121,6 +148,7 @@ class GroundingEngine:
         grounding: bool = True,
         sql_expert: TextGenerator | None = None,
         tool_expert: StructuredGenerator | None = None,
+        checks: Checks | None = None,
     ) -> None:
         self.store = store
         self.settings = store.settings.answer
@@ -131,6 +159,8 @@ class GroundingEngine:
         self._tool_expert = tool_expert
         self._grounder: Grounder | None = None
         self._cache: AnswerCache | None = None
+        self._checks = checks
+        """The trained checks (or lexical ones); ``None``: :func:`load_checks` of ``answer.checks`` on first use."""
         self._lock = threading.Lock()
         self.tuned = TunedExperts(store.path)
         """The active tuned answer expert (``grounded tune answer``), re-read when its pointer changes."""
@@ -148,6 +178,14 @@ class GroundingEngine:
             if self._cache is None:
                 self._cache = AnswerCache(self.store.path / "cache.sqlite")
             return self._cache
+
+    @property
+    def checks(self) -> Checks:
+        """The trained checker and gate (``answer.checks``), loaded once; lexical when none is trained."""
+        with self._lock:
+            if self._checks is None:
+                self._checks = load_checks(self.settings.checks)
+            return self._checks
 
     def writer(self) -> tuple[TextGenerator, TunedExpert | None]:
         """The expert that writes answers now: the active tuned one (with ``answer.tuned``), else the configured."""
@@ -209,7 +247,7 @@ class GroundingEngine:
         self._retrieve(q)
         yield AnswerEvent("evidence", list(q.citations))
         self._gather(q)
-        if q.pool is not None and (q.pool.best_similarity() >= self.settings.min_evidence_similarity or q.has_tools):
+        if self._answerable(q):
             self._write(q)
             self._verify(q)
         if q.has_tools:
@@ -247,7 +285,12 @@ class GroundingEngine:
                 "acl_groups": view.acl_groups,
                 "grounding": GROUNDING_VERSION if self.grounding else None,
             },
-            {"answer": writer.fingerprint, "embed": self.store.embedder.fingerprint, **self._tool_models()},
+            {
+                "answer": writer.fingerprint,
+                "embed": self.store.embedder.fingerprint,
+                "checks": self.checks.fingerprint,
+                **self._tool_models(),
+            },
         )
         return _Question(text, k, view, writer, tuned, key, started)
 
@@ -282,6 +325,19 @@ class GroundingEngine:
         q.pool = build_pool(q.text, q.citations, self.store.embedder)
         q.timings["evidence_ms"] = _ms(t)
 
+    def _answerable(self, q: _Question) -> bool:
+        """Whether to write at all: the gate's decision on the passages (a tool answered: always)."""
+        if q.pool is None:
+            return False
+        gate = self.checks.gate
+        if gate is None:
+            return q.has_tools or q.pool.best_similarity() >= self.settings.min_evidence_similarity
+        t = time.perf_counter()
+        passages = [c.text for c in q.citations if c.provenance is None]
+        q.gate = gate_evidence(gate, q.text, passages)
+        q.timings["gate_ms"] = _ms(t)
+        return q.has_tools or q.gate.answerable
+
     def _write(self, q: _Question) -> None:
         assert q.pool is not None
         evidence = select_evidence(q.pool, self.settings.sentences_per_passage)
@@ -304,19 +360,32 @@ class GroundingEngine:
             return
         t = time.perf_counter()
         q.parsed = parse_sentences(q.generation.text, [c.id for c in q.citations])
-        q.sentences, q.checks = verify(q.parsed, q.pool, self.store.embedder, self.settings)
+        truncated = q.generation.finish_reason == "length"
+        if self.checks.checker is not None and not q.has_tools:
+            q.sentences, q.findings = verify_checked(
+                q.text, q.parsed, q.pool, self.store.embedder, self.settings, self.checks, truncated=truncated
+            )
+        else:
+            # Lexical checks: without a trained checker, or when a tool answered (a tool result is checked by
+            # its exact numbers, tool_evidence.exact_numbers). Fragments are never kept here either.
+            whole = [(s, ids) for n, (s, ids) in enumerate(q.parsed) if not is_fragment(s, n, len(q.parsed), truncated)]
+            q.sentences, q.checks = verify(whole, q.pool, self.store.embedder, self.settings)
         q.timings["verify_ms"] = _ms(t)
 
     def _finish(self, q: _Question, use_cache: bool) -> Answer:
         best = q.pool.best_similarity() if q.pool is not None else 0.0
-        self.last_draft = Draft(q.generation, tuple(q.parsed), tuple(q.checks), best)
+        self.last_draft = Draft(q.generation, tuple(q.parsed), tuple(q.checks), best, q.pool, q.gate, tuple(q.findings))
         model = q.writer.fingerprint
         route = q.grounding.decision.route if q.grounding else "unstructured"
-        trace = q.grounding.trace() if q.grounding else {}
+        trace = {**(q.grounding.trace() if q.grounding else {}), "checks": self._trace_checks(q)}
         if q.sentences:
+            missing = missing_terms(q.text, q.pool) if q.pool is not None else ()
+            text = cited_text(q.sentences)
+            if missing:
+                text += f" The sources do not mention {_listed(missing)}."
             answer = Answer(
-                q.text, cited_text(q.sentences), tuple(q.sentences), q.citations, False, q.version, model,
-                route=route, trace=trace,
+                q.text, text, tuple(q.sentences), q.citations, False, q.version, model,
+                route=route, trace=trace, missing=missing,
             )  # fmt: skip
         else:
             closest = _closest(q.pool) if q.pool is not None else None
@@ -329,19 +398,33 @@ class GroundingEngine:
         q.timings["total_ms"] = _ms(q.started)
         return replace(answer, timings=dict(q.timings), cached=False)
 
+    def _trace_checks(self, q: _Question) -> dict[str, Any]:
+        """``trace.checks``: which checks decided, the gate's decision, each drafted sentence's scores."""
+        out: dict[str, Any] = self.checks.describe()
+        if q.gate is not None:
+            out["gate"] = {"probability": q.gate.probability, "answerable": q.gate.answerable,
+                           "threshold": q.gate.threshold}  # fmt: skip
+        elif q.pool is not None:
+            out["best_similarity"] = round(q.pool.best_similarity(), 4)
+            out["min_evidence_similarity"] = self.settings.min_evidence_similarity
+        if q.findings:
+            out["sentences"] = [f.to_dict() for f in q.findings]
+        elif q.checks:
+            out["sentences"] = [
+                {"text": text, "citations": list(ids), "word_support": c.word_support, "similarity": c.similarity,
+                 "decision": "kept" if c.supported else "quoted or dropped: unsupported"}
+                for (text, ids), c in zip(q.parsed, q.checks, strict=False)
+            ]  # fmt: skip
+        return out
+
     def _ungrounded(self, q: _Question) -> Iterator[AnswerEvent]:
-        """A not-fact-seeking question: the expert replies without evidence, marked ungrounded."""
+        """A conversational turn: a fixed reply that states no fact, without evidence, marked ungrounded."""
         assert q.grounding is not None
         yield AnswerEvent("evidence", [])
-        t = time.perf_counter()
-        messages = [Message("system", UNGROUNDED_PROMPT), Message("user", q.text)]
-        generation = self.expert.generate(messages, max_tokens=min(64, self.settings.max_new_tokens))
-        q.timings["generate_ms"] = _ms(t)
-        text = " ".join(generation.text.split()) or "Hello."
-        sentence = AnswerSentence(text, (), quoted=False, support=0.0)
+        sentence = AnswerSentence(CONVERSATIONAL_REPLY, (), quoted=False, support=0.0)
         yield AnswerEvent("sentence", sentence)
         answer = Answer(
-            q.text, text, (sentence,), (), False, q.version, self.expert.fingerprint,
+            q.text, CONVERSATIONAL_REPLY, (sentence,), (), False, q.version, "none",
             route="not_fact_seeking", grounded=False, trace=q.grounding.trace(),
         )  # fmt: skip
         q.timings["total_ms"] = _ms(q.started)
@@ -395,6 +478,11 @@ class GroundingEngine:
         return models
 
     # -- helpers ----------------------------------------------------------------------------------
+
+
+def _listed(words: Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def _closest(pool: EvidencePool) -> AnswerSentence | None:

@@ -107,6 +107,8 @@ class Answer:
     """False for a not-fact-seeking question answered without retrieval."""
     trace: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """Route, reason, plan and each tool call's arguments, result size, time and error."""
+    missing: tuple[str, ...] = ()
+    """Names and numbers of the question that no evidence passage mentions (a partial answer says so)."""
 
     def cited(self) -> tuple[Citation, ...]:
         """The citations that some sentence (or ``closest``) actually cites, in id order."""
@@ -153,6 +155,7 @@ class Answer:
             route=str(data.get("route", "unstructured")),
             grounded=bool(data.get("grounded", True)),
             trace=dict(data.get("trace") or {}),
+            missing=tuple(data.get("missing") or ()),
         )
 
     def _repr_html_(self) -> str:

@@ -130,6 +130,7 @@ def _extras(answer: Answer) -> dict[str, Any]:
         "cached": answer.cached,
         "answer_model": answer.model,
         "route": answer.route,
+        "from_sources": answer.grounded,
     }
 
 
