@@ -202,7 +202,11 @@ class AnswerSettings(BaseModel):
     sentences_per_passage: int = Field(2, ge=1, le=50, description="Best sentences kept from each passage.")
     max_new_tokens: int = Field(64, ge=8, le=2048, description="Longest answer the expert may write, in tokens.")
     min_evidence_similarity: float = Field(
-        0.45, ge=-1, le=1, description="Abstain when no evidence sentence is this similar to the question."
+        0.45,
+        ge=-1,
+        le=1,
+        description="Abstain when no evidence sentence is this similar to the question (lexical checks only: with "
+        "the trained checks, `answer.checks`, the answerability gate decides).",
     )
     min_word_support: float = Field(
         0.75, ge=0, le=1, description="Share of a sentence's content words that its cited passage must contain."

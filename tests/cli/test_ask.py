@@ -46,3 +46,15 @@ def test_ask_rejects_an_empty_question_with_exit_code_2(built_kb_path: Path) -> 
     result = ask("   ", "--kb", str(built_kb_path))
     assert result.returncode == 2
     assert result.stderr.strip() == "error: query must be a non-empty string"
+
+
+@pytest.mark.usefixtures("fake_backend")
+def test_ask_explain_shows_how_each_sentence_was_checked(built_kb_path: Path) -> None:
+    result = ask("What does the pass statement do?", "--kb", str(built_kb_path), "--no-cache", "--explain")
+    assert result.returncode == 0, result.stderr
+    checks = result.stdout.split("\nChecks\n", 1)[1]
+    # The suite pins answer.checks = lexical (tests/conftest.py): the lexical scores and each sentence's fate.
+    assert "lexical checks" in checks
+    assert "evidence similarity" in checks
+    assert "1. “" in checks
+    assert "→ kept" in checks or "→ quoted or dropped" in checks
