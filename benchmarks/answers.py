@@ -157,30 +157,39 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
     pool = build_pool(row.question, citations, kb.embedder)
     parsed = [(text, tuple(ids)) for text, ids in row.draft.get("parsed", [])]
     out: dict[str, dict[str, Any]] = {}
-    for label, (c, relevance) in checks.items():
+    for label, c in checks.items():
         assert c.gate is not None
         started = time.process_time()
         gate = gate_evidence(c.gate, row.question, [x.text for x in citations if x.provenance is None])
-        settings = kb.settings.answer.model_copy(update={"relevance": relevance})
+        settings = kb.settings.answer.model_copy(update={"relevance": "off"})
         sentences, findings = ([], [])
         if parsed:
             sentences, findings = verify_checked(
                 row.question, parsed, pool, kb.embedder, settings, c, truncated=bool(row.draft.get("truncated"))
             )
-        abstained = not gate.answerable or not sentences
+        cpu_s = time.process_time() - started
         by_id = {x.id: x for x in citations}
-        out[label] = {
-            "abstained": abstained,
-            "gate": gate.probability,
-            "answerable": gate.answerable,
-            "text": "" if abstained else " ".join(s.cited for s in sentences),
-            "sentences": []
-            if abstained
-            else [{"text": s.text, "quoted": s.quoted, "support": s.support} for s in sentences],
-            "cited_keys": [] if abstained else sorted({keys[by_id[i].doc_id] for s in sentences for i in s.citations}),
-            "findings": [f.to_dict() for f in findings],
-            "cpu_s": time.process_time() - started,
-        }
+        # relevance = answer (the default) is relevance = off plus one rule, so both come from one run:
+        # abstain unless some kept sentence (kept as written, or quoted) addresses the question.
+        addressed = any(f.relevance is not None and f.relevance >= gate.threshold
+                        for f in findings if f.decision in ("kept", "quoted"))  # fmt: skip
+        # And without the gate (the checker alone decides), to see what the gate adds.
+        for variant, gated, relevant in (("", True, True), (" rel=off", True, False), (" no gate", False, True)):
+            abstained = (gated and not gate.answerable) or not sentences or (relevant and not addressed)
+            out[f"{label}{variant}"] = {
+                "abstained": abstained,
+                "gate": gate.probability,
+                "answerable": gate.answerable,
+                "text": "" if abstained else " ".join(s.cited for s in sentences),
+                "sentences": []
+                if abstained
+                else [{"text": s.text, "quoted": s.quoted, "support": s.support} for s in sentences],
+                "cited_keys": []
+                if abstained
+                else sorted({keys[by_id[i].doc_id] for s in sentences for i in s.citations}),
+                "findings": [f.to_dict() for f in findings],
+                "cpu_s": cpu_s,
+            }
     row.checked = out
 
 
@@ -438,8 +447,7 @@ def load_checks_configs(dirs: list[Path] | None) -> dict[str, Any]:
         model = CrossEncoder(directory)
         checks = Checks(EntailmentChecker(model), AnswerabilityGate(model))
         recipe = "full" if model.meta.get("recipe", {}).get("data") else "default"
-        for relevance in ("answer", "sentence", "off"):
-            out[f"checks {recipe} {directory.name[:8]} rel={relevance}"] = (checks, relevance)
+        out[f"checks {recipe} {directory.name[:8]}"] = checks
     return out
 
 

@@ -213,29 +213,30 @@ def verify_checked(
                     SentenceFinding(text, cited, "dropped: repeats", round(p, 4), None, lexical.word_support)
                 )
                 continue
-            r = relevance(text) if settings.relevance != "off" else None
-            if settings.relevance == "sentence" and r is not None and r < gate.threshold:
+            r = relevance(text)  # scored under every policy: --explain and the trace show it
+            if settings.relevance == "sentence" and r < gate.threshold:
                 findings.append(
                     SentenceFinding(text, cited, "dropped: does not address the question", round(p, 4), round(r, 4),
                                     lexical.word_support)
                 )  # fmt: skip
                 continue
             seen.add(key)
-            kept.append((AnswerSentence(text, cited, quoted=False, support=round(p, 4)), -1.0 if r is None else r))
-            findings.append(SentenceFinding(text, cited, "kept", round(p, 4), _round(r), lexical.word_support))
+            kept.append((AnswerSentence(text, cited, quoted=False, support=round(p, 4)), r))
+            findings.append(SentenceFinding(text, cited, "kept", round(p, 4), round(r, 4), lexical.word_support))
             continue
         # Unsupported: the evidence sentence closest to it and to the question, if that answers the question.
         score = pool.vectors @ vector + pool.question_similarity
         i = int(np.argmax(score))
         quote = pool.sentence(i)
         quote_key = " ".join(sorted(content_terms(quote)))
-        r = relevance(quote) if i not in quoted and quote_key not in seen and not looks_cut_off(quote) else None
-        if r is not None and r >= gate.threshold:
+        quotable = i not in quoted and quote_key not in seen and not looks_cut_off(quote)
+        rq = relevance(quote) if quotable else None
+        if rq is not None and rq >= gate.threshold:
             quoted.add(i)
             seen.add(quote_key)
-            kept.append((AnswerSentence(quote, (pool.owners[i],), quoted=True, support=1.0), r))
+            kept.append((AnswerSentence(quote, (pool.owners[i],), quoted=True, support=1.0), rq))
             findings.append(
-                SentenceFinding(text, cited, "quoted", round(p, 4), round(r, 4), lexical.word_support, quote)
+                SentenceFinding(text, cited, "quoted", round(p, 4), round(rq, 4), lexical.word_support, quote)
             )
         else:
             why = (
@@ -244,7 +245,7 @@ def verify_checked(
                 else f"unsupported ({', '.join(lexical.missing)} not in the source)"
             )
             findings.append(
-                SentenceFinding(text, cited, f"dropped: {why}", round(p, 4), _round(r), lexical.word_support)
+                SentenceFinding(text, cited, f"dropped: {why}", round(p, 4), _round(rq), lexical.word_support)
             )
     if settings.relevance == "answer" and kept and max(r for _, r in kept) < gate.threshold:
         # Every kept sentence is true of its source, but none answers the question: no answer.

@@ -14,7 +14,9 @@ import pytest
 
 import grounded
 from grounded.answering.engine import CONVERSATIONAL_REPLY, GroundingEngine
-from grounded.answering.trust import Checks, is_fragment
+from grounded.answering.evidence import build_pool
+from grounded.answering.trust import Checks, SentenceFinding, is_fragment, verify_checked
+from grounded.answering.types import AnswerSentence, Citation
 from grounded.checks import AnswerabilityGate, CrossEncoder, EntailmentChecker, Recipe
 from grounded.experts.base import Generation, Message
 from grounded.grounding.router import Router
@@ -24,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 WITH_QUESTION = "What does the with statement call when the block exits?"
 EXIT_SENTENCE = "The context manager's __exit__() method is invoked."
+CONTRADICTION = "The context manager's __exit__() method is never invoked."
 
 
 class Scripted:
@@ -59,56 +62,73 @@ def engine(kb: KnowledgeBase, checks: Checks, draft: str, finish_reason: str = "
     return GroundingEngine(kb.store, expert=Scripted(lambda _: draft, finish_reason), checks=checks)
 
 
-def with_citation(kb: KnowledgeBase, checks: Checks) -> int:
-    """The citation number of the ``with`` statement's passage for WITH_QUESTION."""
-    answer = engine(kb, checks, "x").answer(WITH_QUESTION)
-    return next(c.id for c in answer.citations if "__exit__" in c.text)
+def judge(
+    kb: KnowledgeBase, checks: Checks, draft: list[str], *, truncated: bool = False
+) -> tuple[list[AnswerSentence], list[SentenceFinding]]:
+    """The checked verifier on ``draft`` (each sentence citing the with statement's passage), for
+    WITH_QUESTION and its real retrieved evidence; relevance off, so only support is judged."""
+    hits = kb.store.view().search(WITH_QUESTION, 3)
+    citations = [Citation.from_hit(i, hit, None) for i, hit in enumerate(hits, 1)]
+    cited = next(c.id for c in citations if "__exit__" in c.text)
+    pool = build_pool(WITH_QUESTION, citations, kb.embedder)
+    settings = kb.settings.answer.model_copy(update={"relevance": "off"})
+    parsed = [(text, (cited,)) for text in draft]
+    return verify_checked(WITH_QUESTION, parsed, pool, kb.embedder, settings, checks, truncated=truncated)
 
 
 def test_the_checker_keeps_a_supported_sentence_and_drops_a_contradiction(kb: KnowledgeBase, checks: Checks) -> None:
-    n = with_citation(kb, checks)
-    draft = f"{EXIT_SENTENCE} [{n}] The with statement deletes every file on the disk when the block exits. [{n}]"
-    answer = engine(kb, checks, draft).answer(WITH_QUESTION)
-    assert not answer.abstained
-    assert [s.text for s in answer.sentences if not s.quoted] == [EXIT_SENTENCE]
-    findings = answer.trace["checks"]["sentences"]
-    assert findings[0]["decision"] == "kept"
-    assert findings[0]["support"] >= checks.checker.threshold  # type: ignore[union-attr]
-    assert findings[1]["decision"] != "kept"
-    assert findings[1]["support"] < checks.checker.threshold  # type: ignore[union-attr]
-    assert answer.trace["checks"]["gate"]["answerable"] is True
-    assert answer.trace["checks"]["mode"] == "model"
+    assert checks.checker is not None
+    kept, findings = judge(kb, checks, [EXIT_SENTENCE, CONTRADICTION])
+    assert [s.text for s in kept if not s.quoted] == [EXIT_SENTENCE]
+    assert findings[0].decision == "kept"
+    assert findings[0].support is not None
+    assert findings[0].support >= checks.checker.threshold
+    assert findings[0].relevance is not None  # scored for --explain whatever the policy
+    assert findings[1].decision != "kept"
+    # The contradiction shares its words with the source: the model, not the lexical pre-filter, rejects it.
+    assert findings[1].word_support >= 0.5
+    assert findings[1].support is not None
+    assert findings[1].support < checks.checker.threshold
 
 
 def test_fragments_are_never_kept(kb: KnowledgeBase, checks: Checks) -> None:
-    n = with_citation(kb, checks)
-    # One ends on a function word; the other is whole-looking but the writer ran out of tokens in it.
-    draft = f"{EXIT_SENTENCE} [{n}] The __exit__() method is called when [{n}] It receives the exception type"
-    answer = engine(kb, checks, draft, finish_reason="length").answer(WITH_QUESTION)
-    decisions = [f["decision"] for f in answer.trace["checks"]["sentences"]]
-    assert decisions[1:] == ["dropped: cut off", "dropped: cut off"]
-    assert all("called when" not in s.text and not s.text.endswith("type") for s in answer.sentences)
+    # One ends on a function word; the last is whole-looking but the writer ran out of tokens in it.
+    draft = [EXIT_SENTENCE, "The __exit__() method is called when", "It receives the exception type"]
+    kept, findings = judge(kb, checks, draft, truncated=True)
+    assert [f.decision for f in findings[1:]] == ["dropped: cut off", "dropped: cut off"]
+    assert all("called when" not in s.text and not s.text.endswith("type") for s in kept)
     assert is_fragment("It receives the exception type", 2, 3, truncated=True)
     assert not is_fragment("It receives the exception type.", 2, 3, truncated=True)
     assert not is_fragment("It receives the exception type", 1, 3, truncated=True)
 
 
+def test_a_true_sentence_that_does_not_answer_is_no_answer(kb: KnowledgeBase, checks: Checks) -> None:
+    assert checks.gate is not None
+    on_topic, off_topic = (
+        checks.gate.decide(WITH_QUESTION, [s]).probability
+        for s in (EXIT_SENTENCE, "The with statement is used to wrap the execution of a block.")
+    )
+    assert on_topic > off_topic
+
+
 def test_the_gate_abstains_without_writing_when_the_sources_do_not_answer(kb: KnowledgeBase, checks: Checks) -> None:
+    assert checks.gate is not None
     eng = engine(kb, checks, "Brazil won it. [1]")
     answer = eng.answer("Who won the 1998 FIFA World Cup final in France?")
     assert answer.abstained
+    assert answer.trace["checks"]["mode"] == "model"
     assert answer.trace["checks"]["gate"]["answerable"] is False
-    assert answer.trace["checks"]["gate"]["probability"] < checks.gate.threshold  # type: ignore[union-attr]
+    assert answer.trace["checks"]["gate"]["probability"] < checks.gate.threshold
     assert eng.expert.prompts == []  # type: ignore[attr-defined]
 
 
-def test_answers_are_deterministic(kb: KnowledgeBase, checks: Checks) -> None:
-    n = with_citation(kb, checks)
-    draft = f"{EXIT_SENTENCE} [{n}] The with statement deletes every file on the disk. [{n}]"
-    first = engine(kb, checks, draft).answer(WITH_QUESTION)
-    again = engine(kb, checks, draft).answer(WITH_QUESTION)
-    assert first.canonical_json() == again.canonical_json()
-    assert first.trace["checks"] == again.trace["checks"]
+def test_checked_answers_are_deterministic(kb: KnowledgeBase, checks: Checks) -> None:
+    first = judge(kb, checks, [EXIT_SENTENCE, CONTRADICTION])
+    assert judge(kb, checks, [EXIT_SENTENCE, CONTRADICTION]) == first
+    draft = f"{EXIT_SENTENCE} [1] {CONTRADICTION} [1]"
+    one, two = (engine(kb, checks, draft).answer(WITH_QUESTION) for _ in range(2))
+    assert one.canonical_json() == two.canonical_json()
+    assert one.trace["checks"] == two.trace["checks"]
 
 
 def test_a_missing_model_falls_back_to_lexical_checks_and_says_so(
