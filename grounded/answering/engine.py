@@ -193,11 +193,13 @@ class GroundingEngine:
         return (tuned.generator if tuned is not None else self.expert), tuned
 
     def warm_up(self) -> None:
-        """Load the answer model now rather than on the first question."""
+        """Load the answer model and the trained checks now rather than on the first question."""
         for expert in {id(e): e for e in (self.expert, self.writer()[0])}.values():
             load = getattr(expert, "load", None)
             if callable(load):
                 load()
+        if self.checks.gate is not None:
+            self.checks.gate.decide("warm up", ["The checks model is loaded."])
 
     # -- public -----------------------------------------------------------------------------------
 
