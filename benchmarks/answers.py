@@ -622,7 +622,7 @@ def main() -> None:
     with open(args.data / "derived_dev_passages.jsonl", encoding="utf-8") as fh:
         gold = {d["text"]: d["_id"] for d in map(json.loads, fh)}
     keys = key_map(kb)
-    every = [(q, a) for q, a in load_questions(args.data, None) if a]
+    every = [(q, a) for q, a in load_questions(args.data, args.limit) if a]
     gold_at_5 = _share(
         gold.get(q["passages"][0]["text"]) in {keys[h.doc_id] for h in kb.search(q["input"], k=5)} for q, _ in every
     )

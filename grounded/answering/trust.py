@@ -229,7 +229,9 @@ def verify_checked(
         i = int(np.argmax(score))
         quote = pool.sentence(i)
         quote_key = " ".join(sorted(content_terms(quote)))
-        quotable = i not in quoted and quote_key not in seen and not looks_cut_off(quote)
+        # A heading ('The "return" statement ****') or a fragment is never quoted as an answer.
+        words = re.findall(r"[A-Za-z]{2,}", quote)
+        quotable = i not in quoted and quote_key not in seen and not looks_cut_off(quote) and len(words) >= 5
         rq = relevance(quote) if quotable else None
         if rq is not None and rq >= gate.threshold:
             quoted.add(i)
