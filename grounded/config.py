@@ -202,7 +202,11 @@ class AnswerSettings(BaseModel):
     sentences_per_passage: int = Field(2, ge=1, le=50, description="Best sentences kept from each passage.")
     max_new_tokens: int = Field(64, ge=8, le=2048, description="Longest answer the expert may write, in tokens.")
     min_evidence_similarity: float = Field(
-        0.45, ge=-1, le=1, description="Abstain when no evidence sentence is this similar to the question."
+        0.45,
+        ge=-1,
+        le=1,
+        description="Abstain when no evidence sentence is this similar to the question (lexical checks only: with "
+        "the trained checks, `answer.checks`, the answerability gate decides).",
     )
     min_word_support: float = Field(
         0.75, ge=0, le=1, description="Share of a sentence's content words that its cited passage must contain."
@@ -211,6 +215,18 @@ class AnswerSettings(BaseModel):
         0.6, ge=-1, le=1, description="Embedding similarity a sentence needs to its best cited evidence sentence."
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Most sentences in an answer.")
+    checks: Literal["auto", "model", "lexical"] = Field(
+        "auto",
+        description="What decides trust: `model`, the trained entailment checker (every sentence) and answerability "
+        "gate (abstention), `grounded tune checker`; `lexical`, word overlap, embedding similarity and "
+        "`min_evidence_similarity` only; `auto`, the model when one is trained, else lexical with a warning on "
+        "every answer (`trace.checks.warning`).",
+    )
+    relevance: Literal["answer", "sentence", "off"] = Field(
+        "answer",
+        description="With the trained checks, how the gate judges whether sentences address the question: `answer`, "
+        "abstain unless some kept sentence does; `sentence`, drop each sentence that does not; `off`.",
+    )
     tuned: bool = Field(
         True,
         description="Write answers with the active tuned answer expert (`grounded tune answer`) and its short "

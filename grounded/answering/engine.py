@@ -12,11 +12,14 @@
     3. ``_ground``    route, plan and run tool calls (:mod:`grounded.grounding`) on the view
     4. ``_retrieve``  the top-k passages (hybrid search) on the same view; tool results and
                       passages numbered [1]..[n] as citations
-    5. ``_gather``    split the evidence into sentences and embed them; if none is close enough
-                      to the question (and no tool answered), abstain without asking the model
+    5. ``_gather``    split the evidence into sentences and embed them; the answerability gate
+                      (trained, :mod:`grounded.answering.trust`) decides whether the passages hold
+                      an answer, else abstain without asking the model (no trained model: a
+                      similarity threshold, and the answer says so)
     6. ``_write``     the answer expert (greedy) writes short sentences citing [n], from the best
                       sentences of each passage (an active tuned answer expert gets its short prompt)
-    7. ``_verify``    the verifier keeps supported sentences, quotes evidence for the rest, or abstains
+    7. ``_verify``    the entailment checker keeps the sentences their citations support (no
+                      fragments, nothing beside the question), quotes evidence for the rest, or abstains
     8. ``_finish``    the answerability label (answering/answerability.py), the answer, cached
                       under (conversation, question, index version, config, models)
 
@@ -35,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from grounded.answering.answerability import Answerability, Decision, clarifying_question, decide, missing_note
+from grounded.answering.answerability import Decision, clarifying_question, decide
 from grounded.answering.cache import AnswerCache, cache_key, normalise_question
 from grounded.answering.conversation import (
     REWRITE_VERSION,
@@ -48,6 +51,16 @@ from grounded.answering.conversation import (
 )
 from grounded.answering.evidence import EvidencePool, build_pool, select_evidence
 from grounded.answering.tool_evidence import exact_numbers, tool_citations
+from grounded.answering.trust import (
+    Checks,
+    GateFinding,
+    SentenceFinding,
+    gate_evidence,
+    is_fragment,
+    load_checks,
+    missing_terms,
+    verify_checked,
+)
 from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
 from grounded.answering.verify import SupportCheck, verify
 from grounded.answering.writer import (
@@ -59,7 +72,7 @@ from grounded.answering.writer import (
     tuned_answer_messages,
 )
 from grounded.errors import InvalidRequest
-from grounded.experts.base import Generation, GrammarGenerator, Message, StructuredGenerator, TextGenerator
+from grounded.experts.base import Generation, GrammarGenerator, StructuredGenerator, TextGenerator
 from grounded.experts.registry import get_expert, get_structured_expert
 from grounded.experts.tuned import ANSWER_PROMPT_FORMAT, ANSWER_SCOPE, TunedExpert, TunedExperts
 from grounded.grounding.grounder import Grounder, Grounding
@@ -71,9 +84,12 @@ __all__ = ["GROUNDING_VERSION", "PROMPT_VERSION", "AnswerEvent", "Draft", "Groun
 GROUNDING_VERSION = "tools-v1"
 """Bumped whenever routing, planning or tool evidence changes, so cached answers are not reused."""
 
-UNGROUNDED_PROMPT = "You are a helpful assistant. Reply briefly in one or two sentences."
+CONVERSATIONAL_REPLY = (
+    "I answer questions from this knowledge base's sources, citing them; ask me about what they cover."
+)
+"""The reply to a conversational turn (``not_fact_seeking``): fixed, so it never states a fact."""
 
-PROMPT_VERSION = "answer-v1"
+PROMPT_VERSION = "answer-v2"
 """Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
 
 
@@ -93,6 +109,15 @@ class Draft:
     parsed: tuple[tuple[str, tuple[int, ...]], ...]
     checks: tuple[SupportCheck, ...]
     best_similarity: float
+    pool: EvidencePool | None = None
+    gate: GateFinding | None = None
+    findings: tuple[SentenceFinding, ...] = ()
+    """The trained checks' finding for each drafted sentence (empty with lexical checks)."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the writer stopped at ``max_new_tokens`` (its last sentence may be cut)."""
+        return self.generation is not None and self.generation.finish_reason == "length"
 
 
 @dataclass(slots=True)
@@ -111,8 +136,6 @@ class _Question:
     history: tuple[Turn, ...] = ()
     rewrite: Rewrite | None = None
     unresolved: str | None = None
-    gate: Answerability | None = None
-    """Hook: the answerability gate's verdict (grounded.checks), when one ran; it wins in ``decide``."""
     timings: dict[str, float] = field(default_factory=dict)
     grounding: Grounding | None = None
     citations: tuple[Citation, ...] = ()
@@ -121,6 +144,8 @@ class _Question:
     parsed: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
     checks: list[SupportCheck] = field(default_factory=list)
     sentences: list[AnswerSentence] = field(default_factory=list)
+    gate: GateFinding | None = None
+    findings: list[SentenceFinding] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -143,6 +168,7 @@ class GroundingEngine:
         grounding: bool = True,
         sql_expert: TextGenerator | None = None,
         tool_expert: StructuredGenerator | None = None,
+        checks: Checks | None = None,
     ) -> None:
         self.store = store
         self.settings = store.settings.answer
@@ -153,6 +179,8 @@ class GroundingEngine:
         self._tool_expert = tool_expert
         self._grounder: Grounder | None = None
         self._cache: AnswerCache | None = None
+        self._checks = checks
+        """The trained checks (or lexical ones); ``None``: :func:`load_checks` of ``answer.checks`` on first use."""
         self._lock = threading.Lock()
         self.tuned = TunedExperts(store.path)
         """The active tuned answer expert (``grounded tune answer``), re-read when its pointer changes."""
@@ -171,17 +199,27 @@ class GroundingEngine:
                 self._cache = AnswerCache(self.store.path / "cache.sqlite")
             return self._cache
 
+    @property
+    def checks(self) -> Checks:
+        """The trained checker and gate (``answer.checks``), loaded once; lexical when none is trained."""
+        with self._lock:
+            if self._checks is None:
+                self._checks = load_checks(self.settings.checks)
+            return self._checks
+
     def writer(self) -> tuple[TextGenerator, TunedExpert | None]:
         """The expert that writes answers now: the active tuned one (with ``answer.tuned``), else the configured."""
         tuned = self.tuned.get("answer", ANSWER_SCOPE) if self.settings.tuned else None
         return (tuned.generator if tuned is not None else self.expert), tuned
 
     def warm_up(self) -> None:
-        """Load the answer model now rather than on the first question."""
+        """Load the answer model and the trained checks now rather than on the first question."""
         for expert in {id(e): e for e in (self.expert, self.writer()[0])}.values():
             load = getattr(expert, "load", None)
             if callable(load):
                 load()
+        if self.checks.gate is not None:
+            self.checks.gate.decide("warm up", ["The checks model is loaded."])
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -245,7 +283,7 @@ class GroundingEngine:
         self._retrieve(q)
         yield AnswerEvent("evidence", list(q.citations))
         self._gather(q)
-        if q.pool is not None and (q.pool.best_similarity() >= self.settings.min_evidence_similarity or q.has_tools):
+        if self._answerable(q):
             self._write(q)
             self._verify(q)
         if q.has_tools:
@@ -288,7 +326,12 @@ class GroundingEngine:
                     {"conversation": conversation_material(history), "rewrite": self._rewrite_config} if history else {}
                 ),
             },
-            {"answer": writer.fingerprint, "embed": self.store.embedder.fingerprint, **self._tool_models()},
+            {
+                "answer": writer.fingerprint,
+                "embed": self.store.embedder.fingerprint,
+                "checks": self.checks.fingerprint,
+                **self._tool_models(),
+            },
         )
         return _Question(text, k, view, writer, tuned, key, started, asked=text, history=tuple(history))
 
@@ -366,6 +409,19 @@ class GroundingEngine:
         q.pool = build_pool(q.text, q.citations, self.store.embedder)
         q.timings["evidence_ms"] = _ms(t)
 
+    def _answerable(self, q: _Question) -> bool:
+        """Whether to write at all: the gate's decision on the passages (a tool answered: always)."""
+        if q.pool is None:
+            return False
+        gate = self.checks.gate
+        if gate is None:
+            return q.has_tools or q.pool.best_similarity() >= self.settings.min_evidence_similarity
+        t = time.perf_counter()
+        passages = [c.text for c in q.citations if c.provenance is None]
+        q.gate = gate_evidence(gate, q.text, passages)
+        q.timings["gate_ms"] = _ms(t)
+        return q.has_tools or q.gate.answerable
+
     def _write(self, q: _Question) -> None:
         assert q.pool is not None
         evidence = select_evidence(q.pool, self.settings.sentences_per_passage)
@@ -388,27 +444,44 @@ class GroundingEngine:
             return
         t = time.perf_counter()
         q.parsed = parse_sentences(q.generation.text, [c.id for c in q.citations])
-        q.sentences, q.checks = verify(q.parsed, q.pool, self.store.embedder, self.settings)
+        truncated = q.generation.finish_reason == "length"
+        if self.checks.checker is not None and not q.has_tools:
+            q.sentences, q.findings = verify_checked(
+                q.text, q.parsed, q.pool, self.store.embedder, self.settings, self.checks, truncated=truncated
+            )
+        else:
+            # Lexical checks: without a trained checker, or when a tool answered (a tool result is checked by
+            # its exact numbers, tool_evidence.exact_numbers). Fragments are never kept here either.
+            whole = [(s, ids) for n, (s, ids) in enumerate(q.parsed) if not is_fragment(s, n, len(q.parsed), truncated)]
+            q.sentences, q.checks = verify(whole, q.pool, self.store.embedder, self.settings)
         q.timings["verify_ms"] = _ms(t)
 
     def _finish(self, q: _Question, use_cache: bool) -> Answer:
         best = q.pool.best_similarity() if q.pool is not None else 0.0
-        self.last_draft = Draft(q.generation, tuple(q.parsed), tuple(q.checks), best)
+        self.last_draft = Draft(q.generation, tuple(q.parsed), tuple(q.checks), best, q.pool, q.gate, tuple(q.findings))
         model = q.writer.fingerprint
         route = q.grounding.decision.route if q.grounding else "unstructured"
+        missing = missing_terms(q.text, q.pool) if q.sentences and q.pool is not None else ()
         decision = decide(
             q.asked, abstained=not q.sentences, unresolved=None, sentences=q.sentences, citations=q.citations,
-            gate=q.gate,
         )  # fmt: skip
-        trace = {**(q.grounding.trace() if q.grounding else {}), **self._conversation_trace(q, decision)}
+        if missing and decision.label == "answerable":
+            # No passage at all mentions a name or number asked about (answering.trust), not only the cited ones.
+            decision = Decision("partial", "no evidence passage mentions some of what the question names", missing)
+        trace = {
+            **(q.grounding.trace() if q.grounding else {}),
+            "checks": self._trace_checks(q),
+            **self._conversation_trace(q, decision),
+        }
         rewrite = self._shown_rewrite(q)
         if q.sentences:
+            lacking = missing or (decision.missing if decision.label == "partial" else ())
             text = cited_text(q.sentences)
-            if decision.label == "partial" and decision.missing:
-                text += " " + missing_note(decision.missing)
+            if lacking:
+                text += f" The sources do not mention {_listed(lacking)}."
             answer = Answer(
                 q.asked, text, tuple(q.sentences), q.citations, False, q.version, model,
-                route=route, trace=trace, rewrite=rewrite, answerability=decision.label,
+                route=route, trace=trace, rewrite=rewrite, answerability=decision.label, missing=lacking,
             )  # fmt: skip
         else:
             closest = _closest(q.pool) if q.pool is not None else None
@@ -421,19 +494,33 @@ class GroundingEngine:
         q.timings["total_ms"] = _ms(q.started)
         return replace(answer, timings=dict(q.timings), cached=False)
 
+    def _trace_checks(self, q: _Question) -> dict[str, Any]:
+        """``trace.checks``: which checks decided, the gate's decision, each drafted sentence's scores."""
+        out: dict[str, Any] = self.checks.describe()
+        if q.gate is not None:
+            out["gate"] = {"probability": q.gate.probability, "answerable": q.gate.answerable,
+                           "threshold": q.gate.threshold}  # fmt: skip
+        elif q.pool is not None:
+            out["best_similarity"] = round(q.pool.best_similarity(), 4)
+            out["min_evidence_similarity"] = self.settings.min_evidence_similarity
+        if q.findings:
+            out["sentences"] = [f.to_dict() for f in q.findings]
+        elif q.checks:
+            out["sentences"] = [
+                {"text": text, "citations": list(ids), "word_support": c.word_support, "similarity": c.similarity,
+                 "decision": "kept" if c.supported else "quoted or dropped: unsupported"}
+                for (text, ids), c in zip(q.parsed, q.checks, strict=False)
+            ]  # fmt: skip
+        return out
+
     def _ungrounded(self, q: _Question) -> Iterator[AnswerEvent]:
-        """A not-fact-seeking question: the expert replies without evidence, marked ungrounded."""
+        """A conversational turn: a fixed reply that states no fact, without evidence, marked ungrounded."""
         assert q.grounding is not None
         yield AnswerEvent("evidence", [])
-        t = time.perf_counter()
-        messages = [Message("system", UNGROUNDED_PROMPT), Message("user", q.asked)]
-        generation = self.expert.generate(messages, max_tokens=min(64, self.settings.max_new_tokens))
-        q.timings["generate_ms"] = _ms(t)
-        text = " ".join(generation.text.split()) or "Hello."
-        sentence = AnswerSentence(text, (), quoted=False, support=0.0)
+        sentence = AnswerSentence(CONVERSATIONAL_REPLY, (), quoted=False, support=0.0)
         yield AnswerEvent("sentence", sentence)
         answer = Answer(
-            q.asked, text, (sentence,), (), False, q.version, self.expert.fingerprint,
+            q.asked, CONVERSATIONAL_REPLY, (sentence,), (), False, q.version, "none",
             route="not_fact_seeking", grounded=False, trace=q.grounding.trace(), rewrite=self._shown_rewrite(q),
         )  # fmt: skip
         q.timings["total_ms"] = _ms(q.started)
@@ -487,6 +574,11 @@ class GroundingEngine:
         return models
 
     # -- helpers ----------------------------------------------------------------------------------
+
+
+def _listed(words: Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def _closest(pool: EvidencePool) -> AnswerSentence | None:

@@ -111,6 +111,8 @@ class Answer:
     """The standalone question a follow-up was rewritten into (what retrieval ran on); ``None``: as asked."""
     answerability: str = "answerable"
     """answerable, partial, unanswerable or underspecified (grounded.answering.answerability)."""
+    missing: tuple[str, ...] = ()
+    """Names and numbers of the question that no evidence passage mentions (a partial answer says so)."""
 
     def cited(self) -> tuple[Citation, ...]:
         """The citations that some sentence (or ``closest``) actually cites, in id order."""
@@ -160,6 +162,7 @@ class Answer:
             rewrite=data.get("rewrite"),
             # Answers cached before the field existed: an abstention is what "unanswerable" means.
             answerability=str(data.get("answerability") or ("unanswerable" if data["abstained"] else "answerable")),
+            missing=tuple(data.get("missing") or ()),
         )
 
     def _repr_html_(self) -> str:

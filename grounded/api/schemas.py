@@ -203,7 +203,19 @@ class QueryResponse(BaseModel):
     cached: bool
     timings: dict[str, float]
     route: str = Field("unstructured", description="How the question was routed (grounded.grounding.router).")
-    trace: dict[str, Any] = Field(default_factory=dict, description="Route decision, plan and tool calls.")
+    grounded: bool = Field(
+        True,
+        description="False for a conversational reply made without the sources (it states no facts and cites nothing).",
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        description="Names and numbers of the query that no evidence passage mentions: what a partial answer lacks.",
+    )
+    trace: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Route decision, plan and tool calls; `checks`: the gate's decision and each drafted "
+        "sentence's entailment score and fate.",
+    )
     rewrite: str | None = Field(
         None, description="The standalone question a follow-up was rewritten into (null: answered as asked)."
     )
@@ -228,6 +240,8 @@ class QueryResponse(BaseModel):
             cached=a.cached,
             timings=dict(a.timings),
             route=a.route,
+            grounded=a.grounded,
+            missing=list(a.missing),
             trace=dict(a.trace),
             rewrite=a.rewrite,
             answerability=a.answerability,

@@ -12,7 +12,32 @@ EXAMPLES = (
     ("search", '{"query": "how does the with statement call __exit__", "k": 3}'),
     ("search", '{"query": "operator precedence of not and or", "k": 3, "mode": "bm25"}'),
     ("search", '{"query": "what happens when a generator is closed", "k": 3, "filters": {"source": "python-docs"}}'),
+    ("query", '{"query": "What does the with statement call when the block exits?"}'),
 )
+
+
+def _ensure_checks() -> None:
+    """Train the default checks recipe when no checks model is active (printing its progress)."""
+    from grounded.checks import active_model_dir
+    from grounded.errors import ConfigError
+
+    try:
+        active_model_dir()
+    except ConfigError:
+        pass
+    else:
+        return
+    from grounded.checks.recipe import Recipe
+    from grounded.checks.train import train
+
+    console.print(
+        "[bold]training the entailment checker and answerability gate[/] (default recipe: synthetic pairs from "
+        "the Python reference; a few minutes on two cores, once per machine; `grounded tune checker --data DIR` "
+        "trains the stronger one)",
+        highlight=False,
+    )
+    result = train(Recipe(), log=lambda m: console.print(f"  {m}", highlight=False))
+    console.print(f"checks model ready: {result.path}", highlight=False)
 
 
 @app.command()
@@ -33,8 +58,15 @@ def demo(
         str | None,
         typer.Option(help="Comma-separated topics to ingest (e.g. 'with,pass'); default: all of them (about 90)."),
     ] = None,
+    checks: Annotated[
+        bool,
+        typer.Option(
+            help="Train the entailment checker and answerability gate first when none is trained on this machine "
+            "(the default recipe, a few minutes, once; without them answers are checked by word overlap only)."
+        ),
+    ] = True,
 ) -> None:
-    """Ingest the Python language reference (shipped with CPython), print examples, serve."""
+    """Ingest the Python language reference (shipped with CPython), train the checks once, print examples, serve."""
     from connectors.pydoc_topics import PydocTopicsConfig, PydocTopicsConnector
     from grounded.cli.serve import check_exposure
 
@@ -51,6 +83,8 @@ def demo(
         f"({stats.chunks_embedded} chunks embedded this run)",
         highlight=False,
     )
+    if checks:
+        _ensure_checks()
     base = f"http://{host}:{port}"
     console.print("\n[bold]Try these:[/]")
     for route, body in EXAMPLES:

@@ -5,8 +5,9 @@ Four routes:
 * ``unstructured``: a fact to find in passages (search, then the writer cites them);
 * ``structured``: a count, sum, ranking or lookup over mirrored tables (SQL);
 * ``multi_step``: several facts to combine (a comparison, two questions in one);
-* ``not_fact_seeking``: greetings, chit-chat, creative requests: answered without retrieval
-  and marked ungrounded.
+* ``not_fact_seeking``: clearly conversational turns only (greetings, thanks, farewells, "what
+  can you do?"): a fixed reply without retrieval that states no facts, marked ungrounded. Anything
+  else is grounded: in doubt, ground.
 
 The classifier is small and fast (a few milliseconds): cosine similarity of the question's
 MiniLM embedding to the centroid of a handful of example questions per route, plus cheap
@@ -95,12 +96,29 @@ EXAMPLES: dict[Route, tuple[str, ...]] = {
     ),
 }
 
+# A turn goes without evidence only when it is clearly conversational, all of it: a greeting, thanks, a
+# farewell, an acknowledgement, a compliment, or a question about the assistant itself. Anything else,
+# "write a poem about the sea" or "the latin phrase parens patriae was used to refer to" included, is
+# grounded: in doubt, ground (an ungrounded reply states no facts, so it can help with nothing else).
+_CONVERSATIONAL = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|night|day)|"
+    r"thanks?(?: you)?(?: (?:so|very) much)?|thank you|thx|cheers|many thanks|"
+    r"bye|goodbye|good ?bye|see you(?: later| soon)?|farewell|"
+    r"ok(?:ay)?|cool|great|nice|perfect|awesome|got it|i see|understood|sounds good|"
+    r"(?:that|this|it) (?:was|is) (?:very |really |so )?(?:helpful|great|useful|perfect|nice)|"
+    r"you(?:'re| are) (?:great|awesome|helpful|the best|amazing)|"
+    r"how are you(?: doing)?(?: today)?|how's it going|what's up|"
+    r"who are you|what are you|what can you do|what do you do|how can you help(?: me)?|"
+    r"there|everyone|all|again|a lot|for (?:the|your) help|for that|for everything|that's all|"
+    r"no|yes|sure|please|(?:my|the) friend|bot|grounded)"
+    r"[\s,.!?;:)(-]*)+$"
+)
+
 _AGGREGATE = re.compile(
     r"\b(how many|how much|number of|count|total|sum|average|avg|mean|median|maximum|minimum|most|least|"
     r"largest|smallest|biggest|highest|lowest|longest|shortest|top \d+|rank|more than|less than|fewer|greater|"
     r"at least|list (all|the)|which|what (is|are) the (names?|total))\b"
 )
-_QUESTION = re.compile(r"^(who|whom|whose|what|where|when|which|why|how|is|are|was|were|does|did|do|in which|name)\b")
 _MULTI = re.compile(
     r"\b(compare|comparison|difference between|differ|both|versus|vs\.?|ratio of|percentage of|"
     r"and (what|who|when|where|how|which)|older|younger|earlier|later) \b"
@@ -134,7 +152,6 @@ class Router:
         *,
         examples: dict[Route, tuple[str, ...]] | None = None,
         min_link_score: float = 0.55,
-        chat_margin: float = 0.05,
     ) -> None:
         self.embedder = embedder
         examples = examples or EXAMPLES
@@ -146,7 +163,6 @@ class Router:
             centroids.append(centroid / np.linalg.norm(centroid))
         self.centroids = np.stack(centroids)
         self.min_link_score = min_link_score
-        self.chat_margin = chat_margin
 
     def scores(self, question: str) -> dict[str, float]:
         sims = self.centroids @ self.embedder.embed_query(question)
@@ -165,16 +181,8 @@ class Router:
         linked = tuple(link for link in links if link.score >= threshold)[:3]
         aggregate = _AGGREGATE.search(lowered)
         multi = _MULTI.search(lowered)
-        if best == "not_fact_seeking":
-            others = max(v for r, v in scores.items() if r != "not_fact_seeking")
-            # A wh-question is fact-seeking unless it is very close to the conversational examples.
-            margin = self.chat_margin if not _QUESTION.match(lowered) else max(self.chat_margin, 0.25)
-            if scores[best] - others >= margin and not linked:
-                return RouteDecision(
-                    "not_fact_seeking",
-                    f"closest to conversational examples ({scores[best]:.2f} vs {others:.2f}); no table named",
-                    scores,
-                )
+        if _CONVERSATIONAL.match(lowered.strip()) and not linked:
+            return RouteDecision("not_fact_seeking", "conversational: greeting, thanks or small talk", scores)
         # Values are precise (whole cell values, longest spans first); shared column words alone
         # ("name", "city") are not, so they do not override a passage-like question.
         names_table = bool(linked) and bool(linked[0].values)

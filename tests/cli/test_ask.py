@@ -65,3 +65,15 @@ def test_ask_with_the_real_answer_model(real_kb_path: Path, real_answer: Any) ->
     assert body["timings"]["completion_tokens"] > 0  # decoded now, not read from a cache
     # Greedy decoding on the same version: byte for byte the answer asked in-process.
     assert Answer.from_dict(body).canonical_json() == real_answer.canonical_json()
+
+
+@pytest.mark.usefixtures("fake_backend")
+def test_ask_explain_shows_how_each_sentence_was_checked(built_kb_path: Path) -> None:
+    result = ask("What does the pass statement do?", "--kb", str(built_kb_path), "--no-cache", "--explain")
+    assert result.returncode == 0, result.stderr
+    checks = result.stdout.split("\nChecks\n", 1)[1]
+    # The suite pins answer.checks = lexical (tests/conftest.py): the lexical scores and each sentence's fate.
+    assert "lexical checks" in checks
+    assert "evidence similarity" in checks
+    assert "1. “" in checks
+    assert "→ kept" in checks or "→ quoted or dropped" in checks

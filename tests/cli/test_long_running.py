@@ -134,7 +134,8 @@ def test_scheduler_without_a_schedule_says_how_to_add_one(tmp_path: Path) -> Non
 def test_demo_builds_a_slice_prints_working_examples_and_serves(tmp_path: Path) -> None:
     port, log = free_port(), tmp_path / "demo.log"
     kb = tmp_path / "demo-kb"
-    args = ("demo", "--kb", str(kb), "--topics", "with,pass,break", "--port", str(port))
+    # --no-checks: training the checks model is tested in tests/grounded/checks, not again here.
+    args = ("demo", "--kb", str(kb), "--topics", "with,pass,break", "--no-checks", "--port", str(port))
     with grounded_process(*args, cwd=tmp_path, log=log) as proc:
         assert proc.stdout is not None
         printed: list[str] = []

@@ -133,6 +133,7 @@ def _extras(answer: Answer) -> dict[str, Any]:
         "route": answer.route,
         "rewrite": answer.rewrite,
         "answerability": answer.answerability,
+        "from_sources": answer.grounded,
     }
 
 

@@ -121,9 +121,12 @@ function render(answer) {
       }
     });
   }
+  const ck = (answer.trace || {}).checks || {};
   $("meta").textContent =
+    (answer.grounded === false ? "not from the sources: a conversational reply · " : "") +
     `index version ${answer.index_version} · model ${answer.model} · ${answer.answerability}` +
-    (answer.cached ? " · from the answer cache" : "");
+    (answer.cached ? " · from the answer cache" : "") +
+    (ck.warning ? ` · warning: ${ck.warning}` : "");
   $("version").textContent = `index version: ${answer.index_version}`;
 
   const t = answer.timings || {};
@@ -135,8 +138,10 @@ function render(answer) {
     ...calls.map((c) => ["tool", c]),
     ["retrieve", `hybrid search (BM25 + dense): ${answer.citations.length} passages`, t.retrieve_ms],
     ["evidence", "evidence sentences scored against the question", t.evidence_ms],
-    ["generate", answer.abstained && t.generate_ms === undefined ? "skipped: no close evidence" : "answer expert wrote cited sentences", t.generate_ms],
+    ...(ck.gate ? [["gate", `${ck.gate.answerable ? "answerable" : "not answerable"} (p=${Number(ck.gate.probability).toFixed(3)}, threshold ${ck.gate.threshold})`, t.gate_ms]] : []),
+    ["generate", answer.abstained && t.generate_ms === undefined ? "skipped: the sources do not answer" : "answer expert wrote cited sentences", t.generate_ms],
     ["verify", `${answer.sentences.length} sentence(s) kept after checking against their citations`, t.verify_ms],
+    ...(ck.sentences || []).map((s) => ["check", `“${s.text}”: ${s.support !== undefined ? `entailment ${Number(s.support).toFixed(3)}, ` : ""}${s.decision}`]),
   ];
   if (answer.cached) steps.splice(1, steps.length - 1, ["cache", "same question, same index version: cached answer", t.total_ms]);
   const trace = $("trace");

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from grounded.answering.engine import GroundingEngine
+from grounded.answering.engine import CONVERSATIONAL_REPLY, GroundingEngine
 from grounded.answering.tool_evidence import exact_numbers, numbers_in
 from grounded.experts.base import Generation, Message
 from grounded.grounding.planner import split_question
@@ -85,12 +85,14 @@ def test_plain_fact_seeking_question_keeps_the_passage_path(shop_kb: Any) -> Non
 
 
 def test_not_fact_seeking_is_answered_without_retrieval_and_marked(shop_kb: Any) -> None:
-    eng, _ = engine(shop_kb, "Hello! How can I help?")
+    eng, _ = engine(shop_kb, "Paris is the capital of France.")
     answer = eng.answer("hi there, how are you?", use_cache=False)
     assert answer.route == "not_fact_seeking"
     assert answer.grounded is False
     assert answer.citations == ()
-    assert answer.text == "Hello! How can I help?"
+    # A fixed reply that states no fact: the answer expert is not asked.
+    assert answer.text == CONVERSATIONAL_REPLY
+    assert eng.expert.prompts == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
