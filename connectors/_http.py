@@ -78,26 +78,54 @@ class HttpClient:
 
     def get(self, url: str, params: Mapping[str, Any] | None = None) -> tuple[Any, httpx.Response]:
         """``(parsed JSON, response)`` for a GET, after retries; raises a ConnectorError."""
+        return self.request("GET", url, params)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        expect_json: bool = True,
+    ) -> tuple[Any, httpx.Response]:
+        """``(body, response)`` for one request, after retries; raises a ConnectorError.
+
+        The body is parsed JSON (``expect_json``, retried when malformed), else JSON when it
+        parses and text when not. A body over ``max_bytes`` is refused while it streams in, never
+        read whole. Only idempotent methods are retried after a timeout or a 5xx; POST and PATCH
+        are retried only when the request never reached the server (connection refused) or on 429.
+        """
+        method = method.upper()
+        idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         last_problem = ""
         for attempt in range(self.max_retries + 1):
             self._throttle()
             self.requests += 1
             try:
                 # No params at all (not {}) keeps a next-link's own query string intact.
-                response = self.client.get(url, params=dict(params) if params else None)
+                response, content = self._send(method, url, params, json_body, headers, max_bytes)
             except httpx.TimeoutException as exc:
                 last_problem = f"timed out ({type(exc).__name__})"
+                if not idempotent:
+                    break
                 self._wait(attempt, None)
                 continue
             except httpx.TransportError as exc:
                 if "Name or service not known" in str(exc) or "nodename nor servname" in str(exc):
-                    raise FatalConnectorError(f"GET {url}: unknown host ({exc}); fix base_url") from exc
+                    raise FatalConnectorError(f"{method} {url}: unknown host ({exc}); fix base_url") from exc
                 last_problem = f"connection failed ({exc})"
+                if not idempotent and not isinstance(exc, httpx.ConnectError):
+                    break
                 self._wait(attempt, None)
                 continue
-            where = f"GET {response.request.url}"
+            where = f"{method} {response.request.url}"
+            if content is None:
+                raise FatalConnectorError(f"{where}: the response is larger than {max_bytes} bytes (the limit)")
             limited = response.status_code == 403 and response.headers.get("x-ratelimit-remaining") == "0"
-            if response.status_code in RETRY_STATUSES or limited:
+            if (response.status_code in RETRY_STATUSES and (idempotent or response.status_code == 429)) or limited:
                 last_problem = f"HTTP {response.status_code}"
                 if attempt < self.max_retries:
                     self._wait(attempt, _retry_after(response))
@@ -110,16 +138,40 @@ class HttpClient:
             if response.status_code == 404:
                 raise FatalConnectorError(f"{where}: HTTP 404 (not found); check base_url and the endpoint path")
             if response.status_code >= 400:
-                raise FatalConnectorError(f"{where}: HTTP {response.status_code}: {response.text[:200]!r}")
+                raise FatalConnectorError(f"{where}: HTTP {response.status_code}: {content[:200]!r}")
             try:
-                return response.json(), response
+                return json.loads(content), response
             except (json.JSONDecodeError, UnicodeDecodeError):
-                last_problem = f"malformed JSON (body starts {response.text[:80]!r})"
+                if not expect_json:
+                    return content.decode("utf-8", "replace"), response
+                last_problem = f"malformed JSON (body starts {content[:80].decode('utf-8', 'replace')!r})"
                 self._wait(attempt, None)
         raise RetriableConnectorError(
-            f"GET {self.client.base_url.join(url)}: {last_problem} after {self.max_retries + 1} attempts; "
+            f"{method} {self.client.base_url.join(url)}: {last_problem} after {attempt + 1} attempt(s); "
             "the API may be overloaded or down, try again later"
         )
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        max_bytes: int | None,
+    ) -> tuple[httpx.Response, bytes | None]:
+        """One request; the body, or ``None`` when it is over ``max_bytes``."""
+        with self.client.stream(
+            method, url, params=dict(params) if params else None, json=json_body, headers=headers
+        ) as response:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    return response, None
+                chunks.append(chunk)
+            return response, b"".join(chunks)
 
     def _wait(self, attempt: int, retry_after: float | None) -> None:
         if attempt >= self.max_retries:

@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,6 +41,9 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SourceConfig",
+    "ToolAuth",
+    "ToolSourceConfig",
+    "ToolsSettings",
     "get_settings",
     "load_settings",
     "source_name_problem",
@@ -281,6 +284,97 @@ class SourceConfig(BaseModel):
     enabled: bool = Field(True, description="Skip this source in `grounded sync` when false.")
 
 
+class ToolAuth(BaseModel):
+    """How a tool source authenticates: a scheme and the *name* of the environment variable that
+    holds the secret (never the secret itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheme: Literal["bearer", "basic", "header", "query"] = Field(
+        "bearer",
+        description="`bearer` (Authorization: Bearer $ENV), `basic` ($ENV holds user:password), "
+        "`header` or `query` (the value of $ENV under `name`).",
+    )
+    env: str = Field(min_length=1, description="Environment variable holding the token, key or user:password.")
+    name: str | None = Field(None, description="Header or query parameter name (schemes `header` and `query`).")
+
+
+class ToolSourceConfig(BaseModel):
+    """Tools from where they already live: an OpenAPI 3 document, or an MCP server.
+
+    ``type = "openapi"`` needs ``spec`` (a file path or URL; JSON or YAML) and makes one tool per
+    operation, named ``<source>_<operationId>``. ``type = "mcp"`` needs ``command`` (a stdio server)
+    or ``url`` (streamable HTTP) and lists the server's tools, named ``<source>_<tool>``::
+
+        [tools.sources.petstore]
+        type = "openapi"
+        spec = "https://petstore.example/openapi.json"
+        auth = { scheme = "bearer", env = "PETSTORE_TOKEN" }
+        acl = ["staff"]
+
+        [tools.sources.files]
+        type = "mcp"
+        command = ["python", "-m", "my_mcp_server"]
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["openapi", "mcp"] = Field(description="`openapi` (a document) or `mcp` (a server).")
+    spec: str | None = Field(None, description="`openapi`: path or URL of the OpenAPI 3 document (JSON or YAML).")
+    base_url: str | None = Field(
+        None, description="`openapi`: the API's base URL (default: the document's servers[0])."
+    )
+    command: list[str] | None = Field(None, description="`mcp`: the stdio server's command line.")
+    url: str | None = Field(None, description="`mcp`: the streamable-HTTP endpoint (e.g. http://host/mcp).")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="`mcp` stdio: variables for the server process, each NAME = the name of a variable here.",
+    )
+    auth: ToolAuth | None = Field(None, description="Credentials, by environment-variable name.")
+    acl: list[str] = Field(default_factory=list, description="Groups allowed to use this source's tools ([]: all).")
+    include: list[str] = Field(
+        default_factory=list, description="Only these operations/tools (shell patterns on their own names; []: all)."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Longest one call may take (per attempt).")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries of a call on 429/5xx and dropped connections.")
+    max_response_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest response accepted; a larger one is a failed call."
+    )
+    enabled: bool = Field(True, description="Leave the source's tools out when false.")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ToolSourceConfig:
+        if self.type == "openapi" and not self.spec:
+            raise ValueError("an openapi tool source needs `spec` (a path or URL of the OpenAPI document)")
+        if self.type == "mcp" and bool(self.command) == bool(self.url):
+            raise ValueError("an mcp tool source needs exactly one of `command` (stdio) or `url` (streamable HTTP)")
+        return self
+
+
+class ToolsSettings(BaseModel):
+    """Tools beyond the built-ins, who may use them, and how many the tool-call expert sees."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: dict[str, ToolSourceConfig] = Field(
+        default_factory=dict, description="OpenAPI documents and MCP servers whose operations become tools, by name."
+    )
+    acl: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Tool name (or shell pattern) -> groups allowed to use it; a source's tools also follow its acl.",
+    )
+    candidates: int = Field(
+        5, ge=1, le=20, description="Tools retrieved per question and shown to the tool-call expert."
+    )
+    min_relevance: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="Below this cosine similarity of the question to its best tool, no tool is called "
+        "(0.497 is the best cut on BFCL's tune half, 982 tools; see docs/tools.md).",
+    )
+
+
 class Settings(BaseSettings):
     """All of grounded's configuration. Every field can be set in TOML or the environment."""
 
@@ -311,6 +405,9 @@ class Settings(BaseSettings):
     sources: dict[str, SourceConfig] = Field(default_factory=dict, description="Sources to sync, by name.")
     scheduler: SchedulerSettings = Field(
         SchedulerSettings(), description="How scheduled and manual refreshes of sources run and retry."
+    )
+    tools: ToolsSettings = Field(
+        ToolsSettings(), description="Tools from OpenAPI documents and MCP servers, tool access and tool retrieval."
     )
 
     @field_validator("sources")

@@ -321,6 +321,7 @@ class GroundingEngine:
                 "filters": repr(view.filters),
                 "acl_groups": view.acl_groups,
                 "grounding": GROUNDING_VERSION if self.grounding else None,
+                "tools": self.store.settings.tools.model_dump(mode="json") if self.grounding else None,
                 # The same last question after another conversation is another question.
                 **(
                     {"conversation": conversation_material(history), "rewrite": self._rewrite_config} if history else {}
@@ -489,7 +490,10 @@ class GroundingEngine:
                 q.asked, ABSTAIN_TEXT, (), q.citations, True, q.version, model, closest=closest, route=route,
                 trace=trace, rewrite=rewrite, answerability=decision.label,
             )  # fmt: skip
-        if use_cache:
+        # An answer from a live call (an API, an OpenAPI operation, an MCP tool) holds as of that
+        # call, not as of the index version: replaying it from the cache would serve stale facts.
+        live = any(c.provenance and c.provenance.get("fetched_at") for c in q.citations)
+        if use_cache and not live:
             self.cache.put(q.key, q.version, answer.canonical_json())
         q.timings["total_ms"] = _ms(q.started)
         return replace(answer, timings=dict(q.timings), cached=False)

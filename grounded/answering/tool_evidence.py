@@ -37,7 +37,7 @@ def tool_citation(cid: int, call: Call, result: ToolResult, synced: dict[str, da
         uri = str(prov.get("uri", ""))
     else:
         title = f"{call.tool} tool"
-        uri = f"{call.tool}:{call.id}"
+        uri = str(prov.get("uri") or f"{call.tool}:{call.id}")  # a live call's own URL when it has one
     source = str(prov.get("source") or call.tool)
     synced_at = synced.get(source.split(",")[0])
     if prov.get("fetched_at"):

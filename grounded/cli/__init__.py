@@ -9,6 +9,7 @@ from grounded.cli import mcp_server as _mcp  # noqa: F401  (registers `grounded 
 from grounded.cli import refresh as _refresh  # noqa: F401  (registers `grounded refresh` and `grounded scheduler`)
 from grounded.cli import sql as _sql  # noqa: F401  (registers `grounded sql`)
 from grounded.cli import sync as _sync  # noqa: F401  (registers `grounded sync`)
+from grounded.cli import tools as _tools  # noqa: F401  (registers `grounded tools`)
 from grounded.cli import tune as _tune  # noqa: F401  (registers `grounded tune`)
 from grounded.cli import tune_checker as _tune_checker  # noqa: F401  (registers `grounded tune checker`)
 from grounded.cli.app import app

@@ -10,6 +10,8 @@ every call reads the version pinned for the question.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +26,17 @@ from grounded.sql.database import ReadOnlyDatabase, caller_database
 from grounded.sql.schema_link import SchemaLinker
 from grounded.sql.writer import SqlDraft, SqlWriter
 from grounded.store import View
-from grounded.tools import ToolContext, load_tools
+from grounded.tools import ToolContext
+from grounded.tools.catalog import ToolCatalog
+from grounded.tools.index import ToolCandidates, ToolIndex
 
 if TYPE_CHECKING:
     from grounded.experts.base import StructuredGenerator, TextGenerator
 
-__all__ = ["Grounder", "Grounding"]
+__all__ = ["MAX_TOOL_CALLS", "Grounder", "Grounding"]
+
+MAX_TOOL_CALLS = 4
+"""Calls the expert may make among retrieved tools (parallel calls of one tool count each)."""
 
 
 @dataclass(slots=True)
@@ -41,10 +48,13 @@ class Grounding:
     execution: Execution | None = None
     sql: list[SqlDraft] = field(default_factory=list)
     proposals: list[ProposedPlan] = field(default_factory=list)
+    tools: ToolCandidates | None = None
+    """The tools retrieved for the question (when any tool beyond the built-ins is offered)."""
 
     def trace(self) -> dict[str, Any]:
         return {
             **self.decision.to_dict(),
+            "tool_retrieval": self.tools.to_dict() if self.tools is not None else None,
             "plan": self.plan.to_dict(),
             "tool_call_expert": [p.to_dict() for p in self.proposals],
             "sql_drafts": [d.trace() for d in self.sql],
@@ -77,7 +87,35 @@ class Grounder:
         self.tuned = TunedExperts(kb_path)
         self.tool_caller = ToolCaller(tool_expert) if tool_expert is not None else None
         self.k = k
+        self.kb_path = Path(kb_path)
         self._passages: dict[str, bool] = {}
+        self._catalog: ToolCatalog | None = None
+        self._tool_index: ToolIndex | None = None
+        self._lock = threading.Lock()
+
+    def catalog(self, view: View) -> ToolCatalog:
+        """The tools of the view's settings (loaded once; tool sources connect on first use)."""
+        with self._lock:
+            if self._catalog is None or self._catalog.settings is not view.settings:
+                if self._catalog is not None:
+                    self._catalog.close()
+                self._catalog = ToolCatalog(view.settings, base=self.kb_path.parent)
+            return self._catalog
+
+    def retrieve_tools(self, question: str, view: View, catalog: ToolCatalog) -> ToolCandidates | None:
+        """The tools retrievable by ``view``'s caller best for ``question``; ``None`` when none exist."""
+        settings = view.settings.tools
+        every = catalog.retrievable(catalog.tools())
+        if not catalog.retrievable(catalog.allowed(view.acl_groups)):
+            return None
+        with self._lock:
+            if self._tool_index is None:
+                self._tool_index = ToolIndex(self.kb_path / "tools", view.settings, self.embedder)
+            index = self._tool_index
+        index.update(every, catalog.groups)
+        return index.retrieve(
+            question, settings.candidates, acl_groups=view.acl_groups, threshold=settings.min_relevance
+        )
 
     def linker(self, view: View) -> SchemaLinker | None:
         """The schema linker of the view's version (every table, profiled once per version), when it
@@ -109,11 +147,26 @@ class Grounder:
         )
         drafts: list[SqlDraft] = []
         proposals: list[ProposedPlan] = []
-        tools = load_tools()
-        offered = tuple(tools[name] for name in OFFERED_TOOLS if name in tools)
-        planner = Planner(writer, k=self.k, tool_caller=self.tool_caller, tools=offered)
-        plan = planner.plan(question, decision, drafts, proposals)
-        grounding = Grounding(decision, plan, sql=drafts, proposals=proposals)
+        catalog = self.catalog(view)
+        tools = catalog.allowed(view.acl_groups)
+        found = self.retrieve_tools(question, view, catalog) if self.tool_caller is not None else None
+        plan: Plan | None = None
+        if found is not None and found.relevant and self.tool_caller is not None:
+            # Only the retrieved tools are shown: a small model cannot hold hundreds of schemas.
+            proposal = self.tool_caller.propose(
+                question, [tools[n] for n in found.names if n in tools], max_calls=MAX_TOOL_CALLS
+            )
+            proposals.append(proposal)
+            if proposal.calls:
+                why = f"tools retrieved ({', '.join(found.names)}; relevance {found.relevance:.2f}); calls chosen by the tool-call expert"
+                if decision.route == "not_fact_seeking":
+                    decision = dataclasses.replace(decision, route="unstructured")
+                plan = Plan(decision.route, proposal.calls, f"{decision.reason}; {why}")
+        if plan is None:
+            offered = tuple(tools[name] for name in OFFERED_TOOLS if name in tools)
+            planner = Planner(writer, k=self.k, tool_caller=self.tool_caller, tools=offered)
+            plan = planner.plan(question, decision, drafts, proposals)
+        grounding = Grounding(decision, plan, sql=drafts, proposals=proposals, tools=found)
         if plan.calls:
             grounding.execution = Executor(tools, ctx).run(plan)
         return grounding

@@ -98,7 +98,9 @@ class ToolCaller:
             Message("user", question),
         ]
 
-    def propose(self, question: str, tools: Sequence[AnyTool], *, tables: Sequence[str] = ()) -> ProposedPlan:
+    def propose(
+        self, question: str, tools: Sequence[AnyTool], *, tables: Sequence[str] = (), max_calls: int | None = None
+    ) -> ProposedPlan:
         """The expert's calls for ``question``; never raises for what the expert does wrong."""
         started = time.perf_counter()
         by_name = {t.name: t for t in tools}
@@ -106,7 +108,7 @@ class ToolCaller:
             out = self.expert.generate_tool_calls(
                 self.messages(question, tables=tables),
                 [t.spec for t in tools],
-                max_calls=self.max_calls,
+                max_calls=max_calls or self.max_calls,
                 max_tokens=self.max_tokens,
                 timeout_s=self.timeout_s,
             )

@@ -124,6 +124,10 @@ class Tool(Generic[ArgsT]):
     name: ClassVar[str]
     description: ClassVar[str]
     Arguments: type[ArgsT]
+    source: str = ""
+    """Where the tool comes from: ``""`` for a built-in, a plugin or a ``@tool``; else a tool source."""
+    groups: tuple[str, ...] = ()
+    """Groups allowed to use the tool (empty: everyone); ``[tools.acl]`` and a source's ``acl`` set it."""
 
     @property
     def spec(self) -> ToolSpec:
