@@ -123,14 +123,18 @@ def lexical_scores(items: Sequence[Judged]) -> tuple[list[int], list[float]]:
 
 
 def checker_scores(
-    items: Sequence[Judged], model_dir: Path | None = None
+    items: Sequence[Judged], model_dir: Path | None = None, *, combine: bool = True
 ) -> tuple[list[int], list[float], dict[str, Any]]:
-    """The checker (the active model, or ``model_dir``): (flagged, risk) per response, and its timing."""
-    from grounded.checks.checker import EntailmentChecker, is_claim, looks_cut_off
-    from grounded.checks.text import evidence_window, split_sentences
+    """The checker (the active model, or ``model_dir``): (flagged, risk) per response, and its
+    timing. ``combine``: the model's logit with the lexical features, as the checker serves it
+    when the model has a combination; otherwise the model's probability alone."""
+    from grounded.checks.checker import EntailmentChecker, is_claim
+    from grounded.checks.model import CrossEncoder
+    from grounded.checks.store import active_model_dir
+    from grounded.checks.text import split_sentences
 
-    checker = EntailmentChecker.load(model_dir)
-    model = checker.model
+    model = CrossEncoder(model_dir or active_model_dir())
+    checker = EntailmentChecker(model, combine=combine)
     model.score(["warm-up"], ["the model loads on first use; not timed"])
     flagged, risk, pair_ms = [], [], []
     for item in items:
@@ -140,10 +144,8 @@ def checker_scores(
             flagged.append(0)
             risk.append(-1.0)
             continue
-        windows = [evidence_window(s, texts) for s in sentences]
         start = time.thread_time()  # CPU time of this thread: what a pair costs one core, whatever the load
-        scores = model.score(sentences, windows, "support")
-        scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
+        scores = checker.score(sentences, [texts] * len(sentences))  # windows, model, lexical features, fragments
         pair_ms.append((time.thread_time() - start) * 1000 / len(sentences))
         score = float(scores.min())
         flagged.append(int(score < checker.response_threshold))
@@ -151,6 +153,7 @@ def checker_scores(
     timing = {
         "pair_cpu_ms_mean": round(float(np.mean(pair_ms)), 2) if pair_ms else None,
         "model": model.fingerprint,
+        "combined": checker.combination is not None,
         "response_threshold": checker.response_threshold,
         "threads": model.threads,
     }
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     c_flag, c_risk, timing = checker_scores(items, args.model)
     systems["checker"] = (c_flag, c_risk)
     report["checker_timing"] = timing
+    if timing["combined"]:  # the same model without the lexical features, side by side
+        m_flag, m_risk, m_timing = checker_scores(items, args.model, combine=False)
+        systems["model_only"] = (m_flag, m_risk)
+        report["model_only_timing"] = m_timing
     if not args.no_lexical:
         systems["lexical"] = lexical_scores(items)
     models = sorted({i.model_id for i in items})

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grounded.checks.lexical import Combination, claim_features
 from grounded.checks.model import CrossEncoder
 from grounded.checks.store import active_model_dir
 from grounded.checks.text import evidence_window, passage_windows, split_sentences
@@ -134,10 +135,16 @@ class GateDecision:
 class EntailmentChecker:
     """Scores whether cited passages support answer sentences (the verifier's check)."""
 
-    def __init__(self, model: CrossEncoder, *, threshold: float | None = None) -> None:
+    def __init__(self, model: CrossEncoder, *, threshold: float | None = None, combine: bool = True) -> None:
         self.model = model
-        self.threshold = float(model.meta["thresholds"]["support"] if threshold is None else threshold)
-        self.response_threshold = float(model.meta["thresholds"].get("response", self.threshold))
+        # The model's logit combined with lexical features (weights and thresholds fitted on the
+        # model's dev split, stored in checks.json) when the model has a combination and
+        # ``combine`` is true; the model's probability alone otherwise.
+        stored = model.meta.get("combination") if combine else None
+        self.combination: Combination | None = Combination.from_json(stored) if stored else None
+        thresholds = stored["thresholds"] if stored else model.meta["thresholds"]
+        self.threshold = float(thresholds["support"] if threshold is None else threshold)
+        self.response_threshold = float(thresholds.get("response", self.threshold))
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> EntailmentChecker:
@@ -157,7 +164,7 @@ class EntailmentChecker:
                 f"{len(sentences)} sentences but {len(passages)} passage lists; give one list per sentence"
             )
         windows = [evidence_window(s, list(p)) for s, p in zip(sentences, passages, strict=True)]
-        scores = self.model.score(list(sentences), windows, "support")
+        scores = _support(self.model, list(sentences), windows, self.combination)
         cut = np.array([looks_cut_off(s) for s in sentences], dtype=bool)
         scores[cut] = 0.0
         return scores
@@ -166,28 +173,48 @@ class EntailmentChecker:
         """One sentence against the passages it cites."""
         window = evidence_window(sentence, list(passages))
         cut = looks_cut_off(sentence)
-        p = 0.0 if cut else float(self.model.score([sentence], [window], "support")[0])
+        p = 0.0 if cut else float(_support(self.model, [sentence], [window], self.combination)[0])
         return SupportScore(round(p, 6), p >= self.threshold, window, cut)
 
     def response_score(self, response: str, passages: Sequence[str]) -> float:
         """A whole response: the lowest support of its sentences (1.0 when it has none)."""
-        return float(response_scores(self.model, [(response, tuple(passages))])[0])
+        return float(response_scores(self.model, [(response, tuple(passages))], self.combination)[0])
 
     def faithful(self, response: str, passages: Sequence[str]) -> bool:
         """Whether every sentence of ``response`` is supported (at the response threshold)."""
         return self.response_score(response, passages) >= self.response_threshold
 
 
-def response_scores(model: CrossEncoder, responses: Sequence[tuple[str, Sequence[str]]]) -> np.ndarray:
+def _support(
+    model: CrossEncoder, sentences: list[str], windows: list[str], combination: Combination | None
+) -> np.ndarray:
+    """Support of each sentence against its window: the model's probability, or its combination
+    with the lexical features of the same window."""
+    scores = model.score(sentences, windows, "support")
+    if combination is None:
+        return scores
+    combined = [
+        combination.probability(float(p), claim_features(s, [w]))
+        for p, s, w in zip(scores, sentences, windows, strict=True)
+    ]
+    return np.asarray(combined, dtype=np.float32)
+
+
+def response_scores(
+    model: CrossEncoder,
+    responses: Sequence[tuple[str, Sequence[str]]],
+    combination: Combination | None = None,
+) -> np.ndarray:
     """Min over each response's claims (:func:`is_claim`) of their support probability (one
-    model call per claim; 1.0 for a response that makes no claim); a fragment scores 0."""
+    model call per claim, combined with the lexical features when ``combination`` is given;
+    1.0 for a response that makes no claim); a fragment scores 0."""
     out = np.ones(len(responses), dtype=np.float32)
     for i, (text, passages) in enumerate(responses):
         sentences = [s for s in split_sentences(text) if is_claim(s)]
         if not sentences:
             continue
         windows = [evidence_window(s, list(passages)) for s in sentences]
-        scores = model.score(sentences, windows, "support")
+        scores = _support(model, sentences, windows, combination)
         scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
         out[i] = float(scores.min())
     return out

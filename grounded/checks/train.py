@@ -28,7 +28,7 @@ from grounded.checks.model import META_FILE, MODEL_FILE, TASKS, TOKENIZER_FILES,
 from grounded.checks.recipe import PairSet, Recipe, build_pairs
 from grounded.checks.store import activate, model_dir
 
-__all__ = ["TrainResult", "evaluate", "fingerprint", "train"]
+__all__ = ["TrainResult", "calibrate", "evaluate", "fingerprint", "train"]
 
 SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage"})
 
@@ -255,6 +255,74 @@ def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
     return figures
 
 
+def _combined_scores(model: CrossEncoder, combination: Any, pairs: list[Pair]) -> list[float]:
+    from grounded.checks.lexical import claim_features
+
+    probs = model.score([p.text for p in pairs], [p.evidence for p in pairs], "support")
+    return [
+        combination.probability(float(q), claim_features(p.text, [p.evidence]))
+        for q, p in zip(probs, pairs, strict=True)
+    ]
+
+
+def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
+    """The checker's combination of the model's logit with the lexical features
+    (:mod:`grounded.checks.lexical`): weights fitted on the dev support pairs, the pair
+    threshold on them, the response threshold on the dev responses; figures on test.
+    Nothing here reads a test file."""
+    from grounded.checks.checker import response_scores
+    from grounded.checks.lexical import claim_features, fit_combination
+    from grounded.checks.metrics import auc, balanced_accuracy, best_threshold
+
+    dev = [p for p in pairs.dev if p.task == "support"]
+    probs = model.score([p.text for p in dev], [p.evidence for p in dev], "support")
+    features = [claim_features(p.text, [p.evidence]) for p in dev]
+    combination = fit_combination([float(q) for q in probs], features, [p.label for p in dev])
+    out: dict[str, Any] = {**combination.to_json(), "fitted_on": f"{len(dev)} dev support pairs"}
+    dev_scores = _combined_scores(model, combination, dev)
+    support_threshold, ba = best_threshold([p.label for p in dev], dev_scores)
+    out["thresholds"] = {"support": round(support_threshold, 4)}
+    figures: dict[str, Any] = {
+        "support": {
+            "dev": {"auc": round(auc([p.label for p in dev], dev_scores), 4), "balanced_accuracy": round(ba, 4)}
+        }
+    }
+    test = [p for p in pairs.test if p.task == "support"]
+    if test:
+        scores = _combined_scores(model, combination, test)
+        labels = [p.label for p in test]
+        figures["support"]["test"] = {
+            "auc": round(auc(labels, scores), 4),
+            "balanced_accuracy": round(balanced_accuracy(labels, [int(x >= support_threshold) for x in scores]), 4),
+        }
+    if pairs.dev_responses:
+        labels = [r.faithful for r in pairs.dev_responses]
+        scores_r = response_scores(model, [(r.text, r.passages) for r in pairs.dev_responses], combination)
+        threshold, ba = best_threshold(labels, scores_r)
+        out["thresholds"]["response"] = round(threshold, 4)
+        figures["response"] = {"dev": {"auc": round(auc(labels, scores_r), 4), "balanced_accuracy": round(ba, 4)}}
+        if pairs.test_responses:
+            labels = [r.faithful for r in pairs.test_responses]
+            scores_r = response_scores(model, [(r.text, r.passages) for r in pairs.test_responses], combination)
+            figures["response"]["test"] = {
+                "auc": round(auc(labels, scores_r), 4),
+                "balanced_accuracy": round(balanced_accuracy(labels, [int(x >= threshold) for x in scores_r]), 4),
+            }
+    else:
+        out["thresholds"]["response"] = out["thresholds"]["support"]
+    out["figures"] = figures
+    return out
+
+
+def _ensure_calibrated(path: Path, pairs: PairSet, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    if "combination" not in meta and any(p.task == "support" for p in pairs.dev):
+        meta["combination"] = calibrate(CrossEncoder(path, quantize=True, threads=threads), pairs)
+        log(f"combination with the lexical features (int8): {json.dumps(meta['combination'])}")
+        (path / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
+
+
 def train(
     recipe: Recipe,
     *,
@@ -279,9 +347,10 @@ def train(
     path = model_dir(fp)
     if (path / META_FILE).is_file() and not force:
         log(f"checks model {fp} already trained: {path}")
+        meta_found = _ensure_calibrated(path, pairs, recipe.threads, log)  # a model trained before combinations
         if activate_model:
             activate(fp)
-        return TrainResult(path, json.loads((path / META_FILE).read_text(encoding="utf-8")), trained=False)
+        return TrainResult(path, meta_found, trained=False)
     log(
         f"training checks model {fp}: {len(pairs.train)} train pairs, {len(pairs.dev)} dev pairs, "
         f"{len(pairs.test)} test pairs, {len(pairs.dev_responses)}/{len(pairs.test_responses)} dev/test responses"
@@ -323,6 +392,7 @@ def train(
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     shutil.rmtree(path, ignore_errors=True)
     tmp.replace(path)
+    meta = _ensure_calibrated(path, pairs, recipe.threads, log)
     if activate_model:
         activate(fp)
     return TrainResult(path, meta, trained=True)

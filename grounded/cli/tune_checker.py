@@ -25,10 +25,10 @@ def checker(
     force: Annotated[bool, typer.Option(help="Train even when the cache holds this recipe's model.")] = False,
 ) -> None:
     """Train the checks model (synthetic pairs from the demo corpus and --kb; with --data, ClapNQ and MT-RAG too)."""
-    from grounded.checks.recipe import Recipe
+    from grounded.checks.recipe import recipe_for
     from grounded.checks.train import train
 
-    recipe = Recipe(data=str(data) if data else None, kb=str(kb) if kb else None, threads=threads, seed=seed)
+    recipe = recipe_for(str(data) if data else None, str(kb) if kb else None, threads=threads, seed=seed)
     result = train(recipe, force=force, max_minutes=max_minutes, log=lambda m: console.print(m, highlight=False))
     figures = result.meta.get("eval_int8", {})
     summary = {task: f.get("test", f.get("dev")) for task, f in figures.items()}

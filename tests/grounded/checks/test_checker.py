@@ -87,6 +87,22 @@ def test_a_broken_sentence_scores_below_its_original(checker: EntailmentChecker,
     assert checker.check(original, passages).supported
 
 
+def test_the_checker_serves_the_model_combined_with_lexical_features(model_dir: Path) -> None:
+    combined = EntailmentChecker(CrossEncoder(model_dir))
+    alone = EntailmentChecker(CrossEncoder(model_dir), combine=False)
+    assert combined.combination is not None  # fitted on the dev pairs when the model was trained
+    assert alone.combination is None
+    assert alone.threshold == CrossEncoder(model_dir).meta["thresholds"]["support"]
+    # A number no passage holds weighs against the claim beyond what the model alone says.
+    true, invented = (
+        "King William I sent 10,000 soldiers to Brussels.",
+        "King William I sent 45,000 soldiers to Brussels.",
+    )
+    drop_combined = combined.check(true, [HISTORY]).probability - combined.check(invented, [HISTORY]).probability
+    assert drop_combined > 0
+    assert combined.combination.weights[2] < 0  # missing numbers count against support
+
+
 def test_fragments_are_never_supported(checker: EntailmentChecker) -> None:
     result = checker.check("The __exit__() method is called when [1]", [WITH])
     assert result.cut_off
