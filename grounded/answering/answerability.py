@@ -12,8 +12,9 @@ from signals the engine already has, in this order:
   none of the cited evidence; the answer says what is missing.
 * ``answerable``: otherwise.
 
-A later gate (``grounded.checks``' answerability checker) plugs in through ``gate``: when it
-gave a verdict, that verdict wins over the abstention signals, except ``underspecified``,
+The trained answerability gate (``grounded.answering.trust``) acts before this: when it finds no
+answer in the passages the engine abstains, which reads here as ``unanswerable``. ``gate`` lets a
+caller impose a verdict directly; it wins over the abstention signals, except ``underspecified``,
 which only the conversation can tell.
 """
 
@@ -26,7 +27,7 @@ from typing import Literal
 from grounded.answering.types import AnswerSentence, Citation
 from grounded.text import key_terms
 
-__all__ = ["ANSWERABILITY", "Answerability", "Decision", "clarifying_question", "decide", "missing_note"]
+__all__ = ["ANSWERABILITY", "Answerability", "Decision", "clarifying_question", "decide"]
 
 Answerability = Literal["answerable", "partial", "unanswerable", "underspecified"]
 ANSWERABILITY: tuple[Answerability, ...] = ("answerable", "partial", "unanswerable", "underspecified")
@@ -83,8 +84,3 @@ def _missing(question: str, evidence: str) -> tuple[str, ...]:
 def clarifying_question(referent: str) -> str:
     """The one question asked back for an underspecified question."""
     return f"Which {referent} are you referring to?"
-
-
-def missing_note(missing: Sequence[str]) -> str:
-    """The sentence a partial answer ends with: what the sources do not hold."""
-    return "The sources do not say anything about " + ", ".join(missing) + "."
