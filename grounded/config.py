@@ -243,6 +243,8 @@ class AnswerSettings(BaseModel):
 class ConversationSettings(BaseModel):
     """Follow-up questions: how they are rewritten, and how much a stored conversation may hold."""
 
+    model_config = ConfigDict(extra="forbid")
+
     rewrite: Literal["rules", "expert", "off"] = Field(
         "rules",
         description="How a follow-up becomes a standalone question: `rules` (add the earlier user turns it "

@@ -43,7 +43,9 @@ SECRET_TEXT = (
 SECRET_WORDS = ("payroll replacement", "March 2027", "four million", "plan.txt", "91000", "87000")
 """What only group staff may read (the questions themselves name Nightingale and the table)."""
 SECRET_QUESTION = "When does Project Nightingale launch?"
-PUBLIC_QUESTION = "What does a lambda expression create?"
+# Answered by the fake expert with a whole sentence of the "with" topic; the lambda topic opens with a
+# heading and a grammar line, which the fake would copy as a fragment that the verifier rightly drops.
+PUBLIC_QUESTION = "What is the with statement used for?"
 
 
 def need(module: str, extra: str) -> ModuleType:
