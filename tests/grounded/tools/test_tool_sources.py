@@ -260,13 +260,13 @@ def test_grounded_tools_list_show_and_call(
     )
     monkeypatch.setenv("GROUNDED_CONFIG", str(config))
     runner = CliRunner()
-    listed = json.loads(runner.invoke(app, ["tools", "list", "--json"]).output)
+    listed = json.loads(runner.invoke(app, ["tools", "list", "--json"]).stdout)
     town = {t["name"]: t for t in listed["tools"] if t["source"] == "town"}
     assert sorted(town) == ["town_createOrder", "town_downloadReport", "town_getWeather"]
     assert town["town_getWeather"]["groups"] == ["staff"]
-    guest = json.loads(runner.invoke(app, ["tools", "list", "--json", "--groups", "guest"]).output)
+    guest = json.loads(runner.invoke(app, ["tools", "list", "--json", "--groups", "guest"]).stdout)
     assert not [t for t in guest["tools"] if t["source"] == "town"]
-    shown = json.loads(runner.invoke(app, ["tools", "show", "town_getWeather"]).output)
+    shown = json.loads(runner.invoke(app, ["tools", "show", "town_getWeather"]).stdout)
     assert shown["function"]["parameters"]["required"] == ["city"]
     before = len(recorded.requests)
     bad = runner.invoke(app, ["tools", "call", "town_getWeather", '{"city": "Oslo", "units": "kelvin"}'])
@@ -275,4 +275,4 @@ def test_grounded_tools_list_show_and_call(
     assert len(recorded.requests) == before
     good = runner.invoke(app, ["tools", "call", "town_getWeather", '{"city": "Oslo"}'])
     assert good.exit_code == 0, good.output
-    assert json.loads(good.output)["provenance"]["status"] == 200
+    assert json.loads(good.stdout)["provenance"]["status"] == 200
