@@ -37,7 +37,7 @@ from grounded.cli.serve import check_exposure
 from grounded.errors import ConfigError
 from grounded.kb import KnowledgeBase
 from grounded.ops.keys import KEYS_FILE, KeyStore
-from tests.api.serving import free_port
+from tests.api.serving import free_port, serving
 
 pytestmark = pytest.mark.integration
 
@@ -45,23 +45,11 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def serve_like_grounded(kb: KnowledgeBase, protocol: type[Any] | None = None) -> Iterator[str]:
     """``kb`` on uvicorn with ``grounded serve``'s options (``protocol`` replaces its HTTP protocol)."""
-    port = free_port()
     options = uvicorn_options(kb.settings.server)
     if protocol is not None:
         options["http"] = protocol
-    server = uvicorn.Server(uvicorn.Config(create_app(kb), host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(kb), **options) as url:
+        yield url
 
 
 def _from(address: str, url: str, token: str | None = None) -> httpx.Client:
