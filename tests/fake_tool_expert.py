@@ -19,6 +19,7 @@ import pytest
 from grounded.config import ExpertSpec
 from grounded.experts import registry
 from grounded.experts.base import FunctionSchema, Generation, JsonGeneration, Message, ToolCallRequest, ToolCalls
+from tests.fake_expert import FakeGenerator
 
 OFFERED: list[list[str]] = []
 
@@ -40,19 +41,13 @@ def fill(question: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class FakeToolCaller:
-    """Calls the first offered tool with arguments read from the last user message."""
+class FakeToolCaller(FakeGenerator):
+    """Calls the first offered tool with arguments read from the last user message; writes
+    answers like the fake answer expert."""
 
     def __init__(self, spec: ExpertSpec) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.fingerprint = f"fake-tools:{spec.model}"
-
-    def generate(
-        self, messages: Sequence[Message], *, max_tokens: int, stop: Sequence[str] = (), timeout_s: float | None = None
-    ) -> Generation:
-        match = re.search(r"^\[1\] (?:[^:\n]*: )?(.+?[.!?:])(?:\s|$)", messages[-1].content, re.M)
-        text = f"{match.group(1)} [1]" if match else "The sources do not contain this."
-        return Generation(text, prompt_tokens=10, completion_tokens=5, prefill_s=0.0, decode_s=0.0)
 
     def generate_json(
         self,
