@@ -22,8 +22,13 @@ venv: $(STAMP)
 # only libllama and ggml) into $(LLAMA_WHEELS), outside the repository; every later venv on the
 # machine, CI's included, installs that wheel in seconds.
 LLAMA_CPP_PYTHON := 0.3.36
-LLAMA_WHEELS ?= $(HOME)/.cache/grounded/wheels
-LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+# Not -march=native (GGML_NATIVE): on a CPU that reports AMX, a native build runs AMX tile
+# instructions that the kernel may not grant the process (SIGILL, "Illegal instruction", seen on
+# this project's CI machine); AVX2/FMA/F16C (x86-64-v3) runs on every x86 server of the last decade.
+# The folder names the build flavour, so a wheel built with other flags is never reused.
+LLAMA_WHEELS ?= $(HOME)/.cache/grounded/wheels/llama-x86-64-v3
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
+	-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_WHEEL = $(wildcard $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl)
 
 # torch goes first, pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build.
@@ -94,7 +99,7 @@ experts: venv
 ## llama: build llama-cpp-python once on this machine (10-25 min on 2 cores) and install it; later venvs reuse the wheel
 llama: venv
 	$(if $(LLAMA_WHEEL),,CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(BIN)/python -m pip wheel --quiet --no-deps -w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)')
+		$(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)')
 	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python \
 		'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
 
