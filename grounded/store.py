@@ -31,6 +31,7 @@ from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVer
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.retrieval import Mode, SearchResults, Snapshot, parse_filters, restrict, search, validate_query
 from indexes.base import Hit, SearchFilters
+from indexes.duckdb_store import StoredSentences
 from indexes.versions import VersionStore
 
 __all__ = ["KnowledgeStore", "View"]
@@ -49,7 +50,9 @@ class KnowledgeStore:
         self.path = Path(path)
         self.settings = settings
         self.versions = VersionStore.open(self.path, create=create, keep=settings.keep_versions)
-        self.embedder = SentenceEmbedder.shared(settings.embed_model, batch_size=settings.embed_batch_size)
+        self.embedder = SentenceEmbedder.shared(
+            settings.embed_model, batch_size=settings.embed_batch_size, runtime=settings.embed_runtime
+        )
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         self._synced: tuple[str, dict[str, datetime | None]] | None = None
@@ -202,6 +205,11 @@ class View:
         if allowed is not None and acl and not set(acl) & set(allowed):
             return None
         return {"doc_id": doc_id, "source": source, "title": title, "uri": uri, "text": text, "updated_at": updated_at}
+
+    def sentences(self, chunk_ids: Sequence[int]) -> dict[int, StoredSentences]:
+        """The evidence sentences ingest stored with these chunks (spans and embeddings); chunks
+        of a version built before sentences were stored are missing from the result."""
+        return self.snapshot.store.sentences(chunk_ids)
 
     def readable_sources(self) -> set[str] | None:
         """Names of the configured sources whose data this caller may read (``None``: all)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from indexes.base import Chunk
 
-__all__ = ["ChunkingConfig", "chunk_document", "chunk_id_for", "sentence_spans"]
+__all__ = ["ChunkingConfig", "chunk_document", "chunk_id_for", "evidence_sentences", "sentence_spans"]
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and whitespace, when
 # the next non-space character starts a new sentence (capital, digit, quote, bracket). Common
@@ -110,6 +110,21 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         if e > s:
             trimmed.append((s, e))
     return trimmed
+
+
+def evidence_sentences(title: str, text: str) -> list[tuple[tuple[int, int], str]]:
+    """The sentences of a passage as the answer path embeds them: ``((start, end), text)``.
+
+    Offsets are into ``text``; the embedded text is prefixed with the title, which gives a
+    sentence its subject ("It is located ..." -> "Mount Logan: It is located ..."). Ingest
+    stores these with each chunk and question time computes them for passages without them
+    (tool results, older knowledge bases): one function, so both give the same sentences.
+    """
+    return [
+        ((a, b), f"{title}: {text[a:b]}" if title else text[a:b])
+        for a, b in sentence_spans(text) or [(0, len(text))]
+        if text[a:b].strip()
+    ]
 
 
 def _split_long(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:

@@ -30,7 +30,7 @@ from grounded.errors import ConfigError, CorruptKnowledgeBase
 from indexes.base import Chunk, SearchFilters
 from indexes.bm25 import FTS_SCHEMA, Bm25Postings
 
-__all__ = ["ChunkRow", "DocumentRow", "DuckDBStore", "fts_extension_path"]
+__all__ = ["ChunkRow", "DocumentRow", "DuckDBStore", "SentenceRow", "StoredSentences", "fts_extension_path"]
 
 SCHEMA_VERSION = 1
 
@@ -62,6 +62,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     search_text VARCHAR NOT NULL,
     text_hash VARCHAR NOT NULL,
     embedding FLOAT[]
+);
+CREATE TABLE IF NOT EXISTS sentences (
+    chunk_id BIGINT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    start_char INTEGER NOT NULL,
+    end_char INTEGER NOT NULL,
+    text_hash VARCHAR NOT NULL,
+    embedding FLOAT[] NOT NULL,
+    PRIMARY KEY (chunk_id, ordinal)
 );
 CREATE TABLE IF NOT EXISTS sync_state (
     source VARCHAR, stream VARCHAR, cursor JSON, updated_at TIMESTAMPTZ,
@@ -112,6 +121,28 @@ class ChunkRow:
     chunk: Chunk
     search_text: str
     text_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceRow:
+    """One evidence sentence of a chunk: offsets into the chunk's text, the hash of the text
+    embedded (see :func:`indexes.chunking.evidence_sentences`) and its embedding."""
+
+    chunk_id: int
+    ordinal: int
+    start: int
+    end: int
+    text_hash: str
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSentences:
+    """A chunk's evidence sentences as ingest stored them: ``spans`` into the chunk's text, in
+    order, and one embedding per span (``vectors``, float32, read-only)."""
+
+    spans: tuple[tuple[int, int], ...]
+    vectors: np.ndarray
 
 
 class DuckDBStore:
@@ -267,11 +298,61 @@ class DuckDBStore:
         if not doc_ids:
             return 0
         ids = list(doc_ids)
+        self._con.execute(
+            "DELETE FROM sentences WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE doc_id IN (SELECT unnest(?)))",
+            [ids],
+        )
         self._con.execute("DELETE FROM chunks WHERE doc_id IN (SELECT unnest(?))", [ids])
         row = self._con.execute(
             "DELETE FROM documents WHERE doc_id IN (SELECT unnest(?)) RETURNING doc_id", [ids]
         ).fetchall()
         return len(row)
+
+    def chunks_without_sentences(self) -> list[tuple[int, str, str]]:
+        """``(chunk_id, title, text)`` of every chunk with no stored sentences, by chunk id: new
+        chunks, and every chunk of a knowledge base built before sentences were stored."""
+        rows = self._con.execute(
+            "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id) "
+            "WHERE NOT EXISTS (SELECT 1 FROM sentences s WHERE s.chunk_id = c.chunk_id) ORDER BY c.chunk_id"
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def sentence_embeddings_for(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored embeddings of sentences whose embedded text has one of these hashes."""
+        if not text_hashes:
+            return {}
+        table = self._con.execute(
+            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM sentences WHERE text_hash IN (SELECT unnest(?))",
+            [list(text_hashes)],
+        ).arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        if table.num_rows == 0:
+            return {}
+        vectors = _matrix(table.column("embedding"))
+        return {h: vectors[i] for i, h in enumerate(table.column("text_hash").to_pylist())}
+
+    def write_sentences(self, rows: Sequence[SentenceRow]) -> None:
+        """Add evidence sentences (their chunks must have none yet). Call inside :meth:`transaction`."""
+        if not rows:
+            return
+        dim = len(rows[0].embedding)
+        flat = pa.array(np.ascontiguousarray(np.stack([r.embedding for r in rows]), dtype=np.float32).reshape(-1))
+        table = pa.table(
+            {
+                "chunk_id": pa.array([r.chunk_id for r in rows], type=pa.int64()),
+                "ordinal": pa.array([r.ordinal for r in rows], type=pa.int32()),
+                "start_char": pa.array([r.start for r in rows], type=pa.int32()),
+                "end_char": pa.array([r.end for r in rows], type=pa.int32()),
+                "text_hash": [r.text_hash for r in rows],
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, dim).cast(pa.list_(pa.float32())),
+            }
+        )
+        self._con.register("_new_sentences", table)
+        try:
+            self._con.execute("INSERT INTO sentences SELECT * FROM _new_sentences")
+        finally:
+            self._con.unregister("_new_sentences")
 
     def source_doc_ids(self, source: str) -> set[str]:
         rows = self._con.execute("SELECT doc_id FROM documents WHERE source = ?", [source]).fetchall()
@@ -398,6 +479,40 @@ class DuckDBStore:
                         self._rows.popitem(last=False)
         # Copies: a caller changing a row (or its metadata) must not change the cached one.
         return {cid: {**rec, "metadata": dict(rec["metadata"])} for cid, rec in out.items()}
+
+    def sentences(self, chunk_ids: Iterable[int]) -> dict[int, StoredSentences]:
+        """The stored evidence sentences of these chunks; a chunk without any (or a version
+        written before sentences were stored, which has no ``sentences`` table) is left out."""
+        ids = sorted({int(i) for i in chunk_ids})
+        if not ids:
+            return {}
+        try:
+            table = (
+                self.cursor()
+                .execute(
+                    "SELECT chunk_id, start_char, end_char, embedding FROM sentences "
+                    "WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id, ordinal",
+                    [ids],
+                )
+                .arrow()
+            )
+        except duckdb.CatalogException:
+            return {}
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
+        if table.num_rows == 0:
+            return {}
+        owners = np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
+        starts = table.column("start_char").to_pylist()
+        ends = table.column("end_char").to_pylist()
+        vectors = _matrix(table.column("embedding"))
+        vectors.setflags(write=False)
+        out: dict[int, StoredSentences] = {}
+        bounds = np.flatnonzero(np.diff(owners)) + 1
+        for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(owners)], strict=True):
+            spans = tuple((int(a), int(b)) for a, b in zip(starts[lo:hi], ends[lo:hi], strict=True))
+            out[int(owners[lo])] = StoredSentences(spans, vectors[lo:hi])
+        return out
 
     def vectors(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of all chunks, or of the chunks with these ids."""

@@ -12,7 +12,8 @@
     3. ``_ground``    route, plan and run tool calls (:mod:`grounded.grounding`) on the view
     4. ``_retrieve``  the top-k passages (hybrid search) on the same view; tool results and
                       passages numbered [1]..[n] as citations
-    5. ``_gather``    split the evidence into sentences and embed them; the answerability gate
+    5. ``_gather``    the evidence's sentences and their embeddings, looked up where ingest stored
+                      them (computed now for tool results and older versions); the answerability gate
                       (trained, :mod:`grounded.answering.trust`) decides whether the passages hold
                       an answer, else abstain without asking the model (no trained model: a
                       similarity threshold, and the answer says so)
@@ -329,7 +330,7 @@ class GroundingEngine:
             },
             {
                 "answer": writer.fingerprint,
-                "embed": self.store.embedder.fingerprint,
+                "embed": f"{self.store.embedder.fingerprint}:{self.store.embedder.runtime}",
                 "checks": self.checks.fingerprint,
                 **self._tool_models(),
             },
@@ -407,7 +408,8 @@ class GroundingEngine:
 
     def _gather(self, q: _Question) -> None:
         t = time.perf_counter()
-        q.pool = build_pool(q.text, q.citations, self.store.embedder)
+        stored = q.view.sentences([c.chunk_id for c in q.citations if c.provenance is None])
+        q.pool = build_pool(q.text, q.citations, self.store.embedder, stored)
         q.timings["evidence_ms"] = _ms(t)
 
     def _answerable(self, q: _Question) -> bool:

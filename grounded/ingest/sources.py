@@ -117,6 +117,7 @@ def remove_source(store: KnowledgeStore, name: str) -> IngestStats:
     with VersionBuilder(store.versions, store.embedder, store.settings) as builder:
         stats.documents_deleted = builder.remove_source(name)
         info = builder.publish()
+        stats.sentences_embedded = builder.sentences_embedded
     stats.published = info is not None
     stats.version = info.id if info else store.version
     return stats

@@ -72,6 +72,7 @@ def sync_connector(
         if identity is not None:
             builder.store.set_meta(f"source_identity:{source}", identity)
         info = builder.publish()
+        stats.sentences_embedded = builder.sentences_embedded
     if bar is not None:
         bar.close()
     stats.published = info is not None
