@@ -8,6 +8,7 @@ throughput and latency percentiles per route. Goal on the development machine:
     .venv/bin/python benchmarks/load.py --kb .bench/demo-kb --workers 2 --clients 16 --duration 20
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:8000 --key gk_... --routes search
     .venv/bin/python benchmarks/load.py --routes search --stacks asyncio+h11,auto   # side by side
+    .venv/bin/python benchmarks/load.py --routes search --distinct --stacks torch-encoder,auto
 
 The rate limit is switched off for the server it starts (``GROUNDED_SERVER__RATE_LIMIT=0``);
 request logs go to ``--log`` (default: discarded) so the terminal shows only the table.
@@ -72,8 +73,10 @@ def _free_port() -> int:
 
 
 STACKS = {
-    "auto": {},  # what `grounded serve` uses: uvloop + httptools when installed
+    "auto": {},  # what `grounded serve` uses: uvloop + httptools when installed, the onnx encoder
     "asyncio+h11": {"GROUNDED_SERVER__LOOP": "asyncio", "GROUNDED_SERVER__HTTP": "h11"},  # pure-Python baseline
+    # The query encoder before ONNX Runtime: sentence-transformers on torch, one query per call.
+    "torch-encoder": {"GROUNDED_EMBED_RUNTIME": "torch"},
 }
 
 

@@ -32,12 +32,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import add_json_option, write_json
-from beir_eval import load_qrels, load_queries, percentile, read_corpus
+from beir_eval import evaluate, load_qrels, load_queries, percentile, read_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,10 +59,12 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 # -- 1. ingest throughput -------------------------------------------------------------------------
 
 
-def bench_ingest(data: Path, work: Path, docs: int) -> None:
+def bench_ingest(data: Path, work: Path, docs: int) -> Path:
+    import hashlib
+
     import grounded
     from grounded.ingest.builder import _search_text
-    from indexes.chunking import ChunkingConfig, chunk_document
+    from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
 
     sample_dir = work / "speed-ingest"
     shutil.rmtree(sample_dir, ignore_errors=True)
@@ -71,46 +74,161 @@ def bench_ingest(data: Path, work: Path, docs: int) -> None:
     (sample_dir / "src" / "corpus.jsonl").write_text("".join(lines), encoding="utf-8")
 
     kb = grounded.open(sample_dir / "kb")
-    model = kb.embedder.model  # load the model before any clock starts
+    model = kb.embedder.model  # sentence-transformers, loaded before any clock starts
+    kb.embedder.embed(["warm up"])  # the configured runtime too (exported once, cached)
     batch = kb.embedder.batch_size
     model.encode(["warm up"] * batch, batch_size=batch)
-    # The exact texts the pipeline embeds: title + chunk, as grounded.ingest.builder builds them.
+    # The exact texts the pipeline embeds: title + chunk, as grounded.ingest.builder builds them,
+    # and each distinct evidence sentence (title: sentence) it stores with the chunks.
     config = ChunkingConfig(kb.settings.chunking.max_chars, kb.settings.chunking.overlap_sentences)
-    texts = [
-        _search_text(title, chunk.text)
-        for doc_id, title, text in read_corpus(sample_dir / "src")
-        for chunk in chunk_document(doc_id, text, config)
-    ]
+    texts: list[str] = []
+    sentences: dict[str, str] = {}
+    for doc_id, title, text in read_corpus(sample_dir / "src"):
+        for chunk in chunk_document(doc_id, text, config):
+            texts.append(_search_text(title, chunk.text))
+            for _, sentence in evidence_sentences(title, chunk.text):
+                sentences.setdefault(hashlib.sha256(sentence.encode()).hexdigest(), sentence)
+    everything = texts + list(sentences.values())
 
-    def bare() -> float:
+    def bare(what: list[str]) -> float:
         t0 = time.perf_counter()
-        model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
+        model.encode(what, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
         return time.perf_counter() - t0
 
-    bare_runs = [bare()]
+    chunk_runs, all_runs = [bare(texts)], [bare(everything)]
     started = time.perf_counter()
     stats = kb.ingest(sample_dir / "src" / "corpus.jsonl", source="speed")
     pipeline_s = time.perf_counter() - started
-    bare_runs.append(bare())
-    bare_s = sum(bare_runs) / len(bare_runs)
-    chunks = stats.chunks_written
+    chunk_runs.append(bare(texts))
+    all_runs.append(bare(everything))
     stored = sorted(
         str(r[0]) for r in kb.snapshot().store.cursor().execute("SELECT search_text FROM chunks").fetchall()
     )
-    if stored != sorted(texts):
+    if stored != sorted(texts) or stats.sentences_embedded != len(sentences):
         raise RuntimeError("the pipeline embedded other texts than the bare encoder; fix the benchmark")
+    n = stats.documents_added
+    chunk_s, all_s = sum(chunk_runs) / 2, sum(all_runs) / 2
     _table(
-        ("what", "chunks", "seconds", "chunks/s"),
+        ("what", "texts embedded", "seconds", "docs/s"),
         [
-            ("pipeline (kb.ingest)", str(chunks), f"{pipeline_s:.1f}", f"{chunks / pipeline_s:.1f}"),
-            *(
-                (f"bare encode ({when})", str(chunks), f"{s:.1f}", f"{chunks / s:.1f}")
-                for when, s in zip(("before", "after"), bare_runs, strict=True)
+            (
+                f"pipeline (kb.ingest, {kb.settings.embed_runtime}): chunks + sentences",
+                str(len(everything)),
+                f"{pipeline_s:.1f}",
+                f"{n / pipeline_s:.2f}",
             ),
+            ("bare sentence-transformers: chunks only (mean of before/after)", str(len(texts)), f"{chunk_s:.1f}",
+             f"{n / chunk_s:.2f}"),
+            ("bare sentence-transformers: chunks + sentences (mean)", str(len(everything)), f"{all_s:.1f}",
+             f"{n / all_s:.2f}"),
         ],
+    )  # fmt: skip
+    print(
+        f"pipeline / bare encoder of the same texts = {all_s / pipeline_s:.2f}x (goal >= 1.5x); "
+        f"/ bare encoder of the chunks only = {chunk_s / pipeline_s:.2f}x; {n} SciFact documents, "
+        f"{len(texts)} chunks, {len(sentences)} distinct evidence sentences\n"
     )
-    print(f"pipeline / bare encoder = {bare_s / pipeline_s:.1%} (goal >= 80%); {docs} SciFact documents\n")
-    shutil.rmtree(sample_dir, ignore_errors=True)
+    return sample_dir / "kb"
+
+
+def bench_evidence(data: Path, kb_dir: Path, k: int = 5) -> None:
+    """The ``/v1/query`` evidence stage (``_gather``): sentences looked up as ingest stored them,
+    against splitting and embedding them at question time (today's path, and what a knowledge
+    base built before sentences were stored still does)."""
+    import grounded
+    from grounded.answering.evidence import build_pool
+    from grounded.answering.types import Citation
+
+    kb = grounded.open(kb_dir, create=False)
+    view = kb.store.view()
+    queries = list(load_queries(data, load_qrels(data, "test")).values())[:100]
+    stored_ms: list[float] = []
+    computed_ms: list[float] = []
+    same = True
+    for text in queries:
+        kb.embedder.embed_query(text)  # the question's vector is retrieval's, cached before this stage
+        citations = [Citation.from_hit(i, h, None) for i, h in enumerate(view.search(text, k), 1)]
+        t0 = time.perf_counter()
+        stored = view.sentences([c.chunk_id for c in citations])
+        a = build_pool(text, citations, kb.embedder, stored)
+        stored_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        b = build_pool(text, citations, kb.embedder)
+        computed_ms.append((time.perf_counter() - t0) * 1000)
+        same = same and a.vectors.tobytes() == b.vectors.tobytes() and a.spans == b.spans
+    _table(
+        ("evidence stage, per question", "p50 ms", "p95 ms"),
+        [
+            ("computed at question time (today)", f"{percentile(computed_ms, 50):.1f}",
+             f"{percentile(computed_ms, 95):.1f}"),
+            ("stored at ingest, looked up", f"{percentile(stored_ms, 50):.1f}", f"{percentile(stored_ms, 95):.1f}"),
+        ],
+    )  # fmt: skip
+    print(f"{len(queries)} SciFact test questions, k={k} passages each; same vectors both ways: {same}\n")
+
+
+def bench_encoder(data: Path, kb_dir: Path | None) -> None:
+    """Query encoding per variant: p50 per query alone and in batches of 8 and 16, against the
+    GEMM limit of this CPU measured in the same run; SciFact nDCG@10 per variant on ``kb_dir``."""
+    from _encoders import forward_flops, gemm_gflops, invariant_in_batches, per_query_ms, variants
+    from transformers import AutoConfig, AutoTokenizer
+
+    from grounded.experts.embedding import SentenceEmbedder
+
+    qrels = load_qrels(data, "test")
+    test = load_queries(data, qrels)
+    queries = list(load_queries(data, load_qrels(data, "train")).values())[:320]
+    embedder = SentenceEmbedder(runtime="onnx")
+    tokenizer = AutoTokenizer.from_pretrained(str(embedder.model_dir), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(embedder.model_dir), local_files_only=True)
+    flops = [forward_flops(len(ids), config) for ids in tokenizer(queries)["input_ids"]]
+    limit = gemm_gflops()
+    ideal_ms = float(np.median(flops)) / (limit * 1e9) * 1000
+    rows: list[tuple[str, ...]] = []
+    quality: list[tuple[str, ...]] = []
+    for name, (encode, _) in variants().items():
+        encode(queries[:16])  # warm up (export, quantize, first-run allocations)
+        cells = [name]
+        for batch in (1, 8, 16):
+            p50 = percentile(per_query_ms(encode, queries[:160] if batch == 1 else queries, batch), 50)
+            cells.append(f"{p50:.2f} ({ideal_ms / p50:.0%})")
+        cells.append("yes" if invariant_in_batches(encode, queries) else "no")
+        rows.append(tuple(cells))
+        if kb_dir is not None and kb_dir.exists():
+            quality.append((name, *(f"{x:.4f}" for x in _ndcg(kb_dir, test, qrels, encode))))
+    _table(("query encoder, 1 thread", "alone ms/query", "batch 8", "batch 16", "batch-invariant"), rows)
+    print(
+        f"{len(queries)} distinct SciFact train queries, median {np.median([f / 1e9 for f in flops]):.2f} GFLOP "
+        f"each; float32 GEMM limit {limit:.0f} GFLOP/s on one thread (1024^3 torch.mm), so "
+        f"{ideal_ms:.2f} ms per query at the limit; (%) = that / measured\n"
+    )
+    if quality:
+        _table(("query encoder", "nDCG@10 hybrid", "nDCG@10 dense"), quality)
+        print(f"SciFact test ({len(test)} queries) on {kb_dir.name}: chunk vectors as stored, queries per variant\n")
+
+
+def _ndcg(kb_dir: Path, queries: dict[str, str], qrels: Any, encode: Any) -> tuple[float, float]:
+    import grounded
+    from grounded.retrieval.search import fuse
+
+    kb = grounded.open(kb_dir, create=False)
+    snapshot = kb.snapshot()
+    key_of = dict(
+        snapshot.store.cursor().execute("SELECT c.chunk_id, d.key FROM chunks c JOIN documents d USING (doc_id)")
+    .fetchall())  # fmt: skip
+    vectors = encode(list(queries.values()))
+    hybrid: dict[str, list[str]] = {}
+    dense_run: dict[str, list[str]] = {}
+    for (qid, text), vector in zip(queries.items(), vectors, strict=True):
+        bm25 = snapshot.store.bm25(text, kb.settings.search.candidates)
+        scores, ids = snapshot.vectors.search(np.asarray(vector, np.float32)[None, :], kb.settings.search.candidates)
+        dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        for run, ranked in ((hybrid, fuse(bm25, dense, kb.settings.search)), (dense_run, dense)):
+            seen: dict[str, None] = {}
+            for c, _ in ranked:
+                seen.setdefault(key_of[c].rsplit("#", 1)[-1], None)
+            run[qid] = list(seen)
+    return evaluate(hybrid, qrels)[0], evaluate(dense_run, qrels)[0]
 
 
 # -- 2. HTTP latency ------------------------------------------------------------------------------
@@ -320,18 +438,25 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--kb", type=Path, default=ROOT / ".bench" / "scifact-kb-default")
     parser.add_argument("--work", type=Path, default=ROOT / ".bench")
-    parser.add_argument("--only", choices=("ingest", "http", "search", "vectors"), action="append")
+    parser.add_argument(
+        "--only", choices=("ingest", "evidence", "encoder", "http", "search", "vectors"), action="append"
+    )
     parser.add_argument("--ingest-docs", type=int, default=400, help="SciFact documents in the ingest sample")
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=1000)
     add_json_option(parser)
     args = parser.parse_args()
-    parts = args.only or ["ingest", "http", "search", "vectors"]
+    parts = args.only or ["ingest", "evidence", "encoder", "http", "search", "vectors"]
     load = os.getloadavg()
     print(f"# speed on {os.cpu_count()} CPUs; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    sample = args.work.resolve() / "speed-ingest" / "kb"
     if "ingest" in parts:
-        bench_ingest(args.data.resolve(), args.work.resolve(), args.ingest_docs)
+        sample = bench_ingest(args.data.resolve(), args.work.resolve(), args.ingest_docs)
+    if "evidence" in parts:
+        bench_evidence(args.data.resolve(), sample)
+    if "encoder" in parts:
+        bench_encoder(args.data.resolve(), args.kb.resolve())
     if "http" in parts:
         bench_http(args.data.resolve(), args.kb.resolve(), warmup=20)
     if "search" in parts:
