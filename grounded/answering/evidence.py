@@ -83,6 +83,8 @@ def build_pool(
     blocks: list[np.ndarray] = []
     for part in parts:
         if isinstance(part, list):
+            if not part:  # a passage with no sentence (blank text): nothing to place
+                continue
             part, fresh = fresh[: len(part)], fresh[len(part) :]
         blocks.append(part)
     vectors = np.concatenate(blocks).astype(np.float32, copy=False) if owners else np.zeros((0, 1), np.float32)

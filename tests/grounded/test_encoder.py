@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,13 @@ def test_concurrent_queries_share_batches_and_get_their_own_bytes(embedder: Sent
         got = dict(zip(queries, pool.map(ask, queries), strict=True))
     assert got == alone
     assert embedder.batcher.largest_batch > 1
+
+
+def test_a_fresh_export_gives_the_same_bytes_as_the_cached_model(
+    embedder: SentenceEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROUNDED_MODEL_CACHE", str(tmp_path))
+    fresh = SentenceEmbedder(runtime="onnx")
+    vectors = fresh.embed(list(TARGETS))
+    assert list(tmp_path.glob("encoders/*/model.onnx"))  # exported from the package's weights, here
+    assert vectors.tobytes() == embedder.embed(list(TARGETS)).tobytes()

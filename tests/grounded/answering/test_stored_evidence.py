@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import grounded
+from grounded.answering.evidence import build_pool
+from grounded.answering.types import Citation
 from grounded.kb import KnowledgeBase
 from indexes.chunking import evidence_sentences
 from tests.conftest import write_topics
@@ -87,3 +89,14 @@ def test_the_next_ingest_stores_sentences_for_every_older_chunk(old_layout_kb: P
     store = kb.snapshot().store
     ids = [int(r[0]) for r in store.cursor().execute("SELECT chunk_id FROM chunks").fetchall()]
     assert set(store.sentences(ids)) == set(ids)
+
+
+def test_a_blank_passage_beside_stored_ones_adds_no_sentence(built_kb_path: Path) -> None:
+    kb = grounded.open(built_kb_path, create=False)
+    view = kb.store.view()
+    hit = view.search(QUESTION, 1)[0]
+    blank = Citation(1, 0, "", "tool", "", 0, 0, "  ", "tool", None, 1.0, provenance={"tool": "calculate"})
+    passage = Citation.from_hit(2, hit, None)
+    pool = build_pool(QUESTION, [blank, passage], kb.embedder, view.sentences([hit.chunk_id]))
+    assert set(pool.owners) == {2}
+    assert pool.vectors.tobytes() == view.sentences([hit.chunk_id])[hit.chunk_id].vectors.tobytes()
