@@ -88,7 +88,7 @@ class SentenceEmbedder:
         elif runtime != "torch":
             raise ConfigError(f"embed_runtime must be 'onnx' or 'torch'; got {runtime!r}")
         # Concurrent queries share micro-batches only where that cannot change a single bit.
-        self.batcher = QueryBatcher(lambda texts: self.embed(texts), max_batch=16 if runtime == "onnx" else 1)
+        self.batcher = QueryBatcher(lambda texts: self.embed(texts), max_batch=16) if runtime == "onnx" else None
 
     @property
     def model(self) -> Any:
@@ -223,7 +223,8 @@ def _shared(model: str, batch_size: int, runtime: EmbedRuntime) -> SentenceEmbed
 
 @functools.lru_cache(maxsize=4096)
 def _cached_query(embedder: SentenceEmbedder, text: str) -> np.ndarray:
-    vector = np.array(embedder.batcher.embed(text), dtype=np.float32)  # a copy: not a view of the batch
+    # A copy (np.array), not a view of a batch's matrix.
+    vector = np.array(embedder.batcher.embed(text) if embedder.batcher else embedder.embed([text])[0], np.float32)
     vector.setflags(write=False)
     return vector
 

@@ -75,11 +75,13 @@ def test_concurrent_queries_share_batches_and_get_their_own_bytes(embedder: Sent
 
     def ask(q: str) -> bytes:
         start.wait()
+        assert embedder.batcher is not None
         return embedder.batcher.embed(q).tobytes()
 
     with ThreadPoolExecutor(len(queries)) as pool:
         got = dict(zip(queries, pool.map(ask, queries), strict=True))
     assert got == alone
+    assert embedder.batcher is not None
     assert embedder.batcher.largest_batch > 1
 
 
