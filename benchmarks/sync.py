@@ -50,7 +50,7 @@ class HashEmbedder:
     def __init__(self) -> None:
         self.count = 0
 
-    def embed(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+    def embed(self, texts: list[str], *, progress: bool = False, all_cores: bool = False) -> np.ndarray:
         self.count += len(texts)
         rng = np.random.default_rng(len(texts))
         out = rng.standard_normal((len(texts), self.dim)).astype(np.float32)

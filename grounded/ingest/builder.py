@@ -109,8 +109,12 @@ class IngestStats:
 class VersionBuilder:
     """Accepts pages into a staging copy of the knowledge base and publishes it."""
 
-    def __init__(self, versions: VersionStore, embedder: SentenceEmbedder, settings: Settings) -> None:
+    def __init__(
+        self, versions: VersionStore, embedder: SentenceEmbedder, settings: Settings, *, sentences: bool = True
+    ) -> None:
         self.versions = versions
+        self.sentences = sentences
+        """Store each chunk's evidence sentences (off for indexes nobody answers from: the tool index)."""
         self.embedder = embedder
         self.settings = settings
         self.chunking = ChunkingConfig(settings.chunking.max_chars, settings.chunking.overlap_sentences)
@@ -326,7 +330,7 @@ class VersionBuilder:
         if not self._changed and self.parent is not None:
             return None
         store = self.store
-        self.sentences_embedded = self._store_sentences()
+        self.sentences_embedded = self._store_sentences() if self.sentences else 0
         now_ids = store.chunk_ids()
         choice = self._update_vectors(now_ids)
         self._export_tables()

@@ -162,7 +162,7 @@ class ToolIndex:
             if current is not None and self._open(current).store.meta(FINGERPRINT_KEY) == wanted:
                 self._fingerprint = wanted
                 return current
-            with VersionBuilder(self.versions, self.embedder, self.settings) as builder:
+            with VersionBuilder(self.versions, self.embedder, self.settings, sentences=False) as builder:
                 seen: set[str] = set()
                 if documents:
                     builder.apply_page(SOURCE, SOURCE, Page(documents), seen)

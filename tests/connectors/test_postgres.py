@@ -86,7 +86,8 @@ def test_mirror_keeps_types_and_syncs_only_changes(pg_db: dict[str, Any], kb: Kn
     second = kb.sync("shop", src)
     assert (second.rows_upserted, second.rows_deleted) == (3, 3)
     assert (second.documents_added, second.documents_updated, second.documents_deleted) == (1, 2, 3)
-    assert len(embedder.embedded) == 3  # type: ignore[attr-defined]  # only the changed rows' documents
+    # Only the changed rows' 3 documents: each one chunk and its one evidence sentence ("title: text").
+    assert len(embedder.embedded) == 6  # type: ignore[attr-defined]
     assert mirror_rows(kb, "SELECT count(*), sum(id) FROM shop.items") == [(48, sum(range(1, 52)) - 24)]
     assert mirror_rows(kb, "SELECT price FROM shop.items WHERE id = 5")[0][0] == 99
     third = kb.sync("shop", src)
