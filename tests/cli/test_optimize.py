@@ -62,18 +62,19 @@ def test_optimize_reports_and_applies_the_choice_keeping_the_old_config(workdir:
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["baseline"] == {"answer.k": 3, "answer.min_evidence_similarity": 0.45}
-    assert report["chosen"] == {"answer.k": 3, "answer.min_evidence_similarity": 0.99}
+    # Abstaining without the model is the fastest (with k = 1 it also embeds fewer evidence sentences).
+    assert report["chosen"]["answer.min_evidence_similarity"] == 0.99
     assert report["workload"] == {**report["workload"], "questions": 9, "search_questions": 6, "held_out_questions": 3}
     assert report["held_out"]["chosen"]["abstention"] == 1.0
     assert report["held_out"]["baseline"]["answer_rate"] > 0  # the model answers with the configured settings
     assert len(report["search"]) == 4
     assert report["complete"]
-    assert "Pareto front" in result.output
-    assert "judged on 3 held-back questions" in result.output
-    assert tomllib.loads(config.read_text(encoding="utf-8"))["answer"] == {
-        "max_sentences": 2,
-        "min_evidence_similarity": 0.99,
-    }
+    printed = " ".join(result.output.split())
+    assert "Pareto front" in printed
+    assert "judged on 3 held-back questions" in printed
+    written = tomllib.loads(config.read_text(encoding="utf-8"))["answer"]
+    assert written == {"max_sentences": 2, **{k.split(".")[1]: v for k, (_, v) in report["changes"].items()}}
+    assert written["min_evidence_similarity"] == 0.99
     assert (workdir / "grounded.toml.bak").read_text(encoding="utf-8") == "[answer]\nmax_sentences = 2\n"
 
 
@@ -81,7 +82,7 @@ def test_without_apply_nothing_is_written(workdir: Path) -> None:
     config = workdir / "grounded.toml"
     result = run(workdir, *SPACE, "--objective", "latency", "--config", str(config))
     assert result.exit_code == 0, result.output
-    assert "not applied" in result.output
+    assert "not applied" in " ".join(result.output.split())
     assert not config.exists()
 
 
@@ -119,7 +120,8 @@ def test_an_interrupted_search_resumes_from_its_journal(built_kb_path: Path, tmp
         run_optimize(kb.store, questions=QUESTIONS, space=space, progress=stop_after_five)
     report = kb.optimize(QUESTIONS, space=space)
     assert report.data["answers_replayed"] == 5
-    assert report.data["answers_measured"] + 5 == 4 * 6 + 3  # four configurations x six questions, baseline held out
+    held = 3 if report.data["chosen_is_baseline"] else 6  # the baseline and the chosen one answer the held-back three
+    assert report.data["answers_measured"] + 5 == 4 * 6 + held  # four configurations x six search questions
     assert report.data["complete"]
 
 
