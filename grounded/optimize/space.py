@@ -282,15 +282,21 @@ def default_space(settings: Settings) -> SearchSpace:
         Dimension("answer.k", (1, 2, 3, 5)),
         Dimension("answer.sentences_per_passage", (1, 2, 3)),
         Dimension("answer.max_new_tokens", (32, 64)),
-        Dimension("answer.min_evidence_similarity", (0.35, 0.45, 0.55)),
     ]
     try:
         active_model_dir()
         trained = True
     except ConfigError:
         trained = False
+    checks = settings.answer.checks
     if trained:
-        dims += [Dimension("answer.checks", ("lexical", "model")), Dimension("answer.relevance", ("answer", "off"))]
+        # `auto` is the model when one is trained: trying both would measure one thing twice.
+        dims += [
+            Dimension("answer.checks", ("lexical",) if checks == "auto" else ("lexical", "model")),
+            Dimension("answer.relevance", ("answer", "off")),
+        ]
+    if not trained or checks == "lexical":  # the evidence threshold decides only under the lexical checks
+        dims.append(Dimension("answer.min_evidence_similarity", (0.35, 0.45, 0.55)))
     spec = settings.experts.answer
     backends = _backends(settings)
     if len(backends) > 1:
