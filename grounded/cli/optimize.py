@@ -58,6 +58,9 @@ def optimize(
         Path | None,
         typer.Option(help='JSONL, one {"question", "answer"?, "doc_ids"?, "answerable"?} per line.'),
     ] = None,
+    recorded: Annotated[
+        bool, typer.Option(help="Also ask the questions the server recorded (server.record_questions).")
+    ] = False,
     generate: Annotated[
         int, typer.Option(help="Also write this many questions from the KB's passages (plus unanswerable twins).")
     ] = 0,
@@ -87,8 +90,11 @@ def optimize(
 ) -> None:
     """Find the best settings for your questions by measuring them (see docs/optimize.md)."""
     from grounded.cli.app import silence_library_progress
-    from grounded.optimize import Constraints, run_optimize
+    from grounded.errors import InvalidRequest
+    from grounded.ops.recording import recorded_path
+    from grounded.optimize import Constraints, Question, run_optimize
     from grounded.optimize.space import parse_values
+    from grounded.optimize.workload import read_questions
 
     declared: dict[str, list[Any]] = {}
     for item in space or []:
@@ -109,10 +115,18 @@ def optimize(
         bar.set_postfix_str(f"ETA {eta / 60:.1f} min", refresh=False)
         bar.update(done - bar.n)
 
+    workload: list[Question] = read_questions(questions) if questions is not None else []
+    if recorded:
+        path = recorded_path(knowledge.path)
+        if not path.exists():
+            raise InvalidRequest(
+                f"no recorded questions in {path}: set server.record_questions (e.g. 0.1) and serve for a while"
+            )
+        workload += read_questions(path)
     try:
         report = run_optimize(
             knowledge.store,
-            questions=questions,
+            questions=workload,
             generate=generate,
             objective=objective,
             space=declared or None,

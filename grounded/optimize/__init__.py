@@ -112,7 +112,7 @@ def run_optimize(
     workload: list[Question] = []
     if isinstance(questions, str | Path):
         workload += read_questions(Path(questions))
-    elif questions is not None:
+    elif questions:
         for q in questions:
             workload.append(q if isinstance(q, Question) else question_from_dict(dict(q), "questions"))
     if generate:

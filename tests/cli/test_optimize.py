@@ -133,6 +133,7 @@ def test_an_interrupted_search_resumes_from_its_journal(built_kb_path: Path, tmp
         (["--space", "answer.colour=1"], "unknown setting 'answer.colour'"),
         (["--space", "answer.k"], "expected SETTING=V1,V2"),
         (["--min-abstention", "2"], "--min-abstention must be from 0 to 1"),
+        (["--recorded"], "no recorded questions in"),
     ],
 )
 def test_invalid_input_is_refused_with_exit_code_2(workdir: Path, args: list[str], message: str) -> None:
