@@ -192,7 +192,6 @@ class _Runner:
     progress: Progress | None
     deadline: float | None
     engines: dict[str, GroundingEngine] = field(default_factory=dict)
-    warmed: set[str] = field(default_factory=set)
     done: int = 0
     total: int = 0
     measured: int = 0
@@ -203,12 +202,10 @@ class _Runner:
         engine = self.engines.get(key)
         if engine is None:
             engine = GroundingEngine(self.store.with_settings(self.space.settings(self.store.settings, config)))
-            self.engines[key] = engine
-        spec = engine.store.settings.experts.answer.model_dump_json()
-        if spec not in self.warmed:  # loading a model is not the configuration's latency
+            # Loading models and the grounder on first use is not the configuration's latency.
             engine.warm_up()
             engine.answer("warm up: what is this about?", use_cache=False)
-            self.warmed.add(spec)
+            self.engines[key] = engine
         return engine
 
     def run(self, configs: Sequence[Config], questions: Sequence[Question]) -> bool:
