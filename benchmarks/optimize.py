@@ -135,6 +135,12 @@ def main() -> None:
         )
         reports[objective] = {**report.data, "wall_s": round(time.perf_counter() - t, 1)}
         print(f"{objective}: {report.changes or 'baseline'} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        if args.json:  # after each objective: a run stopped later keeps what it measured
+            args.json.write_text(
+                json.dumps({"data": name, "questions": len(questions), "load": os.getloadavg(), "reports": reports},
+                           indent=2),
+                encoding="utf-8",
+            )  # fmt: skip
     load = os.getloadavg()
     cols = ("answer_rate", "abstention", "gold_cited", "recall", "score", "p50", "p95")
     print(f"\n{name}, {len(questions)} questions; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -154,11 +160,6 @@ def main() -> None:
                 else "| | | |"
             )
             print(f"{lead} {who} | " + " | ".join(fmt(held.get(who), c) for c in cols) + " |")
-    if args.json:
-        args.json.write_text(
-            json.dumps({"data": name, "questions": len(questions), "load": load, "reports": reports}, indent=2),
-            encoding="utf-8",
-        )
 
 
 if __name__ == "__main__":
