@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,9 +40,9 @@ OBJECTIVES = ("balanced", "quality", "latency")
 def clapnq(data: Path, work: Path, n: int) -> tuple[KnowledgeBase, list[dict[str, Any]]]:
     corpus = work / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
-    link = corpus / "corpus.jsonl"
-    if not link.exists():
-        link.symlink_to((data / "derived_dev_passages.jsonl").resolve())
+    copy = corpus / "corpus.jsonl"  # a copy: the files connector does not follow a symlink out of the folder
+    if not copy.exists():
+        shutil.copyfile(data / "derived_dev_passages.jsonl", copy)
     kb = grounded.open(work / "kb")
     if kb.version is None:
         kb.ingest(corpus, source="clapnq")
@@ -114,7 +115,12 @@ def main() -> None:
     else:
         kb, questions = clapnq(args.data, work, args.questions)
     kb = grounded.open(work / "kb", create=False, answer={"cache": False})
-    print(f"{name}: {len(questions)} questions, KB ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    counts = kb.stats()
+    print(
+        f"{name}: {len(questions)} questions; KB {counts['documents']} documents, {counts['chunks']} chunks, "
+        f"ready in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
 
     def progress(done: int, total: int, eta: float) -> None:
         if done % 20 == 0 or done == total:

@@ -282,6 +282,8 @@ def optimize_store(
     version = store.version
     if version is None:
         raise InvalidRequest(f"the knowledge base in {store.path} is empty; ingest documents first")
+    if not store.snapshot().store.counts().get("chunks"):
+        raise InvalidRequest(f"the knowledge base in {store.path} holds no passages; ingest documents first")
     digest = workload_digest(questions)
     header = {"workload": digest, "version": version, "embed": store.embedder.fingerprint}
     journal = Journal((state_dir or store.path / "optimize") / f"{digest}.jsonl", header, restart=restart)
