@@ -28,6 +28,7 @@ from grounded.store import KnowledgeStore
 from grounded.text import content_terms
 
 __all__ = [
+    "FOREIGN_WORDS",
     "HELD_OUT_SHARE",
     "Question",
     "generate_questions",
@@ -153,7 +154,7 @@ class GenerateStats:
 
 # Real words for things a question may name; one that no passage mentions replaces the question's
 # most specific term, so no passage can answer the rewritten question.
-_FOREIGN = (
+FOREIGN_WORDS = (
     "zeppelin", "saxophone", "tarantula", "glacier", "origami", "monsoon", "trombone", "walrus", "sauerkraut",
     "kayak", "chandelier", "platypus", "avalanche", "harpsichord", "flamingo", "tundra", "marzipan", "igloo",
 )  # fmt: skip
@@ -184,7 +185,7 @@ def generate_questions(
     say = log or (lambda _message: None)
     stats = GenerateStats()
     vocabulary = _vocabulary(store)
-    foreign = [w for w in _FOREIGN if w not in vocabulary]
+    foreign = [w for w in FOREIGN_WORDS if w not in vocabulary]
     out: list[Question] = []
     for _chunk_id, doc_id, title, sentence in candidate_sentences(store, 4 * n, seed=seed):
         if stats.answerable >= n:

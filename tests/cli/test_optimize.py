@@ -140,3 +140,26 @@ def test_invalid_input_is_refused_with_exit_code_2(workdir: Path, args: list[str
     result = run(workdir, *args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_generated_questions_come_from_passages_with_unanswerable_twins(built_kb_path: Path) -> None:
+    from grounded.experts.registry import get_expert
+    from grounded.optimize.workload import FOREIGN_WORDS, generate_questions
+
+    kb = grounded.open(built_kb_path, create=False)
+    made, stats = generate_questions(kb.store, get_expert("answer", kb.settings), 4)
+    assert made == generate_questions(kb.store, get_expert("answer", kb.settings), 4)[0]  # greedy: the same again
+    answerable = [q for q in made if q.answerable]
+    assert answerable
+    assert stats.answerable == len(answerable)
+    documents = {str(d) for (d,) in kb.snapshot().store.cursor().execute("SELECT doc_id FROM documents").fetchall()}
+    for q in answerable:
+        assert q.question.endswith("?")
+        assert q.answer
+        assert set(q.doc_ids) <= documents
+    texts = " ".join(str(t) for (t,) in kb.snapshot().store.cursor().execute("SELECT text FROM chunks").fetchall())
+    for q in made:
+        if not q.answerable:  # a twin names something no passage mentions
+            foreign = {w.strip("?,.").lower() for w in q.question.split()} & set(FOREIGN_WORDS)
+            assert foreign
+            assert not any(w in texts.lower() for w in foreign)
