@@ -133,6 +133,13 @@ class ServerSettings(BaseModel):
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
     )
     scheduler: bool = Field(True, description="Run the source schedules inside `grounded serve`.")
+    record_questions: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of `/v1/query` questions recorded (question text only) to `<kb>/optimize/recorded.jsonl`, "
+        "the workload of `grounded optimize --recorded`; chosen by a hash of the question; 0: off.",
+    )
     loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="Event loop of `grounded serve`: uvloop when installed (auto), or asyncio."
     )

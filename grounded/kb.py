@@ -33,6 +33,7 @@ from grounded.ingest.builder import IngestStats
 from grounded.ingest.sources import refuse_configured_source
 from grounded.ingest.sync import ProgressFactory, sync_connector, validate_source_name
 from grounded.notebook.explore import ExploreMixin
+from grounded.optimize import Constraints, OptimizeReport, run_optimize
 from grounded.retrieval import Mode, SearchResults, Snapshot
 from grounded.store import KnowledgeStore
 from indexes.base import SearchFilters
@@ -141,6 +142,42 @@ class KnowledgeBase(ExploreMixin):
             if self._engine is None:
                 self._engine = GroundingEngine(self.store)
             return self._engine
+
+    def optimize(
+        self,
+        questions: str | Path | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        generate: int = 0,
+        objective: str = "balanced",
+        space: Mapping[str, Sequence[Any]] | None = None,
+        max_p95: float | None = None,
+        min_answer_rate: float | None = None,
+        min_abstention: float | None = None,
+        budget_minutes: float | None = None,
+        trials: int = 16,
+        seed: int = 0,
+        restart: bool = False,
+    ) -> OptimizeReport:
+        """Search the settings for the best configuration for ``questions`` (a JSONL path or
+        ``{"question", "answer"?, "doc_ids"?, "answerable"?}`` dicts), by measuring it; see
+        ``grounded optimize`` and docs/optimize.md. Nothing is written to ``grounded.toml`` unless
+        you call ``report.apply()``::
+
+            report = kb.optimize("questions.jsonl", objective="balanced", space={"answer.k": [1, 2, 3]})
+            report.changes, report.held_out
+        """
+        return run_optimize(
+            self.store,
+            questions=questions,
+            generate=generate,
+            objective=objective,
+            space=space,
+            constraints=Constraints(max_p95, min_answer_rate, min_abstention),
+            budget_minutes=budget_minutes,
+            trials=trials,
+            seed=seed,
+            restart=restart,
+        )
 
     def stats(self) -> dict[str, Any]:
         """Counts and index details of the current version."""

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -59,6 +60,17 @@ class KnowledgeStore:
 
     def __repr__(self) -> str:
         return f"KnowledgeStore({str(self.path)!r}, version={self.version!r})"
+
+    def with_settings(self, settings: Settings) -> KnowledgeStore:
+        """This store read with other ``settings`` (same directory, versions and open snapshot):
+        ``grounded optimize`` runs each configuration it tries through one of these."""
+        if settings.embed_model != self.settings.embed_model or settings.kb_path != self.settings.kb_path:
+            raise InvalidRequest("with_settings keeps the embedding model and the knowledge base; open another store")
+        other = copy.copy(self)
+        other.settings = settings
+        other._lock = threading.Lock()
+        other._snapshot = self.snapshot() if self.versions.current_id() is not None else None
+        return other
 
     @property
     def version(self) -> str | None:

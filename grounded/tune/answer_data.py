@@ -42,7 +42,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,9 +52,9 @@ from grounded.answering.types import Citation, cited_text
 from grounded.answering.verify import check_support, verify
 from grounded.answering.writer import ABSTAIN_TEXT, format_passages, is_abstention, parse_sentences, passage_messages
 from grounded.errors import InvalidRequest
-from grounded.experts.base import Message, TextGenerator
+from grounded.experts.base import TextGenerator
+from grounded.optimize.questions import candidate_sentences, clean_question, question_messages, stable_hash
 from grounded.tune.data import jsonl_objects
-from indexes.chunking import sentence_spans
 
 if TYPE_CHECKING:
     from grounded.kb import KnowledgeBase
@@ -70,18 +70,6 @@ __all__ = [
     "with_unanswerable_share",
     "write_answer_examples",
 ]
-
-_QUESTION_SYSTEM = "Write the question that the text answers."
-# General-knowledge shots (not from any evaluation set) teach the form: lower case, one question.
-_SHOTS = (
-    ("Eiffel Tower", "The tower was completed in 1889 as the entrance arch to the World's Fair.",
-     "when was the eiffel tower completed?"),
-    ("Photosynthesis", "Plants use the energy of sunlight to turn carbon dioxide and water into glucose and oxygen.",
-     "what do plants turn carbon dioxide and water into?"),
-    ("Hamlet", "The play was written by William Shakespeare sometime between 1599 and 1601.",
-     "who wrote the play hamlet?"),
-)  # fmt: skip
-
 
 _ORIGINS = ("passage", "expert", "abstain")
 
@@ -138,52 +126,6 @@ class BuildStats:
         return out
 
 
-def _question_messages(title: str, sentence: str) -> list[Message]:
-    messages = [Message("system", _QUESTION_SYSTEM)]
-    for t, s, q in _SHOTS:
-        messages += [Message("user", f"{t}: {s}"), Message("assistant", q)]
-    return [*messages, Message("user", f"{title}: {sentence}" if title else sentence)]
-
-
-def clean_question(text: str) -> str | None:
-    """The first line of a reply when it is one plausible question (4-30 words, ending in ``?``)."""
-    line = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
-    if not line.endswith("?") or "?" in line[:-1]:
-        return None
-    return line if 4 <= len(line.split()) <= 30 else None
-
-
-def _stable(text: str) -> int:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
-
-
-def candidate_sentences(kb: KnowledgeBase, limit: int, *, seed: int = 0) -> Iterator[tuple[int, str, str, str]]:
-    """``(chunk_id, doc_id, title, sentence)``: one sentence of 8-60 words from each of ``limit`` chunks.
-
-    Chunks and their sentences are picked by a hash of their text and ``seed``, so the choice
-    is the same on every run over the same knowledge base.
-    """
-    rows = (
-        kb.snapshot()
-        .store.cursor()
-        .execute(
-            "SELECT c.chunk_id, c.doc_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id)"
-        )
-        .fetchall()
-    )
-    rows.sort(key=lambda r: _stable(f"{seed}:{r[3]}"))
-    taken = 0
-    for chunk_id, doc_id, title, text in rows:
-        sentences = [" ".join(text[a:b].split()) for a, b in sentence_spans(text)]
-        fit = [s for s in sentences if 8 <= len(s.split()) <= 60 and len(s) <= 400]
-        if not fit:
-            continue
-        yield int(chunk_id), str(doc_id), str(title), min(fit, key=lambda s: _stable(f"{seed}:{s}"))
-        taken += 1
-        if taken >= limit:
-            return
-
-
 def build_answer_examples(
     kb: KnowledgeBase,
     writer: TextGenerator,
@@ -219,7 +161,7 @@ def build_answer_examples(
             rate = (time.perf_counter() - started) / stats.candidates
             say(f"  {stats.candidates}/{candidates} sentences, {len(out)} examples, {rate:.1f} s each")
         stats.candidates += 1
-        question = clean_question(writer.generate(_question_messages(title, sentence), max_tokens=40).text)
+        question = clean_question(writer.generate(question_messages(title, sentence), max_tokens=40).text)
         if question is None:
             reject("no_question", sentence)
             continue
@@ -345,7 +287,7 @@ def with_unanswerable_share(examples: Sequence[AnswerExample], share: float) -> 
         return list(examples)
     # Salted: the dev split orders questions by their plain hash, and the dev set should get its
     # share of unanswerable cases, not all of the first ones.
-    keep = {id(ex) for ex in sorted(negatives, key=lambda ex: _stable(f"unanswerable:{ex.question}"))[:room]}
+    keep = {id(ex) for ex in sorted(negatives, key=lambda ex: stable_hash(f"unanswerable:{ex.question}"))[:room]}
     return [ex for ex in examples if ex.answerable or id(ex) in keep]
 
 

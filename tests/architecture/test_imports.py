@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("grounded.tools",),
     ("grounded.grounding",),
     ("grounded.answering",),
-    ("grounded.notebook",),
+    ("grounded.notebook", "grounded.optimize"),
     ("grounded.kb",),
     ("grounded.ops", "grounded.tune"),
     # The client shares the API's schemas; the framework integrations wrap the client or a local KB.

@@ -23,6 +23,7 @@ from grounded.api.routes.conversations import question_and_history, remember
 from grounded.api.schemas import CitationOut, QueryRequest, QueryResponse, SentenceOut
 from grounded.errors import GroundedError
 from grounded.ops.metrics import observe_answer
+from grounded.ops.recording import record_question
 
 __all__ = ["CitationOut", "QueryRequest", "QueryResponse", "SentenceOut", "router"]
 
@@ -56,6 +57,8 @@ async def query(body: QueryRequest, request: Request, kb: KBDep, principal: Prin
     engine = kb.engine
     groups = principal.acl_groups
     question, history, conv = question_and_history(body, request, principal)
+    if kb.settings.server.record_questions and not history:  # a follow-up is not a question on its own
+        await run_in_threadpool(record_question, kb.path, question, kb.settings.server.record_questions)
     if "text/event-stream" not in request.headers.get("accept", ""):
         answer = await run_in_threadpool(
             engine.answer,

@@ -26,10 +26,10 @@ from grounded.answering.writer import (
 )
 from grounded.cli import app
 from grounded.errors import InvalidRequest
+from grounded.optimize.questions import clean_question
 from grounded.tune.answer import split_answer_examples
 from grounded.tune.answer_data import (
     AnswerExample,
-    clean_question,
     examples_digest,
     read_answer_examples,
     reply_target,
