@@ -171,7 +171,7 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
         by_id = {x.id: x for x in citations}
         # relevance = answer (the default) is relevance = off plus one rule, so both come from one run:
         # abstain unless some kept sentence (kept as written, or quoted) addresses the question.
-        addressed = any(f.relevance is not None and f.relevance >= gate.threshold
+        addressed = any(f.relevance is not None and f.relevance >= c.gate.relevance_threshold
                         for f in findings if f.decision in ("kept", "quoted"))  # fmt: skip
         # And without the gate (the checker alone decides), to see what the gate adds.
         for variant, gated, relevant in (("", True, True), (" rel=off", True, False), (" no gate", False, True)):

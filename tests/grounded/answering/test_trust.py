@@ -133,7 +133,7 @@ def test_the_gate_abstains_without_writing_when_it_says_so(kb: KnowledgeBase, ch
 def test_sentences_that_do_not_address_the_question_are_no_answer(kb: KnowledgeBase, checks: Checks) -> None:
     assert checks.checker is not None
     # relevance = answer with a threshold no sentence reaches: supported sentences alone are not an answer.
-    strict = Checks(checks.checker, AnswerabilityGate(checks.checker.model, threshold=1.01))
+    strict = Checks(checks.checker, AnswerabilityGate(checks.checker.model, relevance_threshold=1.01))
     hits = kb.store.view().search(WITH_QUESTION, 3)
     citations = [Citation.from_hit(i, hit, None) for i, hit in enumerate(hits, 1)]
     cited = next(c.id for c in citations if "__exit__" in c.text)
