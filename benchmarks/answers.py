@@ -151,7 +151,7 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
     """The trained checks' answer to ``row``'s draft, per configuration, into ``row.checked``
     (see the module docstring); the evidence pool is rebuilt from the answer's citations."""
     from grounded.answering.evidence import build_pool
-    from grounded.answering.trust import gate_evidence, verify_checked
+    from grounded.answering.trust import FALLBACK, gate_evidence, verify_checked
 
     citations = Answer.from_dict(row.answer).citations
     pool = build_pool(row.question, citations, kb.embedder)
@@ -167,26 +167,36 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
             sentences, findings = verify_checked(
                 row.question, parsed, pool, kb.embedder, settings, c, truncated=bool(row.draft.get("truncated"))
             )
-        cpu_s = time.process_time() - started
         by_id = {x.id: x for x in citations}
         # relevance = answer (the default) is relevance = off plus one rule, so both come from one run:
         # abstain unless some kept sentence (kept as written, or quoted) addresses the question.
         addressed = any(f.relevance is not None and f.relevance >= c.gate.relevance_threshold
                         for f in findings if f.decision in ("kept", "quoted"))  # fmt: skip
+        # The answer's fallback quote (no drafted sentence answered) is run under relevance = answer only.
+        with_fallback: list[Any] = []
+        if not addressed:
+            answer_settings = kb.settings.answer.model_copy(update={"relevance": "answer"})
+            with_fallback, fallback_findings = verify_checked(
+                row.question, parsed, pool, kb.embedder, answer_settings, c, truncated=bool(row.draft.get("truncated"))
+            ) if parsed else ([], [])  # fmt: skip
+            with_fallback = with_fallback if any(f.decision == FALLBACK for f in fallback_findings) else []
+        cpu_s = time.process_time() - started
         # And without the gate (the checker alone decides), to see what the gate adds.
-        for variant, gated, relevant in (("", True, True), (" rel=off", True, False), (" no gate", False, True)):
-            abstained = (gated and not gate.answerable) or not sentences or (relevant and not addressed)
+        variants = (("", True, True, True), (" no fallback", True, True, False), (" rel=off", True, False, False),
+                    (" no gate", False, True, True))  # fmt: skip
+        for variant, gated, relevant, fallback in variants:
+            chosen = with_fallback if fallback and with_fallback else sentences
+            ok = addressed or bool(fallback and with_fallback)
+            abstained = (gated and not gate.answerable) or not chosen or (relevant and not ok)
             out[f"{label}{variant}"] = {
                 "abstained": abstained,
                 "gate": gate.probability,
                 "answerable": gate.answerable,
-                "text": "" if abstained else " ".join(s.cited for s in sentences),
+                "text": "" if abstained else " ".join(s.cited for s in chosen),
                 "sentences": []
                 if abstained
-                else [{"text": s.text, "quoted": s.quoted, "support": s.support} for s in sentences],
-                "cited_keys": []
-                if abstained
-                else sorted({keys[by_id[i].doc_id] for s in sentences for i in s.citations}),
+                else [{"text": s.text, "quoted": s.quoted, "support": s.support} for s in chosen],
+                "cited_keys": [] if abstained else sorted({keys[by_id[i].doc_id] for s in chosen for i in s.citations}),
                 "findings": [f.to_dict() for f in findings],
                 "cpu_s": cpu_s,
             }
@@ -492,8 +502,8 @@ def run_config(
     served_answer = {"checks": "model"} if args.checks else {"min_evidence_similarity": threshold}
     served = {**overrides, "answer": {**overrides["answer"], **served_answer}}
     http_kb = grounded.open(args.work / "kb", create=False, **served)
-    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http]
-    p50, p95 = http_latency(http_kb, http_qs)
+    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http] if args.http else []
+    p50, p95 = http_latency(http_kb, http_qs) if http_qs else (float("nan"), float("nan"))
     timed = [r.answer["timings"] for r in rows if "prompt_tokens" in r.answer["timings"]]
     prompt_tokens = [t["prompt_tokens"] for t in timed]
     return {
@@ -571,7 +581,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="Threads of the answer expert (default: config).")
     parser.add_argument("--replay", type=int, default=None, help="Questions re-asked for determinism (default: all).")
-    parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP.")
+    parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP (0: none).")
     parser.add_argument("--llama", type=int, default=20, help="Prompts timed with llama-cpp-python (if installed).")
     parser.add_argument("--reuse", action="store_true", help="Reuse the answers saved by the last run (rows.json).")
     parser.add_argument(

@@ -42,9 +42,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from grounded.answering.evidence import EvidencePool
 from grounded.answering.types import AnswerSentence
-from grounded.answering.verify import SupportCheck, best_quote, check_support
+from grounded.answering.verify import SupportCheck, best_quote, check_support, is_quotable
 from grounded.checks import AnswerabilityGate, EntailmentChecker, is_claim, looks_cut_off, looks_like_prose
 from grounded.config import AnswerSettings
 from grounded.errors import ConfigError
@@ -52,10 +54,12 @@ from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import STOPWORDS, content_terms
 
 __all__ = [
+    "FALLBACK",
     "PREFILTER_WORD_SUPPORT",
     "Checks",
     "GateFinding",
     "SentenceFinding",
+    "best_answering_quote",
     "gate_evidence",
     "is_fragment",
     "load_checks",
@@ -255,6 +259,15 @@ def verify_checked(
             findings.append(
                 SentenceFinding(text, cited, f"dropped: {why}", round(p, 4), _round(rq), lexical.word_support)
             )
+    if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
+        # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
+        # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.
+        fallback = best_answering_quote(question, pool, gate, exclude=quoted, seen=seen)
+        if fallback is not None:
+            i, r = fallback
+            kept = kept[: settings.max_sentences - 1]
+            kept.append((AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0), r))
+            findings.append(SentenceFinding(pool.sentence(i), (pool.owners[i],), FALLBACK, None, round(r, 4), 1.0))
     if settings.relevance == "answer" and kept and max(r for _, r in kept) < addresses:
         # Every kept sentence is true of its source, but none answers the question: no answer.
         findings = [
@@ -265,6 +278,38 @@ def verify_checked(
         ]
         return [], findings
     return [s for s, _ in kept], findings
+
+
+FALLBACK = "quoted: the evidence sentence that best answers the question"
+"""The decision of :func:`best_answering_quote`'s sentence, when no drafted sentence answered."""
+
+
+def best_answering_quote(
+    question: str,
+    pool: EvidencePool,
+    gate: AnswerabilityGate,
+    *,
+    exclude: set[int] = set(),  # noqa: B006 (read only)
+    seen: set[str] = set(),  # noqa: B006 (read only)
+    candidates: int = 5,
+) -> tuple[int, float] | None:
+    """``(sentence index, relevance)`` of the evidence sentence that best answers ``question``: of the
+    ``candidates`` quotable sentences (:func:`~grounded.answering.verify.is_quotable`) closest to the
+    question, the one the gate's model scores highest, if that reaches its relevance threshold."""
+    best: tuple[int, float] | None = None
+    tried = 0
+    for i in np.argsort(-pool.question_similarity, kind="stable"):
+        i = int(i)
+        sentence = pool.sentence(i)
+        if i in exclude or " ".join(sorted(content_terms(sentence))) in seen or not is_quotable(sentence):
+            continue
+        r = gate.relevance(question, sentence)
+        if r >= gate.relevance_threshold and (best is None or r > best[1]):
+            best = (i, r)
+        tried += 1
+        if tried >= candidates:
+            break
+    return best
 
 
 def missing_terms(question: str, pool: EvidencePool) -> tuple[str, ...]:
