@@ -84,25 +84,38 @@ class Row:
 
 
 def load_questions(data: Path, limit: int | None) -> list[tuple[dict[str, Any], bool]]:
-    out: list[tuple[dict[str, Any], bool]] = []
+    """The first ``limit`` answerable and unanswerable questions, two of each in turn (a1 a2 u1 u2 a3 ...),
+    so the run's rows saved so far are always balanced, and the even/odd split is the same sets as in
+    file order (even: answerable and unanswerable at even positions)."""
+    sets: list[list[tuple[dict[str, Any], bool]]] = []
     for name, answerable in (("dev_answerable.jsonl", True), ("dev_unanswerable.jsonl", False)):
         with open(data / name, encoding="utf-8") as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
-        out.extend((r, answerable) for r in rows[:limit])
+        sets.append([(r, answerable) for r in rows[:limit]])
+    out: list[tuple[dict[str, Any], bool]] = []
+    for k in range(0, max(len(s) for s in sets), 2):
+        for s in sets:
+            out.extend(s[k : k + 2])
     return out
 
 
 def build_kb(data: Path, work: Path, overrides: dict[str, Any]) -> KnowledgeBase:
+    import shutil
+
     corpus_dir = work / "corpus"
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    link = corpus_dir / "corpus.jsonl"
-    if not link.exists():
-        link.symlink_to((data / "derived_dev_passages.jsonl").resolve())
+    copy = corpus_dir / "corpus.jsonl"
+    if copy.is_symlink():
+        copy.unlink()  # the files connector skips links out of the folder: a copy (git-ignored, under .bench)
+    if not copy.exists():
+        shutil.copyfile(data / "derived_dev_passages.jsonl", copy)
     kb = grounded.open(work / "kb", **overrides)
     if kb.version is None:
         started = time.perf_counter()
         kb.ingest(corpus_dir, source="clapnq")
         print(f"built the knowledge base in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if not kb.stats()["documents"]:
+        raise SystemExit(f"the knowledge base in {work / 'kb'} holds no document; remove it and run again")
     return kb
 
 
@@ -208,6 +221,7 @@ def ask_all(
     questions: list[tuple[dict[str, Any], bool]],
     gold: dict[str, str],
     checks: dict[str, Any] | None = None,
+    save: Path | None = None,
 ) -> list[Row]:
     from grounded.checks.data import split_of
 
@@ -238,6 +252,8 @@ def ask_all(
         )
         if checks:
             apply_checks(kb, rows[-1], checks, keys)
+        if n % 10 == 0 and save is not None:  # a run stopped early leaves its rows so far (balanced)
+            save.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
         if n % 10 == 0:
             rate = (time.perf_counter() - started) / n
             print(f"  {n}/{len(questions)} questions, {rate:.1f} s each", file=sys.stderr)
@@ -487,7 +503,7 @@ def run_config(
                     print(f"  checks applied to {n}/{len(rows)} drafts", file=sys.stderr)
             saved.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
     else:
-        rows = ask_all(kb, questions, gold, load_checks_configs(args.checks) if label == "base" else None)
+        rows = ask_all(kb, questions, gold, load_checks_configs(args.checks) if label == "base" else None, saved)
         saved.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
         if args.drafts_only:
             raise SystemExit(f"wrote {len(rows)} drafts to {saved}; apply the checks with --reuse --checks DIR ...")
