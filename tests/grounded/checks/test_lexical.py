@@ -53,7 +53,7 @@ def test_the_cli_recipe_is_the_default_without_data_and_the_full_one_with_it() -
         FULL_TRAINING["learning_rate"],
     )
     assert recipe_for("../shared/data", epochs=1).epochs == 1
-    assert (full.epochs, Recipe().epochs) == (1, 2)
+    assert (full.learning_rate, Recipe().learning_rate) == (1e-4, 1e-4)
 
 
 WITH = "The with statement calls the context manager's __exit__() method when the block exits."
