@@ -93,7 +93,7 @@ def test_duplicates_are_dropped_and_length_is_capped(pool: EvidencePool, embedde
 
 
 LAMBDA = (
-    "Lambdas\n*******\n\n   lambda_expr ::= \"lambda\" [parameter_list] \":\" expression\n\n"
+    'Lambdas\n*******\n\n   lambda_expr ::= "lambda" [parameter_list] ":" expression\n\n'
     "Lambda expressions (sometimes called lambda forms) are used to create anonymous functions. "
     "The unnamed object behaves like a function object defined with:\n\n   def <lambda>(parameters):\n"
     "       return expression\n\nNote that functions created with lambda expressions cannot contain statements."
@@ -112,4 +112,6 @@ def test_headings_and_code_are_never_kept_nor_quoted(embedder: SentenceEmbedder)
     for sentence in kept:
         assert sentence.quoted
         assert is_quotable(sentence.text), sentence.text
-        assert "*" not in sentence.text and "::=" not in sentence.text and "def <lambda>" not in sentence.text
+        assert "*" not in sentence.text
+        assert "::=" not in sentence.text
+        assert "def <lambda>" not in sentence.text
