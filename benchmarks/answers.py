@@ -84,25 +84,38 @@ class Row:
 
 
 def load_questions(data: Path, limit: int | None) -> list[tuple[dict[str, Any], bool]]:
-    out: list[tuple[dict[str, Any], bool]] = []
+    """The first ``limit`` answerable and unanswerable questions, two of each in turn (a1 a2 u1 u2 a3 ...),
+    so the run's rows saved so far are always balanced, and the even/odd split is the same sets as in
+    file order (even: answerable and unanswerable at even positions)."""
+    sets: list[list[tuple[dict[str, Any], bool]]] = []
     for name, answerable in (("dev_answerable.jsonl", True), ("dev_unanswerable.jsonl", False)):
         with open(data / name, encoding="utf-8") as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
-        out.extend((r, answerable) for r in rows[:limit])
+        sets.append([(r, answerable) for r in rows[:limit]])
+    out: list[tuple[dict[str, Any], bool]] = []
+    for k in range(0, max(len(s) for s in sets), 2):
+        for s in sets:
+            out.extend(s[k : k + 2])
     return out
 
 
 def build_kb(data: Path, work: Path, overrides: dict[str, Any]) -> KnowledgeBase:
+    import shutil
+
     corpus_dir = work / "corpus"
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    link = corpus_dir / "corpus.jsonl"
-    if not link.exists():
-        link.symlink_to((data / "derived_dev_passages.jsonl").resolve())
+    copy = corpus_dir / "corpus.jsonl"
+    if copy.is_symlink():
+        copy.unlink()  # the files connector skips links out of the folder: a copy (git-ignored, under .bench)
+    if not copy.exists():
+        shutil.copyfile(data / "derived_dev_passages.jsonl", copy)
     kb = grounded.open(work / "kb", **overrides)
     if kb.version is None:
         started = time.perf_counter()
         kb.ingest(corpus_dir, source="clapnq")
         print(f"built the knowledge base in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if not kb.stats()["documents"]:
+        raise SystemExit(f"the knowledge base in {work / 'kb'} holds no document; remove it and run again")
     return kb
 
 
@@ -151,7 +164,7 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
     """The trained checks' answer to ``row``'s draft, per configuration, into ``row.checked``
     (see the module docstring); the evidence pool is rebuilt from the answer's citations."""
     from grounded.answering.evidence import build_pool
-    from grounded.answering.trust import gate_evidence, verify_checked
+    from grounded.answering.trust import FALLBACK, gate_evidence, verify_checked
 
     citations = Answer.from_dict(row.answer).citations
     pool = build_pool(row.question, citations, kb.embedder)
@@ -167,26 +180,36 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
             sentences, findings = verify_checked(
                 row.question, parsed, pool, kb.embedder, settings, c, truncated=bool(row.draft.get("truncated"))
             )
-        cpu_s = time.process_time() - started
         by_id = {x.id: x for x in citations}
         # relevance = answer (the default) is relevance = off plus one rule, so both come from one run:
         # abstain unless some kept sentence (kept as written, or quoted) addresses the question.
-        addressed = any(f.relevance is not None and f.relevance >= gate.threshold
+        addressed = any(f.relevance is not None and f.relevance >= c.gate.relevance_threshold
                         for f in findings if f.decision in ("kept", "quoted"))  # fmt: skip
+        # The answer's fallback quote (no drafted sentence answered) is run under relevance = answer only.
+        with_fallback: list[Any] = []
+        if not addressed:
+            answer_settings = kb.settings.answer.model_copy(update={"relevance": "answer"})
+            with_fallback, fallback_findings = verify_checked(
+                row.question, parsed, pool, kb.embedder, answer_settings, c, truncated=bool(row.draft.get("truncated"))
+            ) if parsed else ([], [])  # fmt: skip
+            with_fallback = with_fallback if any(f.decision == FALLBACK for f in fallback_findings) else []
+        cpu_s = time.process_time() - started
         # And without the gate (the checker alone decides), to see what the gate adds.
-        for variant, gated, relevant in (("", True, True), (" rel=off", True, False), (" no gate", False, True)):
-            abstained = (gated and not gate.answerable) or not sentences or (relevant and not addressed)
+        variants = (("", True, True, True), (" no fallback", True, True, False), (" rel=off", True, False, False),
+                    (" no gate", False, True, True))  # fmt: skip
+        for variant, gated, relevant, fallback in variants:
+            chosen = with_fallback if fallback and with_fallback else sentences
+            ok = addressed or bool(fallback and with_fallback)
+            abstained = (gated and not gate.answerable) or not chosen or (relevant and not ok)
             out[f"{label}{variant}"] = {
                 "abstained": abstained,
                 "gate": gate.probability,
                 "answerable": gate.answerable,
-                "text": "" if abstained else " ".join(s.cited for s in sentences),
+                "text": "" if abstained else " ".join(s.cited for s in chosen),
                 "sentences": []
                 if abstained
-                else [{"text": s.text, "quoted": s.quoted, "support": s.support} for s in sentences],
-                "cited_keys": []
-                if abstained
-                else sorted({keys[by_id[i].doc_id] for s in sentences for i in s.citations}),
+                else [{"text": s.text, "quoted": s.quoted, "support": s.support} for s in chosen],
+                "cited_keys": [] if abstained else sorted({keys[by_id[i].doc_id] for s in chosen for i in s.citations}),
                 "findings": [f.to_dict() for f in findings],
                 "cpu_s": cpu_s,
             }
@@ -198,6 +221,7 @@ def ask_all(
     questions: list[tuple[dict[str, Any], bool]],
     gold: dict[str, str],
     checks: dict[str, Any] | None = None,
+    save: Path | None = None,
 ) -> list[Row]:
     from grounded.checks.data import split_of
 
@@ -228,6 +252,8 @@ def ask_all(
         )
         if checks:
             apply_checks(kb, rows[-1], checks, keys)
+        if n % 10 == 0 and save is not None:  # a run stopped early leaves its rows so far (balanced)
+            save.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
         if n % 10 == 0:
             rate = (time.perf_counter() - started) / n
             print(f"  {n}/{len(questions)} questions, {rate:.1f} s each", file=sys.stderr)
@@ -477,7 +503,7 @@ def run_config(
                     print(f"  checks applied to {n}/{len(rows)} drafts", file=sys.stderr)
             saved.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
     else:
-        rows = ask_all(kb, questions, gold, load_checks_configs(args.checks) if label == "base" else None)
+        rows = ask_all(kb, questions, gold, load_checks_configs(args.checks) if label == "base" else None, saved)
         saved.write_text(json.dumps([r.__dict__ for r in rows], indent=1), encoding="utf-8")
         if args.drafts_only:
             raise SystemExit(f"wrote {len(rows)} drafts to {saved}; apply the checks with --reuse --checks DIR ...")
@@ -492,8 +518,8 @@ def run_config(
     served_answer = {"checks": "model"} if args.checks else {"min_evidence_similarity": threshold}
     served = {**overrides, "answer": {**overrides["answer"], **served_answer}}
     http_kb = grounded.open(args.work / "kb", create=False, **served)
-    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http]
-    p50, p95 = http_latency(http_kb, http_qs)
+    http_qs = [r.question for r in rows[:: max(1, len(rows) // args.http)]][: args.http] if args.http else []
+    p50, p95 = http_latency(http_kb, http_qs) if http_qs else (float("nan"), float("nan"))
     timed = [r.answer["timings"] for r in rows if "prompt_tokens" in r.answer["timings"]]
     prompt_tokens = [t["prompt_tokens"] for t in timed]
     return {
@@ -571,7 +597,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="Threads of the answer expert (default: config).")
     parser.add_argument("--replay", type=int, default=None, help="Questions re-asked for determinism (default: all).")
-    parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP.")
+    parser.add_argument("--http", type=int, default=20, help="Questions timed over HTTP (0: none).")
     parser.add_argument("--llama", type=int, default=20, help="Prompts timed with llama-cpp-python (if installed).")
     parser.add_argument("--reuse", action="store_true", help="Reuse the answers saved by the last run (rows.json).")
     parser.add_argument(

@@ -6,7 +6,8 @@ Reads any file of the MT-RAG human-evaluation layout (``documents``, ``tasks`` w
 ``document_id``s, ``evaluations`` with ``model_response`` and per-annotator ``faithfulness``
 on 1-4). A response is *unfaithful* when the median faithfulness is <= 2. Each response is
 split into sentences; each sentence is scored against the task's passages, and the response
-score is the lowest sentence score. Side by side, in the same run:
+score aggregates them as the model's calibration chose on its dev responses (the lowest
+sentence score, or the mean). Side by side, in the same run:
 
 * ``checker``: the active entailment checker (``grounded/checks``), flagging a response when its
   score is below the response threshold stored with the model (chosen on the model's dev
@@ -128,7 +129,7 @@ def checker_scores(
     """The checker (the active model, or ``model_dir``): (flagged, risk) per response, and its
     timing. ``combine``: the model's logit with the lexical features, as the checker serves it
     when the model has a combination; otherwise the model's probability alone."""
-    from grounded.checks.checker import EntailmentChecker, is_claim
+    from grounded.checks.checker import EntailmentChecker, aggregate, is_claim
     from grounded.checks.model import CrossEncoder
     from grounded.checks.store import active_model_dir
     from grounded.checks.text import split_sentences
@@ -147,7 +148,7 @@ def checker_scores(
         start = time.thread_time()  # CPU time of this thread: what a pair costs one core, whatever the load
         scores = checker.score(sentences, [texts] * len(sentences))  # windows, model, lexical features, fragments
         pair_ms.append((time.thread_time() - start) * 1000 / len(sentences))
-        score = float(scores.min())
+        score = aggregate(scores, checker.aggregation)
         flagged.append(int(score < checker.response_threshold))
         risk.append(-score)
     timing = {
@@ -155,6 +156,7 @@ def checker_scores(
         "model": model.fingerprint,
         "combined": checker.combination is not None,
         "response_threshold": checker.response_threshold,
+        "aggregation": checker.aggregation,
         "threads": model.threads,
     }
     return flagged, risk, timing

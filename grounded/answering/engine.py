@@ -63,7 +63,7 @@ from grounded.answering.trust import (
     verify_checked,
 )
 from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
-from grounded.answering.verify import SupportCheck, verify
+from grounded.answering.verify import SupportCheck, best_quote, verify
 from grounded.answering.writer import (
     ABSTAIN_TEXT,
     build_messages,
@@ -588,7 +588,8 @@ def _listed(words: Sequence[str]) -> str:
 
 
 def _closest(pool: EvidencePool) -> AnswerSentence | None:
-    best = pool.closest()
+    """The quotable evidence sentence closest to the question (shown beside an abstention), if any."""
+    best = best_quote(pool, pool.question_similarity)
     if best is None:
         return None
     return AnswerSentence(pool.sentence(best), (pool.owners[best],), quoted=True, support=1.0)

@@ -15,13 +15,16 @@
 1. a sentence that states no fact (a refusal, a question back, an offer of help) is dropped;
 2. a fragment is dropped: it ends on a function word or leaves a bracket open
    (:func:`~grounded.checks.looks_cut_off`), or it is the last sentence of a draft that
-   ``max_new_tokens`` cut off and it does not end on ``.``, ``!`` or ``?``;
+   ``max_new_tokens`` cut off and it does not end on ``.``, ``!`` or ``?``; so is what is no
+   sentence at all: a heading, code or grammar copied from the evidence, a list's intro
+   (:func:`~grounded.checks.looks_like_prose`);
 3. cheap lexical pre-filter: a number or name missing from the cited passages, or fewer than
    :data:`PREFILTER_WORD_SUPPORT` of its content words in them, fails without running the model;
 4. the checker scores it against its cited passages (an uncited sentence: against each passage,
    the best one becomes its citation); it is kept when the score reaches the model's threshold;
 5. an unsupported sentence is replaced by the evidence sentence closest to it and the question,
-   quoted verbatim, when the gate says that quote addresses the question; else dropped.
+   quoted verbatim, when that sentence is prose (:func:`is_quotable`) and the gate says it
+   addresses the question; else dropped.
 
 Relevance (``answer.relevance``): the gate scores each kept sentence alone against the question
 (does this sentence answer it?). ``answer`` (default) abstains unless one kept sentence does, so a
@@ -43,18 +46,20 @@ import numpy as np
 
 from grounded.answering.evidence import EvidencePool
 from grounded.answering.types import AnswerSentence
-from grounded.answering.verify import SupportCheck, check_support
-from grounded.checks import AnswerabilityGate, EntailmentChecker, is_claim, looks_cut_off
+from grounded.answering.verify import SupportCheck, best_quote, check_support, is_quotable
+from grounded.checks import AnswerabilityGate, EntailmentChecker, is_claim, looks_cut_off, looks_like_prose
 from grounded.config import AnswerSettings
 from grounded.errors import ConfigError
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import STOPWORDS, content_terms
 
 __all__ = [
+    "FALLBACK",
     "PREFILTER_WORD_SUPPORT",
     "Checks",
     "GateFinding",
     "SentenceFinding",
+    "best_answering_quote",
     "gate_evidence",
     "is_fragment",
     "load_checks",
@@ -99,6 +104,7 @@ class Checks:
                 "model": self.checker.fingerprint,
                 "support_threshold": round(self.checker.threshold, 6),
                 "gate_threshold": round(self.gate.threshold, 6),
+                "relevance_threshold": round(self.gate.relevance_threshold, 6),
             }
         if self.warning:
             out["warning"] = self.warning
@@ -183,7 +189,9 @@ def verify_checked(
     quoted: set[int] = set()
 
     def relevance(sentence: str) -> float:
-        return float(gate.decide(question, [sentence]).probability)
+        return round(gate.relevance(question, sentence), 6)
+
+    addresses = gate.relevance_threshold
 
     for n, ((text, ids), vector) in enumerate(zip(generated, vectors, strict=True)):
         if len(kept) >= settings.max_sentences:
@@ -193,6 +201,9 @@ def verify_checked(
             continue
         if is_fragment(text, n, len(generated), truncated):
             findings.append(SentenceFinding(text, ids, "dropped: cut off"))
+            continue
+        if not looks_like_prose(text):
+            findings.append(SentenceFinding(text, ids, "dropped: not a sentence (a heading, code or a list intro)"))
             continue
         candidates = [ids] if ids else [(cid,) for cid in all_ids]
         best: tuple[float, tuple[int, ...], SupportCheck] | None = None
@@ -214,7 +225,7 @@ def verify_checked(
                 )
                 continue
             r = relevance(text)  # scored under every policy: --explain and the trace show it
-            if settings.relevance == "sentence" and r < gate.threshold:
+            if settings.relevance == "sentence" and r < addresses:
                 findings.append(
                     SentenceFinding(text, cited, "dropped: does not address the question", round(p, 4), round(r, 4),
                                     lexical.word_support)
@@ -225,15 +236,14 @@ def verify_checked(
             findings.append(SentenceFinding(text, cited, "kept", round(p, 4), round(r, 4), lexical.word_support))
             continue
         # Unsupported: the evidence sentence closest to it and to the question, if that answers the question.
-        score = pool.vectors @ vector + pool.question_similarity
-        i = int(np.argmax(score))
-        quote = pool.sentence(i)
+        # A heading ('The "return" statement ****'), code or a fragment is never quoted as an answer.
+        best_i = best_quote(pool, pool.vectors @ vector + pool.question_similarity)
+        i = -1 if best_i is None else best_i
+        quote = pool.sentence(i) if best_i is not None else ""
         quote_key = " ".join(sorted(content_terms(quote)))
-        # A heading ('The "return" statement ****') or a fragment is never quoted as an answer.
-        words = re.findall(r"[A-Za-z]{2,}", quote)
-        quotable = i not in quoted and quote_key not in seen and not looks_cut_off(quote) and len(words) >= 5
+        quotable = best_i is not None and i not in quoted and quote_key not in seen
         rq = relevance(quote) if quotable else None
-        if rq is not None and rq >= gate.threshold:
+        if rq is not None and rq >= addresses:
             quoted.add(i)
             seen.add(quote_key)
             kept.append((AnswerSentence(quote, (pool.owners[i],), quoted=True, support=1.0), rq))
@@ -249,7 +259,16 @@ def verify_checked(
             findings.append(
                 SentenceFinding(text, cited, f"dropped: {why}", round(p, 4), _round(rq), lexical.word_support)
             )
-    if settings.relevance == "answer" and kept and max(r for _, r in kept) < gate.threshold:
+    if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
+        # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
+        # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.
+        fallback = best_answering_quote(question, pool, gate, exclude=quoted, seen=seen)
+        if fallback is not None:
+            i, r = fallback
+            kept = kept[: settings.max_sentences - 1]
+            kept.append((AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0), r))
+            findings.append(SentenceFinding(pool.sentence(i), (pool.owners[i],), FALLBACK, None, round(r, 4), 1.0))
+    if settings.relevance == "answer" and kept and max(r for _, r in kept) < addresses:
         # Every kept sentence is true of its source, but none answers the question: no answer.
         findings = [
             replace_decision(f, "dropped: no kept sentence addresses the question")
@@ -259,6 +278,38 @@ def verify_checked(
         ]
         return [], findings
     return [s for s, _ in kept], findings
+
+
+FALLBACK = "quoted: the evidence sentence that best answers the question"
+"""The decision of :func:`best_answering_quote`'s sentence, when no drafted sentence answered."""
+
+
+def best_answering_quote(
+    question: str,
+    pool: EvidencePool,
+    gate: AnswerabilityGate,
+    *,
+    exclude: set[int] = set(),  # noqa: B006 (read only)
+    seen: set[str] = set(),  # noqa: B006 (read only)
+    candidates: int = 5,
+) -> tuple[int, float] | None:
+    """``(sentence index, relevance)`` of the evidence sentence that best answers ``question``: of the
+    ``candidates`` quotable sentences (:func:`~grounded.answering.verify.is_quotable`) closest to the
+    question, the one the gate's model scores highest, if that reaches its relevance threshold."""
+    best: tuple[int, float] | None = None
+    tried = 0
+    for i in np.argsort(-pool.question_similarity, kind="stable"):
+        i = int(i)
+        sentence = pool.sentence(i)
+        if i in exclude or " ".join(sorted(content_terms(sentence))) in seen or not is_quotable(sentence):
+            continue
+        r = gate.relevance(question, sentence)
+        if r >= gate.relevance_threshold and (best is None or r > best[1]):
+            best = (i, r)
+        tried += 1
+        if tried >= candidates:
+            break
+    return best
 
 
 def missing_terms(question: str, pool: EvidencePool) -> tuple[str, ...]:

@@ -10,22 +10,27 @@ An unsupported sentence is replaced by the evidence sentence that best matches b
 question, quoted verbatim with its citation, or dropped when that quote is already in the
 answer or is not about the question. A sentence without a citation gets the passage that
 supports it, if one does.
+
+What is no sentence at all is never kept and never quoted (:func:`is_quotable`): a heading with
+its underline, code or grammar, a list's intro line (``... defined with:``). Word overlap cannot
+tell them apart from an answer, since every word of a copied heading is in its source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from grounded.answering.evidence import EvidencePool
 from grounded.answering.types import AnswerSentence
+from grounded.checks import looks_cut_off, looks_like_prose
 from grounded.config import AnswerSettings
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import content_terms, key_terms
 
-__all__ = ["SupportCheck", "check_support", "verify"]
+__all__ = ["SupportCheck", "best_quote", "check_support", "is_quotable", "verify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,21 @@ def check_support(
     return SupportCheck(round(share, 4), missing, round(similarity, 4), supported)
 
 
+def is_quotable(sentence: str) -> bool:
+    """Whether an evidence sentence may stand in an answer as a verbatim quote: prose of at least five
+    words (no heading, code or grammar, :func:`~grounded.checks.looks_like_prose`), not cut off."""
+    return looks_like_prose(sentence, min_words=5) and not looks_cut_off(sentence)
+
+
+def best_quote(pool: EvidencePool, score: np.ndarray) -> int | None:
+    """The index of the quotable evidence sentence (:func:`is_quotable`) with the highest ``score``
+    (ties: the earliest); ``None`` when there is none."""
+    for i in np.argsort(-score, kind="stable"):
+        if is_quotable(pool.sentence(int(i))):
+            return int(i)
+    return None
+
+
 def verify(
     generated: Sequence[tuple[str, tuple[int, ...]]],
     pool: EvidencePool,
@@ -76,7 +96,9 @@ def verify(
     all_ids = [c.id for c in pool.citations]
     for (text, ids), vector in zip(generated, vectors, strict=True):
         check = check_support(text, vector, ids, pool, settings)
-        if not check.supported and not ids:
+        if check.supported and not looks_like_prose(text):
+            check = replace(check, supported=False)  # a copied heading or code line: every word is in the source
+        if not check.supported and not ids and looks_like_prose(text):
             # An uncited sentence keeps its place when a passage supports it (the first that does).
             for cid in all_ids:
                 alt = check_support(text, vector, (cid,), pool, settings)
@@ -91,8 +113,8 @@ def verify(
                 kept.append(AnswerSentence(text, ids, quoted=False, support=check.word_support))
         else:
             score = pool.vectors @ vector + pool.question_similarity
-            best = int(np.argmax(score))
-            if best in quoted or pool.question_similarity[best] < settings.min_evidence_similarity:
+            best = best_quote(pool, score)
+            if best is None or best in quoted or pool.question_similarity[best] < settings.min_evidence_similarity:
                 continue
             quoted.add(best)
             quote = pool.sentence(best)

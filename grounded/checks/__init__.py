@@ -29,6 +29,7 @@ from grounded.checks.checker import (
     SupportScore,
     is_claim,
     looks_cut_off,
+    looks_like_prose,
 )
 from grounded.checks.model import CrossEncoder
 from grounded.checks.recipe import Recipe
@@ -44,4 +45,5 @@ __all__ = [
     "active_model_dir",
     "is_claim",
     "looks_cut_off",
+    "looks_like_prose",
 ]

@@ -21,19 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-from grounded.checks.lexical import Combination, claim_features
+from grounded.checks.lexical import Combination, claim_features, question_features
 from grounded.checks.model import CrossEncoder
 from grounded.checks.store import active_model_dir
 from grounded.checks.text import evidence_window, passage_windows, split_sentences
 
 __all__ = [
+    "AGGREGATIONS",
     "AnswerabilityGate",
     "EntailmentChecker",
     "GateDecision",
     "SupportScore",
+    "aggregate",
+    "claim_scores",
     "gate_score",
     "is_claim",
     "looks_cut_off",
+    "looks_like_prose",
     "response_scores",
     "shared_model",
 ]
@@ -107,6 +111,24 @@ def looks_cut_off(sentence: str) -> bool:
     return not text or last in _DANGLING or opened
 
 
+_MARKUP = re.compile(r"\*{3,}|={3,}|-{3,}|~{3,}|\^{3,}|#{3,}|::=|^\s*(?:>>>|\$ |def |class |return\b)")
+
+
+def looks_like_prose(sentence: str, *, min_words: int = 3) -> bool:
+    """False for what is not a sentence a reader can be told: a heading and its underline
+    (``Lambdas *******``), grammar or code (``lambda_expr ::= ...``, ``def <lambda>(parameters):``), a
+    line that only introduces what follows (ends with ``:``), fewer than ``min_words`` words, or more
+    symbols than letters. Such text is never kept as an answer sentence nor quoted as one."""
+    text = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]\s*$", "", sentence.strip())  # a trailing citation "[1]"
+    if not text or _MARKUP.search(text) or text.rstrip().endswith(":"):
+        return False
+    if len(re.findall(r"[A-Za-z]{2,}", text)) < min_words:
+        return False
+    letters = sum(c.isalpha() for c in text)
+    visible = sum(not c.isspace() for c in text)
+    return letters >= 0.6 * visible
+
+
 @functools.cache
 def shared_model(directory: str | None = None, quantize: bool = True) -> CrossEncoder:
     """One :class:`CrossEncoder` per (directory, quantization) in this process (the active model by default)."""
@@ -145,6 +167,8 @@ class EntailmentChecker:
         thresholds = stored["thresholds"] if stored else model.meta["thresholds"]
         self.threshold = float(thresholds["support"] if threshold is None else threshold)
         self.response_threshold = float(thresholds.get("response", self.threshold))
+        self.aggregation = str(stored.get("aggregation", "min")) if stored else "min"
+        """How a whole response's claim scores are aggregated (:data:`AGGREGATIONS`), chosen on dev responses."""
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> EntailmentChecker:
@@ -177,11 +201,13 @@ class EntailmentChecker:
         return SupportScore(round(p, 6), p >= self.threshold, window, cut)
 
     def response_score(self, response: str, passages: Sequence[str]) -> float:
-        """A whole response: the lowest support of its sentences (1.0 when it has none)."""
-        return float(response_scores(self.model, [(response, tuple(passages))], self.combination)[0])
+        """A whole response: its claims' support aggregated as the model's calibration chose
+        (:attr:`aggregation`: the lowest, or the mean; 1.0 when it makes no claim)."""
+        scores = claim_scores(self.model, [(response, tuple(passages))], self.combination)[0]
+        return aggregate(scores, self.aggregation)
 
     def faithful(self, response: str, passages: Sequence[str]) -> bool:
-        """Whether every sentence of ``response`` is supported (at the response threshold)."""
+        """Whether ``response`` is supported as a whole (its score at the response threshold)."""
         return self.response_score(response, passages) >= self.response_threshold
 
 
@@ -200,33 +226,80 @@ def _support(
     return np.asarray(combined, dtype=np.float32)
 
 
-def response_scores(
+AGGREGATIONS = ("min", "mean")
+"""How a response's claim scores become its score: ``min`` (every claim must hold) or ``mean`` (the share
+of the response that holds; several unsupported sentences weigh more than one). Chosen per model on its
+dev responses (:func:`~grounded.checks.train.calibrate`)."""
+
+
+def aggregate(scores: np.ndarray, how: str = "min") -> float:
+    """A response's score from its claims' scores (1.0 for a response that makes no claim)."""
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregation {how!r} is not one of {AGGREGATIONS}")
+    if not len(scores):
+        return 1.0
+    return float(scores.min() if how == "min" else scores.mean())
+
+
+def claim_scores(
     model: CrossEncoder,
     responses: Sequence[tuple[str, Sequence[str]]],
     combination: Combination | None = None,
-) -> np.ndarray:
-    """Min over each response's claims (:func:`is_claim`) of their support probability (one
-    model call per claim, combined with the lexical features when ``combination`` is given;
-    1.0 for a response that makes no claim); a fragment scores 0."""
-    out = np.ones(len(responses), dtype=np.float32)
-    for i, (text, passages) in enumerate(responses):
+) -> list[np.ndarray]:
+    """Each response's claims (:func:`is_claim`) scored against its passages: one model call per claim,
+    combined with the lexical features when ``combination`` is given; a fragment scores 0."""
+    out: list[np.ndarray] = []
+    for text, passages in responses:
         sentences = [s for s in split_sentences(text) if is_claim(s)]
         if not sentences:
+            out.append(np.zeros(0, dtype=np.float32))
             continue
         windows = [evidence_window(s, list(passages)) for s in sentences]
         scores = _support(model, sentences, windows, combination)
         scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
-        out[i] = float(scores.min())
+        out.append(scores)
     return out
+
+
+def response_scores(
+    model: CrossEncoder,
+    responses: Sequence[tuple[str, Sequence[str]]],
+    combination: Combination | None = None,
+    aggregation: str = "min",
+) -> np.ndarray:
+    """Each response's score: its claims' scores (:func:`claim_scores`) aggregated (:func:`aggregate`)."""
+    scores = claim_scores(model, responses, combination)
+    return np.asarray([aggregate(s, aggregation) for s in scores], dtype=np.float32)
 
 
 class AnswerabilityGate:
     """Decides from a question and its top evidence whether the sources hold an answer
-    (replaces the single similarity threshold ``answer.min_evidence_similarity``)."""
+    (replaces the single similarity threshold ``answer.min_evidence_similarity``).
 
-    def __init__(self, model: CrossEncoder, *, threshold: float | None = None) -> None:
+    The model's probability (best window) is combined with two lexical features of the question
+    against all the passages (:func:`~grounded.checks.lexical.question_features`) when the model's
+    calibration has a gate combination and ``combine`` is true; ``threshold`` is the combination's
+    (chosen on dev questions), :attr:`relevance_threshold` the model's own (for one sentence)."""
+
+    def __init__(
+        self,
+        model: CrossEncoder,
+        *,
+        threshold: float | None = None,
+        relevance_threshold: float | None = None,
+        combine: bool = True,
+    ) -> None:
         self.model = model
-        self.threshold = float(model.meta["thresholds"]["answerable"] if threshold is None else threshold)
+        calibration = model.meta.get("combination") or {}
+        stored = calibration.get("gate") if combine else None
+        self.combination: Combination | None = Combination.from_json(stored) if stored else None
+        # The model alone: the calibration's threshold (chosen again whenever its dev questions change)
+        # over the training run's.
+        alone = calibration.get("thresholds", {}).get("answerable", model.meta["thresholds"]["answerable"])
+        self.relevance_threshold = float(alone if relevance_threshold is None else relevance_threshold)
+        """The model's own threshold: does one sentence answer the question (no lexical features)."""
+        chosen = stored["threshold"] if stored else alone
+        self.threshold = float(chosen if threshold is None else threshold)
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> AnswerabilityGate:
@@ -244,9 +317,17 @@ class AnswerabilityGate:
     def decide(self, question: str, passages: Sequence[str]) -> GateDecision:
         """The gate's decision on ``question``: the best of its scores against each window of
         ``passages`` (:func:`~grounded.checks.text.passage_windows`, at most 12 windows: pass the
-        top passages, best first), with the window that scored best."""
+        top passages, best first), with the window that scored best, combined with the question's
+        lexical features when the gate has a combination."""
         p, window = gate_score(self.model, question, passages)
+        if self.combination is not None:
+            p = self.combination.probability(p, question_features(question, passages))
         return GateDecision(round(p, 6), p >= self.threshold, window)
+
+    def relevance(self, question: str, sentence: str) -> float:
+        """The model's probability that ``sentence`` alone answers ``question`` (compare with
+        :attr:`relevance_threshold`): a true sentence beside the question scores low."""
+        return gate_score(self.model, question, [sentence])[0]
 
 
 def gate_score(model: CrossEncoder, question: str, passages: Sequence[str]) -> tuple[float, str]:

@@ -37,6 +37,7 @@ __all__ = [
     "Task",
     "balance",
     "claim_pairs",
+    "far_passage",
     "gate_pairs",
     "neighbours",
     "pseudo_question",
@@ -194,7 +195,8 @@ def synthetic_pairs(
 
     Gate pairs: a pseudo-question of one sentence is answerable from its passage, and not from
     the same passage with that sentence (and every other holding the answer) removed, nor from
-    the nearest other passage when that one lacks the answer.
+    the nearest other passage when that one lacks the answer, nor from a passage far away in the
+    corpus (off topic, as a question outside the knowledge base meets its retrieved passages).
     """
     near = neighbours(passages)
     for i, p in enumerate(passages):
@@ -226,6 +228,15 @@ def synthetic_pairs(
         if answer not in other.text:
             window = evidence_window(question, [other.text])
             yield Pair("answerable", question, window, 0, "neighbour_passage", p.pid, source)
+        far = passages[far_passage(i, len(passages))]
+        if answer not in far.text:
+            yield Pair("answerable", question, evidence_window(question, [far.text]), 0, "off_topic", p.pid, source)
+
+
+def far_passage(i: int, count: int) -> int:
+    """The passage an off-topic question is asked of: half the corpus away from passage ``i``
+    (a question the knowledge base was never meant to answer, whose retrieved passages are beside it)."""
+    return (i + max(1, count // 2)) % count
 
 
 def pseudo_case(
@@ -239,7 +250,8 @@ def pseudo_case(
 
 def synthetic_gate_cases(passages: Sequence[Passage], *, source: str, seed: int = 0) -> Iterator[GateCase]:
     """Question-level gate cases from passages alone: a pseudo-question is answerable from its
-    passage (1) and not from the nearest other passage when that lacks the answer (0)."""
+    passage (1) and not from the nearest other passage when that lacks the answer, nor from a far
+    one (off topic) (0)."""
     near = neighbours(passages)
     for i, p in enumerate(passages):
         rng = rng_for(seed, source, "case", p.pid)
@@ -252,6 +264,9 @@ def synthetic_gate_cases(passages: Sequence[Passage], *, source: str, seed: int 
         yield GateCase(question, (p.text,), 1, "pseudo_question", p.pid)
         if answer not in other.text:
             yield GateCase(question, (other.text,), 0, "neighbour_passage", p.pid)
+        far = passages[far_passage(i, len(passages))]
+        if answer not in far.text:
+            yield GateCase(question, (far.text,), 0, "off_topic", p.pid)
 
 
 @dataclass(frozen=True, slots=True)

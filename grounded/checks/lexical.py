@@ -9,6 +9,10 @@ is trained, never on a test file) adds to the model's logit:
 * ``word_share``: the share of the claim's content words found in the passages;
 * ``missing_numbers``: numbers of the claim that no passage contains (a swapped figure);
 * ``missing_names``: capitalised words inside the claim that no passage contains.
+
+The gate has its own combination (:func:`question_features`): a question whose words, names and
+numbers the top passages do not hold at all ("Who won the 1998 FIFA World Cup?" asked of the
+Python reference) is unanswerable there whatever a small model reads into the window.
 """
 
 from __future__ import annotations
@@ -22,9 +26,39 @@ import numpy as np
 
 from grounded.checks.text import STOPWORDS, content_words, words
 
-__all__ = ["FEATURES", "Combination", "claim_features", "fit_combination", "logit"]
+__all__ = [
+    "FEATURES",
+    "GATE_FEATURES",
+    "Combination",
+    "claim_features",
+    "fit_combination",
+    "logit",
+    "question_features",
+]
 
 FEATURES = ("logit", "word_share", "missing_numbers", "missing_names")
+GATE_FEATURES = ("logit", "question_word_share", "missing_terms")
+_QUESTION_WORDS = frozenset(
+    [
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "does",
+        "do",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+    ]
+)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -52,6 +86,21 @@ def claim_features(claim: str, passages: Sequence[str]) -> tuple[float, float, f
     return share, float(min(missing_numbers, 3)), float(min(missing_names, 3))
 
 
+def question_features(question: str, passages: Sequence[str]) -> tuple[float, float]:
+    """``(word_share, missing_terms)`` of ``question`` against all of ``passages``: the share of its
+    content words they hold, and how many of its names and numbers (capitalised words after the first,
+    digits) none of them holds (at most 3)."""
+    joined = " ".join(passages)
+    have = content_words(joined)
+    wanted = {w for w in content_words(question) if w not in _QUESTION_WORDS}
+    share = len(wanted & have) / len(wanted) if wanted else 1.0
+    lower = {w.lower() for w in words(joined)} | _numbers(joined)
+    tokens = words(question)
+    terms = {w for w in tokens[1:] if w[:1].isupper() and w.lower() not in STOPWORDS} | _numbers(question)
+    missing = sum(1 for w in terms if w.lower() not in lower)
+    return share, float(min(missing, 3))
+
+
 @dataclass(frozen=True, slots=True)
 class Combination:
     """A logistic combination of the model's logit and the lexical features (one weight each, and a bias)."""
@@ -59,13 +108,13 @@ class Combination:
     weights: tuple[float, ...]
     bias: float
 
-    def probability(self, p_model: float, features: tuple[float, float, float]) -> float:
+    def probability(self, p_model: float, features: Sequence[float]) -> float:
         z = self.bias + self.weights[0] * logit(p_model)
         z += sum(w * f for w, f in zip(self.weights[1:], features, strict=True))
         return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
 
-    def to_json(self) -> dict[str, object]:
-        return {"features": list(FEATURES), "weights": [round(w, 6) for w in self.weights], "bias": round(self.bias, 6)}
+    def to_json(self, names: Sequence[str] = FEATURES) -> dict[str, object]:
+        return {"features": list(names), "weights": [round(w, 6) for w in self.weights], "bias": round(self.bias, 6)}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Combination:
@@ -75,7 +124,7 @@ class Combination:
 
 
 def fit_combination(
-    p_model: Sequence[float], features: Sequence[tuple[float, float, float]], labels: Sequence[int], *, l2: float = 1.0
+    p_model: Sequence[float], features: Sequence[Sequence[float]], labels: Sequence[int], *, l2: float = 1.0
 ) -> Combination:
     """Logistic regression (L2, Newton steps, deterministic) of ``labels`` on the model's logit
     and the lexical features, classes weighted equally."""

@@ -224,8 +224,9 @@ class Response:
 
 
 def mtrag_responses(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = frozenset()) -> Iterator[Response]:
-    """Reference answers (faithful) and the same answers with one sentence made unfaithful
-    (a rewrite from :mod:`perturb` or a sentence of another conversation's answer added)."""
+    """Reference answers (faithful) and the same answers made unfaithful: one sentence rewritten by
+    :mod:`perturb`, a sentence of another conversation's answer added, or 2-3 sentences of related
+    answers added (a paragraph of knowledge the passages do not hold, as LLM answers often add)."""
     tasks = [t for t in _tasks(data, exclude_docs) if _label(t) in {"ANSWERABLE", "PARTIAL"} and t.get("targets")]
     for i, task in enumerate(tasks):
         rng = rng_for(seed, "mtrag-response", task["task_id"])
@@ -247,6 +248,27 @@ def mtrag_responses(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] =
         if other:
             added = rng.choice(other)
             yield Response(" ".join([*sentences, added]), passages, 0, "added_sentence", group)
+        # Like many unfaithful LLM answers: the answer, then a paragraph of related knowledge that the
+        # passages do not hold (sentences of the same conversation's other answers, else a neighbour's).
+        if knowledge := _related_knowledge(task, tasks, i, passages, rng):
+            yield Response(" ".join([*sentences, *knowledge]), passages, 0, "knowledge_added", group)
+
+
+def _related_knowledge(
+    task: dict[str, Any], tasks: list[dict[str, Any]], i: int, passages: tuple[str, ...], rng: Any
+) -> list[str]:
+    """2-3 sentences of other answers of ``task``'s conversation (or of the next tasks) that its own
+    passages do not contain: on-topic knowledge the passages do not support."""
+    joined = " ".join(passages)
+    own = set(split_sentences(task["targets"][0]["text"]))
+    same = [t for t in tasks if t["conversation_id"] == task["conversation_id"] and t is not task]
+    nearby = same + [tasks[(i + k) % len(tasks)] for k in (1, 2)]
+    pool: list[str] = []
+    for t in nearby:
+        for s in split_sentences(t["targets"][0]["text"]):
+            if len(s.split()) >= 6 and s not in own and s not in joined and s not in pool:
+                pool.append(s)
+    return rng.sample(pool, min(len(pool), rng.choice((2, 3)))) if len(pool) >= 2 else []
 
 
 def passages_pairs(passages: list[Passage], *, source: str, seed: int = 0, claims_per_passage: int = 1) -> list[Pair]:
@@ -256,7 +278,9 @@ def passages_pairs(passages: list[Passage], *, source: str, seed: int = 0, claim
 
 def synthetic_responses(passages: list[Passage], *, seed: int = 0) -> Iterator[Response]:
     """Responses made of 2-3 consecutive sentences of a passage (faithful), and the same with
-    one sentence rewritten by a rule of :mod:`perturb` or replaced by the next passage's (not)."""
+    one sentence rewritten by a rule of :mod:`perturb`, one sentence of the next passage added, or 2-3
+    sentences of the nearest other passage added (not)."""
+    neighbour = [j if j >= 0 else (i + 1) % len(passages) for i, j in enumerate(neighbours(passages))]
     for i, p in enumerate(passages):
         rng = rng_for(seed, "synthetic-response", p.pid)
         sentences = [s for s in split_sentences(p.text) if 5 <= len(s.split()) <= 60]
@@ -275,3 +299,8 @@ def synthetic_responses(passages: list[Passage], *, seed: int = 0) -> Iterator[R
         other = [s for s in split_sentences(passages[(i + 1) % len(passages)].text) if len(s.split()) >= 5]
         if other:
             yield Response(" ".join([*chosen, rng.choice(other)]), (p.text,), 0, "added_sentence", p.pid)
+        # Several sentences of the nearest other passage added (related knowledge this passage lacks).
+        near = [s for s in split_sentences(passages[neighbour[i]].text) if len(s.split()) >= 5 and s not in p.text]
+        if len(near) >= 2:
+            added = rng.sample(near, min(len(near), rng.choice((2, 3))))
+            yield Response(" ".join([*chosen, *added]), (p.text,), 0, "knowledge_added", p.pid)

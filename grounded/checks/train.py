@@ -28,9 +28,11 @@ from grounded.checks.model import META_FILE, MODEL_FILE, TASKS, TOKENIZER_FILES,
 from grounded.checks.recipe import PairSet, Recipe, build_pairs
 from grounded.checks.store import activate, model_dir
 
-__all__ = ["TrainResult", "calibrate", "evaluate", "fingerprint", "train"]
+__all__ = ["TrainResult", "calibrate", "calibrate_gate", "evaluate", "fingerprint", "train"]
 
-SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage"})
+SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage", "off_topic"})
+CALIBRATION_VERSION = 2
+"""Bumped when :func:`calibrate` chooses differently; a model calibrated by an older one is calibrated again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +176,10 @@ def _pair_figures(model: CrossEncoder, pairs: list[Pair], task: str, threshold: 
     return out
 
 
-def _case_figures(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
+def _case_figures(model: CrossEncoder, pairs: PairSet, scored: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """The gate on whole questions (best window of their passages): threshold on dev, figures on
-    dev and test, and per kind the share decided right (answer rate / abstention rate)."""
+    dev and test, and per kind the share decided right (answer rate / abstention rate).
+    ``scored``: the cases' scores by split (e.g. combined with lexical features); default the model's."""
     from grounded.checks.checker import gate_score
     from grounded.checks.metrics import auc, balanced_accuracy, best_threshold, recall
 
@@ -185,7 +188,7 @@ def _case_figures(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
     for split, cases in (("dev", pairs.dev_cases), ("test", pairs.test_cases)):
         if not cases:
             continue
-        scores = [gate_score(model, c.question, c.passages)[0] for c in cases]
+        scores = scored[split] if scored is not None else [gate_score(model, c.question, c.passages)[0] for c in cases]
         labels = [c.answerable for c in cases]
         if split == "dev":
             # Chosen on real questions (ClapNQ, MT-RAG) when there are any: pseudo-questions
@@ -211,6 +214,30 @@ def _case_figures(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
             "by_kind": by_kind,
         }
     return out
+
+
+def calibrate_gate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
+    """The gate's calibration on the dev questions: the model alone (its threshold, for one
+    sentence's relevance) and its combination with the question's lexical features
+    (:func:`~grounded.checks.lexical.question_features`, weights fitted on every dev case, the
+    threshold on the real dev questions when there are any); figures on test."""
+    from grounded.checks.checker import gate_score
+    from grounded.checks.lexical import GATE_FEATURES, fit_combination, question_features
+
+    model_scores: dict[str, list[float]] = {}
+    features: dict[str, list[tuple[float, float]]] = {}
+    for split, cases in (("dev", pairs.dev_cases), ("test", pairs.test_cases)):
+        model_scores[split] = [gate_score(model, c.question, c.passages)[0] for c in cases]
+        features[split] = [question_features(c.question, c.passages) for c in cases]
+    alone = _case_figures(model, pairs, model_scores)
+    combination = fit_combination(model_scores["dev"], features["dev"], [c.answerable for c in pairs.dev_cases])
+    combined = {
+        split: [combination.probability(p, f) for p, f in zip(model_scores[split], features[split], strict=True)]
+        for split in model_scores
+    }
+    figures = _case_figures(model, pairs, combined)
+    gate = {**combination.to_json(GATE_FEATURES), "threshold": figures["dev"]["threshold"], "figures": figures}
+    return {"alone": alone, "gate": gate}
 
 
 def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
@@ -266,11 +293,13 @@ def _combined_scores(model: CrossEncoder, combination: Any, pairs: list[Pair]) -
 
 
 def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
-    """The checker's combination of the model's logit with the lexical features
-    (:mod:`grounded.checks.lexical`): weights fitted on the dev support pairs, the pair
-    threshold on them, the response threshold on the dev responses; figures on test.
-    Nothing here reads a test file."""
-    from grounded.checks.checker import response_scores
+    """Everything chosen after training, on dev data (the weights stay): the checker's combination of
+    the model's logit with the lexical features (:mod:`grounded.checks.lexical`), its weights fitted
+    on the dev support pairs and the pair threshold on them; the response aggregation (min or mean of
+    the claims) and threshold on the dev responses; the gate's threshold on the dev questions. Figures
+    on test. Nothing here reads a test file. Stored as ``combination`` in ``checks.json`` with the
+    digest of the responses and questions it was chosen on."""
+    from grounded.checks.checker import AGGREGATIONS, aggregate, claim_scores, response_scores
     from grounded.checks.lexical import claim_features, fit_combination
     from grounded.checks.metrics import auc, balanced_accuracy, best_threshold
 
@@ -296,29 +325,64 @@ def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
             "balanced_accuracy": round(balanced_accuracy(labels, [int(x >= support_threshold) for x in scores]), 4),
         }
     if pairs.dev_responses:
+        # The response aggregation and its threshold, chosen together on the dev responses (ties: min).
         labels = [r.faithful for r in pairs.dev_responses]
-        scores_r = response_scores(model, [(r.text, r.passages) for r in pairs.dev_responses], combination)
-        threshold, ba = best_threshold(labels, scores_r)
+        claims = claim_scores(model, [(r.text, r.passages) for r in pairs.dev_responses], combination)
+        by_how: dict[str, tuple[float, float, list[float]]] = {}
+        for how in AGGREGATIONS:
+            scores_r = [aggregate(c, how) for c in claims]
+            threshold, ba = best_threshold(labels, scores_r)
+            by_how[how] = (ba, threshold, scores_r)
+        how = max(AGGREGATIONS, key=lambda h: (round(by_how[h][0], 4), h == "min"))
+        ba, threshold, scores_r = by_how[how]
+        out["aggregation"] = how
         out["thresholds"]["response"] = round(threshold, 4)
-        figures["response"] = {"dev": {"auc": round(auc(labels, scores_r), 4), "balanced_accuracy": round(ba, 4)}}
+        figures["response"] = {
+            "dev": {"auc": round(auc(labels, scores_r), 4), "balanced_accuracy": round(ba, 4)},
+            "dev_by_aggregation": {h: round(v[0], 4) for h, v in by_how.items()},
+            "dev_by_kind": _recall_by_kind(pairs.dev_responses, scores_r, threshold),
+        }
         if pairs.test_responses:
             labels = [r.faithful for r in pairs.test_responses]
-            scores_r = response_scores(model, [(r.text, r.passages) for r in pairs.test_responses], combination)
+            scores_r = list(
+                response_scores(model, [(r.text, r.passages) for r in pairs.test_responses], combination, how)
+            )
             figures["response"]["test"] = {
                 "auc": round(auc(labels, scores_r), 4),
                 "balanced_accuracy": round(balanced_accuracy(labels, [int(x >= threshold) for x in scores_r]), 4),
             }
     else:
         out["thresholds"]["response"] = out["thresholds"]["support"]
+    if pairs.dev_cases and len({c.answerable for c in pairs.dev_cases}) == 2:
+        gate = calibrate_gate(model, pairs)
+        out["thresholds"]["answerable"] = gate["alone"]["dev"]["threshold"]
+        figures["gate_model_alone"] = gate["alone"]
+        out["gate"] = gate["gate"]
     out["figures"] = figures
+    out["digest"] = pairs.calibration_digest()
+    out["version"] = CALIBRATION_VERSION
+    return out
+
+
+def _recall_by_kind(responses: list[Any], scores: list[float], threshold: float) -> dict[str, float]:
+    """Per kind of dev response, the share decided right at ``threshold``."""
+    out: dict[str, float] = {}
+    for kind in sorted({r.kind for r in responses}):
+        idx = [i for i, r in enumerate(responses) if r.kind == kind]
+        right = [int(scores[i] >= threshold) == responses[i].faithful for i in idx]
+        out[f"{kind} ({responses[idx[0]].faithful})"] = round(sum(right) / len(right), 4)
     return out
 
 
 def _ensure_calibrated(path: Path, pairs: PairSet, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Fit the calibration (:func:`calibrate`) when the model has none, or one chosen on other dev
+    responses and questions, or by an older calibration: the weights are kept."""
     meta: dict[str, Any] = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-    if "combination" not in meta and any(p.task == "support" for p in pairs.dev):
+    stored = meta.get("combination") or {}
+    current = stored.get("digest") == pairs.calibration_digest() and stored.get("version") == CALIBRATION_VERSION
+    if not current and any(p.task == "support" for p in pairs.dev):
         meta["combination"] = calibrate(CrossEncoder(path, quantize=True, threads=threads), pairs)
-        log(f"combination with the lexical features (int8): {json.dumps(meta['combination'])}")
+        log(f"calibration (int8): {json.dumps(meta['combination'])}")
         (path / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return meta
 

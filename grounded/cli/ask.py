@@ -83,7 +83,8 @@ def _explain(trace: Mapping[str, Any], cached: bool) -> None:
     if checks.get("mode") == "model":
         console.print(
             f"  trained checks {checks.get('model')} (support threshold {checks.get('support_threshold')}, "
-            f"gate threshold {checks.get('gate_threshold')})",
+            f"gate threshold {checks.get('gate_threshold')}, answers-the-question threshold "
+            f"{checks.get('relevance_threshold')})",
             highlight=False,
             soft_wrap=True,
         )

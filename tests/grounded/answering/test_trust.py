@@ -103,18 +103,85 @@ def test_fragments_are_never_kept(kb: KnowledgeBase, checks: Checks) -> None:
 
 
 @pytest.mark.xfail(
-    reason="the default recipe's gate (pseudo-questions only) scores these 0.235 vs 0.353 and calls the 1998 World "
-    "Cup answerable from the Python reference; measured, see docs/answers.md#figures",
+    reason="the default recipe's model (pseudo-questions only) scores the answering sentence 0.148 and the one "
+    "beside the question 0.364 (c59f0e75, 2026-11-30); its gate is usable through the question's lexical features, "
+    "its judgement of one sentence is not",
     strict=False,
 )
-def test_the_default_gate_tells_an_answer_from_a_non_answer(kb: KnowledgeBase, checks: Checks) -> None:
+def test_the_default_model_tells_an_answering_sentence_from_a_non_answer(checks: Checks) -> None:
     assert checks.gate is not None
     on_topic, off_topic = (
-        checks.gate.decide(WITH_QUESTION, [s]).probability
+        checks.gate.relevance(WITH_QUESTION, s)
         for s in (EXIT_SENTENCE, "The with statement is used to wrap the execution of a block.")
     )
     assert on_topic > off_topic
-    assert engine(kb, checks, "Brazil won it. [1]").answer("Who won the 1998 FIFA World Cup final?").abstained
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who won the 1998 FIFA World Cup final?",
+        "What is the capital of Australia?",
+        "Who wrote the novel Pride and Prejudice?",
+        "How do I install numpy with pip?",
+    ],
+)
+def test_questions_the_corpus_cannot_answer_are_refused_without_writing(
+    kb: KnowledgeBase, checks: Checks, question: str
+) -> None:
+    eng = engine(kb, checks, "It is Canberra. [1]")
+    answer = eng.answer(question)
+    assert answer.abstained
+    assert answer.trace["checks"]["gate"]["answerable"] is False
+    assert eng.expert.prompts == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        WITH_QUESTION,
+        "What does the pass statement do?",
+        pytest.param(
+            "How do I leave the innermost loop early?",
+            marks=pytest.mark.xfail(
+                reason="a paraphrase: 'leave', 'innermost', 'early' are not in the break passage (word share 0.25), "
+                "and the default gate refuses it",
+                strict=False,
+            ),
+        ),
+    ],
+)
+def test_questions_the_corpus_answers_pass_the_gate(kb: KnowledgeBase, checks: Checks, question: str) -> None:
+    answer = engine(kb, checks, "").answer(question)
+    assert answer.trace["checks"]["gate"]["answerable"] is True
+
+
+def test_headings_and_code_copied_from_the_evidence_are_never_kept(kb: KnowledgeBase, checks: Checks) -> None:
+    kept, findings = judge(kb, checks, ["Lambdas ******* def <lambda>(parameters):"])
+    assert findings[0].decision.startswith("dropped: not a sentence")
+    assert all("*" not in s.text and "def <lambda>" not in s.text for s in kept)
+
+
+def test_when_no_drafted_sentence_answers_the_best_evidence_sentence_is_quoted(
+    kb: KnowledgeBase, checks: Checks
+) -> None:
+    from grounded.answering.trust import FALLBACK
+
+    assert checks.checker is not None
+    assert checks.gate is not None
+    # The mechanism, with any answering sentence accepted (relevance threshold 0): the default model's own
+    # judgement of one sentence is weak (see the xfail above), the full recipe's is what serves.
+    lenient = Checks(checks.checker, AnswerabilityGate(checks.checker.model, relevance_threshold=0.0))
+    # A draft that states nothing (so no quote replaces it sentence by sentence).
+    answer = engine(kb, lenient, "I am sorry, I cannot find that. [1]").answer(WITH_QUESTION)
+    decisions = [f["decision"] for f in answer.trace["checks"]["sentences"]]
+    assert decisions[0] == "dropped: states no fact"
+    assert decisions[-1] == FALLBACK
+    assert not answer.abstained
+    assert len(answer.sentences) == 1
+    quote = answer.sentences[0]
+    assert quote.quoted
+    assert quote.text in " ".join(answer.citations[quote.citations[0] - 1].text.split())
 
 
 def test_the_gate_abstains_without_writing_when_it_says_so(kb: KnowledgeBase, checks: Checks) -> None:
@@ -133,7 +200,7 @@ def test_the_gate_abstains_without_writing_when_it_says_so(kb: KnowledgeBase, ch
 def test_sentences_that_do_not_address_the_question_are_no_answer(kb: KnowledgeBase, checks: Checks) -> None:
     assert checks.checker is not None
     # relevance = answer with a threshold no sentence reaches: supported sentences alone are not an answer.
-    strict = Checks(checks.checker, AnswerabilityGate(checks.checker.model, threshold=1.01))
+    strict = Checks(checks.checker, AnswerabilityGate(checks.checker.model, relevance_threshold=1.01))
     hits = kb.store.view().search(WITH_QUESTION, 3)
     citations = [Citation.from_hit(i, hit, None) for i, hit in enumerate(hits, 1)]
     cited = next(c.id for c in citations if "__exit__" in c.text)

@@ -6,7 +6,7 @@ import pytest
 
 from grounded.answering.evidence import EvidencePool, build_pool
 from grounded.answering.types import Citation
-from grounded.answering.verify import check_support, verify
+from grounded.answering.verify import check_support, is_quotable, verify
 from grounded.config import AnswerSettings
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import content_terms, key_terms
@@ -90,3 +90,28 @@ def test_duplicates_are_dropped_and_length_is_capped(pool: EvidencePool, embedde
     many = [("Mount Logan is the highest mountain in Canada.", (1,)), ("It is located in southwestern Yukon.", (1,)),
             ("Insulin is a peptide hormone.", (2,))]  # fmt: skip
     assert len(verify(many, pool, embedder, AnswerSettings(max_sentences=2))[0]) == 2
+
+
+LAMBDA = (
+    'Lambdas\n*******\n\n   lambda_expr ::= "lambda" [parameter_list] ":" expression\n\n'
+    "Lambda expressions (sometimes called lambda forms) are used to create anonymous functions. "
+    "The unnamed object behaves like a function object defined with:\n\n   def <lambda>(parameters):\n"
+    "       return expression\n\nNote that functions created with lambda expressions cannot contain statements."
+)
+
+
+def test_headings_and_code_are_never_kept_nor_quoted(embedder: SentenceEmbedder) -> None:
+    # Without the trained checks, word overlap alone decides: a copied heading has every word in its source.
+    citation = Citation(1, 11, "lambda", "Lambdas", "", 0, len(LAMBDA), LAMBDA, "docs", None, 0.03)
+    question = "What is a lambda?"
+    pool = build_pool(question, [citation], embedder)
+    draft = [("Lambdas ******* def <lambda>(parameters):", (1,)), ("Lambdas are a kind of database table.", (1,))]
+    kept, checks = verify(draft, pool, embedder, AnswerSettings())
+    assert not checks[0].supported
+    assert kept, "an unsupported sentence is replaced by a quote of the evidence"
+    for sentence in kept:
+        assert sentence.quoted
+        assert is_quotable(sentence.text), sentence.text
+        assert "*" not in sentence.text
+        assert "::=" not in sentence.text
+        assert "def <lambda>" not in sentence.text

@@ -126,29 +126,47 @@ def test_scores_are_deterministic_and_batch_invariant(checker: EntailmentChecker
     assert json.loads(out.stdout.strip().splitlines()[-1]) == together.tolist()
 
 
-def test_response_score_is_the_weakest_sentence(checker: EntailmentChecker) -> None:
+def test_a_response_score_aggregates_its_claims_as_calibrated(checker: EntailmentChecker) -> None:
+    from grounded.checks.checker import aggregate
+
     good = "Belgium became independent in 1831. Leopold I was chosen as its first king."
     bad = good + " The revolution was led by Napoleon."
+    assert checker.aggregation in ("min", "mean")  # chosen on the dev responses when the model was calibrated
     assert checker.response_score(bad, [HISTORY]) < checker.response_score(good, [HISTORY])
-    assert checker.response_score(bad, [HISTORY]) == pytest.approx(
-        min(
-            checker.score(
-                [
-                    "Belgium became independent in 1831.",
-                    "Leopold I was chosen as its first king.",
-                    "The revolution was led by Napoleon.",
-                ],
-                [[HISTORY]] * 3,
-            )
-        )
-    )
+    claims = checker.score(
+        ["Belgium became independent in 1831.", "Leopold I was chosen as its first king.",
+         "The revolution was led by Napoleon."],
+        [[HISTORY]] * 3,
+    )  # fmt: skip
+    assert checker.response_score(bad, [HISTORY]) == pytest.approx(aggregate(claims, checker.aggregation))
 
 
-@pytest.mark.xfail(
-    reason="the default recipe's gate, trained on pseudo-questions only, scores 0.28 vs 0.41 here; "
-    "the full recipe (--data, real questions) gives 0.79 vs 0.23",
-    strict=False,
-)
+def test_the_calibration_is_chosen_again_when_its_dev_data_changes(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from grounded.checks.recipe import PairSet, build_pairs
+    from grounded.checks.train import _ensure_calibrated
+
+    copy = tmp_path / model_dir.name
+    shutil.copytree(model_dir, copy)
+    full = build_pairs(Recipe())
+    # A few of each, so the calibration runs in seconds.
+    pairs = PairSet(dev=[p for p in full.dev if p.task == "support"][:40], dev_responses=full.dev_responses[:30],
+                    dev_cases=full.dev_cases[:30])  # fmt: skip
+    weights = (copy / "model.safetensors").read_bytes()
+    logged: list[str] = []
+    first = _ensure_calibrated(copy, pairs, 1, logged.append)
+    assert len(logged) == 1  # another digest than the stored one: chosen again
+    assert first["combination"]["digest"] == pairs.calibration_digest()
+    assert first["combination"]["aggregation"] in ("min", "mean")
+    _ensure_calibrated(copy, pairs, 1, logged.append)
+    assert len(logged) == 1  # the same dev data: kept
+    pairs.dev_responses.pop()
+    _ensure_calibrated(copy, pairs, 1, logged.append)
+    assert len(logged) == 2
+    assert (copy / "model.safetensors").read_bytes() == weights  # the weights are never touched
+
+
 def test_gate_ranks_the_answering_passage_above_an_unrelated_one(gate: AnswerabilityGate) -> None:
     question = "What does the with statement call when the block exits?"
     answering = gate.probability(question, [WITH])

@@ -81,6 +81,24 @@ def test_demo_corpus_passages_and_default_recipe() -> None:
     assert pairs.dev_responses
     assert {p.group for p in pairs.train}.isdisjoint({p.group for p in pairs.test})
     assert pairs.digest() == build_pairs(Recipe()).digest()
+    # Off-topic questions (asked of a passage far away in the corpus) are unanswerable cases and pairs.
+    assert {"pseudo_question", "neighbour_passage", "off_topic"} <= {c.kind for c in pairs.dev_cases}
+    assert any(p.kind == "off_topic" and p.label == 0 for p in pairs.train)
+    # Unfaithful dev responses include answers with a paragraph of related knowledge added.
+    added = [r for r in pairs.dev_responses if r.kind == "knowledge_added"]
+    assert added
+    assert all(r.faithful == 0 for r in added)
+
+
+def test_the_calibration_data_does_not_decide_the_weights() -> None:
+    # Responses and questions only choose thresholds: changing them keeps the model's fingerprint
+    # (its weights are found again) and changes the calibration digest (the thresholds are chosen again).
+    pairs = build_pairs(Recipe())
+    digest, calibration = pairs.digest(), pairs.calibration_digest()
+    pairs.dev_responses.pop()
+    pairs.dev_cases.pop()
+    assert pairs.digest() == digest
+    assert pairs.calibration_digest() != calibration
 
 
 def _write_clapnq(root: Path) -> None:

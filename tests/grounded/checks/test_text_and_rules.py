@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from grounded.checks import perturb
-from grounded.checks.checker import looks_cut_off
+from grounded.checks.checker import looks_cut_off, looks_like_prose
 from grounded.checks.metrics import auc, balanced_accuracy, best_threshold, recall
 from grounded.checks.text import content_words, detokenize, evidence_window, split_sentences
 
@@ -59,6 +59,23 @@ def test_detokenize_and_sentences() -> None:
 )
 def test_looks_cut_off(sentence: str, cut: bool) -> None:
     assert looks_cut_off(sentence) is cut
+
+
+@pytest.mark.parametrize(
+    ("sentence", "prose"),
+    [
+        ("Lambdas ******* def <lambda>(parameters):", False),  # a heading with its underline and code
+        ('lambda_expr ::= "lambda" [parameter_list] ":" expression', False),  # grammar
+        ("The unnamed object behaves like a function object defined with:", False),  # introduces code
+        ("def <lambda>(parameters): return expression", False),
+        ("x = 1 + 2", False),
+        ("The with statement calls __exit__() when the block exits. [2]", True),
+        ("It returns None. [1]", True),
+        ('The value of "x" is 3.', True),
+    ],
+)
+def test_looks_like_prose(sentence: str, prose: bool) -> None:
+    assert looks_like_prose(sentence) is prose
 
 
 def test_unsupported_rules_change_the_claim() -> None:
