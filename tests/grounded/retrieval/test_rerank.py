@@ -16,6 +16,7 @@ from grounded.checks.rerank import RerankRecipe, active_reranker_dir, train_rera
 from grounded.errors import ConfigError
 from grounded.retrieval.rerank import NO_MODEL, Reranker
 from grounded.tune.rerank import pseudo_queries
+from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -85,6 +86,24 @@ def test_a_served_query_records_the_stage(tiny_reranker: Path, built_kb_path: Pa
     assert stage["status"] == "reranked"
     assert stage["model"] == Reranker(tiny_reranker).fingerprint
     assert stage["ms"] > 0
+
+
+def test_an_answer_carries_the_stage_in_its_trace_and_timings(
+    tiny_reranker: Path,
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+) -> None:
+    kb = grounded.open(
+        built_kb_path,
+        create=False,
+        search={"rerank": "auto"},
+        experts={"answer": {"backend": fake_backend, "model": "echo"}},
+    )
+    answer = kb.ask(QUERIES[0], use_cache=False)
+    stage = answer.trace["retrieval"]["rerank"]
+    assert stage["status"] == "reranked"
+    assert answer.timings["rerank_ms"] == stage["ms"]
+    assert answer.timings["rerank_ms"] <= answer.timings["retrieve_ms"]
 
 
 def test_without_a_model_search_is_unchanged_and_says_why(
