@@ -15,6 +15,14 @@ included, in process (the HTTP figure is in ``benchmarks/speed.py``).
 
 ``--tune`` collects each side's ranked lists once per query and replays fusion settings on
 them (only ever on the train split); it prints the best settings of each fusion method.
+
+Reranking: when a reranker is trained on this machine (``grounded tune reranker``, or
+``--split train --train-rerank`` here, which trains one on SciFact's train qrels), the table
+adds a ``grounded hybrid + rerank`` row: the same fused lists with their top ``--rerank-k``
+reordered by the model (``search.rerank_weight``), and the time the stage adds per query (p50 /
+p95 of the stage alone: passage windows and model passes). ``--rerank-model DIR`` scores a
+model other than the active one; ``--rerank-k`` and ``--rerank-weight`` may each be repeated to
+print one row per setting (choose them on ``--split train`` queries the model never trained on).
 """
 
 from __future__ import annotations
@@ -115,6 +123,8 @@ def grounded_worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         qrels = dict(list(qrels.items())[: args.limit])
     queries = load_queries(args.data, qrels)
+    if args.train_rerank:
+        return train_rerank(kb, queries, qrels, args)
     if args.tune:
         lists, key_of = collect(kb, queries, args.depth)
         return tune(queries, lists, key_of, qrels, [_pair(p) for p in args.bm25], kb.snapshot().store)
@@ -130,6 +140,7 @@ def grounded_worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.save_lists:  # to score a setting chosen later on train without searching again
         args.save_lists.write_text(json.dumps({"lists": lists, "key_of": {str(c): k for c, k in key_of.items()}}))
     rows: list[dict[str, Any]] = []
+    rerank_rows = rerank_runs(kb, queries, lists, key_of, qrels, args) if args.rerank != "no" else []
     for mode in ("bm25", "dense", "hybrid"):
         run: dict[str, list[str]] = {}
         for qid, (bm25, dense) in lists.items():
@@ -152,7 +163,84 @@ def grounded_worker(args: argparse.Namespace) -> dict[str, Any]:
             "chunking": kb.settings.chunking.model_dump(),
         }
     )
-    return {"rows": rows}
+    return {"rows": rows + rerank_rows}
+
+
+# -- reranking ------------------------------------------------------------------------------------
+
+
+def rerank_runs(
+    kb: Any, queries: dict[str, str], lists: Lists, key_of: dict[int, str], qrels: dict[str, dict[str, int]], args: Any
+) -> list[dict[str, Any]]:
+    """One row per (rerank_k, rerank_weight): the fused lists with their head reranked."""
+    from grounded.checks.rerank import active_reranker_dir
+    from grounded.retrieval.rerank import Reranker, rerank
+    from grounded.retrieval.search import fuse
+
+    directory = args.rerank_model or active_reranker_dir()
+    if directory is None:
+        print("(rerank row skipped: no reranker trained; `--split train --train-rerank` trains one)", file=sys.stderr)
+        return []
+    reranker = Reranker(Path(directory))
+    snapshot = kb.snapshot()
+    fused_lists = {qid: fuse(b, d, kb.settings.search) for qid, (b, d) in lists.items()}
+    heads = {qid: [c for c, _ in fused[: max(args.rerank_k)]] for qid, fused in fused_lists.items()}
+    hits_of = {}
+    for qid, ids in heads.items():  # Hits of the fused head, as search() builds them
+        rows = snapshot.store.chunk_rows(ids)
+        hits_of[qid] = [_hit(cid, rows[cid]) for cid in ids if cid in rows]
+    reranker.score("warm up", hits_of[next(iter(hits_of))][:1])
+    out = []
+    for k_rr in args.rerank_k:
+        for weight in args.rerank_weight:
+            settings = kb.settings.search.model_copy(
+                update={"rerank": "auto", "rerank_k": k_rr, "rerank_weight": weight}
+            )
+            run: dict[str, list[str]] = {}
+            stage_ms: list[float] = []
+            for qid, text in queries.items():
+                t0 = time.perf_counter()
+                head, _ = rerank(text, hits_of[qid][:k_rr], reranker, settings)
+                stage_ms.append((time.perf_counter() - t0) * 1000)
+                order = [h.chunk_id for h in head] + [c for c, _ in fused_lists[qid][k_rr:]]
+                run[qid] = _doc_ids([key_of[c] for c in order])
+            ndcg, recall = evaluate(run, qrels)
+            out.append(
+                {
+                    "system": f"grounded hybrid + rerank k={k_rr} w={weight:g}",
+                    "ndcg10": ndcg,
+                    "recall100": recall,
+                    "added_p50_ms": percentile(stage_ms, 50),
+                    "added_p95_ms": percentile(stage_ms, 95),
+                    "rerank_model": reranker.fingerprint,
+                }
+            )
+    return out
+
+
+def _hit(cid: int, row: dict[str, Any]) -> Any:
+    from indexes.base import Hit
+
+    return Hit(
+        chunk_id=cid, doc_id=row["doc_id"], score=0.0, text=row["text"], start=int(row["start_char"]),
+        end=int(row["end_char"]), title=row["title"] or "", uri=row["uri"] or "", source=row["source"], key=row["key"],
+    )  # fmt: skip
+
+
+def train_rerank(kb: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], args: Any) -> dict[str, Any]:
+    """Train a reranker on these (train) queries: relevant = a chunk of a judged-relevant document."""
+    from grounded.checks.rerank import RerankRecipe, train_reranker
+    from grounded.tune.rerank import labelled_queries
+
+    def relevant(qid: str) -> Any:
+        return lambda hit: hit.key.rsplit("#", 1)[-1] in qrels[qid]
+
+    items = list(labelled_queries(kb.store, ((q, t, relevant(q)) for q, t in queries.items()), source="scifact"))
+    recipe = RerankRecipe(**json.loads(args.rerank_recipe)) if args.rerank_recipe else RerankRecipe()
+    path, meta = train_reranker(
+        items, recipe, name=f"{args.data.name}-{args.split}", log=lambda m: print(m, file=sys.stderr)
+    )
+    return {"rerank_model": str(path), "meta": meta}
 
 
 # -- tuning (train split only) --------------------------------------------------------------------
@@ -227,7 +315,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ("system", "nDCG@10", "R@100", "ingest s", "units", "p50 ms", "p95 ms", "peak RSS MiB")
+    head = ("system", "nDCG@10", "R@100", "ingest s", "units", "p50 ms", "p95 ms", "added p50/p95 ms", "peak RSS MiB")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
@@ -239,6 +327,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             _fmt(r.get("units"), "d"),
             _fmt(r.get("p50_ms"), ".1f"),
             _fmt(r.get("p95_ms"), ".1f"),
+            f"{r['added_p50_ms']:.1f} / {r['added_p95_ms']:.1f}" if "added_p50_ms" in r else "—",
             _fmt(max(r.get("peak_rss_mib") or 0, r.get("ingest_peak_rss_mib") or 0) or None, ".0f"),
         )
         print("| " + " | ".join(cells) + " |")
@@ -257,13 +346,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--save-lists", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tune", action="store_true", help="sweep fusion settings (train split only)")
     parser.add_argument("--bm25", action="append", default=[], metavar="K1,B", help="with --tune: BM25 k1,b to try too")
+    parser.add_argument(
+        "--rerank", choices=("auto", "no"), default="auto", help="add the reranked row when a model exists"
+    )
+    parser.add_argument("--rerank-model", type=Path, help="a reranker directory (default: the active one)")
+    parser.add_argument("--rerank-k", type=int, action="append", help="fused results reranked (repeatable)")
+    parser.add_argument("--rerank-weight", type=float, action="append", help="model order's weight (repeatable)")
+    parser.add_argument("--train-rerank", action="store_true", help="train a reranker on these queries (train split)")
+    parser.add_argument("--rerank-recipe", help="with --train-rerank: RerankRecipe fields as JSON")
     parser.add_argument("--worker", choices=("grounded",), help=argparse.SUPPRESS)
     add_json_option(parser)
     args = parser.parse_args(argv)
     args.data = args.data.resolve()
     args.work = args.work.resolve()
-    if args.tune and args.split == "test":
-        parser.error("--tune tunes on training queries only; add --split train")
+    if (args.tune or args.train_rerank) and args.split == "test":
+        parser.error("--tune and --train-rerank use training queries only; add --split train")
+    if not args.rerank_k or not args.rerank_weight:
+        from grounded.config import SearchSettings
+
+        args.rerank_k = args.rerank_k or [SearchSettings().rerank_k]
+        args.rerank_weight = args.rerank_weight or [SearchSettings().rerank_weight]
 
     if args.worker == "grounded":
         print(RESULT_PREFIX + json.dumps(grounded_worker(args)))
@@ -273,6 +375,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     cmd = [sys.executable, __file__, "--worker", "grounded", "--data", str(args.data), "--split", args.split]
     cmd += ["--work", str(args.work), "--depth", str(args.depth), "--limit", str(args.limit)]
     cmd += (["--max-chars", str(args.max_chars)] if args.max_chars else []) + (["--rebuild"] if args.rebuild else [])
+    cmd += ["--rerank", args.rerank, *(f"--rerank-k={k}" for k in args.rerank_k)]
+    cmd += [*(f"--rerank-weight={w}" for w in args.rerank_weight)]
+    cmd += ["--rerank-model", str(args.rerank_model)] if args.rerank_model else []
+    if args.train_rerank:
+        cmd += ["--train-rerank", *(["--rerank-recipe", args.rerank_recipe] if args.rerank_recipe else [])]
+        result = _run_worker(cmd)
+        print(json.dumps(result, indent=1))
+        write_json(args.json, result)
+        return
     print(f"grounded: evaluating on {args.data} ({args.split}) ...", file=sys.stderr)
     if args.tune:
         result = _run_worker([*cmd, "--tune", *(f"--bm25={p}" for p in args.bm25)])

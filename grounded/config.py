@@ -93,6 +93,24 @@ class SearchSettings(BaseModel):
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
     max_k: int = Field(100, ge=1, description="Largest k a caller may ask for.")
+    rerank: Literal["off", "auto", "on"] = Field(
+        "off",
+        description="Rerank the fused top `rerank_k` with the trained cross-encoder (`grounded tune reranker`): "
+        "`auto` when one is trained on this machine (search works as before, with a status, when none is), `on` "
+        "requires one, `off` never.",
+    )
+    rerank_k: int = Field(
+        6,
+        ge=2,
+        le=50,
+        description="Fused results the reranker reorders (each costs one model pass, ~4 ms on one core).",
+    )
+    rerank_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of the reranker's order against the fused order, both as reciprocal ranks "
+        "(`1/(rrf_k + rank)`); large: the model's order alone.",
+    )
 
 
 class ServerSettings(BaseModel):

@@ -31,6 +31,7 @@ from grounded.config import Settings
 from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.retrieval import Mode, SearchResults, Snapshot, parse_filters, restrict, search, validate_query
+from grounded.retrieval.rerank import Reranker
 from indexes.base import Hit, SearchFilters
 from indexes.duckdb_store import StoredSentences
 from indexes.versions import VersionStore
@@ -71,6 +72,14 @@ class KnowledgeStore:
         other._lock = threading.Lock()
         other._snapshot = self.snapshot() if self.versions.current_id() is not None else None
         return other
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The rerank stage's model (``search.rerank``): ``None`` when it is off; when no model
+        is trained, an absent one whose :attr:`~Reranker.status` says how to train one."""
+        if self.settings.search.rerank == "off":
+            return None
+        return Reranker.shared()
 
     @property
     def version(self) -> str | None:
@@ -187,8 +196,17 @@ class View:
     def acl_groups(self) -> tuple[str, ...] | None:
         return self.filters.acl_groups
 
-    def search(self, query: str, k: int, *, mode: Mode = "hybrid", source: str | None = None) -> list[Hit]:
-        """The top-``k`` chunks on the pinned version, within the view's filters (and ``source``)."""
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        mode: Mode = "hybrid",
+        source: str | None = None,
+        trace: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The top-``k`` chunks on the pinned version, within the view's filters (and ``source``),
+        reranked when ``search.rerank`` says so; ``trace`` receives the rerank stage's record."""
         filters = dataclasses.replace(self.filters, sources=(source,)) if source else self.filters
         return search(
             self.snapshot,
@@ -198,6 +216,8 @@ class View:
             settings=self.store.settings.search,
             filters=filters,
             mode=mode,
+            reranker=self.store.reranker,
+            trace=trace,
         )
 
     def document(self, doc_id: str) -> dict[str, Any] | None:

@@ -44,6 +44,8 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     bm25_rank: int | None = None
     dense_rank: int | None = None
+    rerank_score: float | None = None
+    """The reranker's probability that the chunk answers the query, when search reranked it."""
 
 
 @dataclass(frozen=True, slots=True)

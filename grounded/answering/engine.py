@@ -147,6 +147,8 @@ class _Question:
     sentences: list[AnswerSentence] = field(default_factory=list)
     gate: GateFinding | None = None
     findings: list[SentenceFinding] = field(default_factory=list)
+    retrieval: dict[str, Any] = field(default_factory=dict)
+    """``trace.retrieval``: the search stages' records (``rerank``: status, model, ms)."""
 
     @property
     def version(self) -> str:
@@ -332,6 +334,7 @@ class GroundingEngine:
                 "answer": writer.fingerprint,
                 "embed": f"{self.store.embedder.fingerprint}:{self.store.embedder.runtime}",
                 "checks": self.checks.fingerprint,
+                **({"rerank": reranker.fingerprint or "none"} if (reranker := self.store.reranker) else {}),
                 **self._tool_models(),
             },
         )
@@ -398,8 +401,10 @@ class GroundingEngine:
 
     def _retrieve(self, q: _Question) -> None:
         t = time.perf_counter()
-        hits = q.view.search(q.text, q.k)
+        hits = q.view.search(q.text, q.k, trace=q.retrieval)
         q.timings["retrieve_ms"] = _ms(t)
+        if "rerank" in q.retrieval and "ms" in q.retrieval["rerank"]:
+            q.timings["rerank_ms"] = q.retrieval["rerank"]["ms"]  # part of retrieve_ms
         synced = q.view.synced_at()
         tool_evidence = tool_citations(q.grounding.execution, synced) if q.grounding else []
         first_passage = 1 + len(tool_evidence)
@@ -475,6 +480,7 @@ class GroundingEngine:
             **(q.grounding.trace() if q.grounding else {}),
             "checks": self._trace_checks(q),
             **self._conversation_trace(q, decision),
+            **({"retrieval": q.retrieval} if q.retrieval else {}),
         }
         rewrite = self._shown_rewrite(q)
         if q.sentences:

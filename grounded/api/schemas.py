@@ -70,6 +70,9 @@ class HitOut(BaseModel):
     metadata: dict[str, Any]
     bm25_rank: int | None
     dense_rank: int | None
+    rerank_score: float | None = Field(
+        None, description="The reranker's probability that the chunk answers the query (search.rerank), else null."
+    )
 
     @classmethod
     def from_hit(cls, hit: Hit) -> HitOut:
@@ -87,6 +90,7 @@ class HitOut(BaseModel):
             metadata=hit.metadata,
             bm25_rank=hit.bm25_rank,
             dense_rank=hit.dense_rank,
+            rerank_score=hit.rerank_score,
         )
 
 

@@ -13,6 +13,7 @@ from grounded.cli import sync as _sync  # noqa: F401  (registers `grounded sync`
 from grounded.cli import tools as _tools  # noqa: F401  (registers `grounded tools`)
 from grounded.cli import tune as _tune  # noqa: F401  (registers `grounded tune`)
 from grounded.cli import tune_checker as _tune_checker  # noqa: F401  (registers `grounded tune checker`)
+from grounded.cli import tune_reranker as _tune_reranker  # noqa: F401  (registers `grounded tune reranker`)
 from grounded.cli.app import app
 
 __all__ = ["app", "main"]

@@ -54,6 +54,7 @@ def to_hit(hit: HitOut) -> Hit:
         metadata=dict(hit.metadata),
         bm25_rank=hit.bm25_rank,
         dense_rank=hit.dense_rank,
+        rerank_score=hit.rerank_score,
     )
 
 

@@ -5,18 +5,24 @@ is ``bm25_weight / (rrf_k + bm25_rank) + dense_weight / (rrf_k + dense_rank)``; 
 ``fusion="score"`` each side's scores are min-max scaled over its candidates and summed with the
 same weights. Ties are broken by chunk id, so the same query on the same version always returns
 the same list.
+
+With a :class:`~grounded.retrieval.rerank.Reranker` (``search.rerank``), a hybrid search
+then reorders its fused top ``search.rerank_k`` with the trained cross-encoder
+(:mod:`grounded.retrieval.rerank`); the ``bm25`` and ``dense`` modes show one side alone and
+are never reranked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from grounded.config import SearchSettings
 from grounded.errors import InvalidRequest
 from grounded.experts.embedding import SentenceEmbedder
+from grounded.retrieval.rerank import Reranker, rerank
 from grounded.retrieval.snapshot import Snapshot
 from indexes.base import Hit, SearchFilters
 
@@ -56,8 +62,15 @@ def search(
     settings: SearchSettings,
     filters: SearchFilters | None = None,
     mode: Mode = "hybrid",
+    reranker: Reranker | None = None,
+    trace: dict[str, Any] | None = None,
 ) -> list[Hit]:
-    """The top-``k`` chunks for ``query``; see the module docstring for the fusion."""
+    """The top-``k`` chunks for ``query``; see the module docstring for the fusion.
+
+    ``reranker`` (used when ``settings.rerank`` is not ``"off"`` and ``mode`` is hybrid)
+    reorders the fused top ``settings.rerank_k``; ``trace``, when given, receives the
+    stage's record under ``"rerank"`` (status, model, ms).
+    """
     if mode not in MODES:
         raise InvalidRequest(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     depth = max(settings.candidates, k)
@@ -74,7 +87,8 @@ def search(
 
     bm25_rank = {cid: r for r, (cid, _) in enumerate(bm25, start=1)}
     dense_rank = {cid: r for r, (cid, _) in enumerate(dense, start=1)}
-    top = fuse(bm25, dense, settings)[:k]
+    reranking = reranker is not None and settings.rerank != "off" and mode == "hybrid"
+    top = fuse(bm25, dense, settings)[: max(k, settings.rerank_k) if reranking else k]
     rows = snapshot.store.chunk_rows(cid for cid, _ in top)
     hits: list[Hit] = []
     for cid, score in top:
@@ -100,4 +114,9 @@ def search(
                 dense_rank=dense_rank.get(cid),
             )
         )
-    return hits
+    if reranking:
+        assert reranker is not None
+        hits, stage = rerank(query, hits, reranker, settings)
+        if trace is not None:
+            trace["rerank"] = stage
+    return hits[:k]
