@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -419,7 +420,9 @@ def train(
         f"training checks model {fp}: {len(pairs.train)} train pairs, {len(pairs.dev)} dev pairs, "
         f"{len(pairs.test)} test pairs, {len(pairs.dev_responses)}/{len(pairs.test_responses)} dev/test responses"
     )
-    tmp = path.with_name(path.name + ".partial")
+    # One partial folder per process: two processes training the same recipe at once (test
+    # workers on a fresh machine) must not delete each other's work; the first to finish publishes.
+    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     speed = _fit(recipe, pairs.train, base_dir, tmp, log, max_minutes)
     if speed["steps"] < speed["steps_planned"]:  # a partial model never takes the full recipe's name
@@ -454,8 +457,11 @@ def train(
     }
     meta["thresholds"]["response"] = served.get("response", served.get("support", {}))["dev"]["threshold"]
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.replace(path)
+    if (path / META_FILE).is_file():  # another process trained the same model meanwhile (seeded: same weights)
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)  # a folder left without its meta file by a crash
+        tmp.replace(path)
     meta = _ensure_calibrated(path, pairs, recipe.threads, log)
     if activate_model:
         activate(fp)
