@@ -65,11 +65,13 @@ class ClusteredHashEmbedder:
         return self.embed([text])[0]
 
 
+VOCABULARY = [f"w{i}" for i in range(20_000)]
+
+
 def _words(n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
-    vocab = [f"w{i}" for i in range(20_000)]
-    ranks = np.minimum(rng.zipf(1.2, size=n) - 1, len(vocab) - 1)
-    return [vocab[r] for r in ranks]
+    ranks = np.minimum(rng.zipf(1.2, size=n) - 1, len(VOCABULARY) - 1)
+    return [VOCABULARY[r] for r in ranks]
 
 
 def _document(i: int, revision: int = 0) -> Any:
@@ -129,6 +131,18 @@ def publish_cost(chunks: int, work: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         copy_s, copy_bytes = _copy_version(base, Path(tmp))
     print(f"base: {chunks} chunks, {full_bytes / 2**20:.0f} MiB, built in {build_s:.0f} s; copy {copy_s:.1f} s")
+    from indexes.faiss_index import IndexChoice, VectorIndex
+    from indexes.versions import SEGMENT_STORE, VECTORS_FILE
+
+    largest = max(base.segments, key=lambda seg: int(seg["chunks"]))
+    folder = base.segment_path(largest["id"])
+    index = VectorIndex.load(folder / VECTORS_FILE, IndexChoice(**largest["index"]))
+    memory = {
+        "index": largest["index"],
+        "vector_index_bytes_per_chunk": round(index.memory_bytes() / index.ntotal, 1),
+        "segment_store_bytes_per_chunk": round((folder / SEGMENT_STORE).stat().st_size / index.ntotal, 1),
+    }
+    print(f"memory: {memory}")
 
     changed = list(range(0, chunks, 100))  # 1%
     rounds = []
@@ -155,6 +169,7 @@ def publish_cost(chunks: int, work: Path) -> dict[str, Any]:
         "full_copy_s": round(copy_s, 2),
         "full_copy_bytes": copy_bytes,
         "refreshes": rounds,
+        "memory": memory,
         "seconds_vs_copy": round(max(r["seconds"] for r in rounds) / copy_s, 4),
         "bytes_vs_copy": round(max(r["bytes_written"] for r in rounds) / copy_bytes, 4),
     }
@@ -174,21 +189,37 @@ def _run(kb: Any, queries: dict[str, str], mode: str = "hybrid") -> dict[str, li
     return out
 
 
-def _base_kb(data: Path, work: Path) -> Any:
+def _stored_vectors(store_file: Path) -> dict[str, np.ndarray]:
+    """``{text hash: embedding}`` from an earlier knowledge base's store (any format)."""
+    import duckdb
+
+    with duckdb.connect(str(store_file), read_only=True) as con:
+        rows = con.execute("SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks").fetchall()
+    return {str(h): np.asarray(e, dtype=np.float32) for h, e in rows}
+
+
+def _base_kb(data: Path, work: Path, vectors_from: Path | None) -> Any:
     import grounded
+    from connectors.files import FilesConfig, FilesConnector
+    from grounded.ingest.ray_engine import PrecomputedEmbedder
+    from grounded.ingest.sync import sync_connector
 
     path = work / "scifact-1"
     kb = grounded.open(path)
     if kb.version is None:
-        kb.ingest(data / "corpus.jsonl", source="scifact")
+        vectors = _stored_vectors(vectors_from) if vectors_from else {}
+        embedder = PrecomputedEmbedder(kb.store.embedder, vectors)
+        connector = FilesConnector(FilesConfig(path=data / "corpus.jsonl"))
+        sync_connector(kb.store, "scifact", connector, embedder=embedder)
+        print(f"base KB: {len(vectors)} stored vectors reused, {embedder.misses} texts embedded here")
     return kb
 
 
-def sharded_search(data: Path, work: Path) -> dict[str, Any]:
+def sharded_search(data: Path, work: Path, vectors_from: Path | None) -> dict[str, Any]:
     import grounded
     from grounded.ingest.ray_engine import PrecomputedEmbedder
 
-    base = _base_kb(data, work)
+    base = _base_kb(data, work, vectors_from)
     qrels = load_qrels(data, "test")
     queries = load_queries(data, qrels)
     rows = base.snapshot().store.cursor().execute("SELECT text_hash, embedding FROM chunks").fetchall()
@@ -240,6 +271,9 @@ def sharded_search(data: Path, work: Path) -> dict[str, Any]:
         result[f"{shards}_shards"] = same
         print(f"{shards} shards: {same}")
     result["1_shard_ndcg@10"] = round(evaluate(_run(base, queries), qrels)[0], 4)
+    postings = base.snapshot().store.postings()
+    chunks = base.stats()["chunks"]
+    result["bm25_postings_bytes_per_chunk"] = round(postings.nbytes / chunks, 1) if postings else 0
     return result
 
 
@@ -257,6 +291,9 @@ def ray_ingest(data: Path, work: Path, limit: int | None) -> dict[str, Any]:
     qrels = load_qrels(data, "test")
     queries = load_queries(data, qrels)
     out: dict[str, Any] = {"documents": docs}
+    import torch
+
+    torch.set_num_threads(1)  # local on one core, as each Ray worker
     for label, engine, workers in (("local", "local", None), ("ray_1", "ray", 1), ("ray_2", "ray", 2)):
         path = work / f"ingest-{label}"
         shutil.rmtree(path, ignore_errors=True)
@@ -285,6 +322,12 @@ def main() -> None:
     parser.add_argument("--parts", default="publish,shards,ingest", help="comma-separated: publish, shards, ingest")
     parser.add_argument("--chunks", type=int, default=1_000_000, help="size of the synthetic KB (publish)")
     parser.add_argument("--ingest-limit", type=int, default=None, help="ingest only the first N SciFact documents")
+    parser.add_argument(
+        "--vectors-from",
+        type=Path,
+        default=None,
+        help="a store.duckdb of an earlier SciFact KB (same model and chunking): its embeddings seed the shards part",
+    )
     add_json_option(parser)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -293,7 +336,7 @@ def main() -> None:
     if "publish" in parts:
         figures["publish"] = publish_cost(args.chunks, args.work)
     if "shards" in parts:
-        figures["shards"] = sharded_search(args.data, args.work)
+        figures["shards"] = sharded_search(args.data, args.work, args.vectors_from)
     if "ingest" in parts:
         figures["ingest"] = ray_ingest(args.data, args.work, args.ingest_limit)
     figures["load_after"] = os.getloadavg()

@@ -144,12 +144,15 @@ class KnowledgeBase(ExploreMixin):
             return self._engine
 
     def stats(self) -> dict[str, Any]:
-        """Counts and index details of the current version."""
+        """Counts and index details of the current version, and where search and embedding run."""
         snap = self.snapshot()
         return {
             "version": snap.version.id,
             **snap.store.counts(),
             "index": snap.version.manifest.get("index", {}),
+            "shards": snap.version.manifest.get("shards", 1),
+            "segments": len(snap.version.segments),
+            "devices": {"embed": self.store.embedder.device, "faiss": snap.vectors.device},
             "embed_model": snap.version.manifest.get("embed_model"),
             "created_at": snap.version.manifest.get("created_at"),
         }

@@ -47,6 +47,7 @@ __all__ = [
     "fts_extension_path",
     "matrix",
     "segment_alias",
+    "segment_file",
     "shard_of",
     "shard_sql",
     "sql_text",
@@ -112,6 +113,15 @@ def create_segment_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
     """Create a segment's ``documents`` and ``chunks`` tables in attached database ``catalog``."""
     con.execute(f"CREATE TABLE {catalog}.main.documents {_DOCUMENTS}")
     con.execute(f"CREATE TABLE {catalog}.main.chunks {_CHUNKS}")
+
+
+def segment_file(head: Path, segment: str) -> Path:
+    """A segment's DuckDB file for the head at ``head``: beside a staged head while unpublished, else
+    in the shared folder two levels up (``kb/versions/<id>/store.duckdb`` -> ``kb/segments/<segment>/``)."""
+    staged = head.parent / SEGMENTS_DIR / segment / SEGMENT_STORE
+    if staged.exists():
+        return staged
+    return head.parent.parent.parent / SEGMENTS_DIR / segment / SEGMENT_STORE
 
 
 def segment_alias(segment: str) -> str:
@@ -211,12 +221,7 @@ class DuckDBStore:
         return [str(r[0]) for r in rows]
 
     def segment_file(self, segment: str) -> Path:
-        """A segment's DuckDB file: beside a staged head while unpublished, else in the shared folder
-        two levels up (``kb/versions/<id>/store.duckdb`` -> ``kb/segments/<segment>/``)."""
-        staged = self.path.parent / SEGMENTS_DIR / segment / SEGMENT_STORE
-        if staged.exists():
-            return staged
-        return self.path.parent.parent.parent / SEGMENTS_DIR / segment / SEGMENT_STORE
+        return segment_file(self.path, segment)
 
     def attach_segment(self, segment: str) -> None:
         """Attach ``segment`` read-only (once: DuckDB shares one instance between the connections a

@@ -190,9 +190,16 @@ class LayeredVectors:
     With exact (``Flat``) parts the merged top-k equals one exact index's over the same vectors.
     """
 
-    def __init__(self, parts: list[VectorIndex], dim: int) -> None:
+    def __init__(self, parts: list[VectorIndex], dim: int, *, gpu: bool = False) -> None:
         self.parts = parts
         self._dim = dim
+        gpu_parts = [p.on_gpu() for p in parts] if gpu else []
+        self._gpu = [g for g in gpu_parts if g is not None] if gpu_parts and all(gpu_parts) else []
+
+    @property
+    def device(self) -> str:
+        """``gpu`` when unfiltered searches run on a GPU copy of every part, else ``cpu``."""
+        return "gpu" if self._gpu else "cpu"
 
     @property
     def ntotal(self) -> int:
@@ -212,7 +219,8 @@ class LayeredVectors:
 
     def search(self, queries: FloatArray, k: int, *, allowed: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         """Top-``k`` ``(scores, ids)`` per query over every part; ids are -1 where fewer exist."""
-        live = [p for p in self.parts if p.ntotal]
+        parts = self._gpu if self._gpu and allowed is None else self.parts
+        live = [p for p in parts if p.ntotal]
         if len(live) == 1:
             return live[0].search(queries, k, allowed=allowed)
         n = len(queries)
@@ -239,4 +247,4 @@ class LayeredVectors:
             index = VectorIndex.load(folder_of(str(seg["id"])) / VECTORS_FILE, IndexChoice(**seg["index"]))
             index.remove(store.deleted_chunk_ids(str(seg["id"])))
             parts.append(index)
-        return cls(parts, dim)
+        return cls(parts, dim, gpu=True)

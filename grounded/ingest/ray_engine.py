@@ -177,6 +177,11 @@ def embed_on_ray(
             for spec in connector.streams():
                 if not spec.full_scan:
                     cursors[spec.name] = snapshot.store.get_cursor(source, spec.name)
+    if not gpus_per_worker:
+        # CPU actors hold their CPU for the whole job: leave one for the read and chunk tasks,
+        # which would otherwise wait forever behind them.
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(workers, cpus - 1))
     settings = store.settings
     chunking = ChunkingConfig(settings.chunking.max_chars, settings.chunking.overlap_sentences)
     splits = _splits(connector)
@@ -191,9 +196,7 @@ def embed_on_ray(
         batch_size=max(settings.embed_batch_size, 64),
         num_cpus=1,
         num_gpus=gpus_per_worker,
-        max_restarts=-1,
-        max_task_retries=-1,
-    )
+    )  # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 is its default)
     vectors: dict[str, np.ndarray] = {}
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
         for key, vector in zip(batch["text_hash"], batch["embedding"], strict=True):
