@@ -322,13 +322,25 @@ class DuckDBStore:
         """Stored embeddings of chunks whose embedded text has one of these hashes."""
         if not text_hashes:
             return {}
-        table = self._con.execute(
-            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks "
-            "WHERE text_hash IN (SELECT unnest(?)) AND embedding IS NOT NULL",
-            [list(text_hashes)],
-        ).arrow()
-        if isinstance(table, pa.RecordBatchReader):
-            table = table.read_all()
+        # Straight from each segment, deleted chunks included (the same text has the same vector),
+        # in two steps: the matching row ids from the hash column alone, then those rows' vectors.
+        # One semi-join would read every embedding of the segment first (3.2 s against 0.2 s for
+        # 2,000 hashes in a 200,000-chunk segment).
+        found: list[pa.Table] = []
+        tables = ["main.pending_chunks", *(f"{segment_alias(seg)}.main.chunks" for seg in self.segment_ids())]
+        for name in tables:
+            rows = self._con.execute(
+                f"SELECT rowid FROM {name} WHERE text_hash IN (SELECT unnest(?))", [list(text_hashes)]
+            ).fetchall()
+            if rows:
+                part = self._con.execute(
+                    f"SELECT text_hash, embedding FROM {name} WHERE rowid IN (SELECT unnest(?)) AND embedding IS NOT NULL",
+                    [[int(r[0]) for r in rows]],
+                ).arrow()
+                found.append(part.read_all() if isinstance(part, pa.RecordBatchReader) else part)
+        if not found:
+            return {}
+        table = pa.concat_tables(found)
         if table.num_rows == 0:
             return {}
         hashes = table.column("text_hash").to_pylist()

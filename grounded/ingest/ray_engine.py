@@ -189,11 +189,14 @@ def embed_on_ray(
     ds = data.from_items([{"split": i} for i in range(len(splits))], override_num_blocks=max(1, len(splits)))
     ds = ds.flat_map(lambda row: list(_documents(splits[int(row["split"])], cursors)), num_cpus=0.5)
     ds = ds.map_batches(_chunk_texts, fn_kwargs={"chunking": chunking, "known": known}, batch_size=256, num_cpus=0.5)
+    # Blocks of about one embedding batch, so every actor gets work even from one big file.
+    batch = max(settings.embed_batch_size, 64)
+    ds = ds.repartition(target_num_rows_per_block=batch)
     ds = ds.map_batches(
         _EmbedActor,
         fn_constructor_kwargs={"model": settings.embed_model, "batch_size": settings.embed_batch_size, "threads": 1},
         compute=data.ActorPoolStrategy(size=max(1, workers)),
-        batch_size=max(settings.embed_batch_size, 64),
+        batch_size=batch,
         num_cpus=1,
         num_gpus=gpus_per_worker,
     )  # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 is its default)
