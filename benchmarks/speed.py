@@ -60,7 +60,7 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def bench_ingest(data: Path, work: Path, docs: int) -> None:
     import grounded
-    from grounded.ingest.builder import _search_text
+    from grounded.ingest.builder import search_text
     from indexes.chunking import ChunkingConfig, chunk_document
 
     sample_dir = work / "speed-ingest"
@@ -77,7 +77,7 @@ def bench_ingest(data: Path, work: Path, docs: int) -> None:
     # The exact texts the pipeline embeds: title + chunk, as grounded.ingest.builder builds them.
     config = ChunkingConfig(kb.settings.chunking.max_chars, kb.settings.chunking.overlap_sentences)
     texts = [
-        _search_text(title, chunk.text)
+        search_text(title, chunk.text)
         for doc_id, title, text in read_corpus(sample_dir / "src")
         for chunk in chunk_document(doc_id, text, config)
     ]
