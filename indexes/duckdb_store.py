@@ -224,13 +224,9 @@ class DuckDBStore:
         return segment_file(self.path, segment)
 
     def attach_segment(self, segment: str) -> None:
-        """Attach ``segment`` read-only (once: DuckDB shares one instance between the connections a
-        process opens to the same file, and its attachments with it)."""
-        alias = segment_alias(segment)
-        if self._con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone() != (
-            0,
-        ):
-            return
+        """Attach ``segment`` read-only, once: DuckDB shares one instance (and its attachments)
+        between the connections a process opens to the same file, and two threads may open the
+        same version at once, so the attach is ``IF NOT EXISTS``."""
         file = self.segment_file(segment)
         if not file.exists():
             raise CorruptKnowledgeBase(
@@ -238,7 +234,7 @@ class DuckDBStore:
                 "or the directory is damaged"
             )
         try:
-            self._con.execute(f"ATTACH '{sql_text(str(file))}' AS {segment_alias(segment)} (READ_ONLY)")
+            self._con.execute(f"ATTACH IF NOT EXISTS '{sql_text(str(file))}' AS {segment_alias(segment)} (READ_ONLY)")
         except duckdb.Error as exc:
             raise CorruptKnowledgeBase(f"cannot open segment {file} ({exc}); re-ingest into a new directory") from exc
 
