@@ -70,9 +70,12 @@ class PrecomputedEmbedder(SentenceEmbedder):
     def __init__(self, base: SentenceEmbedder, vectors: dict[str, np.ndarray]) -> None:
         self.model_dir, self.fingerprint = base.model_dir, base.fingerprint
         self.batch_size = base.batch_size
+        self.runtime = base.runtime
         self._device = None
         self._model = None
         self._lock = threading.Lock()
+        self._onnx = None
+        self.batcher = None
         self.base = base
         self.vectors = vectors
         self.misses = 0
@@ -81,13 +84,13 @@ class PrecomputedEmbedder(SentenceEmbedder):
     def dim(self) -> int:
         return self.base.dim
 
-    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+    def embed(self, texts: Sequence[str], *, progress: bool = False, all_cores: bool = False) -> np.ndarray:
         keys = [text_hash(t) for t in texts]
         missing = [i for i, key in enumerate(keys) if key not in self.vectors]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if missing:
             self.misses += len(missing)
-            out[missing] = self.base.embed([texts[i] for i in missing], progress=progress)
+            out[missing] = self.base.embed([texts[i] for i in missing], progress=progress, all_cores=all_cores)
         for i, key in enumerate(keys):
             if key in self.vectors:
                 out[i] = self.vectors[key]

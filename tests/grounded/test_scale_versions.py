@@ -10,6 +10,7 @@ import pytest
 
 import grounded
 from grounded.kb import KnowledgeBase
+from indexes.duckdb_store import segment_alias
 from indexes.versions import SEGMENT_STORE
 from tests.conftest import DEMO_TOPICS, write_topics
 
@@ -39,6 +40,25 @@ def _assert_same(got: dict, expected: dict) -> None:
         np.testing.assert_allclose([s for _, s in got[key]], [s for _, s in hits], rtol=1e-5)
 
 
+def _sentences(kb: KnowledgeBase) -> list[tuple]:
+    """Every live stored sentence (the head's view), embeddings as float32 bytes."""
+    rows = (
+        kb.snapshot()
+        .store.cursor()
+        .execute(
+            "SELECT chunk_id, ordinal, start_char, end_char, text_hash, embedding FROM sentences "
+            "ORDER BY chunk_id, ordinal"
+        )
+        .fetchall()
+    )
+    return [(*r[:5], np.asarray(r[5], dtype=np.float32).tobytes()) for r in rows]
+
+
+def _segment_rows(kb: KnowledgeBase, segment: str, table: str) -> set[int]:
+    sql = f"SELECT DISTINCT chunk_id FROM {segment_alias(segment)}.main.{table}"
+    return {int(r[0]) for r in kb.snapshot().store.cursor().execute(sql).fetchall()}
+
+
 def _change(corpus: Path, n: int) -> None:
     (corpus / f"{DEMO_TOPICS[n]}.txt").write_text(f"Rewritten topic number {n}: loops, functions and names.\n")
 
@@ -63,6 +83,30 @@ def test_a_refresh_writes_only_what_changed(tmp_path: Path) -> None:
     _assert_same(_results(kb), _results(fresh))
 
 
+def test_sentences_are_sealed_with_their_chunks_into_the_new_segment(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "corpus")
+    kb = grounded.open(tmp_path / "kb")
+    kb.ingest(corpus, source="ref")
+    _change(corpus, 3)
+    (corpus / "pass.txt").unlink()
+    stats = kb.ingest(corpus, source="ref")
+    base, new = (s["id"] for s in kb.snapshot().version.segments)
+    store = kb.snapshot().store
+    assert store.cursor().execute("SELECT count(*) FROM main.pending_sentences").fetchone() == (0,)
+    assert _segment_rows(kb, new, "sentences") == _segment_rows(kb, new, "chunks")  # with their chunk
+    assert (
+        0
+        < stats.sentences_embedded
+        <= len(store.cursor().execute(f"SELECT 1 FROM {segment_alias(new)}.main.sentences").fetchall())
+    )  # only the changed text
+    live = {int(r[0]) for r in store.cursor().execute("SELECT chunk_id FROM chunks").fetchall()}
+    assert {r[0] for r in _sentences(kb)} == live  # the deleted and replaced documents' are masked
+    assert _segment_rows(kb, base, "sentences") - live  # ... not rewritten
+    fresh = grounded.open(tmp_path / "fresh")
+    fresh.ingest(corpus, source="ref")
+    assert _sentences(kb) == _sentences(fresh)  # the same bytes as a fresh ingest
+
+
 def test_sharded_search_equals_unsharded(tmp_path: Path) -> None:
     corpus = write_topics(tmp_path / "corpus")
     one = grounded.open(tmp_path / "one")
@@ -70,6 +114,9 @@ def test_sharded_search_equals_unsharded(tmp_path: Path) -> None:
     for kb in (one, three):
         kb.ingest(corpus, source="ref")
     assert sorted(s["shard"] for s in three.snapshot().version.segments) == [0, 1, 2]
+    for seg in three.snapshot().version.segments:  # each shard's sentences with its chunks
+        assert _segment_rows(three, seg["id"], "sentences") == _segment_rows(three, seg["id"], "chunks")
+    assert _sentences(three) == _sentences(one)
     _assert_same(_results(three), _results(one))
     _change(corpus, 1)
     for kb in (one, three):
@@ -92,6 +139,7 @@ def test_compaction_bounds_segments_and_keeps_results(tmp_path: Path) -> None:
     fresh = grounded.open(tmp_path / "fresh")
     fresh.ingest(corpus, source="ref")
     _assert_same(_results(kb), _results(fresh))
+    assert _sentences(kb) == _sentences(fresh)  # compaction carried the live sentences along
 
 
 def test_orphaned_segments_of_a_crashed_writer_are_removed(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ def test_the_next_ingest_stores_sentences_for_every_older_chunk(old_layout_kb: P
     store = kb.snapshot().store
     ids = [int(r[0]) for r in store.cursor().execute("SELECT chunk_id FROM chunks").fetchall()]
     assert set(store.sentences(ids)) == set(ids)
+    assert not store.legacy_segments()  # the older chunks were sealed again, with their sentences
 
 
 def test_a_blank_passage_beside_stored_ones_adds_no_sentence(built_kb_path: Path) -> None:
