@@ -493,9 +493,7 @@ class DuckDBStore:
         moved = 0
         for segment in legacy:
             alias = segment_alias(segment)
-            live = (
-                f"doc_id NOT IN (SELECT doc_id FROM main.tombstones WHERE segment = '{sql_text(segment)}')"
-            )
+            live = f"doc_id NOT IN (SELECT doc_id FROM main.tombstones WHERE segment = '{sql_text(segment)}')"
             self._con.execute(f"INSERT INTO main.pending_documents SELECT * FROM {alias}.main.documents WHERE {live}")
             self._con.execute(f"INSERT INTO main.pending_chunks SELECT * FROM {alias}.main.chunks WHERE {live}")
             row = self._con.execute(
