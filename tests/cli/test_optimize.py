@@ -38,6 +38,8 @@ QUESTIONS = [
     {"question": "How tall is the Eiffel Tower?", "answerable": False},
 ]  # fmt: skip
 SPACE = ["--space", "answer.min_evidence_similarity=0.45,0.99", "--space", "answer.k=1,3"]
+SHORT = {"GROUNDED_ANSWER__MAX_NEW_TOKENS": "32"}
+"""Answers of at most 32 tokens (one sentence): the searches measure configurations, not prose."""
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def workdir(built_kb_path: Path, tmp_path: Path) -> Path:
 
 def run(workdir: Path, *args: str) -> Any:
     base = ["optimize", "--kb", str(workdir / "kb"), "--questions", str(workdir / "questions.jsonl"), "--no-progress"]
-    return CliRunner().invoke(app, [*base, *args], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    return CliRunner().invoke(app, [*base, *args], env={"COLUMNS": "200", "NO_COLOR": "1", **SHORT})
 
 
 def test_optimize_reports_and_applies_the_choice_keeping_the_old_config(workdir: Path) -> None:
@@ -88,7 +90,7 @@ def test_without_apply_nothing_is_written(workdir: Path) -> None:
 
 def test_the_choice_is_the_same_when_everything_is_measured_again(workdir: Path) -> None:
     # The quality objective chooses on the quality score, which greedy decoding makes the same on every run.
-    space = ["--space", "answer.min_evidence_similarity=0.45,0.99", "--space", "answer.max_new_tokens=16,64"]
+    space = ["--space", "answer.min_evidence_similarity=0.45,0.99", "--space", "answer.max_new_tokens=16,32"]
     reports = []
     for _ in range(2):
         out = workdir / "report.json"
