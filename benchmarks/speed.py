@@ -63,7 +63,7 @@ def bench_ingest(data: Path, work: Path, docs: int) -> Path:
     import hashlib
 
     import grounded
-    from grounded.ingest.builder import search_text
+    from grounded.ingest.builder import _search_text
     from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
 
     sample_dir = work / "speed-ingest"
@@ -85,7 +85,7 @@ def bench_ingest(data: Path, work: Path, docs: int) -> Path:
     sentences: dict[str, str] = {}
     for doc_id, title, text in read_corpus(sample_dir / "src"):
         for chunk in chunk_document(doc_id, text, config):
-            texts.append(search_text(title, chunk.text))
+            texts.append(_search_text(title, chunk.text))
             for _, sentence in evidence_sentences(title, chunk.text):
                 sentences.setdefault(hashlib.sha256(sentence.encode()).hexdigest(), sentence)
     everything = texts + list(sentences.values())

@@ -36,7 +36,6 @@ __all__ = [
     "ChunkSettings",
     "ExpertSpec",
     "ExpertsSettings",
-    "ScaleSettings",
     "SchedulerSettings",
     "SearchSettings",
     "ServerSettings",
@@ -177,36 +176,6 @@ class SchedulerSettings(BaseModel):
     backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles with each retry.")
     backoff_max_s: float = Field(600.0, ge=0, description="Longest delay between retries.")
     history: int = Field(1000, ge=10, description="Job records kept in `<kb>/jobs.sqlite`.")
-
-
-class ScaleSettings(BaseModel):
-    """How a knowledge base is laid out past one small index (see ``indexes.segments``)."""
-
-    model_config = _STRICT_KEYS
-
-    shards: int = Field(
-        1,
-        ge=1,
-        le=256,
-        description="Shards (by document-id hash) a version's chunks are split into; each has its own FAISS and "
-        "BM25 index and they are searched in parallel. Changing it rewrites every segment at the next refresh.",
-    )
-    max_segments: int = Field(
-        8,
-        ge=2,
-        le=1000,
-        description="Segments per shard before a refresh merges the smaller ones (compaction).",
-    )
-    engine: Literal["local", "ray"] = Field(
-        "local",
-        description="Where `sync`, `refresh` and `ingest` embed: in this process, or on a Ray cluster "
-        "(needs `pip install 'grounded[scale]'`; the version is built the same way either way).",
-    )
-    address: str | None = Field(
-        None, description="Ray cluster to join (`auto`: the one this machine belongs to); unset: start a local one."
-    )
-    workers: int = Field(2, ge=1, le=4096, description="Embedding actors on Ray (each loads the model once).")
-    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each Ray embedding actor reserves (0: CPU only).")
 
 
 class ExpertSpec(BaseModel):
@@ -453,7 +422,6 @@ class Settings(BaseSettings):
         ),
     )
     keep_versions: int = Field(3, ge=1, description="Published index versions kept on disk.")
-    scale: ScaleSettings = Field(ScaleSettings(), description="Shards and segments of the knowledge base.")
     chunking: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks.")
     search: SearchSettings = Field(
         SearchSettings(), description="Hybrid retrieval: candidates from BM25 and FAISS, and how they are fused."

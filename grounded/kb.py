@@ -30,9 +30,8 @@ from grounded.answering.types import Answer
 from grounded.config import Settings, load_settings
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.ingest.builder import IngestStats
-from grounded.ingest.engine import Engine, run_sync
 from grounded.ingest.sources import refuse_configured_source
-from grounded.ingest.sync import ProgressFactory, validate_source_name
+from grounded.ingest.sync import ProgressFactory, sync_connector, validate_source_name
 from grounded.notebook.explore import ExploreMixin
 from grounded.optimize import Constraints, OptimizeReport, run_optimize
 from grounded.retrieval import Mode, SearchResults, Snapshot
@@ -181,15 +180,12 @@ class KnowledgeBase(ExploreMixin):
         )
 
     def stats(self) -> dict[str, Any]:
-        """Counts and index details of the current version, and where search and embedding run."""
+        """Counts and index details of the current version."""
         snap = self.snapshot()
         return {
             "version": snap.version.id,
             **snap.store.counts(),
             "index": snap.version.manifest.get("index", {}),
-            "shards": snap.version.manifest.get("shards", 1),
-            "segments": len(snap.version.segments),
-            "devices": {"embed": self.store.embedder.device, "faiss": snap.vectors.device},
             "embed_model": snap.version.manifest.get("embed_model"),
             "created_at": snap.version.manifest.get("created_at"),
         }
@@ -203,9 +199,6 @@ class KnowledgeBase(ExploreMixin):
         source: str | None = None,
         progress: ProgressFactory | None = None,
         follow_symlinks: bool = False,
-        engine: Engine | None = None,
-        address: str | None = None,
-        workers: int | None = None,
     ) -> IngestStats:
         """Ingest a file or folder as source ``source`` (default: the folder's name).
 
@@ -221,15 +214,7 @@ class KnowledgeBase(ExploreMixin):
         name = source or (target.resolve().name if target.is_dir() else target.resolve().parent.name) or "files"
         validate_source_name(name)
         refuse_configured_source(self.store, name)
-        return self.sync(
-            name,
-            connector,
-            progress=progress,
-            total=connector.size_hint(),
-            engine=engine,
-            address=address,
-            workers=workers,
-        )
+        return self.sync(name, connector, progress=progress, total=connector.size_hint())
 
     def sync(
         self,
@@ -241,28 +226,11 @@ class KnowledgeBase(ExploreMixin):
         full: bool = False,
         identity: str | None = None,
         acl: Sequence[str] = (),
-        engine: Engine | None = None,
-        address: str | None = None,
-        workers: int | None = None,
     ) -> IngestStats:
         """Read every stream of ``connector`` into a new version and publish it
-        (see :func:`grounded.ingest.sync.sync_connector`).
-
-        ``engine="ray"`` embeds on a Ray cluster first (``address``, or a local one with ``workers``
-        CPUs; default: ``[scale]``), then builds the version here exactly as a local sync would
-        (see :mod:`grounded.ingest.ray_engine`)."""
-        return run_sync(
-            self.store,
-            source,
-            connector,
-            engine=engine,
-            address=address,
-            workers=workers,
-            progress=progress,
-            total=total,
-            full=full,
-            identity=identity,
-            acl=acl,
+        (see :func:`grounded.ingest.sync.sync_connector`)."""
+        return sync_connector(
+            self.store, source, connector, progress=progress, total=total, full=full, identity=identity, acl=acl
         )
 
 

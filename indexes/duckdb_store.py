@@ -1,19 +1,11 @@
 """The DuckDB side of a knowledge-base version: documents, chunks, vectors, BM25, sync state.
 
-A version's ``store.duckdb`` is its *head*: metadata, sync state, sources, mirrored tables, the
-list of the segments it reads and the documents it deleted from them (``tombstones``). Documents
-and chunks live in immutable *segment* files (``segments/<id>/chunks.duckdb``, each with its own
-fts index), which the head attaches read-only; the head's ``documents`` and ``chunks`` are views
-over the segments' live rows, so every query written against one table still works.
+One DuckDB file per index version. Writers fill a staging copy; published versions are opened
+read-only, by any number of processes. Chunk embeddings are kept here too, so the FAISS index
+is always derivable from this file and unchanged text is never embedded twice.
 
-A writer's head (a copy in staging) also holds ``pending_documents``/``pending_chunks``: what the
-refresh adds, written in the same single-database transaction as the page's cursor and
-tombstones (DuckDB commits one attached database per transaction). :meth:`DuckDBStore.seal`
-moves them into new segments, by shard, when the version is published.
-
-Chunk embeddings are kept too, so the FAISS index is always derivable and unchanged text is
-never embedded twice. The ``fts`` extension is not built into the PyPI ``duckdb`` wheel; it comes
-from the ``duckdb-ext-fts`` package and is loaded from its installed path.
+The ``fts`` extension is not built into the PyPI ``duckdb`` wheel; it comes from the
+``duckdb-ext-fts`` package and is loaded from its installed path.
 """
 
 from __future__ import annotations
@@ -36,32 +28,18 @@ import pyarrow as pa
 
 from grounded.errors import ConfigError, CorruptKnowledgeBase
 from indexes.base import Chunk, SearchFilters
-from indexes.bm25 import FTS_SCHEMA, ShardedBm25, load_layers
-from indexes.versions import SEGMENT_STORE, SEGMENTS_DIR
+from indexes.bm25 import FTS_SCHEMA, Bm25Postings
 
-__all__ = [
-    "ChunkRow",
-    "DocumentRow",
-    "DuckDBStore",
-    "SentenceRow",
-    "StoredSentences",
-    "create_segment_tables",
-    "fts_extension_path",
-    "matrix",
-    "segment_alias",
-    "segment_file",
-    "shard_of",
-    "shard_sql",
-    "sql_text",
-]
+__all__ = ["ChunkRow", "DocumentRow", "DuckDBStore", "SentenceRow", "StoredSentences", "fts_extension_path"]
 
-SCHEMA_VERSION = 2
-"""2: a head over segment files; 1: documents and chunks in the version's own file."""
+SCHEMA_VERSION = 1
 
 ROW_CACHE_SIZE = 4096
 """Chunk rows a read-only store keeps in memory (a few MB of text at the default chunk size)."""
 
-_DOCUMENTS = """(
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS documents (
     doc_id VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
     key VARCHAR NOT NULL,
@@ -73,8 +51,8 @@ _DOCUMENTS = """(
     metadata JSON,
     acl VARCHAR[],
     ingested_at TIMESTAMPTZ
-)"""
-_CHUNKS = """(
+);
+CREATE TABLE IF NOT EXISTS chunks (
     chunk_id BIGINT PRIMARY KEY,
     doc_id VARCHAR NOT NULL,
     ordinal INTEGER NOT NULL,
@@ -84,26 +62,16 @@ _CHUNKS = """(
     search_text VARCHAR NOT NULL,
     text_hash VARCHAR NOT NULL,
     embedding FLOAT[]
-)"""
-_SENTENCES = """(
+);
+CREATE TABLE IF NOT EXISTS sentences (
     chunk_id BIGINT NOT NULL,
     ordinal INTEGER NOT NULL,
     start_char INTEGER NOT NULL,
     end_char INTEGER NOT NULL,
     text_hash VARCHAR NOT NULL,
     embedding FLOAT[] NOT NULL,
-    doc_id VARCHAR NOT NULL,
     PRIMARY KEY (chunk_id, ordinal)
-)"""
-"""A chunk's evidence sentences (see :func:`indexes.chunking.evidence_sentences`), stored in the
-segment that holds the chunk (``doc_id`` so tombstones and shards apply to them as to chunks)."""
-_HEAD_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE TABLE IF NOT EXISTS segments (id VARCHAR PRIMARY KEY, shard INTEGER NOT NULL, chunks BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS tombstones (segment VARCHAR NOT NULL, doc_id VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS pending_documents {_DOCUMENTS};
-CREATE TABLE IF NOT EXISTS pending_chunks {_CHUNKS};
-CREATE TABLE IF NOT EXISTS pending_sentences {_SENTENCES};
+);
 CREATE TABLE IF NOT EXISTS sync_state (
     source VARCHAR, stream VARCHAR, cursor JSON, updated_at TIMESTAMPTZ,
     PRIMARY KEY (source, stream)
@@ -112,37 +80,6 @@ CREATE TABLE IF NOT EXISTS sources (
     name VARCHAR PRIMARY KEY, type VARCHAR, last_synced_at TIMESTAMPTZ, documents BIGINT
 );
 """
-
-
-def shard_of(doc_id: str, shards: int) -> int:
-    """The shard a document belongs to: the first 32 bits of its (hex, content-hash) id, modulo."""
-    return int(doc_id[:8], 16) % shards
-
-
-def shard_sql(shards: int, column: str = "doc_id") -> str:
-    """:func:`shard_of` as a DuckDB expression over ``column``."""
-    return f"(CAST(('0x' || substr({column}, 1, 8)) AS UBIGINT) % {int(shards)})"
-
-
-def create_segment_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
-    """Create a segment's ``documents``, ``chunks`` and ``sentences`` tables in attached database ``catalog``."""
-    con.execute(f"CREATE TABLE {catalog}.main.documents {_DOCUMENTS}")
-    con.execute(f"CREATE TABLE {catalog}.main.chunks {_CHUNKS}")
-    con.execute(f"CREATE TABLE {catalog}.main.sentences {_SENTENCES}")
-
-
-def segment_file(head: Path, segment: str) -> Path:
-    """A segment's DuckDB file for the head at ``head``: beside a staged head while unpublished, else
-    in the shared folder two levels up (``kb/versions/<id>/store.duckdb`` -> ``kb/segments/<segment>/``)."""
-    staged = head.parent / SEGMENTS_DIR / segment / SEGMENT_STORE
-    if staged.exists():
-        return staged
-    return head.parent.parent.parent / SEGMENTS_DIR / segment / SEGMENT_STORE
-
-
-def segment_alias(segment: str) -> str:
-    """The catalog name a head attaches segment ``segment`` under."""
-    return "seg_" + segment.replace("-", "_")
 
 
 @functools.cache
@@ -209,14 +146,14 @@ class StoredSentences:
 
 
 class DuckDBStore:
-    """Documents, chunks and BM25 for one knowledge-base version: its head and the segments it attaches."""
+    """Documents, chunks and BM25 for one knowledge-base version (one DuckDB file)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
         self._lock = threading.Lock()
-        self._postings: ShardedBm25 | None = None
+        self._postings: Bm25Postings | None = None
         self._postings_lock = threading.Lock()
         self._rows: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._rows_lock = threading.Lock()
@@ -232,7 +169,7 @@ class DuckDBStore:
             ) from exc
         store = cls(con, path, read_only=read_only)
         if not read_only:
-            con.execute(_HEAD_SCHEMA)
+            con.execute(_SCHEMA)
             con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         found = store.meta("schema_version")
         if found != str(SCHEMA_VERSION):
@@ -241,72 +178,7 @@ class DuckDBStore:
                 f"{path} has schema version {found!r}, this grounded reads {SCHEMA_VERSION}; "
                 "re-ingest into a new knowledge base directory"
             )
-        try:
-            for segment in store.segment_ids():
-                store.attach_segment(segment)
-        except BaseException:
-            con.close()
-            raise
-        if not read_only:
-            store.define_views()
         return store
-
-    # -- segments -----------------------------------------------------------------------------
-
-    def segment_ids(self) -> list[str]:
-        """The segments this head reads, oldest first."""
-        rows = self.cursor().execute("SELECT id FROM segments ORDER BY id").fetchall()
-        return [str(r[0]) for r in rows]
-
-    def segment_file(self, segment: str) -> Path:
-        return segment_file(self.path, segment)
-
-    def attach_segment(self, segment: str) -> None:
-        """Attach ``segment`` read-only, once: DuckDB shares one instance (and its attachments)
-        between the connections a process opens to the same file, and two threads may open the
-        same version at once, so the attach is ``IF NOT EXISTS``."""
-        file = self.segment_file(segment)
-        if not file.exists():
-            raise CorruptKnowledgeBase(
-                f"segment {segment} of {self.path} is missing ({file}); the version was pruned while opening, "
-                "or the directory is damaged"
-            )
-        try:
-            self._con.execute(f"ATTACH IF NOT EXISTS '{sql_text(str(file))}' AS {segment_alias(segment)} (READ_ONLY)")
-        except duckdb.Error as exc:
-            raise CorruptKnowledgeBase(f"cannot open segment {file} ({exc}); re-ingest into a new directory") from exc
-
-    def define_views(self) -> None:
-        """(Re)define ``documents``, ``chunks`` and ``sentences`` as the live rows: pending ones, then each segment's
-        rows not deleted by a tombstone. Stored in the head, so readers inherit them."""
-        for table in ("documents", "chunks", "sentences"):
-            parts = [f"SELECT * FROM main.pending_{table}"]
-            for segment in self.segment_ids():
-                if table == "sentences" and not self.segment_has_sentences(segment):
-                    continue  # written before sentences were stored
-                parts.append(
-                    f"SELECT * FROM {segment_alias(segment)}.main.{table} WHERE doc_id NOT IN "
-                    f"(SELECT doc_id FROM main.tombstones WHERE segment = '{sql_text(segment)}')"
-                )
-            self._con.execute(f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL ".join(parts))
-
-    def segment_shards(self) -> dict[str, int]:
-        return {str(i): int(s) for i, s in self.cursor().execute("SELECT id, shard FROM segments").fetchall()}
-
-    def deleted_chunk_ids(self, segment: str) -> np.ndarray:
-        """Chunk ids of ``segment`` that this version deleted (their documents have tombstones)."""
-        table = (
-            self.cursor()
-            .execute(
-                f"SELECT chunk_id FROM {segment_alias(segment)}.main.chunks WHERE doc_id IN "
-                "(SELECT doc_id FROM main.tombstones WHERE segment = ?) ORDER BY chunk_id",
-                [segment],
-            )
-            .arrow()
-        )
-        if isinstance(table, pa.RecordBatchReader):
-            table = table.read_all()
-        return np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
 
     def close(self) -> None:
         self._con.close()
@@ -358,29 +230,17 @@ class DuckDBStore:
         """Stored embeddings of chunks whose embedded text has one of these hashes."""
         if not text_hashes:
             return {}
-        # Straight from each segment, deleted chunks included (the same text has the same vector),
-        # in two steps: the matching row ids from the hash column alone, then those rows' vectors.
-        # One semi-join would read every embedding of the segment first (3.2 s against 0.2 s for
-        # 2,000 hashes in a 200,000-chunk segment).
-        found: list[pa.Table] = []
-        tables = ["main.pending_chunks", *(f"{segment_alias(seg)}.main.chunks" for seg in self.segment_ids())]
-        for name in tables:
-            rows = self._con.execute(
-                f"SELECT rowid FROM {name} WHERE text_hash IN (SELECT unnest(?))", [list(text_hashes)]
-            ).fetchall()
-            if rows:
-                part = self._con.execute(
-                    f"SELECT text_hash, embedding FROM {name} WHERE rowid IN (SELECT unnest(?)) AND embedding IS NOT NULL",
-                    [[int(r[0]) for r in rows]],
-                ).arrow()
-                found.append(part.read_all() if isinstance(part, pa.RecordBatchReader) else part)
-        if not found:
-            return {}
-        table = pa.concat_tables(found)
+        table = self._con.execute(
+            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks "
+            "WHERE text_hash IN (SELECT unnest(?)) AND embedding IS NOT NULL",
+            [list(text_hashes)],
+        ).arrow()
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
         if table.num_rows == 0:
             return {}
         hashes = table.column("text_hash").to_pylist()
-        vectors = matrix(table.column("embedding"))
+        vectors = _matrix(table.column("embedding"))
         return {h: vectors[i] for i, h in enumerate(hashes)}
 
     def write_documents(
@@ -409,7 +269,7 @@ class DuckDBStore:
         )
         self._con.register("_new_documents", doc_table)
         try:
-            self._con.execute("INSERT INTO pending_documents SELECT * FROM _new_documents")
+            self._con.execute("INSERT INTO documents SELECT * FROM _new_documents")
         finally:
             self._con.unregister("_new_documents")
         if chunks:
@@ -430,78 +290,32 @@ class DuckDBStore:
             )
             self._con.register("_new_chunks", chunk_table)
             try:
-                self._con.execute("INSERT INTO pending_chunks SELECT * FROM _new_chunks")
+                self._con.execute("INSERT INTO chunks SELECT * FROM _new_chunks")
             finally:
                 self._con.unregister("_new_chunks")
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
-        """Delete these documents: pending rows go, segment rows get tombstones. Returns how many
-        live documents there were."""
         if not doc_ids:
             return 0
         ids = list(doc_ids)
-        row = self._con.execute("SELECT count(*) FROM documents WHERE doc_id IN (SELECT unnest(?))", [ids]).fetchone()
-        self._con.execute("DELETE FROM pending_sentences WHERE doc_id IN (SELECT unnest(?))", [ids])
-        self._con.execute("DELETE FROM pending_chunks WHERE doc_id IN (SELECT unnest(?))", [ids])
-        self._con.execute("DELETE FROM pending_documents WHERE doc_id IN (SELECT unnest(?))", [ids])
-        for segment in self.segment_ids():
-            self._con.execute(
-                f"INSERT INTO tombstones SELECT ?, doc_id FROM {segment_alias(segment)}.main.documents "
-                "WHERE doc_id IN (SELECT unnest(?)) AND doc_id NOT IN (SELECT doc_id FROM tombstones WHERE segment = ?)",
-                [segment, ids, segment],
-            )
-        return int(row[0]) if row else 0
+        self._con.execute(
+            "DELETE FROM sentences WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE doc_id IN (SELECT unnest(?)))",
+            [ids],
+        )
+        self._con.execute("DELETE FROM chunks WHERE doc_id IN (SELECT unnest(?))", [ids])
+        row = self._con.execute(
+            "DELETE FROM documents WHERE doc_id IN (SELECT unnest(?)) RETURNING doc_id", [ids]
+        ).fetchall()
+        return len(row)
 
     def chunks_without_sentences(self) -> list[tuple[int, str, str]]:
-        """``(chunk_id, title, text)`` of every pending chunk with no sentences yet, by chunk id.
-
-        Chunks of sealed segments have theirs in the same segment (sealed together), except in
-        segments written before sentences were stored: :meth:`repend_legacy` moves those back to
-        pending first, so their sentences are sealed with them.
-        """
+        """``(chunk_id, title, text)`` of every chunk with no stored sentences, by chunk id: new
+        chunks, and every chunk of a knowledge base built before sentences were stored."""
         rows = self._con.execute(
-            "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM main.pending_chunks c "
-            "JOIN main.pending_documents d USING (doc_id) "
-            "WHERE NOT EXISTS (SELECT 1 FROM main.pending_sentences s WHERE s.chunk_id = c.chunk_id) "
-            "ORDER BY c.chunk_id"
+            "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id) "
+            "WHERE NOT EXISTS (SELECT 1 FROM sentences s WHERE s.chunk_id = c.chunk_id) ORDER BY c.chunk_id"
         ).fetchall()
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
-
-    def legacy_segments(self) -> list[str]:
-        """Segments written before sentences were stored (no ``sentences`` table)."""
-        return [seg for seg in self.segment_ids() if not self.segment_has_sentences(seg)]
-
-    def segment_has_sentences(self, segment: str) -> bool:
-        row = (
-            self.cursor()
-            .execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = 'sentences'",
-                [segment_alias(segment)],
-            )
-            .fetchone()
-        )
-        return bool(row and row[0])
-
-    def repend_legacy(self) -> int:
-        """Move the live documents and chunks of segments without sentences back to pending (their
-        segment rows get tombstones), so the next seal writes them with their sentences: a one-time
-        migration of a knowledge base built before sentences were stored. Call inside
-        :meth:`transaction`; returns how many documents moved."""
-        legacy = self.legacy_segments()
-        if not legacy:
-            return 0
-        moved = 0
-        for segment in legacy:
-            alias = segment_alias(segment)
-            live = f"doc_id NOT IN (SELECT doc_id FROM main.tombstones WHERE segment = '{sql_text(segment)}')"
-            self._con.execute(f"INSERT INTO main.pending_documents SELECT * FROM {alias}.main.documents WHERE {live}")
-            self._con.execute(f"INSERT INTO main.pending_chunks SELECT * FROM {alias}.main.chunks WHERE {live}")
-            row = self._con.execute(
-                f"INSERT INTO main.tombstones SELECT ?, doc_id FROM {alias}.main.documents WHERE {live} RETURNING doc_id",
-                [segment],
-            ).fetchall()
-            moved += len(row)
-        return moved
 
     def sentence_embeddings_for(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored embeddings of sentences whose embedded text has one of these hashes."""
@@ -515,12 +329,11 @@ class DuckDBStore:
             table = table.read_all()
         if table.num_rows == 0:
             return {}
-        vectors = matrix(table.column("embedding"))
+        vectors = _matrix(table.column("embedding"))
         return {h: vectors[i] for i, h in enumerate(table.column("text_hash").to_pylist())}
 
     def write_sentences(self, rows: Sequence[SentenceRow]) -> None:
-        """Add evidence sentences of pending chunks (which must have none yet); the next seal
-        writes them into the chunks' segment. Call inside :meth:`transaction`."""
+        """Add evidence sentences (their chunks must have none yet). Call inside :meth:`transaction`."""
         if not rows:
             return
         dim = len(rows[0].embedding)
@@ -537,15 +350,9 @@ class DuckDBStore:
         )
         self._con.register("_new_sentences", table)
         try:
-            inserted = self._con.execute(
-                "INSERT INTO main.pending_sentences SELECT s.chunk_id, s.ordinal, s.start_char, s.end_char, "
-                "s.text_hash, s.embedding, c.doc_id FROM _new_sentences s JOIN main.pending_chunks c USING (chunk_id) "
-                "RETURNING chunk_id"
-            ).fetchall()
+            self._con.execute("INSERT INTO sentences SELECT * FROM _new_sentences")
         finally:
             self._con.unregister("_new_sentences")
-        if len(inserted) != len(rows):
-            raise ValueError("write_sentences: every sentence must belong to a pending chunk")
 
     def source_doc_ids(self, source: str) -> set[str]:
         rows = self._con.execute("SELECT doc_id FROM documents WHERE source = ?", [source]).fetchall()
@@ -579,35 +386,33 @@ class DuckDBStore:
             [name, type_, name],
         )
 
+    def rebuild_fts(self) -> None:
+        """(Re)build the BM25 index; DuckDB's fts index does not follow table changes itself."""
+        with self._postings_lock:
+            self._con.execute(
+                "PRAGMA create_fts_index('chunks', 'chunk_id', 'search_text', overwrite=1, "
+                "stemmer='porter', stopwords='english', strip_accents=1, lower=1)"
+            )
+            self._postings = None
+
     def checkpoint(self) -> None:
         self._con.execute("CHECKPOINT")
 
     # -- reading ------------------------------------------------------------------------------
 
     def has_fts(self) -> bool:
-        """Whether any segment has a BM25 index (a segment without chunks has none)."""
-        return bool(self._fts_segments())
-
-    def _fts_segments(self) -> list[str]:
-        rows = (
+        row = (
             self.cursor()
-            .execute("SELECT database_name FROM duckdb_schemas() WHERE schema_name = ?", [FTS_SCHEMA])
-            .fetchall()
+            .execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?", [FTS_SCHEMA])
+            .fetchone()
         )
-        names = {str(r[0]) for r in rows}
-        return [s for s in self.segment_ids() if segment_alias(s) in names]
+        return bool(row and row[0])
 
-    def postings(self) -> ShardedBm25 | None:
-        """The BM25 index in memory, one part per shard with the statistics of the whole version
-        (read on first use), or ``None`` when no segment has one."""
+    def postings(self) -> Bm25Postings | None:
+        """The BM25 index in memory (read on first use), or ``None`` before one is built."""
         with self._postings_lock:
-            if self._postings is None:
-                segments = self._fts_segments()
-                if not segments:
-                    return None
-                shards = self.segment_shards()
-                layers = [(segment_alias(s), shards[s], self.deleted_chunk_ids(s)) for s in segments]
-                self._postings = load_layers(self.cursor(), layers)
+            if self._postings is None and self.has_fts():
+                self._postings = Bm25Postings.load(self.cursor())
             return self._postings
 
     def bm25(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -700,7 +505,7 @@ class DuckDBStore:
         owners = np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
         starts = table.column("start_char").to_pylist()
         ends = table.column("end_char").to_pylist()
-        vectors = matrix(table.column("embedding"))
+        vectors = _matrix(table.column("embedding"))
         vectors.setflags(write=False)
         out: dict[int, StoredSentences] = {}
         bounds = np.flatnonzero(np.diff(owners)) + 1
@@ -725,7 +530,7 @@ class DuckDBStore:
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
         found = np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
-        return found, matrix(table.column("embedding")) if len(found) else np.zeros((0, 0), np.float32)
+        return found, _matrix(table.column("embedding")) if len(found) else np.zeros((0, 0), np.float32)
 
     def chunk_ids(self) -> np.ndarray:
         table = self.cursor().execute("SELECT chunk_id FROM chunks ORDER BY chunk_id").arrow()
@@ -753,7 +558,7 @@ class DuckDBStore:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def matrix(column: pa.ChunkedArray) -> np.ndarray:
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     """An Arrow list<float> column as a 2-D float32 matrix."""
     combined = column.combine_chunks()
     values = np.asarray(combined.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
@@ -789,8 +594,3 @@ def _filter_sql(filters: SearchFilters | None) -> tuple[str, list[Any]]:
         parts.append("(len(coalesce(d.acl, [])) = 0 OR list_has_any(d.acl, ?::VARCHAR[]))")
         params.append(list(filters.acl_groups))
     return "".join(f" AND {p}" for p in parts), params
-
-
-def sql_text(text: str) -> str:
-    """``text`` for a single-quoted SQL literal."""
-    return text.replace("'", "''")

@@ -25,7 +25,7 @@ import numpy.typing as npt
 # clustering params), so it is used untyped.
 faiss: Any = _faiss
 
-__all__ = ["IndexChoice", "VectorIndex", "gpu_count", "recall_at_k"]
+__all__ = ["IndexChoice", "VectorIndex", "recall_at_k"]
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -48,18 +48,6 @@ def _all_cores() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(1)
-
-
-def gpu_count() -> int:
-    """GPUs FAISS can use here (0 with the ``faiss-cpu`` wheel; ``pip install 'grounded[gpu]'``)."""
-    get = getattr(faiss, "get_num_gpus", None)
-    try:
-        return int(get()) if callable(get) else 0
-    except RuntimeError:
-        return 0
-
-
-_gpu_resources: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,19 +200,6 @@ class VectorIndex:
     @classmethod
     def load(cls, path: Path, choice: IndexChoice) -> VectorIndex:
         return cls(faiss.read_index(str(path)), choice)
-
-    def on_gpu(self) -> VectorIndex | None:
-        """A copy of this index on GPU 0, or ``None`` without a usable GPU (the CPU index stays the
-        one filtered searches use: FAISS's GPU indexes take no id selector)."""
-        global _gpu_resources
-        if not gpu_count() or not hasattr(faiss, "StandardGpuResources"):
-            return None
-        try:
-            if _gpu_resources is None:
-                _gpu_resources = faiss.StandardGpuResources()
-            return VectorIndex(faiss.index_cpu_to_gpu(_gpu_resources, 0, self._index), self.choice)
-        except (RuntimeError, AttributeError):
-            return None
 
     def memory_bytes(self) -> int:
         """Serialized size, a close proxy for resident memory."""

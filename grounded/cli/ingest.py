@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base, progress_factory
-from grounded.errors import InvalidRequest
 
 
 @app.command()
@@ -23,13 +22,6 @@ def ingest(
     follow_symlinks: Annotated[
         bool, typer.Option(help="Also read files through symbolic links that lead out of the folder.")
     ] = False,
-    engine: Annotated[
-        str | None, typer.Option(help="local, or ray: embed on a Ray cluster (default: [scale] engine).")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (auto: this machine's); default: a local cluster.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Ray embedding actors (default: [scale] workers).")] = None,
 ) -> None:
     """Ingest documents; unchanged ones are skipped, changed ones replaced, removed ones deleted.
 
@@ -38,18 +30,8 @@ def ingest(
     """
     from connectors.files import FilesConfig, FilesConnector
 
-    if engine not in (None, "local", "ray"):
-        raise InvalidRequest(f"--engine must be local or ray; got {engine!r}")
     knowledge = knowledge_base(kb, create=True)
-    stats = knowledge.ingest(
-        path,
-        source=source,
-        progress=progress_factory(progress),
-        follow_symlinks=follow_symlinks,
-        engine="ray" if engine == "ray" else "local" if engine == "local" else None,
-        address=address,
-        workers=workers,
-    )
+    stats = knowledge.ingest(path, source=source, progress=progress_factory(progress), follow_symlinks=follow_symlinks)
     for link in FilesConnector(FilesConfig(path=path, follow_symlinks=follow_symlinks)).outside_links():
         err_console.print(
             f"[yellow]skipped:[/] {link}: a symbolic link out of the folder (--follow-symlinks reads it)",

@@ -114,13 +114,6 @@ class SentenceEmbedder:
         return int(self.model.get_embedding_dimension())
 
     @property
-    def device(self) -> str:
-        """Where the model runs (or will run): ``cuda`` when CUDA is available, else ``cpu``."""
-        if self._model is not None:
-            return str(self._model.device.type)
-        return self._device or ("cuda" if _cuda_available() else "cpu")
-
-    @property
     def max_tokens(self) -> int:
         if self._onnx is not None:
             return self._onnx.max_tokens

@@ -1,11 +1,10 @@
 """Build the next index version from connector pages, then publish it atomically.
 
-:class:`VersionBuilder` holds the write lock, works on a staging copy of the current version's
-head, and accepts pages: unchanged documents (same content hash) cost one lookup, changed ones
-get new chunks, and only text never embedded before goes through the model. ``publish()`` seals
-the new rows into new segments (each with its FAISS and BM25 index, one per shard) and makes the
-staged head current, so its cost follows the change, not the knowledge base; leaving the block
-without publishing (an error, Ctrl-C) discards it and the last good version keeps serving.
+:class:`VersionBuilder` holds the write lock, works on a staging copy of the current version,
+and accepts pages: unchanged documents (same content hash) cost one lookup, changed ones get
+new chunks, and only text never embedded before goes through the model. ``publish()`` updates
+FAISS and BM25 and makes the staging copy current; leaving the block without publishing (an
+error, Ctrl-C) discards it and the last good version keeps serving.
 
 Example::
 
@@ -44,11 +43,11 @@ from grounded.errors import ConfigError, KnowledgeBaseError
 from grounded.experts.embedding import SentenceEmbedder
 from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
 from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore, SentenceRow
+from indexes.faiss_index import EXACT_LIMIT, IndexChoice, VectorIndex
 from indexes.mirror import TableMirror, export_tables
-from indexes.segments import SealResult, compact_head, seal
-from indexes.versions import STORE_FILE, TABLES_DIR, VersionInfo, VersionStore
+from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore
 
-__all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for", "search_text", "text_hash"]
+__all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for"]
 
 
 def doc_id_for(source: str, key: str) -> str:
@@ -64,15 +63,9 @@ def content_hash(doc: Document) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def search_text(title: str, text: str) -> str:
-    """The text a chunk is embedded and BM25-indexed with: its document title, then its text."""
+def _search_text(title: str, text: str) -> str:
     # The title goes with every chunk: it is often the best evidence of what a chunk is about.
     return f"{title}\n{text}" if title and not text.startswith(title) else text
-
-
-def text_hash(embedded: str) -> str:
-    """The key an embedding is stored and reused under: the hash of the exact text embedded."""
-    return hashlib.sha256(embedded.encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -131,7 +124,7 @@ class VersionBuilder:
         self.vid = ""
         self.parent: str | None = None
         self._staged = Path()
-        self.sealed = SealResult()
+        self._base_ids = np.zeros(0, dtype=np.int64)
         self._mirrors: dict[str, TableMirror] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -143,6 +136,7 @@ class VersionBuilder:
             self.vid, self._staged = self.versions.new_staging()
             self._store = DuckDBStore.open(self._staged / STORE_FILE, read_only=False)
             self._check_embedding_model()
+            self._base_ids = self._store.chunk_ids()
         except BaseException:
             self._stack.close()
             raise
@@ -222,8 +216,9 @@ class VersionBuilder:
                 )
             )
             for chunk in chunk_document(doc_id, doc.text, self.chunking):
-                embedded = search_text(doc.title, chunk.text)
-                chunk_rows.append(ChunkRow(chunk, embedded, text_hash(embedded)))
+                search_text = _search_text(doc.title, chunk.text)
+                text_hash = hashlib.sha256(search_text.encode()).hexdigest()
+                chunk_rows.append(ChunkRow(chunk, search_text, text_hash))
         embeddings = self._embeddings(chunk_rows, stats)
         stats.chunks_written = len(chunk_rows)
 
@@ -336,28 +331,19 @@ class VersionBuilder:
             return None
         store = self.store
         self.sentences_embedded = self._store_sentences() if self.sentences else 0
+        now_ids = store.chunk_ids()
+        choice = self._update_vectors(now_ids)
         self._export_tables()
+        store.rebuild_fts()
         counts = store.counts()
         fingerprint = (
             store.cursor()
             .execute("SELECT md5(coalesce(string_agg(content_hash, '' ORDER BY doc_id), '')) FROM documents")
             .fetchone()
         )
-        scale = self.settings.scale
-        self.sealed = seal(
-            store, self._staged, self.vid, shards=scale.shards, max_segments=scale.max_segments, dim=self.embedder.dim
-        )
-        segments = self._segments()
-        live = sum(s["chunks"] for s in segments) - sum(len(store.deleted_chunk_ids(s["id"])) for s in segments)
-        if live != counts["chunks"]:
-            raise KnowledgeBaseError(
-                f"the segments hold {live} live chunks but the store counts {counts['chunks']}; "
-                "the staged version was discarded"
-            )
         store.checkpoint()
-        compact_head(store)
+        store.close()
         self._store = None
-        largest = max(segments, key=lambda s: int(s["chunks"]), default=None)
         manifest = {
             "version": self.vid,
             "parent": self.parent,
@@ -368,9 +354,7 @@ class VersionBuilder:
                 "max_chars": self.chunking.max_chars,
                 "overlap_sentences": self.chunking.overlap_sentences,
             },
-            "index": largest["index"] if largest else {"kind": "Flat"},
-            "shards": scale.shards,
-            "segments": segments,
+            "index": choice.to_dict(),
             "fingerprint": fingerprint[0] if fingerprint else "",
             **counts,
         }
@@ -379,20 +363,15 @@ class VersionBuilder:
         return info
 
     def _store_sentences(self, batch_chunks: int = 2048) -> int:
-        """Split every pending chunk into its evidence sentences, embed them and stage them beside
-        the chunk (``pending_sentences``), so :func:`indexes.segments.seal` writes them into the
-        chunk's segment and answering only looks them up (answering/evidence.py).
+        """Split every chunk that has no stored sentences into its evidence sentences, embed them
+        and store them with the chunk, so answering only looks them up (answering/evidence.py).
 
         This covers new chunks and, on the first ingest after an upgrade, every chunk of a
-        segment written before sentences were stored: those are moved back to pending first
-        (:meth:`DuckDBStore.repend_legacy`), so sentences always live with their chunks (its
-        published versions keep working: the answer path computes missing sentences itself). Text embedded before (a sentence
+        knowledge base built before sentences were stored (its published versions keep working:
+        the answer path computes missing sentences itself). Text embedded before (a sentence
         shared by overlapping chunks, or unchanged text) is reused, never embedded again.
         Returns how many sentences went through the model.
         """
-        if self.store.legacy_segments():
-            with self.store.transaction():
-                self.store.repend_legacy()
         todo = self.store.chunks_without_sentences()
         embedded = 0
         for lo in range(0, len(todo), batch_chunks):
@@ -435,8 +414,36 @@ class VersionBuilder:
             if stale.stem not in schemas:
                 stale.unlink()
 
-    def _segments(self) -> list[dict[str, Any]]:
-        """The new version's segments: the parent's that were not merged away, then the new ones."""
+    def _update_vectors(self, now_ids: np.ndarray) -> IndexChoice:
+        path = self._staged / VECTORS_FILE
         current = self.versions.current() if self.parent else None
-        kept = [seg for seg in (current.segments if current else []) if seg["id"] not in self.sealed.removed]
-        return kept + self.sealed.added
+        manifest = current.manifest if current else {}
+        previous = IndexChoice(**manifest["index"]) if "index" in manifest else None
+        removed = np.setdiff1d(self._base_ids, now_ids, assume_unique=True)
+        added = np.setdiff1d(now_ids, self._base_ids, assume_unique=True)
+        # Incremental update keeps the trained IVF quantiser; rebuild when the collection
+        # changed size class or doubled since training, where the old choice may no longer fit.
+        incremental = (
+            previous is not None
+            and path.exists()
+            and (
+                (previous.kind == "Flat" and len(now_ids) <= EXACT_LIMIT)
+                or (previous.kind != "Flat" and len(now_ids) <= 2 * max(previous.trained_on, 1))
+            )
+        )
+        if incremental and previous is not None:
+            index = VectorIndex.load(path, previous)
+            index.remove(removed)
+            if len(added):
+                ids, vectors = self.store.vectors(added)
+                index.add(ids, vectors)
+        else:
+            ids, vectors = self.store.vectors()
+            index = VectorIndex.build(ids, vectors) if len(ids) else VectorIndex.empty(self.embedder.dim)
+        if index.ntotal != len(now_ids):
+            raise KnowledgeBaseError(
+                f"vector index holds {index.ntotal} vectors but the store has {len(now_ids)} chunks; "
+                "the staged version was discarded"
+            )
+        index.save(path)
+        return index.choice

@@ -23,8 +23,7 @@ from connectors.registry import build_connector
 from grounded.config import Settings, SourceConfig
 from grounded.errors import ConfigError, GroundedError, InvalidRequest
 from grounded.ingest.builder import IngestStats, VersionBuilder
-from grounded.ingest.engine import run_sync
-from grounded.ingest.sync import ProgressFactory, validate_source_name
+from grounded.ingest.sync import ProgressFactory, sync_connector, validate_source_name
 from grounded.store import KnowledgeStore
 from indexes.duckdb_store import DuckDBStore
 
@@ -149,7 +148,7 @@ def sync_source(
         remove_source(store, old)
     connector.check()
     total = connector.size_hint() if isinstance(connector, SizedConnector) else None
-    return run_sync(
+    return sync_connector(
         store,
         name,
         connector,

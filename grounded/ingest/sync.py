@@ -17,7 +17,6 @@ from connectors.base import Connector, Document, LiveKeys, Page, RowBatch
 from grounded.access import effective_acl
 from grounded.config import source_name_problem
 from grounded.errors import InvalidRequest
-from grounded.experts.embedding import SentenceEmbedder
 from grounded.ingest.builder import IngestStats, VersionBuilder
 from grounded.store import KnowledgeStore
 
@@ -37,19 +36,17 @@ def sync_connector(
     full: bool = False,
     identity: str | None = None,
     acl: Sequence[str] = (),
-    embedder: SentenceEmbedder | None = None,
 ) -> IngestStats:
     """Read every stream of ``connector`` as source ``source`` into a new version and publish it.
 
     ``identity`` (a hash of the source's type and parameters) is kept to notice renames.
     ``acl`` (the source's groups) is stamped on every document, whatever the connector does:
     a document's own ACL can only narrow it (see :func:`grounded.access.effective_acl`).
-    ``embedder`` replaces the store's (the Ray engine passes one holding precomputed vectors).
     """
     validate_source_name(source)
     stats = IngestStats()
     bar = progress(total, f"sync {source}") if progress else None
-    with VersionBuilder(store.versions, embedder or store.embedder, store.settings) as builder:
+    with VersionBuilder(store.versions, store.embedder, store.settings) as builder:
         if full:
             builder.mirror(source).drop_all()
         everything: set[str] = set()  # with full: every document id read, from all streams

@@ -1,11 +1,11 @@
-"""A published version opened for reading: its DuckDB head (segments attached) and FAISS indexes."""
+"""A published version opened for reading: its DuckDB store and its FAISS index."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from indexes.duckdb_store import DuckDBStore
-from indexes.segments import LayeredVectors
+from indexes.faiss_index import IndexChoice, VectorIndex
 from indexes.versions import VersionInfo
 
 __all__ = ["Snapshot"]
@@ -17,17 +17,12 @@ class Snapshot:
 
     version: VersionInfo
     store: DuckDBStore
-    vectors: LayeredVectors
+    vectors: VectorIndex
 
     @classmethod
     def open(cls, version: VersionInfo) -> Snapshot:
         store = DuckDBStore.open(version.store_path, read_only=True)
-        try:
-            vectors = LayeredVectors.open(
-                store, version.segments, version.segment_path, int(version.manifest.get("dim", 384))
-            )
-            store.postings()  # BM25 posting lists into memory now, not on the first query
-        except BaseException:
-            store.close()
-            raise
+        choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
+        vectors = VectorIndex.load(version.vectors_path, choice)
+        store.postings()  # BM25 posting lists into memory now, not on the first query
         return cls(version, store, vectors)

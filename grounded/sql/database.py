@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from indexes.duckdb_store import fts_extension_path, segment_alias, segment_file
+from indexes.duckdb_store import fts_extension_path
 from indexes.mirror import export_tables
 from indexes.versions import TABLES_DIR
 
@@ -334,11 +334,6 @@ def _open_owner(path: Path) -> tuple[duckdb.DuckDBPyConnection, str, None, tuple
     try:
         con.execute(f"LOAD '{_quote(str(fts_extension_path()))}'")
         con.execute(f"ATTACH '{_quote(str(path))}' AS {CATALOG} (READ_ONLY)")
-        # The head's documents and chunks are views over its segments: attach them under the
-        # names the views use.
-        for (segment,) in con.execute(f"SELECT id FROM {CATALOG}.main.segments ORDER BY id").fetchall():
-            file = segment_file(path, str(segment))
-            con.execute(f"ATTACH '{_quote(str(file))}' AS {segment_alias(str(segment))} (READ_ONLY)")
         con.execute(f"USE {CATALOG}")
         schemas = [
             str(r[0])

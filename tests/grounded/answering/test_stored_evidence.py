@@ -28,17 +28,12 @@ def _open(path: Path, backend: str) -> KnowledgeBase:
 
 @pytest.fixture
 def old_layout_kb(built_kb_path: Path, tmp_path: Path) -> Path:
-    """A copy of the shared knowledge base as an older grounded wrote it: segments without a
-    sentences table, a head without the sentences view and pending_sentences."""
+    """A copy of the shared knowledge base as an older grounded wrote it: no sentences table."""
     root = tmp_path / "kb"
     shutil.copytree(built_kb_path, root, ignore=shutil.ignore_patterns("*.lock"))
-    for segment_file in sorted((root / "segments").glob("*/chunks.duckdb")):
-        with duckdb.connect(str(segment_file)) as con:
-            con.execute("DROP TABLE sentences")
     store_file = root / "versions" / (root / "CURRENT").read_text().strip() / "store.duckdb"
     with duckdb.connect(str(store_file)) as con:
-        con.execute("DROP VIEW sentences")
-        con.execute("DROP TABLE pending_sentences")
+        con.execute("DROP TABLE sentences")
     return root
 
 
@@ -94,7 +89,6 @@ def test_the_next_ingest_stores_sentences_for_every_older_chunk(old_layout_kb: P
     store = kb.snapshot().store
     ids = [int(r[0]) for r in store.cursor().execute("SELECT chunk_id FROM chunks").fetchall()]
     assert set(store.sentences(ids)) == set(ids)
-    assert not store.legacy_segments()  # the older chunks were sealed again, with their sentences
 
 
 def test_a_blank_passage_beside_stored_ones_adds_no_sentence(built_kb_path: Path) -> None:
