@@ -234,7 +234,7 @@ def test_trace_shows_the_draft_of_the_last_answer(built_kb_path: Path, fake_back
     # The fake expert copies source [1]'s first sentence and cites [1]; that "sentence" is the topic's
     # heading run into a list intro ('The "pass" statement ****** ... for example:'), which the
     # verifier never keeps as written, and the trace says so.
-    assert (rows[0]["cites"], rows[0]["supported"], rows[0]["outcome"]) == ((1,), False, "quoted or dropped")
+    assert (rows[0]["cites"], rows[0]["supported"], rows[0]["outcome"]) == ((1,), False, "replaced or dropped")
     assert repr(trace).startswith("AnswerTrace('What does the pass statement do?', 1 drafted sentence(s)")
     html = trace._repr_html_()
     assert "model wrote" in html
