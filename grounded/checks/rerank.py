@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from typing import Any
 from grounded.checks.data import Pair, split_of
 from grounded.checks.model import META_FILE, CrossEncoder
 from grounded.checks.recipe import Recipe
+from grounded.checks.store import checks_cache, write_pointer
 from grounded.checks.text import evidence_window
 from grounded.errors import ConfigError
 
@@ -54,8 +54,7 @@ query, about the recipe's ``max_tokens``."""
 
 def rerank_cache() -> Path:
     """``$GROUNDED_MODEL_CACHE/rerank`` (default ``~/.cache/grounded/models/rerank``)."""
-    root = Path(os.environ.get("GROUNDED_MODEL_CACHE", Path.home() / ".cache" / "grounded" / "models"))
-    return root / "rerank"
+    return checks_cache().parent / "rerank"
 
 
 def activate_reranker(fingerprint: str) -> Path:
@@ -63,10 +62,7 @@ def activate_reranker(fingerprint: str) -> Path:
     path = rerank_cache() / fingerprint
     if not (path / META_FILE).is_file():
         raise ConfigError(f"no trained reranker {fingerprint!r} in {rerank_cache()}")
-    pointer = rerank_cache() / "ACTIVE"
-    tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(fingerprint + "\n", encoding="utf-8")
-    tmp.replace(pointer)
+    write_pointer(rerank_cache(), fingerprint)
     return path
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from grounded.errors import ConfigError
 
-__all__ = ["activate", "active_model_dir", "checks_cache", "model_dir"]
+__all__ = ["activate", "active_model_dir", "checks_cache", "model_dir", "write_pointer"]
 
 
 def checks_cache() -> Path:
@@ -32,11 +32,16 @@ def activate(fingerprint: str) -> Path:
     path = model_dir(fingerprint)
     if not (path / "checks.json").is_file():
         raise ConfigError(f"no trained checks model {fingerprint!r} in {checks_cache()}")
-    pointer = checks_cache() / "ACTIVE"
+    write_pointer(checks_cache(), fingerprint)
+    return path
+
+
+def write_pointer(folder: Path, fingerprint: str) -> None:
+    """Point ``folder/ACTIVE`` at ``fingerprint`` (written aside, then renamed: readers never see half)."""
+    pointer = folder / "ACTIVE"
     tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(fingerprint + "\n", encoding="utf-8")
     tmp.replace(pointer)
-    return path
 
 
 def active_model_dir() -> Path:
