@@ -267,14 +267,8 @@ class DuckDBStore:
                 "ingested_at": pa.array([now] * len(documents), type=pa.timestamp("us", tz="UTC")),
             }
         )
-        self._con.register("_new_documents", doc_table)
-        try:
-            self._con.execute("INSERT INTO documents SELECT * FROM _new_documents")
-        finally:
-            self._con.unregister("_new_documents")
+        self._insert_arrow("documents", doc_table)
         if chunks:
-            dim = embeddings.shape[1]
-            flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1))
             chunk_table = pa.table(
                 {
                     "chunk_id": pa.array([c.chunk.chunk_id for c in chunks], type=pa.int64()),
@@ -285,14 +279,10 @@ class DuckDBStore:
                     "text": [c.chunk.text for c in chunks],
                     "search_text": [c.search_text for c in chunks],
                     "text_hash": [c.text_hash for c in chunks],
-                    "embedding": pa.FixedSizeListArray.from_arrays(flat, dim).cast(pa.list_(pa.float32())),
+                    "embedding": _vector_column(embeddings),
                 }
             )
-            self._con.register("_new_chunks", chunk_table)
-            try:
-                self._con.execute("INSERT INTO chunks SELECT * FROM _new_chunks")
-            finally:
-                self._con.unregister("_new_chunks")
+            self._insert_arrow("chunks", chunk_table)
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
         if not doc_ids:
@@ -332,12 +322,18 @@ class DuckDBStore:
         vectors = _matrix(table.column("embedding"))
         return {h: vectors[i] for i, h in enumerate(table.column("text_hash").to_pylist())}
 
+    def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+        """Append an Arrow table whose columns are ``table_name``'s, in order (one bulk insert)."""
+        self._con.register(f"_new_{table_name}", rows)
+        try:
+            self._con.execute(f"INSERT INTO {table_name} SELECT * FROM _new_{table_name}")
+        finally:
+            self._con.unregister(f"_new_{table_name}")
+
     def write_sentences(self, rows: Sequence[SentenceRow]) -> None:
         """Add evidence sentences (their chunks must have none yet). Call inside :meth:`transaction`."""
         if not rows:
             return
-        dim = len(rows[0].embedding)
-        flat = pa.array(np.ascontiguousarray(np.stack([r.embedding for r in rows]), dtype=np.float32).reshape(-1))
         table = pa.table(
             {
                 "chunk_id": pa.array([r.chunk_id for r in rows], type=pa.int64()),
@@ -345,14 +341,10 @@ class DuckDBStore:
                 "start_char": pa.array([r.start for r in rows], type=pa.int32()),
                 "end_char": pa.array([r.end for r in rows], type=pa.int32()),
                 "text_hash": [r.text_hash for r in rows],
-                "embedding": pa.FixedSizeListArray.from_arrays(flat, dim).cast(pa.list_(pa.float32())),
+                "embedding": _vector_column(np.stack([r.embedding for r in rows])),
             }
         )
-        self._con.register("_new_sentences", table)
-        try:
-            self._con.execute("INSERT INTO sentences SELECT * FROM _new_sentences")
-        finally:
-            self._con.unregister("_new_sentences")
+        self._insert_arrow("sentences", table)
 
     def source_doc_ids(self, source: str) -> set[str]:
         rows = self._con.execute("SELECT doc_id FROM documents WHERE source = ?", [source]).fetchall()
@@ -556,6 +548,13 @@ class DuckDBStore:
         cur.execute("SELECT name, type, last_synced_at, documents FROM sources ORDER BY name")
         names = [c[0] for c in cur.description or []]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _vector_column(matrix: np.ndarray) -> pa.Array:
+    """A 2-D float matrix as the Arrow list<float> column the embedding columns hold (the inverse of :func:`_matrix`)."""
+    dim = matrix.shape[1]
+    flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, dim).cast(pa.list_(pa.float32()))
 
 
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
