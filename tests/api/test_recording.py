@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 import grounded
 from grounded.api.app import create_app
 from grounded.ops.recording import record_question, recorded_path
 from grounded.optimize.workload import read_questions
-from tests.api.conftest import _free_port
+from tests.api.serving import serving
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
 
@@ -30,17 +27,8 @@ def recording_server(built_kb_path: Path, tmp_path: Path, fake_backend: str) -> 
         experts={"answer": {"backend": fake_backend, "model": "echo"}},
         server={"record_questions": 1.0},
     )
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(kb), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the recording test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", tmp_path / "kb"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(kb)) as url:
+        yield url, tmp_path / "kb"
 
 
 def test_the_server_records_each_distinct_question_once_for_optimize(recording_server: tuple[str, Path]) -> None:
