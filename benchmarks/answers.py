@@ -164,7 +164,7 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
     """The trained checks' answer to ``row``'s draft, per configuration, into ``row.checked``
     (see the module docstring); the evidence pool is rebuilt from the answer's citations."""
     from grounded.answering.evidence import build_pool
-    from grounded.answering.trust import FALLBACK, gate_evidence, verify_checked
+    from grounded.answering.trust import FALLBACK, best_answering_quote, gate_evidence, verify_checked
 
     citations = Answer.from_dict(row.answer).citations
     pool = build_pool(row.question, citations, kb.embedder)
@@ -193,6 +193,9 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
                 row.question, parsed, pool, kb.embedder, answer_settings, c, truncated=bool(row.draft.get("truncated"))
             ) if parsed else ([], [])  # fmt: skip
             with_fallback = with_fallback if any(f.decision == FALLBACK for f in fallback_findings) else []
+        # Extractive: the gate decides, and the answer is the evidence sentence that best answers the
+        # question (quoted verbatim), whatever the draft says: what the checks alone can answer.
+        extract = best_answering_quote(row.question, pool, c.gate) if gate.answerable else None
         cpu_s = time.process_time() - started
         # And without the gate (the checker alone decides), to see what the gate adds.
         variants = (("", True, True, True), (" no fallback", True, True, False), (" rel=off", True, False, False),
@@ -213,6 +216,17 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
                 "findings": [f.to_dict() for f in findings],
                 "cpu_s": cpu_s,
             }
+        quote = [] if extract is None else [pool.sentence(extract[0])]
+        out[f"{label} extractive"] = {
+            "abstained": not quote,
+            "gate": gate.probability,
+            "answerable": gate.answerable,
+            "text": " ".join(quote),
+            "sentences": [{"text": q, "quoted": True, "support": 1.0} for q in quote],
+            "cited_keys": [] if extract is None else [keys[by_id[pool.owners[extract[0]]].doc_id]],
+            "findings": [],
+            "cpu_s": cpu_s,
+        }
     row.checked = out
 
 
