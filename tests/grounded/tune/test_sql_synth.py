@@ -225,14 +225,14 @@ def test_cli_writes_the_pairs_without_training(tmp_path: Path, depot_kb: Path) -
 @pytest.mark.slow
 def test_smollm2_writes_questions_checked_by_mention(depot_kb: Path, smollm2: Any) -> None:
     db = _db(depot_kb)
-    pairs, stats = synthesize_pairs(db, "depot", 3, writer=smollm2, check="mention", seed=0)
-    again, _ = synthesize_pairs(db, "depot", 3, writer=smollm2, check="mention", seed=0)
-    assert pairs == again  # greedy: the same questions
-    assert len(pairs) == 3
-    assert stats.written + (stats.queries - stats.written) == 3
+    pairs, stats = synthesize_pairs(db, "depot", 2, writer=smollm2, check="mention", seed=0)
+    assert [p.sql for p in pairs] == [p.sql for p in synthesize_pairs(db, "depot", 2, seed=0)[0]]
+    assert stats.queries == 2
+    assert stats.passed + stats.fallback == 2
     for pair in pairs:
-        if pair.origin == "model":
-            assert pair.question.endswith("?")
+        if pair.origin == "model":  # written by the model, and it named the query's values and columns
+            made = next(m for m in template_queries(db, "depot", seed=0) if m.sql == pair.sql)
+            assert mention_check(pair.question, made)
 
 
 @pytest.mark.slow
