@@ -11,6 +11,12 @@ on DuckDB at all; they are left out of training and dev, and counted as wrong on
 
     .venv/bin/python benchmarks/tune.py --data ../shared/data/geoquery [--max-minutes 35] [--lora]
     .venv/bin/python benchmarks/tune.py --score expert.gguf    # no training: one model on test
+    .venv/bin/python benchmarks/tune.py --synthesize 200 --limit-test 40   # self-tuning: no GeoQuery example
+
+``--synthesize N`` trains on N pairs made from the geo tables themselves (``grounded tune sql
+--synthesize``: template SQL over the real values, template or model-written questions) instead
+of GeoQuery's training questions; the epoch is picked on a synthesized dev split, so no GeoQuery
+question is seen before the test.
 """
 
 from __future__ import annotations
@@ -110,6 +116,11 @@ def main() -> None:
         default=None,
         help="no training: score this model (a tuned expert's directory, an exported GGUF, a base) on test",
     )
+    parser.add_argument(
+        "--synthesize", type=int, default=0, help="train on N pairs made from the geo tables (self-tuning)"
+    )
+    parser.add_argument("--synth-questions", choices=("template", "model"), default="template")
+    parser.add_argument("--synth-check", choices=("execution", "mention"), default="mention")
     add_json_option(parser)
     args = parser.parse_args()
 
@@ -141,7 +152,8 @@ def main() -> None:
         threads=args.threads,
     )
     report: dict[str, Any] = {"base": args.base, "options": options.key(), "test_questions": len(test)}
-    out = args.work / f"report-{Path(args.base).name}{'-lora' if args.lora else ''}.json"
+    synth = f"-synth{args.synthesize}" if args.synthesize else ""
+    out = args.work / f"report-{Path(args.base).name}{'-lora' if args.lora else ''}{synth}.json"
 
     def save() -> None:
         out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -167,7 +179,19 @@ def main() -> None:
         print(f"| wall time (load and evaluate) | {time.perf_counter() - started:.0f} s |")
         write_json(args.json, {"model": args.score, "test_questions": len(test), **scored})
         return
-    result = tune_sql(kb.path, db, "geo", train, dev, base=args.base, options=options, resume=args.resume)
+    data: dict[str, Any] | None = None
+    if args.synthesize:
+        from grounded.tune.data import split_examples
+        from grounded.tune.sql_synth import synthesize_for_kb
+
+        pairs, stats = synthesize_for_kb(
+            kb, db, "geo", args.synthesize, questions=args.synth_questions, check=args.synth_check
+        )
+        print(stats.summary(), flush=True)
+        train, dev = split_examples([p.example for p in pairs])
+        data = stats.as_card()
+        report["synthesized"] = data["synthesized"]
+    result = tune_sql(kb.path, db, "geo", train, dev, base=args.base, options=options, resume=args.resume, data=data)
     report["tuned"] = {k: v for k, v in result.card.items() if k != "options"}
     save()
     report["test_after"] = score(str(result.path))

