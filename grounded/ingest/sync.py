@@ -53,7 +53,7 @@ def sync_connector(
         for spec in connector.streams():
             seen: set[str] = everything if full else set()
             cursor = None if spec.full_scan or full else builder.cursor(source, spec.name)
-            builder.begin_stream(source, spec)
+            builder.begin_stream(source, spec, cursor)
             for page in connector.read(spec.name, cursor):
                 if acl:
                     page = with_acl(page, acl)
