@@ -335,7 +335,10 @@ class VersionBuilder:
         now_ids = store.chunk_ids()
         choice = self._update_vectors(now_ids)
         self._export_tables()
-        store.rebuild_fts()
+        # A sync that changed only mirrored tables keeps the copied BM25 index: rebuilding it
+        # reads every chunk of the knowledge base, however few rows changed (issue 25).
+        if store.chunks_changed or not store.has_fts():
+            store.rebuild_fts()
         counts = store.counts()
         fingerprint = (
             store.cursor()
