@@ -109,7 +109,8 @@ class LiveKeys:
 
     An incremental table stream reads only changed rows, so it cannot see deletions; after
     them it yields every live key (cheap: one indexed column) and the runner deletes mirrored
-    rows whose keys it did not see once the stream ends.
+    rows whose keys it did not see once the stream ends. A read with no cursor (the first, or
+    ``--full``) delivers every live row, so it needs none: the runner diffs against its rows.
     """
 
     table: str

@@ -346,7 +346,9 @@ class SQLConnector(ABC):
             if table.cursor_column:
                 last = {"after": [encode_value(rows[-1][i]) for i in order_idx]}
             yield Page(records=records, cursor=last)
-        if table.cursor_column and table.deletes == "key_diff":
+        # A read from no cursor delivered every live row: the runner diffs keys against those rows
+        # (connectors.base.LiveKeys), so only a read that resumed after a cursor lists all keys.
+        if table.cursor_column and table.deletes == "key_diff" and cursor is not None:
             yield from self._live_keys(conn, table, pk, last)
 
     def _keyset(self, order: list[str], values: list[Any]) -> tuple[str, list[Any]]:

@@ -20,24 +20,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connector
 from connectors.files import FilesConfig, FilesConnector
-from grounded.answering.conversation import Turn
-from grounded.answering.engine import Draft, GroundingEngine
-from grounded.answering.types import Answer
 from grounded.config import Settings, load_settings
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.ingest.builder import IngestStats
 from grounded.ingest.sources import refuse_configured_source
 from grounded.ingest.sync import ProgressFactory, sync_connector, validate_source_name
 from grounded.notebook.explore import ExploreMixin
-from grounded.optimize import Constraints, OptimizeReport, run_optimize
 from grounded.retrieval import Mode, SearchResults, Snapshot
 from grounded.store import KnowledgeStore
 from indexes.base import SearchFilters
 from indexes.versions import VersionStore
+
+if TYPE_CHECKING:
+    # Imported where they are used: a process that only syncs or searches (``grounded sync``, a
+    # scheduler) never loads the answering engine, its tools and the optimizer (issue 25, item 4).
+    from grounded.answering.conversation import Turn
+    from grounded.answering.engine import Draft, GroundingEngine
+    from grounded.answering.types import Answer
+    from grounded.optimize import OptimizeReport
 
 __all__ = ["KnowledgeBase", "open_kb"]
 
@@ -138,6 +142,8 @@ class KnowledgeBase(ExploreMixin):
     @property
     def engine(self) -> GroundingEngine:
         """The grounding engine answering :meth:`ask` (created on first use)."""
+        from grounded.answering.engine import GroundingEngine
+
         with self._lock:
             if self._engine is None:
                 self._engine = GroundingEngine(self.store)
@@ -166,6 +172,8 @@ class KnowledgeBase(ExploreMixin):
             report = kb.optimize("questions.jsonl", objective="balanced", space={"answer.k": [1, 2, 3]})
             report.changes, report.held_out
         """
+        from grounded.optimize import Constraints, run_optimize
+
         return run_optimize(
             self.store,
             questions=questions,

@@ -157,6 +157,8 @@ class DuckDBStore:
         self._postings_lock = threading.Lock()
         self._rows: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._rows_lock = threading.Lock()
+        self.chunks_changed = False
+        """Whether this connection wrote or deleted documents (their chunks' BM25 index is stale)."""
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool) -> DuckDBStore:
@@ -249,6 +251,7 @@ class DuckDBStore:
         """Replace these documents and all their chunks. Call inside :meth:`transaction`."""
         if not documents:
             return
+        self.chunks_changed = True
         doc_ids = [d.doc_id for d in documents]
         self.delete_documents(doc_ids)
         now = datetime.now().astimezone()
@@ -296,6 +299,7 @@ class DuckDBStore:
         row = self._con.execute(
             "DELETE FROM documents WHERE doc_id IN (SELECT unnest(?)) RETURNING doc_id", [ids]
         ).fetchall()
+        self.chunks_changed = self.chunks_changed or bool(row)
         return len(row)
 
     def chunks_without_sentences(self) -> list[tuple[int, str, str]]:

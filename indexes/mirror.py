@@ -41,7 +41,8 @@ def quote_ident(name: str) -> str:
 
 
 class TableMirror:
-    """The mirrored tables of one source in one DuckDB database."""
+    """The mirrored tables of one source in one DuckDB database, as one sync writes them (a new
+    sync takes a new mirror: the tables it creates are the ones that need no key diff)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str) -> None:
         self.con = con
@@ -49,6 +50,8 @@ class TableMirror:
         self._ensured: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {}
         self._seen: set[str] = set()
         self._seen_ready: set[str] = set()  # tables whose temporary key table exists
+        self._created: set[str] = set()
+        """Tables this mirror created: they hold only rows read since, so no key diff applies."""
         self.changed = False
         """Whether this mirror created, wrote, deleted or dropped anything (its export is stale)."""
 
@@ -89,6 +92,7 @@ class TableMirror:
                 raise FatalConnectorError(
                     f"source {self.source!r}: cannot create mirror table {table!r} ({exc})"
                 ) from exc
+            self._created.add(table)
         else:
             wanted = [(c.name, _normal_type(c.type)) for c in cols]
             if existing != wanted:
@@ -225,7 +229,14 @@ class TableMirror:
             self.con.unregister("_grounded_seen")
 
     def mark_live(self, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
-        """Live keys from an incremental stream: the first batch starts the key diff."""
+        """Live keys from an incremental stream: the first batch starts the key diff.
+
+        Ignored for a table this mirror created (a first sync, or one after ``--full``): it holds
+        only rows this sync read, so a diff could only catch a row deleted during the read, and
+        the next sync's diff catches that one.
+        """
+        if table in self._created:
+            return
         if table not in self._seen:
             self.track_seen(table)
         self.mark_seen(table, keys)

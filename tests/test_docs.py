@@ -216,6 +216,15 @@ def test_docs_mention_every_command() -> None:
                 assert re.search(rf"grounded {name} [^`]*\b{sub}\b", written), f"no page shows `grounded {name} {sub}`"
 
 
+def test_the_readme_command_table_lists_every_command() -> None:
+    """Issue 25, item 5: a command missing from the README's table (``grounded sync`` was) fails here."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `grounded ")]
+    listed = {m for row in rows for m in re.findall(r"`grounded ([a-z-]+)", row)}
+    assert sorted(set(_cli().commands) - listed) == []
+
+
 @pytest.mark.parametrize(("page", "text"), COMMANDS, ids=[f"{p}:{t[:60]}" for p, t in COMMANDS])
 def test_documented_commands_and_options_exist(page: str, text: str) -> None:
     assert not _check_invocation(text), f"{page}: " + "; ".join(_check_invocation(text))

@@ -263,10 +263,11 @@ class VersionBuilder:
                 gone.extend(doc_id_for(source, row_document_key(record.table, k)) for k in removed)
         return gone
 
-    def begin_stream(self, source: str, spec: StreamSpec) -> None:
-        """A table stream that reads everything starts collecting keys for the key diff, unless the
-        table is not mirrored yet: a first sync has nothing to delete, so it keeps no keys."""
-        if spec.kind == "table" and spec.full_scan:
+    def begin_stream(self, source: str, spec: StreamSpec, cursor: Cursor | None = None) -> None:
+        """A table stream that reads everything (a full scan, or an incremental one with no
+        ``cursor`` yet) starts collecting the keys of its rows for the key diff, unless the table
+        is not mirrored yet: a first sync has nothing to delete, so it keeps no keys."""
+        if spec.kind == "table" and (spec.full_scan or cursor is None):
             mirror = self.mirror(source)
             if mirror.columns(spec.table or spec.name) is not None:
                 mirror.track_seen(spec.table or spec.name)
@@ -334,7 +335,10 @@ class VersionBuilder:
         now_ids = store.chunk_ids()
         choice = self._update_vectors(now_ids)
         self._export_tables()
-        store.rebuild_fts()
+        # A sync that changed only mirrored tables keeps the copied BM25 index: rebuilding it
+        # reads every chunk of the knowledge base, however few rows changed (issue 25).
+        if store.chunks_changed or not store.has_fts():
+            store.rebuild_fts()
         counts = store.counts()
         fingerprint = (
             store.cursor()

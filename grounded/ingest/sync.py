@@ -18,6 +18,7 @@ from grounded.access import effective_acl
 from grounded.config import source_name_problem
 from grounded.errors import InvalidRequest
 from grounded.ingest.builder import IngestStats, VersionBuilder
+from grounded.ingest.prefetch import read_ahead
 from grounded.store import KnowledgeStore
 
 __all__ = ["ProgressFactory", "sync_connector", "validate_source_name", "with_acl"]
@@ -53,16 +54,18 @@ def sync_connector(
         for spec in connector.streams():
             seen: set[str] = everything if full else set()
             cursor = None if spec.full_scan or full else builder.cursor(source, spec.name)
-            builder.begin_stream(source, spec)
-            for page in connector.read(spec.name, cursor):
-                if acl:
-                    page = with_acl(page, acl)
-                # Table streams delete by row keys (in the mirror), not by a set of doc ids;
-                # a full rebuild emptied the mirror, so it diffs documents by id instead.
-                doc_seen = seen if spec.kind == "documents" or full else None
-                stats.merge(builder.apply_page(source, spec.name, page, doc_seen))
-                if bar is not None:
-                    bar.update(_progress_units(page))
+            builder.begin_stream(source, spec, cursor)
+            # The next page is read while this one is written (grounded.ingest.prefetch).
+            with read_ahead(connector.read(spec.name, cursor)) as pages:
+                for page in pages:
+                    if acl:
+                        page = with_acl(page, acl)
+                    # Table streams delete by row keys (in the mirror), not by a set of doc ids;
+                    # a full rebuild emptied the mirror, so it diffs documents by id instead.
+                    doc_seen = seen if spec.kind == "documents" or full else None
+                    stats.merge(builder.apply_page(source, spec.name, page, doc_seen))
+                    if bar is not None:
+                        bar.update(_progress_units(page))
             stats.merge(builder.end_stream(source, spec))
             if spec.full_scan and spec.kind == "documents" and not full:
                 stats.documents_deleted += builder.delete_unseen(source, seen)

@@ -107,6 +107,34 @@ def test_full_scan_table_deletes_by_key_diff(pg_db: dict[str, Any], kb: Knowledg
     assert mirror_rows(kb, "SELECT a, b FROM t.tags ORDER BY a") == [(1, "x"), (3, "z")]
 
 
+def test_a_first_incremental_read_lists_no_live_keys(pg_db: dict[str, Any], kb: KnowledgeBase) -> None:
+    """Issue 25, item 4: a read from no cursor delivers every row, so it skips the query of all keys;
+    a read that resumes after a cursor lists them, and the diff deletes rows gone meanwhile."""
+    from connectors.base import LiveKeys
+
+    pg_exec(pg_db, ITEMS)
+    src = connector(pg_db)
+    first = [r for page in src.read("items", None) for r in page.records]
+    assert not any(isinstance(r, LiveKeys) for r in first)
+    assert kb.sync("shop", src).rows_upserted == 50
+    pg_exec(pg_db, "DELETE FROM items WHERE id IN (7, 8)")
+    cursor = kb.store.snapshot().store.get_cursor("shop", "items")
+    resumed = [r for page in src.read("items", cursor) for r in page.records]
+    assert sum(len(r.keys) for r in resumed if isinstance(r, LiveKeys)) == 48
+    assert kb.sync("shop", src).rows_deleted == 2
+
+
+def test_a_table_switched_to_incremental_still_deletes_gone_rows(pg_db: dict[str, Any], kb: KnowledgeBase) -> None:
+    """A full-scan table that gets a cursor column is read from no cursor once: that read lists no
+    live keys, so the runner diffs the mirror against the rows it delivered instead."""
+    pg_exec(pg_db, ITEMS)
+    assert kb.sync("shop", PostgresConnector(PostgresConfig(**pg_db, tables=[{"name": "items"}]))).rows_upserted == 50
+    pg_exec(pg_db, "DELETE FROM items WHERE id IN (7, 8, 9)")
+    switched = kb.sync("shop", connector(pg_db))
+    assert (switched.rows_upserted, switched.rows_deleted) == (0, 3)
+    assert mirror_rows(kb, "SELECT count(*) FROM shop.items") == [(47,)]
+
+
 def test_unmappable_type_names_column_and_fix(pg_db: dict[str, Any], kb: KnowledgeBase) -> None:
     pg_exec(pg_db, "CREATE TABLE places (id int PRIMARY KEY, name text, spot point)",
             "INSERT INTO places VALUES (1, 'home', point(1, 2))")  # fmt: skip

@@ -44,8 +44,23 @@ def test_tombstones_and_key_diff() -> None:
     mirror.mark_seen("items", [(i,) for i in range(10) if i % 2 == 0])
     assert sorted(mirror.delete_unseen("items")) == [(1,), (5,), (7,), (9,)]
     assert mirror.count("items") == 5
-    mirror.mark_live("items", [])  # an empty live-key list means the source table is empty
-    assert len(mirror.delete_unseen("items")) == 5
+    later = TableMirror(mirror.con, "shop")  # the next sync's mirror: the table is not its own
+    later.mark_live("items", [])  # an empty live-key list means the source table is empty
+    assert len(later.delete_unseen("items")) == 5
+
+
+def test_a_table_created_in_this_sync_keeps_no_key_diff() -> None:
+    """Issue 25, item 4: a first sync read every row it mirrored, so live keys are not collected."""
+    mirror = TableMirror(duckdb.connect(), "shop")
+    mirror.upsert(batch(*[(i, f"n{i}", None, None) for i in range(10)]))
+    mirror.mark_live("items", [(1,)])
+    assert mirror.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+    assert mirror.delete_unseen("items") == []
+    assert mirror.count("items") == 10
+    mirror.drop_all()  # --full: the table is created again, by this mirror
+    mirror.upsert(batch((1, "a", None, None)))
+    mirror.mark_live("items", [])
+    assert (mirror.delete_unseen("items"), mirror.count("items")) == ([], 1)
 
 
 def test_shape_change_and_missing_key_are_clear() -> None:
