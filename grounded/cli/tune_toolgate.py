@@ -22,9 +22,10 @@ def toolgate(
         list[str] | None,
         typer.Option(help="Training sets: bfcl (its even half only), metatool (repeat the option for both)."),
     ] = None,
-    work: Annotated[Path, typer.Option(help="Where the training tool indexes are built (kept for reuse).")] = Path(
-        ".bench/toolgate"
-    ),
+    work: Annotated[
+        Path | None,
+        typer.Option(help="Where the training tool indexes are built and kept (default: beside the gates)."),
+    ] = None,
     metatool_queries: Annotated[
         int, typer.Option(help="MetaTool queries sampled (each with and without its tool).")
     ] = 2000,
@@ -32,11 +33,12 @@ def toolgate(
     activate: Annotated[bool, typer.Option(help="Make the new gate the one tool retrieval uses.")] = True,
 ) -> None:
     """Fit the tool gate (tools.gate) on labelled questions; seconds once the tool indexes are built."""
+    from grounded.tools.gate import gate_cache
     from grounded.tune.toolgate import train_gate
 
     gate, meta = train_gate(
         data,
-        work,
+        work or gate_cache() / "indexes",
         sources=tuple(source or ["bfcl"]),
         metatool_limit=metatool_queries,
         seed=seed,
