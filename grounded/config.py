@@ -398,7 +398,14 @@ class ToolsSettings(BaseModel):
         ge=-1,
         le=1,
         description="Below this cosine similarity of the question to its best tool, no tool is called "
-        "(0.497 is the best cut on BFCL's tune half, 982 tools; see docs/tools.md).",
+        "(0.497 is the best cut on BFCL's tune half, 982 tools; see docs/tools.md). With a trained tool gate "
+        "(`tools.gate`) the gate decides instead.",
+    )
+    gate: Literal["auto", "model", "threshold"] = Field(
+        "auto",
+        description="What decides that no tool fits (no call): `model`, the trained tool gate (`grounded tune "
+        "toolgate`; an error when none is trained); `threshold`, `min_relevance` alone; `auto`, the gate when one "
+        "is trained on this machine, else `min_relevance` (`trace.tool_retrieval.decided_by` says which).",
     )
 
 

@@ -13,6 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Answers in tests are checked lexically unless a test gives the engine the trained checks itself
 # (tests/grounded/answering/test_trust.py): no test depends on which checks model this machine has active.
 os.environ.setdefault("GROUNDED_ANSWER__CHECKS", "lexical")
+# Likewise the tool gate: the similarity threshold decides "no call" unless a test trains and sets a gate itself
+# (tests/grounded/tools/test_gate.py, test_tool_sources.py), whatever gate this machine has active.
+os.environ.setdefault("GROUNDED_TOOLS__GATE", "threshold")
 
 DEMO_TOPICS = ("with", "for", "while", "if", "lambda", "assert", "del", "pass", "break", "return")
 

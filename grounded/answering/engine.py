@@ -583,6 +583,8 @@ class GroundingEngine:
             models["sql"] += "+sql-grammar"
         # A tuned expert activated (or rolled back) while serving changes the key, never a stale answer.
         models.update({f"sql:{source}": fp for source, fp in self.grounder.tuned.fingerprints("sql").items()})
+        if models.get("tool_call") and (gate := self.grounder.tool_gate(self.store.settings.tools.gate)) is not None:
+            models["tool_gate"] = gate.fingerprint  # a gate trained while serving changes which tools are called
         return models
 
     # -- helpers ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from grounded.cli import tools as _tools  # noqa: F401  (registers `grounded too
 from grounded.cli import tune as _tune  # noqa: F401  (registers `grounded tune`)
 from grounded.cli import tune_checker as _tune_checker  # noqa: F401  (registers `grounded tune checker`)
 from grounded.cli import tune_reranker as _tune_reranker  # noqa: F401  (registers `grounded tune reranker`)
+from grounded.cli import tune_toolgate as _tune_toolgate  # noqa: F401  (registers `grounded tune toolgate`)
 from grounded.cli.app import app
 
 __all__ = ["app", "main"]

@@ -14,8 +14,9 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from grounded.errors import ConfigError
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.experts.tuned import TunedExperts
 from grounded.grounding.executor import Execution, Executor, Plan
@@ -28,6 +29,7 @@ from grounded.sql.writer import SqlDraft, SqlWriter
 from grounded.store import View
 from grounded.tools import ToolContext
 from grounded.tools.catalog import ToolCatalog
+from grounded.tools.gate import NO_GATE, ToolGate, active_gate_dir
 from grounded.tools.index import ToolCandidates, ToolIndex
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class Grounder:
         self._passages: dict[str, bool] = {}
         self._catalog: ToolCatalog | None = None
         self._tool_index: ToolIndex | None = None
+        self._gate: tuple[Path, ToolGate] | None = None
         self._lock = threading.Lock()
 
     def catalog(self, view: View) -> ToolCatalog:
@@ -114,8 +117,27 @@ class Grounder:
             index = self._tool_index
         index.update(every, catalog.groups)
         return index.retrieve(
-            question, settings.candidates, acl_groups=view.acl_groups, threshold=settings.min_relevance
+            question,
+            settings.candidates,
+            acl_groups=view.acl_groups,
+            threshold=settings.min_relevance,
+            gate=self.tool_gate(settings.gate),
         )
+
+    def tool_gate(self, mode: Literal["auto", "model", "threshold"]) -> ToolGate | None:
+        """The trained tool gate for ``tools.gate = mode``: the active one of the model cache (read
+        again when ``toolgate/ACTIVE`` changes), ``None`` when the threshold decides."""
+        if mode == "threshold":
+            return None
+        directory = active_gate_dir()
+        if directory is None:
+            if mode == "model":
+                raise ConfigError(NO_GATE.replace("(tools.gate = 'auto')", "but tools.gate = 'model' requires a gate"))
+            return None
+        with self._lock:
+            if self._gate is None or self._gate[0] != directory:
+                self._gate = (directory, ToolGate.load(directory))
+            return self._gate[1]
 
     def linker(self, view: View) -> SchemaLinker | None:
         """The schema linker of the view's version (every table, profiled once per version), when it
@@ -158,7 +180,11 @@ class Grounder:
             )
             proposals.append(proposal)
             if proposal.calls:
-                why = f"tools retrieved ({', '.join(found.names)}; relevance {found.relevance:.2f}); calls chosen by the tool-call expert"
+                gate = f", tool gate {found.gate.probability:.2f}" if found.gate is not None else ""
+                why = (
+                    f"tools retrieved ({', '.join(found.names)}; relevance {found.relevance:.2f}{gate}); "
+                    "calls chosen by the tool-call expert"
+                )
                 if decision.route == "not_fact_seeking":
                     decision = dataclasses.replace(decision, route="unstructured")
                 plan = Plan(decision.route, proposal.calls, f"{decision.reason}; {why}")

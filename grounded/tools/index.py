@@ -9,8 +9,10 @@ fused with the passage search's own :func:`~grounded.retrieval.search.fuse`. A t
 its document's ACL, so the index never offers a caller a tool it may not use.
 
 :meth:`ToolIndex.retrieve` returns :class:`ToolCandidates`: the tools best first, each with its
-fused score, BM25 and dense ranks and its cosine similarity to the question. ``relevance`` (the
-best cosine) against a measured threshold decides "no call" (``[tools] min_relevance``).
+fused score, BM25 and dense ranks and its cosine similarity to the question, and the question's
+:class:`~grounded.tools.gate.RelevanceFeatures`. Whether any tool fits ("no call" otherwise) is
+decided by the trained tool gate when one is given (:mod:`grounded.tools.gate`), else by
+``relevance`` (the best cosine) against a measured threshold (``[tools] min_relevance``).
 
 Example::
 
@@ -40,7 +42,9 @@ from grounded.experts.embedding import SentenceEmbedder
 from grounded.ingest.builder import VersionBuilder
 from grounded.retrieval import Snapshot, fuse, restrict
 from grounded.tools.base import AnyTool
+from grounded.tools.gate import GateDecision, RelevanceFeatures, ToolGate
 from indexes.base import SearchFilters
+from indexes.duckdb_store import DuckDBStore
 from indexes.versions import VersionStore
 
 __all__ = ["ToolCandidate", "ToolCandidates", "ToolIndex", "tool_document", "tool_text"]
@@ -104,6 +108,9 @@ class ToolCandidates:
     elapsed_ms: float = 0.0
     pool: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    features: RelevanceFeatures = field(default_factory=RelevanceFeatures)
+    gate: GateDecision | None = None
+    """The trained gate's verdict; ``None``: the threshold on ``relevance`` decides."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -116,7 +123,10 @@ class ToolCandidates:
 
     @property
     def relevant(self) -> bool:
-        return bool(self.candidates) and self.relevance >= self.threshold
+        """Whether a tool fits: the gate's verdict when there is one, else the cosine threshold."""
+        if not self.candidates:
+            return False
+        return self.gate.relevant if self.gate is not None else self.relevance >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +134,9 @@ class ToolCandidates:
             "relevance": round(self.relevance, 4),
             "threshold": self.threshold,
             "relevant": self.relevant,
+            "decided_by": "gate" if self.gate is not None else "threshold",
+            "gate": self.gate.to_dict() if self.gate is not None else None,
+            "features": self.features.to_dict(),
             "index_version": self.index_version,
             "pool": self.pool,
             "elapsed_ms": round(self.elapsed_ms, 2),
@@ -193,10 +206,12 @@ class ToolIndex:
         threshold: float = 0.0,
         allowed_names: Sequence[str] | None = None,
         vector: np.ndarray | None = None,
+        gate: ToolGate | None = None,
     ) -> ToolCandidates:
         """The ``k`` best tools for ``question`` that ``acl_groups`` may use (and in ``allowed_names``).
 
-        ``vector`` is the question's embedding when the caller has it already (a batch)."""
+        ``vector`` is the question's embedding when the caller has it already (a batch);
+        ``gate`` decides whether any of them fits (``None``: ``threshold`` on the best cosine)."""
         started = time.perf_counter()
         snapshot = self.snapshot()
         if snapshot is None:
@@ -241,4 +256,27 @@ class ToolIndex:
             if len(out) == k:
                 break
         pool = int(store.counts().get("documents", 0))
-        return ToolCandidates(tuple(out), threshold, snapshot.version.id, (time.perf_counter() - started) * 1000, pool)
+        features = relevance_features(question, bm25, dense, store, len(allowed) if allowed is not None else pool)
+        decision = gate.decide(features) if gate is not None and out else None
+        elapsed = (time.perf_counter() - started) * 1000
+        return ToolCandidates(
+            tuple(out), threshold, snapshot.version.id, elapsed, pool, features=features, gate=decision
+        )
+
+
+def relevance_features(
+    question: str, bm25: Sequence[tuple[int, float]], dense: Sequence[tuple[int, float]], store: DuckDBStore, pool: int
+) -> RelevanceFeatures:
+    """The gate's inputs from one retrieval's two rankings (best first, over the allowed pool)."""
+    postings = store.postings()
+    terms = len(postings.term_ids(store.cursor(), question)) if postings is not None else 0
+    return RelevanceFeatures(
+        similarity_1=dense[0][1] if dense else -1.0,
+        similarity_2=dense[1][1] if len(dense) > 1 else -1.0,
+        bm25_1=bm25[0][1] if bm25 else 0.0,
+        bm25_2=bm25[1][1] if len(bm25) > 1 else 0.0,
+        agree=bool(bm25 and dense and bm25[0][0] == dense[0][0]),
+        query_terms=terms,
+        query_words=len(question.split()),
+        pool=pool,
+    )

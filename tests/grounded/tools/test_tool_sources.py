@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 import grounded
 from grounded.api.app import create_app
 from grounded.config import Settings, ToolSourceConfig
+from grounded.errors import ConfigError
 from grounded.grounding.executor import Call, Executor, Plan
 from grounded.tools import ToolContext
 from grounded.tools.catalog import ToolCatalog
@@ -220,7 +221,32 @@ def test_an_irrelevant_question_calls_no_tool(tool_kb: Any) -> None:
     retrieval = answer.trace["tool_retrieval"]
     assert not retrieval["relevant"]
     assert retrieval["relevance"] < retrieval["threshold"]
+    assert retrieval["decided_by"] == "threshold"  # tests run with tools.gate = 'threshold' (tests/conftest.py)
     assert answer.trace["calls"] == []
+
+
+def test_a_trained_tool_gate_decides_and_is_traced(
+    tool_kb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grounded.tools.gate import ToolGate
+
+    # A one-feature gate equivalent to the fixture's threshold (p >= 0.5 exactly when cosine >= 0.4): this test
+    # is about the plumbing from the model cache to the trace; tests/grounded/tools/test_gate.py fits real ones.
+    gate = ToolGate(("similarity",), (0.0,), (1.0,), (20.0,), -8.0, 0.5, "handmade0000", {})
+    monkeypatch.setenv("GROUNDED_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(tool_kb.store.settings.tools, "gate", "model")
+    with pytest.raises(ConfigError, match="requires a gate"):
+        tool_kb.ask("When does the town hall open?", use_cache=False)
+    gate.save()
+    weather = tool_kb.ask("What is the weather like in Oslo right now?", use_cache=False).trace
+    assert weather["tool_retrieval"]["decided_by"] == "gate"
+    assert weather["tool_retrieval"]["gate"]["model"] == "toolgate handmade0000"
+    assert weather["tool_retrieval"]["gate"]["probability"] > 0.5
+    assert [c["tool"] for c in weather["calls"]] == ["town_getWeather"]
+    town_hall = tool_kb.ask("When does the town hall open?", use_cache=False).trace
+    assert town_hall["tool_retrieval"]["gate"]["probability"] < 0.5
+    assert not town_hall["tool_retrieval"]["relevant"]
+    assert town_hall["calls"] == []
 
 
 def test_a_caller_outside_the_group_is_never_offered_the_tool(tool_kb: Any) -> None:
