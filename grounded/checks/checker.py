@@ -111,12 +111,17 @@ def looks_cut_off(sentence: str) -> bool:
     return not text or last in _DANGLING or opened
 
 
-_MARKUP = re.compile(r"\*{3,}|={3,}|-{3,}|~{3,}|\^{3,}|#{3,}|::=|^\s*(?:>>>|\$ |def |class |return\b)")
+_MARKUP = re.compile(
+    r"\*{3,}|={3,}|-{3,}|~{3,}|\^{3,}|#{3,}|::=|^\s*(?:>>>|\$ |def |class |return\b)"
+    # A statement: an import, or statements joined by ";" ('import pdb; pdb.Pdb(...).set_trace()').
+    r"|^\s*(?:import|from)\s+[\w.]+(?:\s+import\b|\s*;|\s*$)|[\w)\]]\s*;\s*[\w.]+\s*[(=.]"
+)
 
 
 def looks_like_prose(sentence: str, *, min_words: int = 3) -> bool:
     """False for what is not a sentence a reader can be told: a heading and its underline
-    (``Lambdas *******``), grammar or code (``lambda_expr ::= ...``, ``def <lambda>(parameters):``), a
+    (``Lambdas *******``), grammar or code (``lambda_expr ::= ...``, ``def <lambda>(parameters):``,
+    ``import pdb; pdb.Pdb(skip=['django.*']).set_trace()``), a
     line that only introduces what follows (ends with ``:``), fewer than ``min_words`` words, or more
     symbols than letters. Such text is never kept as an answer sentence nor quoted as one."""
     text = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]\s*$", "", sentence.strip())  # a trailing citation "[1]"

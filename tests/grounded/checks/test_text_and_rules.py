@@ -69,6 +69,11 @@ def test_looks_cut_off(sentence: str, cut: bool) -> None:
         ("The unnamed object behaves like a function object defined with:", False),  # introduces code
         ("def <lambda>(parameters): return expression", False),
         ("x = 1 + 2", False),
+        ("import pdb; pdb.Pdb(skip=['django.*']).set_trace() [1]", False),  # kept off-corpus in the demo
+        ("from os import path", False),
+        ("import pdb", False),
+        ("The import statement finds a module; it then binds a name. [1]", True),
+        ("Import the module first; then call it.", True),
         ("The with statement calls __exit__() when the block exits. [2]", True),
         ("It returns None. [1]", True),
         ('The value of "x" is 3.', True),
