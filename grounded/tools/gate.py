@@ -8,7 +8,7 @@ questions while keeping 63-85% of the answerable ones. The gate reads more of wh
 already computed (:class:`RelevanceFeatures`: the two best cosines, the two best BM25 scores,
 whether BM25 and the embedder agree on the best tool, how many of the question's words the
 tools' vocabulary knows) and combines them with a logistic regression fitted on labelled
-questions (:mod:`grounded.tools.gate_train`, ``grounded tune toolgate``).
+questions (:mod:`grounded.tune.toolgate`, ``grounded tune toolgate``).
 
 The model is a few numbers in ``toolgate.json``, kept like the checks' models in the model
 cache: ``$GROUNDED_MODEL_CACHE/toolgate/<fingerprint>/``, with ``toolgate/ACTIVE`` naming the
