@@ -284,7 +284,8 @@ class AnswerabilityGate:
     The model's probability (best window) is combined with two lexical features of the question
     against all the passages (:func:`~grounded.checks.lexical.question_features`) when the model's
     calibration has a gate combination and ``combine`` is true; ``threshold`` is the combination's
-    (chosen on dev questions), :attr:`relevance_threshold` the model's own (for one sentence)."""
+    (chosen on dev questions); :attr:`relevance_threshold` is for one sentence alone, chosen with the
+    gate on the dev questions (:mod:`grounded.checks.relevance`)."""
 
     def __init__(
         self,
@@ -300,9 +301,13 @@ class AnswerabilityGate:
         self.combination: Combination | None = Combination.from_json(stored) if stored else None
         # The model alone: the calibration's threshold (chosen again whenever its dev questions change)
         # over the training run's.
-        alone = calibration.get("thresholds", {}).get("answerable", model.meta["thresholds"]["answerable"])
-        self.relevance_threshold = float(alone if relevance_threshold is None else relevance_threshold)
-        """The model's own threshold: does one sentence answer the question (no lexical features)."""
+        thresholds = calibration.get("thresholds", {})
+        alone = thresholds.get("answerable", model.meta["thresholds"]["answerable"])
+        # One sentence scores lower than a window: its own threshold, chosen with the gate on whole
+        # questions (grounded.checks.relevance), where the calibration has one.
+        sentence = thresholds.get("relevance", alone)
+        self.relevance_threshold = float(sentence if relevance_threshold is None else relevance_threshold)
+        """Does one sentence answer the question: the model's score of it alone (no lexical features)."""
         chosen = stored["threshold"] if stored else alone
         self.threshold = float(chosen if threshold is None else threshold)
 

@@ -32,7 +32,7 @@ from grounded.checks.store import activate, model_dir
 __all__ = ["TrainResult", "calibrate", "calibrate_gate", "evaluate", "fingerprint", "train"]
 
 SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage", "off_topic"})
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 """Bumped when :func:`calibrate` chooses differently; a model calibrated by an older one is calibrated again."""
 
 
@@ -238,7 +238,38 @@ def calibrate_gate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
     }
     figures = _case_figures(model, pairs, combined)
     gate = {**combination.to_json(GATE_FEATURES), "threshold": figures["dev"]["threshold"], "figures": figures}
-    return {"alone": alone, "gate": gate}
+    return {"alone": alone, "gate": gate, "relevance": _calibrate_relevance(model, pairs, combined, gate["threshold"])}
+
+
+def _calibrate_relevance(
+    model: CrossEncoder, pairs: PairSet, gate_scores: dict[str, list[float]], gate_threshold: float
+) -> dict[str, Any]:
+    """The one-sentence relevance threshold (:mod:`grounded.checks.relevance`), chosen with the gate on
+    the real dev questions (every dev case when they lack a kind); figures on dev and test."""
+    from grounded.checks.relevance import CANDIDATES, best_relevance, choose_relevance_threshold, joint_figures
+
+    dev = pairs.dev_cases
+    real = [i for i, c in enumerate(dev) if c.kind not in SYNTHETIC_CASE_KINDS]
+    chosen = real if len({dev[i].answerable for i in real}) == 2 else list(range(len(dev)))
+    relevance = {"dev": best_relevance(model, [dev[i] for i in chosen])}
+    labels = {"dev": [dev[i].answerable for i in chosen]}
+    gate = {"dev": [gate_scores["dev"][i] for i in chosen]}
+    threshold, _ = choose_relevance_threshold(labels["dev"], gate["dev"], relevance["dev"], gate_threshold)
+    test = pairs.test_cases
+    real_test = [i for i, c in enumerate(test) if c.kind not in SYNTHETIC_CASE_KINDS] if chosen is real else []
+    if real_test:
+        relevance["test"] = best_relevance(model, [test[i] for i in real_test])
+        labels["test"] = [test[i].answerable for i in real_test]
+        gate["test"] = [gate_scores["test"][i] for i in real_test]
+    return {
+        "threshold": round(threshold, 4),
+        "chosen_on": "real questions" if chosen is real else "all cases",
+        "candidates": CANDIDATES,
+        "figures": {
+            split: joint_figures(labels[split], gate[split], relevance[split], gate_threshold, threshold)
+            for split in relevance
+        },
+    }
 
 
 def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
@@ -357,7 +388,12 @@ def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
     if pairs.dev_cases and len({c.answerable for c in pairs.dev_cases}) == 2:
         gate = calibrate_gate(model, pairs)
         out["thresholds"]["answerable"] = gate["alone"]["dev"]["threshold"]
+        if gate["relevance"]["chosen_on"] == "real questions":
+            # Pseudo-questions are copied from a sentence, which answers them by construction: they say
+            # nothing about one sentence beside a real question, so the window threshold stays then.
+            out["thresholds"]["relevance"] = gate["relevance"]["threshold"]
         figures["gate_model_alone"] = gate["alone"]
+        figures["relevance"] = gate["relevance"]
         out["gate"] = gate["gate"]
     out["figures"] = figures
     out["digest"] = pairs.calibration_digest()

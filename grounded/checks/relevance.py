@@ -1,0 +1,98 @@
+"""The one-sentence relevance threshold, chosen on whole questions together with the gate.
+
+After the gate lets a question through, the answer path keeps an answer only when one of its
+sentences *alone* answers the question (``answer.relevance = answer``, :mod:`grounded.answering.trust`):
+a drafted sentence, or the evidence sentence that best answers it among the few closest to the
+question (:func:`~grounded.answering.trust.best_answering_quote`). The gate's own threshold was
+chosen for *windows* of several sentences, which score higher than one sentence; reused for single
+sentences it turned two of three answerable ClapNQ questions into abstentions (benchmarks/RESULTS.md,
+2026-11-30). So the threshold is chosen here for what it decides: on the dev questions, each scored
+as the answer path scores it (the best relevance among its ``candidates`` quotable sentences closest
+to the question), the threshold that makes *gate and relevance together* decide best (balanced
+accuracy on real questions when there are both kinds, else on every case). Figures on test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from grounded.checks.data import GateCase
+from grounded.checks.model import CrossEncoder
+from grounded.checks.text import split_sentences
+
+__all__ = ["CANDIDATES", "best_relevance", "choose_relevance_threshold", "joint_figures"]
+
+CANDIDATES = 5
+"""Quotable sentences closest to the question that are scored (as the answer path's fallback quote does)."""
+
+
+def best_relevance(model: CrossEncoder, cases: Sequence[GateCase], *, candidates: int = CANDIDATES) -> list[float]:
+    """Per case, the highest one-sentence relevance among its ``candidates`` quotable sentences
+    closest to the question by the default embedder (0.0 when its passages have none)."""
+    from grounded.checks.checker import gate_score, looks_cut_off, looks_like_prose
+    from grounded.experts.embedding import SentenceEmbedder
+
+    embedder = SentenceEmbedder.shared()
+    out: list[float] = []
+    for case in cases:
+        sentences = [
+            s
+            for passage in case.passages
+            for s in split_sentences(passage)
+            if looks_like_prose(s, min_words=5) and not looks_cut_off(s)
+        ]
+        if not sentences:
+            out.append(0.0)
+            continue
+        similarity = embedder.embed(sentences) @ embedder.embed_query(case.question)
+        order = np.argsort(-similarity, kind="stable")[:candidates]
+        out.append(max(gate_score(model, case.question, [sentences[int(i)]])[0] for i in order))
+    return out
+
+
+def _decide(gate: Sequence[float], relevance: Sequence[float], gate_threshold: float, threshold: float) -> np.ndarray:
+    g = np.asarray(gate, dtype=np.float64) >= gate_threshold
+    return (g & (np.asarray(relevance, dtype=np.float64) >= threshold)).astype(np.int64)
+
+
+def choose_relevance_threshold(
+    labels: Sequence[int], gate: Sequence[float], relevance: Sequence[float], gate_threshold: float
+) -> tuple[float, float]:
+    """``(threshold, balanced accuracy)`` of "gate ≥ ``gate_threshold`` and relevance ≥ threshold"
+    that decides ``labels`` best; candidates are midpoints between distinct relevance scores. Where
+    several decide equally well (the gate alone decides the dev cases, so any threshold below the
+    answerable ones' relevance does), the middle of their range: neither a rule switched off nor one
+    at the edge of what the dev cases allow."""
+    from grounded.checks.metrics import balanced_accuracy
+
+    values = np.unique(np.asarray(relevance, dtype=np.float64))
+    if not len(values):
+        return 0.0, float("nan")
+    candidates = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2])
+    scores = [balanced_accuracy(labels, _decide(gate, relevance, gate_threshold, float(t))) for t in candidates]
+    top = max(scores)
+    tied = [float(t) for t, ba in zip(candidates, scores, strict=True) if ba >= top - 1e-12]
+    return (min(tied) + max(tied)) / 2, top
+
+
+def joint_figures(
+    labels: Sequence[int], gate: Sequence[float], relevance: Sequence[float], gate_threshold: float, threshold: float
+) -> dict[str, Any]:
+    """Answer rate on answerable cases, abstention on the others and balanced accuracy, of the gate
+    alone and of gate and relevance together."""
+    from grounded.checks.metrics import auc, balanced_accuracy, recall
+
+    out: dict[str, Any] = {"questions": len(labels), "relevance_auc": round(auc(labels, relevance), 4)}
+    for name, predicted in (
+        ("gate", (np.asarray(gate, dtype=np.float64) >= gate_threshold).astype(np.int64)),
+        ("gate_and_relevance", _decide(gate, relevance, gate_threshold, threshold)),
+    ):
+        out[name] = {
+            "answered": round(recall(labels, predicted, 1), 4),
+            "abstained": round(recall(labels, predicted, 0), 4),
+            "balanced_accuracy": round(balanced_accuracy(labels, predicted), 4),
+        }
+    return out
