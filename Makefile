@@ -12,6 +12,10 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): most tests wait on servers, subprocesses or one-thread models, so two
 # workers nearly halve the suite on two cores. PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
+# worksteal, not xdist's default `load`: `load` hands out fixed chunks in collection order, so a worker can
+# sit idle at the end while the other still has a queue of slow tests (the notebooks come late); worksteal
+# gives an idle worker half of the other's queue (docs/development.md, "Test time").
+PYTEST_DIST ?= worksteal
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -66,13 +70,13 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
 
 # The suite under coverage (the `grounded` processes it starts too); tests/coverage_report.py prints
 # coverage per package and fails under [tool.coverage.report] fail_under.
 coverage: venv
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/python -m tests.coverage_report
 

@@ -1,9 +1,14 @@
 """``grounded optimize`` end to end on a small knowledge base with the real answer model (SmolLM2-135M).
 
-The spaces are small and the workload nine questions, so each search asks the model a few dozen
+The space is small and the workload nine questions, so a search asks the model a few dozen
 times at most. A configuration with ``answer.min_evidence_similarity = 0.99`` abstains on every
 question without asking the model: much faster than any that answers, which makes the choice of
 the ``latency`` objective certain (the other objectives' choices depend on this machine's speed).
+
+The model's answers are the expensive part, so one search (the module's ``searched`` fixture,
+with ``--apply``) measures them once: its report and applied file are checked by one test, a
+second run on its journal (which replays every answer) by the ``--apply``-less test, and the
+determinism test measures the same configurations again with ``--restart`` and compares.
 """
 
 from __future__ import annotations
@@ -42,8 +47,7 @@ SHORT = {"GROUNDED_ANSWER__MAX_NEW_TOKENS": "32"}
 """Answers of at most 32 tokens (one sentence): the searches measure configurations, not prose."""
 
 
-@pytest.fixture
-def workdir(built_kb_path: Path, tmp_path: Path) -> Path:
+def copy_workdir(built_kb_path: Path, tmp_path: Path) -> Path:
     """A writable copy of the session's knowledge base (the journal goes into it) and the questions."""
     shutil.copytree(built_kb_path, tmp_path / "kb", ignore=shutil.ignore_patterns("*.lock"))
     lines = "".join(json.dumps(q) + "\n" for q in QUESTIONS)
@@ -51,18 +55,39 @@ def workdir(built_kb_path: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def workdir(built_kb_path: Path, tmp_path: Path) -> Path:
+    return copy_workdir(built_kb_path, tmp_path)
+
+
 def run(workdir: Path, *args: str) -> Any:
     base = ["optimize", "--kb", str(workdir / "kb"), "--questions", str(workdir / "questions.jsonl"), "--no-progress"]
     return CliRunner().invoke(app, [*base, *args], env={"COLUMNS": "200", "NO_COLOR": "1", **SHORT})
 
 
-def test_optimize_reports_and_applies_the_choice_keeping_the_old_config(workdir: Path) -> None:
+OLD_CONFIG = "[answer]\nmax_sentences = 2\n"
+
+
+@pytest.fixture(scope="module")
+def searched(built_kb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """(work folder, CLI result) of one ``latency`` search of SPACE with ``--apply`` and ``--json``.
+
+    Later tests run again on its journal, so the work folder is this module's own: every
+    configuration's answers to the search questions are in ``kb/optimize/``.
+    """
+    workdir = copy_workdir(built_kb_path, tmp_path_factory.mktemp("optimize"))
     config = workdir / "grounded.toml"
-    config.write_text("[answer]\nmax_sentences = 2\n", encoding="utf-8")
+    config.write_text(OLD_CONFIG, encoding="utf-8")
     out = workdir / "report.json"
     result = run(workdir, *SPACE, "--objective", "latency", "--apply", "--config", str(config), "--json", str(out))
     assert result.exit_code == 0, result.output
-    report = json.loads(out.read_text(encoding="utf-8"))
+    return workdir, result
+
+
+def test_optimize_reports_and_applies_the_choice_keeping_the_old_config(searched: tuple[Path, Any]) -> None:
+    workdir, result = searched
+    config = workdir / "grounded.toml"
+    report = json.loads((workdir / "report.json").read_text(encoding="utf-8"))
     assert report["baseline"] == {"answer.k": 3, "answer.min_evidence_similarity": 0.45}
     # Abstaining without the model is the fastest (with k = 1 it also embeds fewer evidence sentences).
     assert report["chosen"]["answer.min_evidence_similarity"] == 0.99
@@ -77,33 +102,44 @@ def test_optimize_reports_and_applies_the_choice_keeping_the_old_config(workdir:
     written = tomllib.loads(config.read_text(encoding="utf-8"))["answer"]
     assert written == {"max_sentences": 2, **{k.split(".")[1]: v for k, (_, v) in report["changes"].items()}}
     assert written["min_evidence_similarity"] == 0.99
-    assert (workdir / "grounded.toml.bak").read_text(encoding="utf-8") == "[answer]\nmax_sentences = 2\n"
+    assert (workdir / "grounded.toml.bak").read_text(encoding="utf-8") == OLD_CONFIG
 
 
-def test_without_apply_nothing_is_written(workdir: Path) -> None:
-    config = workdir / "grounded.toml"
-    result = run(workdir, *SPACE, "--objective", "latency", "--config", str(config))
+def test_without_apply_nothing_is_written_and_the_journal_is_replayed(searched: tuple[Path, Any]) -> None:
+    workdir, _ = searched
+    config, out = workdir / "unapplied.toml", workdir / "replayed.json"
+    result = run(workdir, *SPACE, "--objective", "latency", "--config", str(config), "--json", str(out))
     assert result.exit_code == 0, result.output
     assert "not applied" in " ".join(result.output.split())
     assert not config.exists()
+    # The same inputs again: every answer comes from the journal, so the report is the same.
+    report, first = (json.loads(p.read_text(encoding="utf-8")) for p in (out, workdir / "report.json"))
+    assert report["answers_measured"] == 0
+    assert report["answers_replayed"] == first["answers_replayed"] + first["answers_measured"]
+    assert (report["chosen"], report["search"]) == (first["chosen"], first["search"])
 
 
-def test_the_choice_is_the_same_when_everything_is_measured_again(workdir: Path) -> None:
-    # The quality objective chooses on the quality score, which greedy decoding makes the same on every run.
-    space = ["--space", "answer.min_evidence_similarity=0.45,0.99", "--space", "answer.max_new_tokens=16,32"]
-    reports = []
-    for _ in range(2):
-        out = workdir / "report.json"
-        result = run(workdir, *space, "--objective", "quality", "--restart", "--json", str(out))
+def test_the_choice_is_the_same_when_everything_is_measured_again(searched: tuple[Path, Any]) -> None:
+    # The quality objective chooses on the quality score, which greedy decoding makes the same on every run:
+    # first on the answers the fixture's search measured (replayed), then on all of them measured again.
+    workdir, _ = searched
+    reports: list[dict[str, Any]] = []
+    for restart in ([], ["--restart"]):
+        out = workdir / f"quality{len(reports)}.json"
+        result = run(workdir, *SPACE, "--objective", "quality", *restart, "--json", str(out))
         assert result.exit_code == 0, result.output
         reports.append(json.loads(out.read_text(encoding="utf-8")))
     first, second = reports
+    assert first["answers_replayed"] >= 4 * 6  # four configurations x six search questions, from the journal
     assert second["answers_replayed"] == 0
-    assert second["answers_measured"] == first["answers_measured"]
+    held = 3 if second["chosen_is_baseline"] else 6  # the baseline and the chosen one answer the held-back three
+    assert second["answers_measured"] == 4 * 6 + held
     assert first["chosen"] == second["chosen"]
     quality = ("answer_rate", "abstention", "gold_cited", "recall", "score")
     for a, b in zip(first["search"], second["search"], strict=True):
         assert {m: a["metrics"][m] for m in quality} == {m: b["metrics"][m] for m in quality}
+    held_a, held_b = first["held_out"]["chosen"], second["held_out"]["chosen"]
+    assert {m: held_a[m] for m in quality} == {m: held_b[m] for m in quality}
 
 
 def test_an_interrupted_search_resumes_from_its_journal(built_kb_path: Path, tmp_path: Path) -> None:

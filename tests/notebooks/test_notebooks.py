@@ -25,9 +25,9 @@ CELL_TIMEOUT_S = 300
 EVAL_SLICE = {
     "GROUNDED_EVAL_QUERIES": "10",
     "GROUNDED_EVAL_DISTRACTORS": "30",
-    "GROUNDED_EVAL_QUESTIONS": "6",
+    "GROUNDED_EVAL_QUESTIONS": "4",
     "GROUNDED_EVAL_ASK": "1",
-    "GROUNDED_EVAL_OPTIMIZE": "3",
+    "GROUNDED_EVAL_OPTIMIZE": "2",  # two of each kind: the fewest a search splits (it holds one of each back)
 }
 
 
