@@ -49,7 +49,7 @@ from grounded.experts.tuned import TunedExperts
 from grounded.sql.candidates import Candidate, choose, rewrites, substance
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.grammar import sql_grammar
-from grounded.sql.guard import SqlRefused, check_sql
+from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.sql.prompts import source_tables, tuned_sql_messages
 from grounded.sql.schema_link import Link, SchemaLinker
 from grounded.sql.values import ValueMatch
@@ -231,12 +231,13 @@ class SqlWriter:
 
     def _candidates(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
         """``sql`` and its variants, each run (or refused) on the caller's database."""
-        out = [self._run(sql, origin)]
-        if self.values:
-            index = self.linker.values
-            for variant in rewrites(sql, shown, index):
-                if all(c.sql != variant.sql for c in out):
-                    out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
+        with shared_parser():  # each variant is guarded: one parser connection for all of them
+            out = [self._run(sql, origin)]
+            if self.values:
+                index = self.linker.values
+                for variant in rewrites(sql, shown, index):
+                    if all(c.sql != variant.sql for c in out):
+                        out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
         return out
 
     def _run(self, sql: str, origin: str) -> Candidate:
