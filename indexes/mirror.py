@@ -6,6 +6,10 @@ rows without the cursor that covers them or the reverse. Deletions come as tombs
 (:class:`~connectors.base.Deletion` with ``table``) or by key diff: the keys a stream saw are
 collected in a temporary table and, when the stream ends, mirrored rows with other keys go.
 
+Every name is written in full, ``"<catalog>"."<source>"."<table>"``: the store's DuckDB file is
+itself a catalog (``store`` for ``store.duckdb``), so a source named ``store`` would otherwise make
+``store.notes`` ambiguous (catalog ``store``, or schema ``store``?).
+
 When a version is published, each changed source's tables are copied into a DuckDB file of its
 own (:func:`export_tables`, ``tables/<source>.duckdb`` in the version): callers' SQL runs on
 connections that attach only the files of the sources they may read.
@@ -47,6 +51,7 @@ class TableMirror:
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str) -> None:
         self.con = con
         self.source = source
+        self.catalog = _current_database(con)
         self._ensured: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {}
         self._seen: set[str] = set()
         self._seen_ready: set[str] = set()  # tables whose temporary key table exists
@@ -55,8 +60,13 @@ class TableMirror:
         self.changed = False
         """Whether this mirror created, wrote, deleted or dropped anything (its export is stale)."""
 
+    @property
+    def schema(self) -> str:
+        """The source's schema, catalog-qualified (see the module docstring)."""
+        return f"{quote_ident(self.catalog)}.{quote_ident(self.source)}"
+
     def qualified(self, table: str) -> str:
-        return f"{quote_ident(self.source)}.{quote_ident(table)}"
+        return f"{self.schema}.{quote_ident(table)}"
 
     def _seen_table(self, table: str) -> str:
         return quote_ident(f"_seen_{self.source}_{table}")
@@ -82,7 +92,7 @@ class TableMirror:
             )
         existing = self.columns(table)
         if existing is None:
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.source)}")
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             defs = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in cols)
             keys = ", ".join(quote_ident(k) for k in pk)
             self.changed = True
@@ -106,8 +116,8 @@ class TableMirror:
         """``[(name, type)]`` of the mirrored table, or ``None`` when it does not exist."""
         rows = self.con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [self.source, table],
+            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [self.catalog, self.source, table],
         ).fetchall()
         return [(str(n), _normal_type(str(t))) for n, t in rows] or None
 
@@ -116,14 +126,15 @@ class TableMirror:
             return list(self._ensured[table][1])
         row = self.con.execute(
             "SELECT constraint_column_names FROM duckdb_constraints() "
-            "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
-            [self.source, table],
+            "WHERE database_name = ? AND schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [self.catalog, self.source, table],
         ).fetchone()
         return list(row[0]) if row else []
 
     def tables(self) -> list[str]:
         rows = self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1", [self.source]
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? ORDER BY 1",
+            [self.catalog, self.source],
         ).fetchall()
         return [str(r[0]) for r in rows]
 
@@ -137,7 +148,7 @@ class TableMirror:
             self.con.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
             self.changed = True
         if not keep_schema:
-            self.con.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.source)} CASCADE")
+            self.con.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         self._ensured.clear()
         self._seen_ready.clear()
 
@@ -299,6 +310,7 @@ def export_tables(con: duckdb.DuckDBPyConnection, source: str, target: Path) -> 
     if not tables:
         target.unlink(missing_ok=True)
         return 0
+    catalog = _current_database(con)
     tmp = target.with_name(f".{target.name}.tmp")
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
@@ -324,7 +336,8 @@ def export_tables(con: duckdb.DuckDBPyConnection, source: str, target: Path) -> 
                 defs.append(f"PRIMARY KEY ({', '.join(quote_ident(str(k)) for k in key[0])})")
             copy = f"{alias}.main.{quote_ident(table)}"
             con.execute(f"CREATE TABLE {copy} ({', '.join(defs)})")
-            con.execute(f"INSERT INTO {copy} SELECT * FROM {quote_ident(source)}.{quote_ident(table)}")
+            origin = f"{quote_ident(catalog)}.{quote_ident(source)}.{quote_ident(table)}"
+            con.execute(f"INSERT INTO {copy} SELECT * FROM {origin}")
         con.execute("COMMIT")
         open_transaction = False
         con.execute(f"CHECKPOINT {alias}")
@@ -338,6 +351,11 @@ def export_tables(con: duckdb.DuckDBPyConnection, source: str, target: Path) -> 
         os.fsync(fh.fileno())
     os.replace(tmp, target)
     return len(tables)
+
+
+def _current_database(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute("SELECT current_database()").fetchone()
+    return str(row[0]) if row else "main"
 
 
 def _sql_text(text: str) -> str:

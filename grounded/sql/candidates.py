@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from grounded.sql.database import QueryResult, TableInfo
+from grounded.sql.database import QueryResult, TableInfo, quote_identifier
 from grounded.sql.values import ValueIndex
 
 __all__ = ["Candidate", "Rewrite", "choose", "numeric", "rewrites", "substance"]
@@ -187,7 +187,7 @@ def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[R
 
 
 def _ident(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
+    return quote_identifier(name)  # a column named ``select`` is written quoted too
 
 
 def _typed(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> str:

@@ -36,7 +36,9 @@ import atexit
 import contextlib
 import datetime as dt
 import decimal
+import functools
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -66,6 +68,7 @@ __all__ = [
     "TableInfo",
     "caller_database",
     "quote_ident",
+    "quote_identifier",
     "render_value",
     "visible_tables",
 ]
@@ -104,10 +107,44 @@ class TableInfo:
         """``"schema"."table"``, safe to paste into SQL whatever the names hold."""
         return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
 
+    @property
+    def sql_name(self) -> str:
+        """``schema.table`` as prompts, templates and the grammar write it: each part bare when plain,
+        else quoted (``shop."Order Lines"``, see :func:`quote_identifier`)."""
+        return f"{quote_identifier(self.schema)}.{quote_identifier(self.name)}"
+
 
 def quote_ident(name: str) -> str:
     """A DuckDB identifier, always double-quoted."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@functools.cache
+def _keywords() -> frozenset[str]:
+    """Words DuckDB reads as keywords where a name stands (such names are written quoted)."""
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category IN ('reserved', 'type_function')"
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset(str(r[0]) for r in rows)
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as DuckDB reads it: bare when plain lower case and not a keyword, else double-quoted.
+
+    What a model is shown and what it may write (prompts, grammar, templates) use this one
+    spelling: ``Order Lines``, ``select`` or ``Name`` shown bare would be copied into SQL that
+    does not parse (or, for ``Name``, that a case-exact grammar refuses).
+    """
+    if _PLAIN.fullmatch(name) and name not in _keywords():
+        return name
+    return quote_ident(name)
 
 
 def render_value(value: Any) -> Any:

@@ -23,31 +23,16 @@ column ::= "state_name"
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-
 from grounded.errors import ConfigError
-from grounded.sql.database import TableInfo
+from grounded.sql.database import TableInfo, quote_identifier
 
 __all__ = ["AGGREGATES", "SCALAR_FUNCTIONS", "accepts", "quote_identifier", "sql_grammar"]
 
 AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX")
 SCALAR_FUNCTIONS = ("LOWER", "UPPER", "LENGTH", "ABS", "ROUND", "COALESCE")
-
-_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-@functools.cache
-def _keywords() -> frozenset[str]:
-    """Words DuckDB reads as keywords where a name stands (such names are written quoted)."""
-    rows = duckdb.connect().execute(
-        "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category IN ('reserved', 'type_function')"
-    )
-    return frozenset(r[0] for r in rows.fetchall())
-
 
 # The statement's structure; the table and column rules are appended per schema.
 _RULES = r"""
@@ -92,13 +77,6 @@ column-ref ::= ((table | table-name | alias) ".")? column
 _UNTYPED_REF = 'column-ref ::= ((table | table-name | alias) ".")? column'
 
 
-def quote_identifier(name: str) -> str:
-    """``name`` as DuckDB reads it: bare when plain lower case and not a keyword, else double-quoted."""
-    if _PLAIN.fullmatch(name) and name not in _keywords():
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(text: str) -> str:
     """``text`` as a grammar string literal."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -124,7 +102,7 @@ def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
 
     Raises ``ValueError`` when there is no table or no column: no query could be written.
     """
-    names = sorted({f"{quote_identifier(t.schema)}.{quote_identifier(t.name)}" for t in tables})
+    names = sorted({t.sql_name for t in tables})
     bare = sorted({quote_identifier(t.name) for t in tables})
     columns = sorted({quote_identifier(c) for t in tables for c, _ in t.columns})
     if not names or not columns:
@@ -133,7 +111,7 @@ def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
     if qualified and len(tables) > 1:
         refs = []
         for i, t in enumerate(sorted(tables, key=lambda t: t.qualified)):
-            table_names = [f"{quote_identifier(t.schema)}.{quote_identifier(t.name)}", quote_identifier(t.name)]
+            table_names = [t.sql_name, quote_identifier(t.name)]
             typed.append(
                 f"qualifier{i} ::= "
                 + " | ".join(_literal(n) for n in table_names)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from grounded.experts.base import Message
-from grounded.sql.database import TableInfo
+from grounded.sql.database import TableInfo, quote_identifier
 
 __all__ = ["compact_schema", "source_tables", "tuned_sql_messages"]
 
@@ -21,9 +21,11 @@ _INSTRUCTION = "Write one DuckDB SQL SELECT query that answers the question. Tab
 
 
 def compact_schema(tables: Iterable[TableInfo]) -> str:
-    """One line per table, ``schema.table(col, col, ...)``, sorted by name."""
+    """One line per table, ``schema.table(col, col, ...)``, sorted by name; names as SQL writes them
+    (``shop."Order Lines"("Order", "select", price)``: plain names, such as all of GeoQuery's, bare)."""
     return "\n".join(
-        f"{t.qualified}({', '.join(c for c, _ in t.columns)})" for t in sorted(tables, key=lambda t: t.qualified)
+        f"{t.sql_name}({', '.join(quote_identifier(c) for c, _ in t.columns)})"
+        for t in sorted(tables, key=lambda t: t.qualified)
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from grounded.experts.embedding import SentenceEmbedder
-from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.values import ValueIndex
 from grounded.text import STOPWORDS
 
@@ -116,24 +116,29 @@ class SchemaLinker:
         """``CREATE TABLE`` text for a prompt (with sample rows), or a short description to embed."""
         if not samples:
             return f"{table.name.replace('_', ' ')}: {', '.join(c.replace('_', ' ') for c, _ in table.columns)}"
-        cols = ",\n".join(f"  {c} {t}" for c, t in table.columns)
-        text = f"CREATE TABLE {table.qualified} (\n{cols}\n);"
+        cols = ",\n".join(f"  {quote_identifier(c)} {t}" for c, t in table.columns)
+        text = f"CREATE TABLE {table.sql_name} (\n{cols}\n);"
         profile = next((p for p in self.profiles if p.table == table), None)
         if profile and profile.samples:
-            rows = "\n".join("  " + ", ".join(repr(v) for v in r) for r in profile.samples)
+            # Values as SQL writes them: 24.50, not Python's Decimal('24.50').
+            rows = "\n".join("  " + ", ".join(_example(v) for v in r) for r in profile.samples)
             text += f"\n-- sample rows:\n{rows}"
         return text
 
     def describe_columns(self, table: TableInfo) -> str:
-        """``CREATE TABLE`` text with a few example values of each column as comments (zero-shot prompts)."""
+        """``CREATE TABLE`` text with a few example values of each column as comments (zero-shot prompts).
+
+        Names are written as the query must write them (:func:`~grounded.sql.database.quote_identifier`):
+        a model copies ``Order Lines`` or ``select`` from the prompt as it reads it.
+        """
         profile = next((p for p in self.profiles if p.table == table), None)
         lines = []
         for i, (column, type_) in enumerate(table.columns):
             comma = "," if i < len(table.columns) - 1 else ""
             shown = [_example(v) for v in (profile.examples.get(column, ()) if profile else ())]
             note = f" -- e.g. {', '.join(shown)}" if shown else ""
-            lines.append(f"  {column} {type_}{comma}{note}")
-        return f"CREATE TABLE {table.qualified} (\n" + "\n".join(lines) + "\n);"
+            lines.append(f"  {quote_identifier(column)} {type_}{comma}{note}")
+        return f"CREATE TABLE {table.sql_name} (\n" + "\n".join(lines) + "\n);"
 
     def link(self, question: str, *, tables: Collection[TableInfo] | None = None) -> list[Link]:
         """Every table with a positive score, best first (ties by name).
@@ -163,6 +168,8 @@ class SchemaLinker:
 
 
 def _example(value: Any) -> str:
+    if value is None:
+        return "NULL"
     if isinstance(value, str):
         text = value if len(value) <= 40 else value[:40] + "…"
         return "'" + text.replace("'", "''") + "'"

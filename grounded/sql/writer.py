@@ -47,9 +47,9 @@ from grounded.errors import ExpertError
 from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.experts.tuned import TunedExperts
 from grounded.sql.candidates import Candidate, choose, rewrites, substance
-from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.grammar import sql_grammar
-from grounded.sql.guard import SqlRefused, check_sql
+from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.sql.prompts import source_tables, tuned_sql_messages
 from grounded.sql.schema_link import Link, SchemaLinker
 from grounded.sql.values import ValueMatch
@@ -160,7 +160,8 @@ class SqlWriter:
                 Message("user", f"Tables:\n{schema}\n\nQuestion: {question}\nSQL:"),
             ]
         schema = "\n\n".join(self.linker.describe_columns(link.table) for link in links)
-        hints = _value_hints(matches, order=[link.table.qualified for link in links])
+        shown = [link.table for link in links]
+        hints = _value_hints(matches, order=[t.qualified for t in shown], tables=shown)
         return [
             Message("system", SYSTEM),
             Message("user", f"Tables:\n{schema}\n{hints}\nQuestion: {question}\nSQL:"),
@@ -214,9 +215,10 @@ class SqlWriter:
                 feedback = f"That query fails: {error}\nWrite a corrected query. SQL:"
             else:
                 error = "every query written returned no rows"
+                hints = _value_hints(matches, lead=" ", order=names, tables=shown)
                 feedback = (
                     "That query returns no rows (or only NULL or 0). Check the columns and the values "
-                    f"as the data spells them.{_value_hints(matches, lead=' ', order=names)}\nWrite a corrected query. SQL:"
+                    f"as the data spells them.{hints}\nWrite a corrected query. SQL:"
                 )
             messages = [*messages, Message("assistant", sql), Message("user", feedback)]
         best = choose(candidates)
@@ -231,12 +233,13 @@ class SqlWriter:
 
     def _candidates(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
         """``sql`` and its variants, each run (or refused) on the caller's database."""
-        out = [self._run(sql, origin)]
-        if self.values:
-            index = self.linker.values
-            for variant in rewrites(sql, shown, index):
-                if all(c.sql != variant.sql for c in out):
-                    out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
+        with shared_parser():  # each variant is guarded: one parser connection for all of them
+            out = [self._run(sql, origin)]
+            if self.values:
+                index = self.linker.values
+                for variant in rewrites(sql, shown, index):
+                    if all(c.sql != variant.sql for c in out):
+                        out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
         return out
 
     def _run(self, sql: str, origin: str) -> Candidate:
@@ -253,20 +256,26 @@ class SqlWriter:
         return Candidate(guard.sql, origin, result=result)
 
 
-def _value_hints(matches: Sequence[ValueMatch], *, lead: str = "", order: Sequence[str] = ()) -> str:
+def _value_hints(
+    matches: Sequence[ValueMatch], *, lead: str = "", order: Sequence[str] = (), tables: Sequence[TableInfo] = ()
+) -> str:
     """``Values in the question, as the data spells them:`` and one line per value found.
 
     Columns are listed in ``order`` of their tables (the best-linked table first): a small model
-    tends to use the first column named, so it should be the likeliest one.
+    tends to use the first column named, so it should be the likeliest one. Each is written
+    ``table.column`` as the query must write it (``"Order Lines"."select"``); ``tables`` gives the
+    table names (a source name may hold a dot).
     """
     if not matches:
         return ""
     rank = {name: i for i, name in enumerate(order)}
+    names = {t.qualified: t.name for t in tables}
     lines = []
     for m in matches:
         by_value: dict[str, list[str]] = {}
         for table, column, value in sorted(m.where, key=lambda w: (rank.get(w[0], len(rank)), w)):
-            by_value.setdefault(value, []).append(f"{table.split('.', 1)[-1]}.{column}")
+            name = names.get(table, table.split(".", 1)[-1])
+            by_value.setdefault(value, []).append(f"{quote_identifier(name)}.{quote_identifier(column)}")
         for value, columns in by_value.items():
             lines.append(f"- '{value.replace(chr(39), chr(39) * 2)}': {', '.join(columns[:6])}")
     return (

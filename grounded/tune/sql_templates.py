@@ -43,7 +43,7 @@ import duckdb
 
 from grounded.errors import NotFound
 from grounded.sql.candidates import numeric, substance
-from grounded.sql.database import QueryResult, ReadOnlyDatabase, TableInfo, quote_ident
+from grounded.sql.database import QueryResult, ReadOnlyDatabase, TableInfo, quote_ident, quote_identifier
 from grounded.sql.guard import SqlRefused, check_sql
 from grounded.sql.prompts import source_tables
 from grounded.sql.values import ValueIndex
@@ -66,7 +66,6 @@ MAX_VALUES = 200
 """Distinct values read per column to sample from (the first by value, so the choice is stable)."""
 MAX_VALUE_CHARS = 40
 _NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER", "DOUBLE", "FLOAT")
-_PLAIN_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _AGGREGATES = {"max": "largest", "min": "smallest", "avg": "average", "sum": "total"}
 
 
@@ -118,8 +117,9 @@ class _Join:
 
 
 def ident(name: str) -> str:
-    """A column or table name as SQL: bare when it is a plain lower-case name, else double-quoted."""
-    return name if _PLAIN_IDENT.match(name) else quote_ident(name)
+    """A column or table name as SQL: bare when it is a plain lower-case name and not a keyword, else
+    double-quoted (a column named ``select`` or ``group`` written bare made every query over it fail)."""
+    return quote_identifier(name)
 
 
 def _literal(value: Any) -> str:
@@ -255,7 +255,7 @@ class _Maker:
             return None
         target = self.rng.choice([*p.attributes, *p.measures])
         v = self._value(p.label)
-        sql = f"SELECT {target.ref} FROM {p.table.qualified} WHERE {p.label.ref} = {_literal(v)}"
+        sql = f"SELECT {target.ref} FROM {p.table.sql_name} WHERE {p.label.ref} = {_literal(v)}"
         return self._made("lookup", sql, f"What is the {_words(target.name)} of {v}?", p, [target], [v])
 
     def _filter(self) -> TemplateSql | None:
@@ -264,7 +264,7 @@ class _Maker:
             return None
         by = self.rng.choice(p.attributes)
         v = self._value(by)
-        sql = f"SELECT {p.label.ref} FROM {p.table.qualified} WHERE {by.ref} = {_literal(v)}"
+        sql = f"SELECT {p.label.ref} FROM {p.table.sql_name} WHERE {by.ref} = {_literal(v)}"
         question = f"Which {_plural(p.table.name)} have {_words(by.name)} {v}?"
         return self._made("filter", sql, question, p, [by], [v])
 
@@ -274,7 +274,7 @@ class _Maker:
             return None
         by = self.rng.choice(p.categories)
         v = self._value(by)
-        sql = f"SELECT count(*) FROM {p.table.qualified} WHERE {by.ref} = {_literal(v)}"
+        sql = f"SELECT count(*) FROM {p.table.sql_name} WHERE {by.ref} = {_literal(v)}"
         question = f"How many {_plural(p.table.name)} have {_words(by.name)} {v}?"
         return self._made("count", sql, question, p, [by], [v])
 
@@ -283,7 +283,7 @@ class _Maker:
         if p is None:
             return None
         by = self.rng.choice(p.categories)
-        sql = f"SELECT {by.ref}, count(*) FROM {p.table.qualified} GROUP BY {by.ref}"
+        sql = f"SELECT {by.ref}, count(*) FROM {p.table.sql_name} GROUP BY {by.ref}"
         question = f"How many {_plural(p.table.name)} are there for each {_words(by.name)}?"
         return self._made("group_count", sql, question, p, [by], [])
 
@@ -293,7 +293,7 @@ class _Maker:
             return None
         of = self.rng.choice(p.measures)
         fn = self.rng.choice(sorted(_AGGREGATES))
-        sql = f"SELECT {fn}({of.ref}) FROM {p.table.qualified}"
+        sql = f"SELECT {fn}({of.ref}) FROM {p.table.sql_name}"
         question = f"What is the {_AGGREGATES[fn]} {_words(of.name)} of all {_plural(p.table.name)}?"
         if p.categories and self.rng.random() < 0.5:
             by = self.rng.choice(p.categories)
@@ -317,7 +317,9 @@ class _Maker:
             question_where = f" with {_words(by.name)} {v}"
             columns, values = [of, by], [v]
         # DuckDB sorts NULLs last either way: a missing number is never the largest or the smallest.
-        sql = f"SELECT {p.label.ref} FROM {p.table.qualified}{where} ORDER BY {of.ref} {'DESC' if high else 'ASC'} LIMIT 1"
+        sql = (
+            f"SELECT {p.label.ref} FROM {p.table.sql_name}{where} ORDER BY {of.ref} {'DESC' if high else 'ASC'} LIMIT 1"
+        )
         question = f"Which {_singular(p.table.name)}{question_where} has the {'highest' if high else 'lowest'} {_words(of.name)}?"
         return self._made("superlative", sql, question, p, columns, values)
 
@@ -330,7 +332,7 @@ class _Maker:
         n = len(of.values)
         x = of.values[self.rng.randrange(n // 4, max(n // 4 + 1, 3 * n // 4))]
         above = self.rng.random() < 0.5
-        sql = f"SELECT {p.label.ref} FROM {p.table.qualified} WHERE {of.ref} {'>' if above else '<'} {_literal(x)}"
+        sql = f"SELECT {p.label.ref} FROM {p.table.sql_name} WHERE {of.ref} {'>' if above else '<'} {_literal(x)}"
         article = "an" if _words(of.name)[:1] in set("aeiou") else "a"
         question = (
             f"Which {_plural(p.table.name)} have {article} {_words(of.name)} "
@@ -348,7 +350,7 @@ class _Maker:
 
     def _join_from(self, join: _Join) -> str:
         c, p = join.child.table, join.parent.table
-        return f"{c.qualified} JOIN {p.qualified} ON {ident(c.name)}.{ident(join.column)} = {ident(p.name)}.{ident(join.key)}"
+        return f"{c.sql_name} JOIN {p.sql_name} ON {ident(c.name)}.{ident(join.column)} = {ident(p.name)}.{ident(join.key)}"
 
     def _join(self) -> TemplateSql | None:
         parts = self._join_parts()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from connectors.postgres import PostgresConfig, PostgresConnector
 from connectors.testing import ConnectorContract
 from grounded.errors import FatalConnectorError
 from grounded.kb import KnowledgeBase
+from grounded.sql.database import ReadOnlyDatabase
+from grounded.sql.guard import check_sql
 
 pytestmark = pytest.mark.integration
 
@@ -226,3 +229,66 @@ def test_full_rebuild_after_a_shape_change(pg_db: dict[str, Any], kb: KnowledgeB
     assert stats.rows_upserted == 40
     assert stats.documents_deleted == 10
     assert mirror_rows(kb, "SELECT count(*), count(color) FROM shop.items") == [(40, 0)]
+
+
+AWKWARD = [
+    'CREATE TABLE "Order Lines" ("Id" int PRIMARY KEY, "Order" int, "select" text, "user" text, "Unit Price" numeric(8,2))',
+    """INSERT INTO "Order Lines" VALUES (1, 10, 'kettle', 'ann', 24.50), (2, 10, 'lamp', 'ann', 15.00),
+       (3, 11, 'sofa', 'bob', 899.00), (4, 12, 'mug', 'cy', 6.50)""",
+    'CREATE TABLE "user" (id int PRIMARY KEY, "Name" text, "group" text, "Order" int)',
+    """INSERT INTO "user" VALUES (1, 'Ann Lee', 'gold', 10), (2, 'Bob Ray', 'silver', 11), (3, 'Cy Dunn', 'gold', 12)""",
+]
+
+
+@pytest.fixture
+def awkward_db(pg_db: dict[str, Any], kb: KnowledgeBase) -> ReadOnlyDatabase:
+    """A new user's own schema: a table name with a space, reserved-word and mixed-case column names."""
+    pg_exec(pg_db, *AWKWARD)
+    tables = [{"name": "public.Order Lines"}, {"name": "public.user"}]
+    kb.sync("shop", PostgresConnector(PostgresConfig(**pg_db, tables=tables)))
+    return ReadOnlyDatabase.for_version(kb.store.versions.current().store_path)  # type: ignore[union-attr]
+
+
+def test_awkward_names_are_written_quoted_in_what_a_model_reads(awkward_db: ReadOnlyDatabase) -> None:
+    """Issue 25, item 3: prompts showed ``shop.Order Lines(Order, select, ...)``, names a model copies
+    into SQL that does not parse; they are written as the SQL must write them (plain ones bare)."""
+    from dbkit import HashEmbedder
+
+    from grounded.sql.prompts import compact_schema
+    from grounded.sql.schema_link import SchemaLinker
+    from grounded.sql.writer import SqlWriter
+
+    lines, user = awkward_db.tables()
+    assert compact_schema([user]) == 'shop.user(id, "Name", "group", "Order")'
+    prompt = SchemaLinker(awkward_db, HashEmbedder()).describe_columns(lines)
+    assert prompt.splitlines()[:4] == [
+        'CREATE TABLE shop."Order Lines" (',
+        '  "Id" INTEGER, -- e.g. 1, 2, 3',
+        '  "Order" INTEGER, -- e.g. 10, 11, 12',
+        "  \"select\" VARCHAR, -- e.g. 'kettle', 'lamp', 'sofa'",
+    ]
+    linker = SchemaLinker(awkward_db, HashEmbedder())
+    question = "What is the unit price of the kettle?"
+    link = next(k for k in linker.link(question) if k.table == lines)
+    chat = SqlWriter(None, linker, db=awkward_db).messages(question, [link], linker.values.match(question))
+    assert '- \'kettle\': "Order Lines"."select"' in chat[-1].content
+    # What the prompt shows runs as written.
+    sql = 'SELECT "Order Lines"."Unit Price" FROM shop."Order Lines" WHERE "Order Lines"."select" = \'kettle\''
+    assert awkward_db.execute(check_sql(sql, awkward_db.tables()).sql, timeout_s=5, row_limit=5).rows == ((24.5,),)
+
+
+def test_templates_and_rewrites_quote_reserved_column_names(awkward_db: ReadOnlyDatabase) -> None:
+    """A template over ``group`` or a table named ``Order Lines`` was written bare, failed and was
+    silently skipped; a value moved to column ``select`` made a query that did not parse."""
+    from grounded.sql.candidates import rewrites
+    from grounded.sql.values import ValueIndex
+    from grounded.tune.sql_templates import template_queries
+
+    made = [m.sql for m in islice(template_queries(awkward_db, "shop", seed=0), 12)]
+    assert 'SELECT "group", count(*) FROM shop.user GROUP BY "group"' in made
+    assert any('FROM shop."Order Lines"' in sql for sql in made)
+    wrong_column = 'SELECT "Order Lines"."Unit Price" FROM shop."Order Lines" WHERE "Order Lines".user = \'kettle\''
+    [moved] = rewrites(wrong_column, awkward_db.tables(), ValueIndex.build(awkward_db))
+    assert moved.sql.endswith('WHERE "Order Lines"."select" = \'kettle\'')
+    rows = awkward_db.execute(check_sql(moved.sql, awkward_db.tables()).sql, timeout_s=5, row_limit=5).rows
+    assert rows == ((24.5,),)

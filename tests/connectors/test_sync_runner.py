@@ -14,6 +14,7 @@ from connectors.registry import load_connector
 from grounded.config import SourceConfig, load_settings
 from grounded.errors import ConfigError
 from grounded.ingest.sources import sync_sources
+from grounded.sql.database import ReadOnlyDatabase
 
 
 def notes_db(path: Path, n: int = 5) -> Path:
@@ -64,6 +65,28 @@ def test_renamed_source_is_caught(tmp_path: Path) -> None:
     assert mirror_rows(
         kb, "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN ('old', 'new')"
     ) == [("new",)]
+
+
+@pytest.mark.parametrize("name", ["store", "_grounded_export"])
+def test_a_source_named_like_a_duckdb_catalog_syncs_and_resyncs(tmp_path: Path, name: str) -> None:
+    """The store's DuckDB file is catalog ``store`` and the export attaches ``_grounded_export``:
+    a source (schema) of that name made ``store.notes`` ambiguous and the sync failed."""
+    db = notes_db(tmp_path / "a.db")
+    kb = make_kb(tmp_path / "kb")
+    settings = load_settings(sources={name: source(db)})
+    assert sync_sources(kb.store, settings)[0].ok
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM notes WHERE id = 0")
+    con.execute("UPDATE notes SET body = 'changed' WHERE id = 1")
+    con.commit()
+    con.close()
+    [again] = sync_sources(kb.store, settings)  # a full scan: upserts and the key diff
+    assert again.ok, again.error
+    assert again.stats is not None
+    assert (again.stats.rows_upserted, again.stats.rows_deleted) == (1, 1)
+    tables = ReadOnlyDatabase.for_version(kb.store.versions.current().store_path)
+    rows = tables.execute(f"SELECT id, body FROM {name}.notes ORDER BY id LIMIT 2", timeout_s=5, row_limit=10).rows
+    assert rows == ((1, "changed"), (2, "note 2"))
 
 
 def test_unknown_type_and_bad_params_are_config_errors(tmp_path: Path) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
-from grounded.sql.guard import SqlRefused, check_sql
+from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.tools import ToolContext, get_tool
 
 TABLES = (TableInfo("shop", "products", (("id", "BIGINT"), ("name", "VARCHAR")), ("id",)),)
@@ -58,6 +59,49 @@ def test_guard_accepts_select_with_cte_and_unqualified_names() -> None:
     guard = check_sql(sql, TABLES)
     assert guard.sql.endswith("GROUP BY 1")
     assert [t.qualified for t in guard.tables] == ["shop.products"]
+
+
+def _count_connections(monkeypatch: pytest.MonkeyPatch) -> list[duckdb.DuckDBPyConnection]:
+    """Every DuckDB connection opened from here on, in order (a spy on ``duckdb.connect``)."""
+    opened: list[duckdb.DuckDBPyConnection] = []
+    real = duckdb.connect
+
+    def spy(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(duckdb, "connect", spy)
+    return opened
+
+
+def test_checks_in_a_shared_parser_block_open_one_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = _count_connections(monkeypatch)
+    check_sql("SELECT name FROM shop.products", TABLES)
+    assert len(opened) == 1  # a lone check: one connection (it used to open two)
+    with shared_parser():
+        for i in range(5):
+            check_sql(f"SELECT name FROM shop.products WHERE id = {i}", TABLES)
+        with pytest.raises(SqlRefused, match="parse"):
+            check_sql("SELEC name FROM shop.products", TABLES)
+        with shared_parser():  # nested: the outer block's connection
+            assert check_sql("SELECT 1", TABLES).sql == "SELECT 1"
+    assert len(opened) == 2
+
+
+def test_a_shared_parser_is_closed_when_its_block_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = _count_connections(monkeypatch)
+
+    def failing_run() -> None:
+        with shared_parser():
+            check_sql("SELECT name FROM shop.products", TABLES)
+            raise RuntimeError("the caller failed")
+
+    with pytest.raises(RuntimeError):
+        failing_run()
+    with pytest.raises(duckdb.ConnectionException, match="closed"):
+        opened[0].execute("SELECT 1")
+    check_sql("SELECT name FROM shop.products", TABLES)  # outside a block again: a connection of its own
+    assert len(opened) == 2
 
 
 def test_sql_tool_answers_with_provenance(shop_kb: Any) -> None:
