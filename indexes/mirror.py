@@ -106,7 +106,8 @@ class TableMirror:
         """``[(name, type)]`` of the mirrored table, or ``None`` when it does not exist."""
         rows = self.con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            # Only this database's: a segmented writer attaches older versions' stores too.
+            "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
             [self.source, table],
         ).fetchall()
         return [(str(n), _normal_type(str(t))) for n, t in rows] or None
@@ -116,14 +117,17 @@ class TableMirror:
             return list(self._ensured[table][1])
         row = self.con.execute(
             "SELECT constraint_column_names FROM duckdb_constraints() "
-            "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
+            "AND constraint_type = 'PRIMARY KEY'",
             [self.source, table],
         ).fetchone()
         return list(row[0]) if row else []
 
     def tables(self) -> list[str]:
         rows = self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1", [self.source]
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = ? ORDER BY 1",
+            [self.source],
         ).fetchall()
         return [str(r[0]) for r in rows]
 
