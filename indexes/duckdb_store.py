@@ -168,6 +168,8 @@ class DuckDBStore:
         """The version whose file this is (a writer's own segment; ``None`` for a plain file)."""
         self._root = Path()
         self._docs, self._chunks, self._sents = "documents", "chunks", "sentences"
+        self._rows_sql = ""
+        self._dead: dict[str, frozenset[str]] = {}
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool) -> DuckDBStore:
@@ -219,6 +221,22 @@ class DuckDBStore:
         store.segments = list(sids)
         store.segment_id = own
         store._root = root
+        dead_rows = (
+            con.execute(f"SELECT segment, doc_id FROM {dead}").fetchall()
+            if seg.has_table(con, seg.catalog(own), "dead")
+            else []
+        )
+        by_segment: dict[str, set[str]] = {}
+        for segment, doc_id in dead_rows:
+            by_segment.setdefault(str(segment), set()).add(str(doc_id))
+        store._dead = {k: frozenset(v) for k, v in by_segment.items()}
+        store._rows_sql = " UNION ALL ".join(
+            f"SELECT '{sid}' AS _segment, c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
+            "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
+            f"FROM {seg.catalog(sid)}.main.chunks c JOIN {seg.catalog(sid)}.main.documents d USING (doc_id) "
+            "WHERE c.chunk_id IN (SELECT unnest($ids))"
+            for sid in sids
+        )
         return store
 
     @classmethod
@@ -592,16 +610,24 @@ class DuckDBStore:
             missing = [cid for cid in ids if cid not in out]
         if missing:
             cur = self.cursor()
-            cur.execute(
-                "SELECT c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
-                "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
-                f"FROM {self._chunks} c JOIN {self._docs} d USING (doc_id) WHERE c.chunk_id IN (SELECT unnest(?))",
-                [missing],
-            )
+            if self._rows_sql:
+                # Each segment's chunks looked up by id on its own (no anti-join with the dead
+                # rows over the whole union), and the dead documents' rows dropped here.
+                cur.execute(self._rows_sql, {"ids": missing})
+            else:
+                cur.execute(
+                    "SELECT c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
+                    "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
+                    f"FROM {self._chunks} c JOIN {self._docs} d USING (doc_id) WHERE c.chunk_id IN (SELECT unnest(?))",
+                    [missing],
+                )
             names = [col[0] for col in cur.description or []]
             fetched: dict[int, dict[str, Any]] = {}
             for row in cur.fetchall():
                 rec = dict(zip(names, row, strict=True))
+                segment = rec.pop("_segment", None)
+                if segment is not None and rec["doc_id"] in self._dead.get(segment, ()):
+                    continue
                 rec["metadata"] = json.loads(rec["metadata"]) if rec["metadata"] else {}
                 fetched[int(rec["chunk_id"])] = rec
             out.update(fetched)
