@@ -183,7 +183,7 @@ class Bm25Postings:
         n_docs = len(chunk_ids)
         avgdl = float(lengths.sum() / n_docs) if n_docs else 1.0
         # The same formula as _POSTINGS_SQL (DOUBLE, then FLOAT), with the union's statistics.
-        idf = np.log((n_docs - df[terms] + 0.5) / (df[terms] + 0.5) + 1)
+        idf = np.log10((n_docs - df[terms] + 0.5) / (df[terms] + 0.5) + 1)  # DuckDB log() is base 10
         norm = tf + k1 * (1 - b + b * (lengths[docids] / avgdl))
         weights = (idf * (tf * (k1 + 1)) / norm).astype(np.float32)
         return cls(

@@ -160,3 +160,12 @@ def test_a_knowledge_base_of_format_1_opens_and_its_next_write_adds_a_segment(tm
     fresh.ingest(corpus, source="ref")
     assert _same(_search(old, "hybrid"), _search(fresh, "hybrid"))
     shutil.rmtree(tmp_path / "fresh")
+
+
+def test_segmented_bm25_scores_equal_one_index(kbs: tuple[KnowledgeBase, KnowledgeBase]) -> None:
+    segmented, fresh = kbs
+    for query in QUERIES:
+        got = segmented.snapshot().store.bm25(query, 20)
+        expected = fresh.snapshot().store.bm25(query, 20)
+        assert [c for c, _ in got] == [c for c, _ in expected]
+        assert all(abs(s - t) <= 1e-5 * max(1.0, abs(t)) for (_, s), (_, t) in zip(got, expected, strict=True))
