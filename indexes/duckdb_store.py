@@ -1,7 +1,8 @@
 """The DuckDB side of a knowledge-base version: documents, chunks, vectors, BM25, sync state.
 
-One DuckDB file per index version. Writers fill a staging copy; published versions are opened
-read-only, by any number of processes. Chunk embeddings are kept here too, so the FAISS index
+One DuckDB file per index version, holding what that version wrote; a segmented version reads
+the files of older versions too, as one (:mod:`indexes.segments`). Writers fill a new file in
+staging; published versions are opened read-only, by any number of processes. Chunk embeddings are kept here too, so the FAISS index
 is always derivable from this file and unchanged text is never embedded twice.
 
 The ``fts`` extension is not built into the PyPI ``duckdb`` wheel; it comes from the
