@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grounded.errors import CorruptKnowledgeBase
 from indexes import segments as seg
 from indexes.duckdb_store import DuckDBStore
 from indexes.faiss_index import IndexChoice, VectorIndex
@@ -46,7 +47,13 @@ def _segment_vectors(version: VersionInfo, store: DuckDBStore) -> FanOutIndex:
     dead = f"{seg.catalog(version.id)}.main.dead"
     parts: list[VectorIndex] = []
     for sid in store.segments:
-        index = VectorIndex.load(segment_dir(root, sid) / VECTORS_FILE, IndexChoice(**choices[sid]))
+        path = segment_dir(root, sid) / VECTORS_FILE
+        try:
+            index = VectorIndex.load(path, IndexChoice(**choices[sid]))
+        except RuntimeError as exc:  # faiss's error for a missing or damaged file
+            # Also what a reader sees when pruning moves the segment meanwhile: the caller
+            # (KnowledgeStore) retries on CorruptKnowledgeBase with the then current version.
+            raise CorruptKnowledgeBase(f"cannot read segment {sid}'s vectors at {path} ({exc})") from exc
         found = store.cursor().execute(seg.dead_chunk_sql(sid, dead)).fetchnumpy()
         index.remove(np.asarray(found["chunk_id"], dtype=np.int64))
         parts.append(index)

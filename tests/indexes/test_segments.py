@@ -11,6 +11,7 @@ import pytest
 
 import grounded
 from connectors.base import Deletion, Document, Page
+from grounded.errors import CorruptKnowledgeBase
 from grounded.ingest.builder import VersionBuilder
 from grounded.kb import KnowledgeBase
 from tests.conftest import write_topics
@@ -169,3 +170,14 @@ def test_segmented_bm25_scores_equal_one_index(kbs: tuple[KnowledgeBase, Knowled
         expected = fresh.snapshot().store.bm25(query, 20)
         assert [c for c, _ in got] == [c for c, _ in expected]
         assert all(abs(s - t) <= 1e-5 * max(1.0, abs(t)) for (_, s), (_, t) in zip(got, expected, strict=True))
+
+
+def test_a_missing_segment_is_reported_as_a_damaged_knowledge_base(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "corpus", FIRST[:2])
+    kb = grounded.open(tmp_path / "kb", index={"compact_ratio": 100.0})
+    kb.ingest(corpus, source="ref")
+    write_topics(corpus, ("pass",))
+    kb.ingest(corpus, source="ref")
+    (tmp_path / "kb" / "versions" / "000001" / "vectors.faiss").unlink()
+    with pytest.raises(CorruptKnowledgeBase, match="segment 000001"):
+        grounded.open(tmp_path / "kb", create=False).search("for loop")
