@@ -12,7 +12,7 @@ import pytest
 import grounded
 from connectors.base import Deletion, Document, Page
 from grounded.errors import CorruptKnowledgeBase
-from grounded.ingest.builder import VersionBuilder
+from grounded.ingest.builder import VersionBuilder, doc_id_for
 from grounded.kb import KnowledgeBase
 from tests.conftest import write_topics
 
@@ -74,6 +74,15 @@ def test_segmented_search_equals_one_index_over_the_same_documents(
     got, expected = _search(segmented, mode), _search(fresh, mode)
     assert any(got)
     assert _same(got, expected), (got, expected)
+
+
+def test_filters_on_a_segmented_version_see_only_live_documents(kbs: tuple[KnowledgeBase, KnowledgeBase]) -> None:
+    segmented, fresh = kbs
+    for keys in (["if.txt", "lambda.txt", "for.txt"], ["assert.txt"]):  # changed, unchanged; deleted
+        filters = {"doc_id": [doc_id_for("ref", key) for key in keys]}
+        got = [(h.chunk_id, h.key) for h in segmented.search("loop", k=10, filters=filters)]
+        assert got == [(h.chunk_id, h.key) for h in fresh.search("loop", k=10, filters=filters)]
+        assert bool(got) == ("for.txt" in keys)
 
 
 def test_the_union_counts_each_live_document_once(kbs: tuple[KnowledgeBase, KnowledgeBase]) -> None:
