@@ -79,6 +79,25 @@ class ChunkSettings(BaseModel):
     overlap_sentences: int = Field(0, ge=0, description="Sentences repeated at the start of the next chunk.")
 
 
+class IndexSettings(BaseModel):
+    """How index versions are laid out on disk (see docs/architecture.md, Versions)."""
+
+    model_config = _STRICT_KEYS
+
+    max_segments: int = Field(
+        8,
+        ge=1,
+        description="Segments a version may read before a publish compacts them: the segments after the "
+        "oldest are merged into the new one (a cost of their size, not the knowledge base's).",
+    )
+    compact_ratio: float = Field(
+        0.5,
+        gt=0,
+        description="A compaction merges every segment, the oldest too, once the newer segments and the "
+        "oldest one's dead chunks reach this share of the oldest one's live chunks.",
+    )
+
+
 class SearchSettings(BaseModel):
     """Hybrid retrieval: how many candidates each side brings and how they are fused."""
 
@@ -429,6 +448,7 @@ class Settings(BaseSettings):
         ),
     )
     keep_versions: int = Field(3, ge=1, description="Published index versions kept on disk.")
+    index: IndexSettings = Field(IndexSettings(), description="The on-disk layout of index versions.")
     chunking: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks.")
     search: SearchSettings = Field(
         SearchSettings(), description="Hybrid retrieval: candidates from BM25 and FAISS, and how they are fused."

@@ -15,12 +15,18 @@ float32 rounding (the tests compare both on the same index).
 
     postings = Bm25Postings.load(con)              # con has fts_main_chunks
     postings.top(con, "protein folding", k=10)     # [(chunk_id, score), ...]
+
+A segmented version (:mod:`indexes.segments`) has one fts index per segment; :meth:`Bm25Postings.merge`
+reads them all, leaves out the chunks of dead documents and weighs every posting with the
+statistics of the live union (document count, average length, each term's document frequency),
+so the scores are those one index over the union would give.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -88,6 +94,9 @@ class Bm25Postings:
     stemmer: str
     k1: float
     b: float
+    tokenizer: str = FTS_SCHEMA
+    """The schema whose ``tokenize`` macro splits a non-ASCII query (a segment's, when merged)."""
+    merged: bool = False
 
     @classmethod
     def load(
@@ -115,6 +124,81 @@ class Bm25Postings:
             b=b,
         )
 
+    @classmethod
+    def merge(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        parts: Sequence[tuple[str, str]],
+        *,
+        stemmer: str = "porter",
+        k1: float = 1.2,
+        b: float = 0.75,
+    ) -> Bm25Postings:
+        """One index over several fts indexes: ``parts`` are ``(catalog, SQL of its dead chunk
+        ids)``; the weights use the statistics of the live documents of all parts together."""
+        vocabulary: dict[str, int] = {}
+        chunk_parts: list[np.ndarray] = []
+        len_parts: list[np.ndarray] = []
+        post_terms: list[np.ndarray] = []
+        post_docs: list[np.ndarray] = []
+        post_tf: list[np.ndarray] = []
+        offset = 0
+        for cat, dead_sql in parts:
+            fts = f"{cat}.{FTS_SCHEMA}"
+            docs = con.execute(
+                f"SELECT docid, name, len FROM {fts}.docs WHERE name NOT IN ({dead_sql}) ORDER BY docid"
+            ).fetchnumpy()
+            top = con.execute(f"SELECT coalesce(max(docid), -1) FROM {fts}.docs").fetchone()
+            local = np.asarray(docs["docid"], dtype=np.int64)
+            remap = np.full(int(top[0] if top else -1) + 1, -1, dtype=np.int64)
+            remap[local] = offset + np.arange(len(local), dtype=np.int64)
+            words = con.execute(f"SELECT termid, term FROM {fts}.dict").fetchall()
+            to_global = np.full(max((int(t) for t, _ in words), default=-1) + 1, -1, dtype=np.int64)
+            for termid, term in words:
+                to_global[int(termid)] = vocabulary.setdefault(str(term), len(vocabulary))
+            found = con.execute(
+                f"SELECT termid, docid, count(*) AS tf FROM {fts}.terms GROUP BY termid, docid"
+            ).fetchnumpy()
+            gdocs = remap[np.asarray(found["docid"], dtype=np.int64)]
+            keep = gdocs >= 0
+            post_terms.append(to_global[np.asarray(found["termid"], dtype=np.int64)][keep])
+            post_docs.append(gdocs[keep])
+            post_tf.append(np.asarray(found["tf"], dtype=np.float64)[keep])
+            chunk_parts.append(np.asarray(docs["name"], dtype=np.int64))
+            len_parts.append(np.asarray(docs["len"], dtype=np.float64))
+            offset += len(local)
+        chunk_ids = np.concatenate(chunk_parts) if chunk_parts else np.zeros(0, dtype=np.int64)
+        lengths = np.concatenate(len_parts) if len_parts else np.zeros(0)
+        terms = np.concatenate(post_terms) if post_terms else np.zeros(0, dtype=np.int64)
+        docids = np.concatenate(post_docs) if post_docs else np.zeros(0, dtype=np.int64)
+        tf = np.concatenate(post_tf) if post_tf else np.zeros(0)
+        # Grouped by term is all the CSR slices need (scores() sums with bincount, in any order):
+        # a stable radix argsort, not a lexsort, which took seconds on millions of postings.
+        order = np.argsort(terms, kind="stable")
+        terms, docids, tf = terms[order], docids[order], tf[order]
+        n_terms = len(vocabulary)
+        df = np.bincount(terms, minlength=n_terms).astype(np.float64)
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(df.astype(np.int64), out=indptr[1:])
+        n_docs = len(chunk_ids)
+        avgdl = float(lengths.sum() / n_docs) if n_docs else 1.0
+        # The same formula as _POSTINGS_SQL (DOUBLE, then FLOAT), with the union's statistics.
+        idf = np.log10((n_docs - df[terms] + 0.5) / (df[terms] + 0.5) + 1)  # DuckDB log() is base 10
+        norm = tf + k1 * (1 - b + b * (lengths[docids] / avgdl))
+        weights = (idf * (tf * (k1 + 1)) / norm).astype(np.float32)
+        return cls(
+            indptr=indptr,
+            docids=docids.astype(np.int32 if n_docs < 2**31 else np.int64),
+            weights=weights,
+            chunk_ids=chunk_ids,
+            vocabulary=vocabulary,
+            stemmer=stemmer,
+            k1=k1,
+            b=b,
+            tokenizer=f"{parts[0][0]}.{FTS_SCHEMA}" if parts else FTS_SCHEMA,
+            merged=True,
+        )
+
     @property
     def nbytes(self) -> int:
         """Memory held by the posting lists."""
@@ -125,6 +209,14 @@ class Bm25Postings:
         if query.isascii():
             stems = set(_stem(self.stemmer, ascii_tokens(query)))
             return np.array(sorted(self.vocabulary[s] for s in stems if s in self.vocabulary), dtype=np.int64)
+        if self.merged:
+            rows = con.execute(
+                f"SELECT DISTINCT stem(unnest({self.tokenizer}.tokenize($q)), $stemmer)",
+                {"q": query, "stemmer": self.stemmer},
+            ).fetchall()
+            return np.array(
+                sorted(self.vocabulary[str(r[0])] for r in rows if str(r[0]) in self.vocabulary), dtype=np.int64
+            )
         found = con.execute(_QUERY_TERMS_SQL, {"q": query, "stemmer": self.stemmer}).fetchnumpy()
         return np.asarray(found["termid"], dtype=np.int64)
 

@@ -1,7 +1,8 @@
 """The DuckDB side of a knowledge-base version: documents, chunks, vectors, BM25, sync state.
 
-One DuckDB file per index version. Writers fill a staging copy; published versions are opened
-read-only, by any number of processes. Chunk embeddings are kept here too, so the FAISS index
+One DuckDB file per index version, holding what that version wrote; a segmented version reads
+the files of older versions too, as one (:mod:`indexes.segments`). Writers fill a new file in
+staging; published versions are opened read-only, by any number of processes. Chunk embeddings are kept here too, so the FAISS index
 is always derivable from this file and unchanged text is never embedded twice.
 
 The ``fts`` extension is not built into the PyPI ``duckdb`` wheel; it comes from the
@@ -27,8 +28,10 @@ import numpy as np
 import pyarrow as pa
 
 from grounded.errors import ConfigError, CorruptKnowledgeBase
+from indexes import segments as seg
 from indexes.base import Chunk, SearchFilters
 from indexes.bm25 import FTS_SCHEMA, Bm25Postings
+from indexes.versions import VersionInfo
 
 __all__ = ["ChunkRow", "DocumentRow", "DuckDBStore", "SentenceRow", "StoredSentences", "fts_extension_path"]
 
@@ -159,6 +162,15 @@ class DuckDBStore:
         self._rows_lock = threading.Lock()
         self.chunks_changed = False
         """Whether this connection wrote or deleted documents (their chunks' BM25 index is stale)."""
+        self.segments: list[str] = []
+        """Segments read besides this file's own tables (see :mod:`indexes.segments`): a writer's
+        older segments, or every segment of a segmented version opened for reading."""
+        self.segment_id: str | None = None
+        """The version whose file this is (a writer's own segment; ``None`` for a plain file)."""
+        self._root = Path()
+        self._docs, self._chunks, self._sents = "documents", "chunks", "sentences"
+        self._rows_sql = ""
+        self._dead: dict[str, frozenset[str]] = {}
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool) -> DuckDBStore:
@@ -180,7 +192,118 @@ class DuckDBStore:
                 f"{path} has schema version {found!r}, this grounded reads {SCHEMA_VERSION}; "
                 "re-ingest into a new knowledge base directory"
             )
+        if read_only:
+            sids = seg.segment_list(store.meta("segments"))
+            own = store.meta("segment_id")
+            if sids is not None and own is not None and sids and sids != [own]:
+                con.close()
+                return cls._open_segmented(path, own, sids)
         return store
+
+    @classmethod
+    def _open_segmented(cls, path: Path, own: str, sids: list[str]) -> DuckDBStore:
+        """A segmented version for reading: an in-memory database whose views name the union of
+        its segments (and its own state tables) as one file's tables would."""
+        root = path.parent.parent.parent
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+        try:
+            con.execute(f"LOAD '{fts_extension_path()}'")
+            con.execute(f"ATTACH '{_sql_text(str(path))}' AS {seg.catalog(own)} (READ_ONLY)")
+            seg.attach_segments(con, root, [s for s in sids if s != own])
+            dead = f"{seg.catalog(own)}.main.dead"
+            seg.state_views(con, seg.catalog(own))
+            seg.create_live_views(con, "memory", sids, dead, None)
+        except duckdb.Error as exc:
+            con.close()
+            raise CorruptKnowledgeBase(
+                f"cannot open the segments {sids} of {path} ({exc}); a segment file is missing or damaged"
+            ) from exc
+        store = cls(con, path, read_only=True)
+        store.segments = list(sids)
+        store.segment_id = own
+        store._root = root
+        dead_rows = (
+            con.execute(f"SELECT segment, doc_id FROM {dead}").fetchall()
+            if seg.has_table(con, seg.catalog(own), "dead")
+            else []
+        )
+        by_segment: dict[str, set[str]] = {}
+        for segment, doc_id in dead_rows:
+            by_segment.setdefault(str(segment), set()).add(str(doc_id))
+        store._dead = {k: frozenset(v) for k, v in by_segment.items()}
+        store._rows_sql = " UNION ALL ".join(
+            f"SELECT '{sid}' AS _segment, c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
+            "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
+            f"FROM {seg.catalog(sid)}.main.chunks c JOIN {seg.catalog(sid)}.main.documents d USING (doc_id) "
+            "WHERE c.chunk_id IN (SELECT unnest($ids))"
+            for sid in sids
+        )
+        return store
+
+    @classmethod
+    def open_next(cls, path: Path, parent: VersionInfo, vid: str) -> DuckDBStore:
+        """A writer's store for version ``vid`` after ``parent``: a new file with ``parent``'s
+        state (cursors, sources, mirrored tables, dead rows) whose own tables start empty,
+        reading ``parent``'s segments through the ``live`` views. Its cost is the state's size."""
+        store = cls.open(path, read_only=False)
+        con = store.connection
+        try:
+            con.execute(seg.DEAD_SQL)
+            root = parent.path.parent.parent
+            sids = list(parent.segment_ids)
+            seg.attach_segments(con, root, sids)
+            if parent.id in sids:
+                state = seg.catalog(parent.id)
+            else:
+                state = "parent_state"
+                con.execute(f"ATTACH '{_sql_text(str(parent.store_path))}' AS {state} (READ_ONLY)")
+            with store.transaction():
+                seg.copy_state(con, state)
+                store.set_meta("segment_id", vid)
+            if state == "parent_state":
+                con.execute(f"DETACH {state}")
+            con.execute(f"ATTACH ':memory:' AS {seg.LIVE}")
+        except BaseException:
+            con.close()
+            raise
+        store.segments = sids
+        store.segment_id = vid
+        store._root = root
+        store._docs, store._chunks, store._sents = (f"{seg.LIVE}.main.{t}" for t in seg.DOC_TABLES)
+        store.refresh_views()
+        return store
+
+    def refresh_views(self) -> None:
+        """Recreate a writer's ``live`` views over its current segments and own tables."""
+        own = str(self._con.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        seg.create_live_views(self._con, seg.LIVE, self.segments, f"{own}.main.dead", own)
+
+    def absorb(self, sids: Sequence[str]) -> int:
+        """Copy these older segments' live rows into this writer's own tables (compaction) and
+        stop reading them; returns the chunks copied."""
+        copied = 0
+        with self.transaction():
+            for sid in sids:
+                copied += seg.absorb(self._con, sid)
+        self.segments = [s for s in self.segments if s not in set(sids)]
+        self.refresh_views()
+        if copied:
+            self.chunks_changed = True
+        return copied
+
+    def segment_chunks(self) -> dict[str, tuple[int, int]]:
+        """``{segment: (live chunks, dead chunks)}`` of a writer's older segments."""
+        out: dict[str, tuple[int, int]] = {}
+        for sid in self.segments:
+            cat = seg.catalog(sid)
+            row = self._con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE doc_id IN (SELECT doc_id FROM dead WHERE segment = ?)) "
+                f"FROM {cat}.main.chunks",
+                [sid],
+            ).fetchone()
+            total, dead = (int(row[0]), int(row[1])) if row else (0, 0)
+            out[sid] = (total - dead, dead)
+        return out
 
     def close(self) -> None:
         self._con.close()
@@ -224,7 +347,7 @@ class DuckDBStore:
         if not doc_ids:
             return {}
         rows = self._con.execute(
-            "SELECT doc_id, content_hash FROM documents WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
+            f"SELECT doc_id, content_hash FROM {self._docs} WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
         ).fetchall()
         return {str(d): str(h) for d, h in rows}
 
@@ -233,7 +356,7 @@ class DuckDBStore:
         if not text_hashes:
             return {}
         table = self._con.execute(
-            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks "
+            f"SELECT DISTINCT ON (text_hash) text_hash, embedding FROM {self._chunks} "
             "WHERE text_hash IN (SELECT unnest(?)) AND embedding IS NOT NULL",
             [list(text_hashes)],
         ).arrow()
@@ -300,14 +423,24 @@ class DuckDBStore:
             "DELETE FROM documents WHERE doc_id IN (SELECT unnest(?)) RETURNING doc_id", [ids]
         ).fetchall()
         self.chunks_changed = self.chunks_changed or bool(row)
-        return len(row)
+        deleted = len(row)
+        for sid in self.segments:
+            # An older segment is never written: its rows die by a tombstone in this version.
+            found = self._con.execute(
+                f"INSERT INTO dead SELECT ?, doc_id FROM {seg.catalog(sid)}.main.documents "
+                "WHERE doc_id IN (SELECT unnest(?)) "
+                "AND doc_id NOT IN (SELECT doc_id FROM dead WHERE segment = ?)",
+                [sid, ids, sid],
+            ).fetchone()
+            deleted += int(found[0]) if found else 0
+        return deleted
 
     def chunks_without_sentences(self) -> list[tuple[int, str, str]]:
         """``(chunk_id, title, text)`` of every chunk with no stored sentences, by chunk id: new
         chunks, and every chunk of a knowledge base built before sentences were stored."""
         rows = self._con.execute(
-            "SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM chunks c JOIN documents d USING (doc_id) "
-            "WHERE NOT EXISTS (SELECT 1 FROM sentences s WHERE s.chunk_id = c.chunk_id) ORDER BY c.chunk_id"
+            f"SELECT c.chunk_id, coalesce(d.title, ''), c.text FROM {self._chunks} c JOIN {self._docs} d USING (doc_id) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self._sents} s WHERE s.chunk_id = c.chunk_id) ORDER BY c.chunk_id"
         ).fetchall()
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
@@ -316,7 +449,7 @@ class DuckDBStore:
         if not text_hashes:
             return {}
         table = self._con.execute(
-            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM sentences WHERE text_hash IN (SELECT unnest(?))",
+            f"SELECT DISTINCT ON (text_hash) text_hash, embedding FROM {self._sents} WHERE text_hash IN (SELECT unnest(?))",
             [list(text_hashes)],
         ).arrow()
         if isinstance(table, pa.RecordBatchReader):
@@ -351,17 +484,19 @@ class DuckDBStore:
         self._insert_arrow("sentences", table)
 
     def source_doc_ids(self, source: str) -> set[str]:
-        rows = self._con.execute("SELECT doc_id FROM documents WHERE source = ?", [source]).fetchall()
+        rows = self._con.execute(f"SELECT doc_id FROM {self._docs} WHERE source = ?", [source]).fetchall()
         return {str(r[0]) for r in rows}
 
     def doc_ids_with_key_prefix(self, source: str, prefix: str) -> set[str]:
         rows = self._con.execute(
-            "SELECT doc_id FROM documents WHERE source = ? AND starts_with(key, ?)", [source, prefix]
+            f"SELECT doc_id FROM {self._docs} WHERE source = ? AND starts_with(key, ?)", [source, prefix]
         ).fetchall()
         return {str(r[0]) for r in rows}
 
     def doc_id_for_key(self, source: str, key: str) -> str | None:
-        row = self._con.execute("SELECT doc_id FROM documents WHERE source = ? AND key = ?", [source, key]).fetchone()
+        row = self._con.execute(
+            f"SELECT doc_id FROM {self._docs} WHERE source = ? AND key = ?", [source, key]
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def get_cursor(self, source: str, stream: str) -> dict[str, Any] | None:
@@ -378,7 +513,7 @@ class DuckDBStore:
 
     def record_source(self, name: str, type_: str) -> None:
         self._con.execute(
-            "INSERT OR REPLACE INTO sources SELECT ?, ?, now(), count(*) FROM documents WHERE source = ?",
+            f"INSERT OR REPLACE INTO sources SELECT ?, ?, now(), count(*) FROM {self._docs} WHERE source = ?",
             [name, type_, name],
         )
 
@@ -397,18 +532,37 @@ class DuckDBStore:
     # -- reading ------------------------------------------------------------------------------
 
     def has_fts(self) -> bool:
+        """Whether this file has its BM25 index (a segmented reader: whether any segment has one)."""
+        if self.read_only and self.segments:
+            databases = [seg.catalog(s) for s in self.segments]
+        else:
+            databases = [str(self.cursor().execute("SELECT current_database()").fetchone()[0])]  # type: ignore[index]
         row = (
             self.cursor()
-            .execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?", [FTS_SCHEMA])
+            .execute(
+                "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ? AND database_name IN (SELECT unnest(?))",
+                [FTS_SCHEMA, databases],
+            )
             .fetchone()
         )
         return bool(row and row[0])
 
     def postings(self) -> Bm25Postings | None:
-        """The BM25 index in memory (read on first use), or ``None`` before one is built."""
+        """The BM25 index in memory (read on first use), or ``None`` before one is built; a
+        segmented version's segments merged with its global statistics (:meth:`Bm25Postings.merge`)."""
         with self._postings_lock:
             if self._postings is None and self.has_fts():
-                self._postings = Bm25Postings.load(self.cursor())
+                if self.read_only and self.segments:
+                    assert self.segment_id is not None
+                    dead = f"{seg.catalog(self.segment_id)}.main.dead"
+                    parts = [
+                        (seg.catalog(s), seg.dead_chunk_sql(s, dead))
+                        for s in self.segments
+                        if seg.has_table(self.cursor(), seg.catalog(s), "docs", FTS_SCHEMA)
+                    ]
+                    self._postings = Bm25Postings.merge(self.cursor(), parts)
+                else:
+                    self._postings = Bm25Postings.load(self.cursor())
             return self._postings
 
     def bm25(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -426,7 +580,9 @@ class DuckDBStore:
         where, params = _filter_sql(filters)
         table = (
             self.cursor()
-            .execute(f"SELECT c.chunk_id FROM chunks c JOIN documents d USING (doc_id) WHERE true {where}", params)
+            .execute(
+                f"SELECT c.chunk_id FROM {self._chunks} c JOIN {self._docs} d USING (doc_id) WHERE true {where}", params
+            )
             .arrow()
         )
         if isinstance(table, pa.RecordBatchReader):
@@ -455,16 +611,24 @@ class DuckDBStore:
             missing = [cid for cid in ids if cid not in out]
         if missing:
             cur = self.cursor()
-            cur.execute(
-                "SELECT c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
-                "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
-                "FROM chunks c JOIN documents d USING (doc_id) WHERE c.chunk_id IN (SELECT unnest(?))",
-                [missing],
-            )
+            if self._rows_sql:
+                # Each segment's chunks looked up by id on its own (no anti-join with the dead
+                # rows over the whole union), and the dead documents' rows dropped here.
+                cur.execute(self._rows_sql, {"ids": missing})
+            else:
+                cur.execute(
+                    "SELECT c.chunk_id, c.doc_id, c.ordinal, c.start_char, c.end_char, c.text, "
+                    "d.title, d.uri, d.source, d.key, d.updated_at, d.metadata "
+                    f"FROM {self._chunks} c JOIN {self._docs} d USING (doc_id) WHERE c.chunk_id IN (SELECT unnest(?))",
+                    [missing],
+                )
             names = [col[0] for col in cur.description or []]
             fetched: dict[int, dict[str, Any]] = {}
             for row in cur.fetchall():
                 rec = dict(zip(names, row, strict=True))
+                segment = rec.pop("_segment", None)
+                if segment is not None and rec["doc_id"] in self._dead.get(segment, ()):
+                    continue
                 rec["metadata"] = json.loads(rec["metadata"]) if rec["metadata"] else {}
                 fetched[int(rec["chunk_id"])] = rec
             out.update(fetched)
@@ -486,7 +650,7 @@ class DuckDBStore:
             table = (
                 self.cursor()
                 .execute(
-                    "SELECT chunk_id, start_char, end_char, embedding FROM sentences "
+                    f"SELECT chunk_id, start_char, end_char, embedding FROM {self._sents} "
                     "WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id, ordinal",
                     [ids],
                 )
@@ -510,15 +674,17 @@ class DuckDBStore:
             out[int(owners[lo])] = StoredSentences(spans, vectors[lo:hi])
         return out
 
-    def vectors(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, vectors)`` of all chunks, or of the chunks with these ids."""
+    def vectors(self, ids: np.ndarray | None = None, *, own: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of all chunks, or of the chunks with these ids; ``own``: of this
+        file's own chunks alone (a writer's segment), not of the version's live union."""
+        chunks = "chunks" if own else self._chunks
         if ids is None:
-            table = self.cursor().execute("SELECT chunk_id, embedding FROM chunks ORDER BY chunk_id").arrow()
+            table = self.cursor().execute(f"SELECT chunk_id, embedding FROM {chunks} ORDER BY chunk_id").arrow()
         else:
             table = (
                 self.cursor()
                 .execute(
-                    "SELECT chunk_id, embedding FROM chunks WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id",
+                    f"SELECT chunk_id, embedding FROM {chunks} WHERE chunk_id IN (SELECT unnest(?)) ORDER BY chunk_id",
                     [ids.astype(np.int64).tolist()],
                 )
                 .arrow()
@@ -529,7 +695,7 @@ class DuckDBStore:
         return found, _matrix(table.column("embedding")) if len(found) else np.zeros((0, 0), np.float32)
 
     def chunk_ids(self) -> np.ndarray:
-        table = self.cursor().execute("SELECT chunk_id FROM chunks ORDER BY chunk_id").arrow()
+        table = self.cursor().execute(f"SELECT chunk_id FROM {self._chunks} ORDER BY chunk_id").arrow()
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
         return np.asarray(table.column("chunk_id").to_numpy(), dtype=np.int64)
@@ -539,8 +705,8 @@ class DuckDBStore:
             self.cursor()
             .execute(
                 # Every synced source counts, a mirrored table's too (it has no documents).
-                "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
-                "(SELECT count(*) FROM (SELECT name FROM sources UNION SELECT source FROM documents))"
+                f"SELECT (SELECT count(*) FROM {self._docs}), (SELECT count(*) FROM {self._chunks}), "
+                f"(SELECT count(*) FROM (SELECT name FROM sources UNION SELECT source FROM {self._docs}))"
             )
             .fetchone()
         )
@@ -552,6 +718,10 @@ class DuckDBStore:
         cur.execute("SELECT name, type, last_synced_at, documents FROM sources ORDER BY name")
         names = [c[0] for c in cur.description or []]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("'", "''")
 
 
 def _vector_column(matrix: np.ndarray) -> pa.Array:

@@ -6,13 +6,24 @@ Layout::
       KB_FORMAT                 marks the directory as a knowledge base (format version)
       CURRENT                   name of the published version, replaced atomically
       versions/000007/          store.duckdb, vectors.faiss, manifest.json, tables/ (never modified)
+      segments/000004/          a pruned version whose documents a kept version still reads
       staging/000008/           the next version while it is being built
       .write.lock               one writer at a time, across processes
 
-A writer copies the current version into ``staging/``, changes the copy, and publishes it by
-renaming it into ``versions/`` and then replacing ``CURRENT``. A crash at any point before that
-last rename leaves ``CURRENT`` on the last good version; the orphaned staging copy is removed
-by the next writer. Readers open published versions read-only and keep the one they started with.
+A version is made of *segments*: its manifest's ``segments`` lists the versions whose
+``store.duckdb`` documents, chunks and sentences (and ``vectors.faiss``) it reads, oldest first,
+itself last when it wrote any. Each version's store holds only what it wrote, plus the small
+state every version carries (sync cursors, sources, mirrored tables, and ``dead``: the documents
+of older segments it replaced or deleted). A refresh that changes 1% of the knowledge base
+writes that 1% and the state, never a copy of the rest (see :mod:`indexes.segments`). A version
+from before segments existed has no ``segments`` in its manifest: it is its own only segment.
+
+A writer builds the next version in ``staging/`` and publishes it by renaming it into
+``versions/`` and then replacing ``CURRENT``. A crash at any point before that last rename
+leaves ``CURRENT`` on the last good version; the orphaned staging directory is removed by the
+next writer. Readers open published versions read-only and keep the one they started with.
+Pruning moves a version that a kept version still reads into ``segments/`` (a rename: readers
+that hold its files keep them) and removes it once no kept version reads it.
 
 ``tables/<source>.duckdb`` holds a copy of each source's mirrored tables (the store keeps the
 originals, written in the same transaction as their cursor): a caller's SQL runs on a connection
@@ -34,9 +45,11 @@ from typing import Any
 
 from grounded.errors import CorruptKnowledgeBase, KnowledgeBaseLocked
 
-__all__ = ["FORMAT_VERSION", "TABLES_DIR", "VersionInfo", "VersionStore"]
+__all__ = ["FORMAT_VERSION", "TABLES_DIR", "VersionInfo", "VersionStore", "segment_dir"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Format 2 added segments; a format-1 knowledge base opens as is and is marked 2 by its next write."""
+READABLE_FORMATS = (1, 2)
 STORE_FILE = "store.duckdb"
 VECTORS_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
@@ -61,10 +74,33 @@ class VersionInfo:
         return self.path / VECTORS_FILE
 
     @property
+    def segment_ids(self) -> list[str]:
+        """The versions whose documents this one is made of, oldest first (see the module docstring)."""
+        found = self.manifest.get("segments")
+        if found is None:
+            return [self.id]
+        return [str(s["id"]) for s in found]
+
+    @property
+    def segment_indexes(self) -> dict[str, dict[str, Any]]:
+        """Each segment's vector-index choice (:class:`~indexes.faiss_index.IndexChoice` fields)."""
+        found = self.manifest.get("segments")
+        if found is None:
+            return {self.id: dict(self.manifest.get("index", {"kind": "Flat"}))}
+        return {str(s["id"]): dict(s.get("index", {"kind": "Flat"})) for s in found}
+
+    @property
     def tables_path(self) -> Path:
         """``tables/``: one DuckDB file per source with mirrored tables (absent in versions built
         before it existed)."""
         return self.path / TABLES_DIR
+
+
+def segment_dir(root: Path, sid: str) -> Path:
+    """Where segment ``sid`` of the knowledge base in ``root`` lives: its version directory while
+    that version is kept, ``segments/<sid>`` once pruning moved it there."""
+    kept = root / "versions" / sid
+    return kept if kept.is_dir() else root / "segments" / sid
 
 
 def _fsync_dir(path: Path) -> None:
@@ -115,7 +151,7 @@ class VersionStore:
             found = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CorruptKnowledgeBase(f"{marker} is unreadable ({exc}); the directory is damaged") from exc
-        if not isinstance(found, dict) or found.get("version") != FORMAT_VERSION:
+        if not isinstance(found, dict) or found.get("version") not in READABLE_FORMATS:
             raise CorruptKnowledgeBase(f"{marker} says format {found!r}; this grounded reads format {FORMAT_VERSION}")
         return cls(root, keep=keep)
 
@@ -164,15 +200,16 @@ class VersionStore:
         ids = [int(v) for v in self.list_ids() if v.isdigit()]
         return f"{(max(ids) + 1 if ids else 1):06d}"
 
-    def new_staging(self) -> tuple[str, Path]:
-        """A fresh staging directory holding a copy of the current version (hold the lock)."""
+    def new_staging(self, *, copy: bool = True) -> tuple[str, Path]:
+        """A fresh staging directory (hold the lock): a copy of the current version, or with
+        ``copy=False`` an empty one that a segmented build fills with what it changes."""
         staging = self.root / "staging"
         shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crashed writer
         staging.mkdir()
         vid = self.next_id()
         target = staging / vid
         current = self.current()
-        if current is None:
+        if current is None or not copy:
             target.mkdir()
         else:
             shutil.copytree(current.path, target)
@@ -187,6 +224,8 @@ class VersionStore:
             if file.exists():
                 with open(file, "rb") as fh:
                     os.fsync(fh.fileno())
+        if manifest.get("segments") is not None:
+            self._mark_format()
         final = self.root / "versions" / vid
         os.replace(staged, final)
         _fsync_dir(final.parent)
@@ -198,14 +237,42 @@ class VersionStore:
         shutil.rmtree(self.root / "staging", ignore_errors=True)
         (self.root / "staging").mkdir(exist_ok=True)
 
+    def _mark_format(self) -> None:
+        """Mark a format-1 knowledge base as format 2 before its first segmented version is
+        published: a grounded that reads only format 1 would see a segmented version's own
+        documents alone, so it must refuse the directory instead."""
+        marker = self.root / "KB_FORMAT"
+        found = json.loads(marker.read_text(encoding="utf-8"))
+        if found.get("version") != FORMAT_VERSION:
+            _write_atomic(marker, json.dumps({"format": "grounded-kb", "version": FORMAT_VERSION}))
+
     def prune(self) -> list[str]:
         """Remove the oldest versions beyond ``keep``; the current one always stays.
 
-        A process still reading a removed version keeps its open files (POSIX unlink semantics).
+        A pruned version that a kept version still reads as a segment moves to ``segments/``;
+        segments no kept version reads are removed. A process still reading a removed version
+        keeps its open files (POSIX unlink and rename semantics).
         """
         current = self.current_id()
         ids = self.list_ids()
         removable = [v for v in ids[: max(0, len(ids) - self.keep)] if v != current]
+        kept = [v for v in ids if v not in removable]
+        referenced: set[str] = set()
+        for vid in kept:
+            try:
+                referenced.update(self.get(vid).segment_ids)
+            except CorruptKnowledgeBase:
+                referenced.add(vid)
+        segments = self.root / "segments"
         for vid in removable:
-            shutil.rmtree(self.root / "versions" / vid, ignore_errors=True)
+            if vid in referenced:
+                segments.mkdir(exist_ok=True)
+                os.replace(self.root / "versions" / vid, segments / vid)
+            else:
+                shutil.rmtree(self.root / "versions" / vid, ignore_errors=True)
+        if segments.is_dir():
+            for old in segments.iterdir():
+                if old.name not in referenced:
+                    shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(segments)
         return removable

@@ -1,9 +1,11 @@
 """Build the next index version from connector pages, then publish it atomically.
 
-:class:`VersionBuilder` holds the write lock, works on a staging copy of the current version,
-and accepts pages: unchanged documents (same content hash) cost one lookup, changed ones get
-new chunks, and only text never embedded before goes through the model. ``publish()`` updates
-FAISS and BM25 and makes the staging copy current; leaving the block without publishing (an
+:class:`VersionBuilder` holds the write lock, builds the next version in staging and accepts
+pages: unchanged documents (same content hash) cost one lookup, changed ones get new chunks,
+and only text never embedded before goes through the model. The next version is a new segment
+(:mod:`indexes.segments`): it copies the current version's state, not its documents, and writes
+only what changed, with FAISS and BM25 indexes over that alone. ``publish()`` makes it current,
+compacting older segments when there are too many; leaving the block without publishing (an
 error, Ctrl-C) discards it and the last good version keeps serving.
 
 Example::
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -43,7 +46,7 @@ from grounded.errors import ConfigError, KnowledgeBaseError
 from grounded.experts.embedding import SentenceEmbedder
 from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
 from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore, SentenceRow
-from indexes.faiss_index import EXACT_LIMIT, IndexChoice, VectorIndex
+from indexes.faiss_index import IndexChoice, VectorIndex
 from indexes.mirror import TableMirror, export_tables
 from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore
 
@@ -124,7 +127,7 @@ class VersionBuilder:
         self.vid = ""
         self.parent: str | None = None
         self._staged = Path()
-        self._base_ids = np.zeros(0, dtype=np.int64)
+        self._parent: VersionInfo | None = None
         self._mirrors: dict[str, TableMirror] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -133,10 +136,14 @@ class VersionBuilder:
         self._stack.enter_context(self.versions.write_lock())
         try:
             self.parent = self.versions.current_id()
-            self.vid, self._staged = self.versions.new_staging()
-            self._store = DuckDBStore.open(self._staged / STORE_FILE, read_only=False)
+            self._parent = self.versions.current() if self.parent else None
+            self.vid, self._staged = self.versions.new_staging(copy=False)
+            if self._parent is None:
+                self._store = DuckDBStore.open(self._staged / STORE_FILE, read_only=False)
+            else:
+                self._store = DuckDBStore.open_next(self._staged / STORE_FILE, self._parent, self.vid)
+                self._link_tables(self._parent)
             self._check_embedding_model()
-            self._base_ids = self._store.chunk_ids()
         except BaseException:
             self._stack.close()
             raise
@@ -332,17 +339,23 @@ class VersionBuilder:
             return None
         store = self.store
         self.sentences_embedded = self._store_sentences() if self.sentences else 0
-        now_ids = store.chunk_ids()
-        choice = self._update_vectors(now_ids)
+        self._compact()
+        choice = self._own_vectors()
         self._export_tables()
-        # A sync that changed only mirrored tables keeps the copied BM25 index: rebuilding it
-        # reads every chunk of the knowledge base, however few rows changed (issue 25).
-        if store.chunks_changed or not store.has_fts():
+        # The BM25 index covers this version's own chunks; a version that wrote none (a sync of
+        # mirrored tables) needs none and never reads the chunks of older segments (issue 25).
+        if store.chunks_changed:
             store.rebuild_fts()
+        segments = self._segments(choice)
+        store.set_meta("segment_id", self.vid)
+        store.set_meta("segments", json.dumps([s["id"] for s in segments]))
         counts = store.counts()
         fingerprint = (
             store.cursor()
-            .execute("SELECT md5(coalesce(string_agg(content_hash, '' ORDER BY doc_id), '')) FROM documents")
+            .execute(
+                "SELECT md5(coalesce(string_agg(content_hash, '' ORDER BY doc_id), '')) "
+                f"FROM {'live.main.documents' if store.segment_id else 'documents'}"
+            )
             .fetchone()
         )
         store.checkpoint()
@@ -359,6 +372,7 @@ class VersionBuilder:
                 "overlap_sentences": self.chunking.overlap_sentences,
             },
             "index": choice.to_dict(),
+            "segments": segments,
             "fingerprint": fingerprint[0] if fingerprint else "",
             **counts,
         }
@@ -418,36 +432,57 @@ class VersionBuilder:
             if stale.stem not in schemas:
                 stale.unlink()
 
-    def _update_vectors(self, now_ids: np.ndarray) -> IndexChoice:
-        path = self._staged / VECTORS_FILE
-        current = self.versions.current() if self.parent else None
-        manifest = current.manifest if current else {}
-        previous = IndexChoice(**manifest["index"]) if "index" in manifest else None
-        removed = np.setdiff1d(self._base_ids, now_ids, assume_unique=True)
-        added = np.setdiff1d(now_ids, self._base_ids, assume_unique=True)
-        # Incremental update keeps the trained IVF quantiser; rebuild when the collection
-        # changed size class or doubled since training, where the old choice may no longer fit.
-        incremental = (
-            previous is not None
-            and path.exists()
-            and (
-                (previous.kind == "Flat" and len(now_ids) <= EXACT_LIMIT)
-                or (previous.kind != "Flat" and len(now_ids) <= 2 * max(previous.trained_on, 1))
-            )
-        )
-        if incremental and previous is not None:
-            index = VectorIndex.load(path, previous)
-            index.remove(removed)
-            if len(added):
-                ids, vectors = self.store.vectors(added)
-                index.add(ids, vectors)
-        else:
-            ids, vectors = self.store.vectors()
-            index = VectorIndex.build(ids, vectors) if len(ids) else VectorIndex.empty(self.embedder.dim)
-        if index.ntotal != len(now_ids):
+    def _link_tables(self, parent: VersionInfo) -> None:
+        """Start ``tables/`` with hard links to the parent's files: :meth:`_export_tables` replaces
+        a changed source's file (never writes into one), so an unchanged source costs nothing."""
+        source = parent.tables_path
+        if not source.is_dir():
+            return
+        folder = self._staged / TABLES_DIR
+        folder.mkdir(exist_ok=True)
+        for file in source.glob("*.duckdb"):
+            os.link(file, folder / file.name)
+
+    def _compact(self) -> None:
+        """Merge older segments into this version's own when it would read more than
+        ``index.max_segments``: the newer ones, or all of them when the newer ones and the oldest
+        one's dead chunks reach ``index.compact_ratio`` of its live chunks (see docs/architecture.md)."""
+        store = self.store
+        if not store.segments:
+            return
+        counts = store.segment_chunks()
+        base, tail = store.segments[0], store.segments[1:]
+        row = store.connection.execute("SELECT count(*) FROM chunks").fetchone()
+        newer = (int(row[0]) if row else 0) + sum(counts[s][0] for s in tail)
+        live, dead = counts[base]
+        settings = self.settings.index
+        full = newer + dead >= settings.compact_ratio * max(live, 1)
+        if len(store.segments) + 1 > settings.max_segments:
+            store.absorb(store.segments if full else tail)
+        elif dead >= settings.compact_ratio * max(live, 1):
+            store.absorb(store.segments)
+
+    def _segments(self, own: IndexChoice) -> list[dict[str, Any]]:
+        """The manifest's ``segments``: the older ones still read, then this version's own when
+        it holds any document or sentence."""
+        store = self.store
+        choices = self._parent.segment_indexes if self._parent is not None else {}
+        out: list[dict[str, Any]] = [{"id": sid, "index": choices.get(sid, {"kind": "Flat"})} for sid in store.segments]
+        row = store.connection.execute(
+            "SELECT (SELECT count(*) FROM documents) + (SELECT count(*) FROM sentences)"
+        ).fetchone()
+        if row and row[0]:
+            out.append({"id": self.vid, "index": own.to_dict()})
+        return out
+
+    def _own_vectors(self) -> IndexChoice:
+        """The FAISS index of this version's own chunks (the older segments keep theirs)."""
+        ids, vectors = self.store.vectors(own=True)
+        index = VectorIndex.build(ids, vectors) if len(ids) else VectorIndex.empty(self.embedder.dim)
+        if index.ntotal != len(ids):
             raise KnowledgeBaseError(
-                f"vector index holds {index.ntotal} vectors but the store has {len(now_ids)} chunks; "
+                f"vector index holds {index.ntotal} vectors but the segment has {len(ids)} chunks; "
                 "the staged version was discarded"
             )
-        index.save(path)
+        index.save(self._staged / VECTORS_FILE)
         return index.choice
