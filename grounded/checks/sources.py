@@ -18,7 +18,7 @@ from typing import Any
 
 from grounded.checks import perturb
 from grounded.checks.data import GateCase, Pair, Passage, claim_pairs, gate_pairs, neighbours, rng_for, synthetic_pairs
-from grounded.checks.text import detokenize, evidence_window, split_sentences
+from grounded.checks.text import content_words, detokenize, evidence_window, split_sentences
 from grounded.errors import ConfigError
 
 __all__ = [
@@ -164,6 +164,36 @@ def _label(task: dict[str, Any]) -> str:
     return str(value[0] if isinstance(value, list) and value else value)
 
 
+RELATED_PASSAGES = 3
+"""Passages an unanswerable MT-RAG question is gated against (see :func:`_gate_passages`)."""
+
+
+def _related_passages(question: str, task: dict[str, Any], tasks: list[dict[str, Any]]) -> list[str]:
+    """The :data:`RELATED_PASSAGES` passages of the other tasks of ``task``'s collection that share most
+    content words with ``question`` (ties: file order): what retrieval from the collection brings."""
+    wanted = content_words(question)
+    seen: set[str] = set()
+    scored: list[tuple[int, int, str]] = []
+    for other in tasks:
+        if other is task or other.get("Collection") != task.get("Collection"):
+            continue
+        for c in other["contexts"]:
+            if c["document_id"] not in seen:
+                seen.add(c["document_id"])
+                scored.append((-len(wanted & content_words(c["text"])), len(scored), c["text"]))
+    return [text for _, _, text in sorted(scored)[:RELATED_PASSAGES]]
+
+
+def _gate_passages(task: dict[str, Any], tasks: list[dict[str, Any]]) -> list[str]:
+    """The passages a task's question is gated against: its reference passages; for an unanswerable
+    one, which MT-RAG gives none, the collection's passages closest to it in words (a question the
+    collection cannot answer still retrieves something, and that is what the gate must refuse)."""
+    texts = [c["text"] for c in task["contexts"]]
+    if not texts and _label(task) == "UNANSWERABLE":
+        texts = _related_passages(_question(task), task, tasks)
+    return texts
+
+
 def mtrag_pairs(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = frozenset()) -> Iterator[Pair]:
     """Support pairs from MT-RAG reference answers, gate pairs from its answerability labels
     (ANSWERABLE and PARTIAL: 1, UNANSWERABLE: 0, UNDERSPECIFIED: left out); group: conversation."""
@@ -171,7 +201,7 @@ def mtrag_pairs(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = fro
     for i, task in enumerate(tasks):
         rng = rng_for(seed, "mtrag", task["task_id"])
         group = f"mtrag:{task['conversation_id']}"
-        texts = [c["text"] for c in task["contexts"]]
+        texts = _gate_passages(task, tasks)
         question, label = _question(task), _label(task)
         if label in {"ANSWERABLE", "PARTIAL", "UNANSWERABLE"} and texts:
             answerable = int(label != "UNANSWERABLE")
@@ -201,11 +231,11 @@ def mtrag_pairs(data: Path, *, seed: int = 0, exclude_docs: frozenset[str] = fro
 
 def mtrag_cases(data: Path, *, exclude_docs: frozenset[str] = frozenset()) -> Iterator[GateCase]:
     """MT-RAG questions (last user turn) with their reference passages, labelled by answerability."""
-    for task in _tasks(data, exclude_docs):
+    tasks = list(_tasks(data, exclude_docs))
+    for task in tasks:
         label = _label(task)
-        if label in {"ANSWERABLE", "PARTIAL", "UNANSWERABLE"} and task["contexts"]:
-            # (MT-RAG's unanswerable reference tasks come without passages: nothing to gate.)
-            texts = tuple(c["text"] for c in task["contexts"])
+        texts = tuple(_gate_passages(task, tasks))
+        if label in {"ANSWERABLE", "PARTIAL", "UNANSWERABLE"} and texts:
             kind = f"mtrag_{label.lower()}"
             yield GateCase(
                 _question(task), texts, int(label != "UNANSWERABLE"), kind, f"mtrag:{task['conversation_id']}"

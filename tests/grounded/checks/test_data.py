@@ -191,3 +191,29 @@ def test_mtrag_builder_leaves_test_passages_out(tmp_path: Path) -> None:
     responses = list(mtrag_responses(tmp_path, exclude_docs=excluded))
     assert [r.faithful for r in responses].count(1) == 1
     assert [r.faithful for r in responses].count(0) >= 1
+
+
+def test_an_unanswerable_mtrag_question_without_passages_is_gated_against_its_collections_closest(
+    tmp_path: Path,
+) -> None:
+    _write_mtrag(tmp_path)
+    path = tmp_path / "mtrag" / "mtragun_reference_dev.jsonl"
+    tasks = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    tasks.append(
+        {
+            "conversation_id": "c3",
+            "task_id": "c3<::>2",
+            "contexts": [],  # as MT-RAG gives its unanswerable reference tasks
+            "answerability": ["UNANSWERABLE"],
+            "input": [{"speaker": "user", "text": "Which exception does the with statement swallow on exit?"}],
+            "targets": [],
+        }
+    )
+    path.write_text("".join(json.dumps(t) + "\n" for t in tasks), "utf-8")
+    from grounded.checks.sources import mtrag_cases
+
+    case = next(c for c in mtrag_cases(tmp_path) if c.group == "mtrag:c3")
+    assert case.answerable == 0
+    assert case.kind == "mtrag_unanswerable"
+    assert case.passages[0] == PASSAGES[2].text  # the with-statement passage: most words in common
+    assert set(case.passages) == {PASSAGES[2].text, PASSAGES[1].text}
