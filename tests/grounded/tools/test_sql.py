@@ -11,6 +11,7 @@ import pytest
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.tools import ToolContext, get_tool
+from tests.duckdb_spy import count_connections
 
 TABLES = (TableInfo("shop", "products", (("id", "BIGINT"), ("name", "VARCHAR")), ("id",)),)
 
@@ -61,21 +62,8 @@ def test_guard_accepts_select_with_cte_and_unqualified_names() -> None:
     assert [t.qualified for t in guard.tables] == ["shop.products"]
 
 
-def _count_connections(monkeypatch: pytest.MonkeyPatch) -> list[duckdb.DuckDBPyConnection]:
-    """Every DuckDB connection opened from here on, in order (a spy on ``duckdb.connect``)."""
-    opened: list[duckdb.DuckDBPyConnection] = []
-    real = duckdb.connect
-
-    def spy(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        opened.append(real(*args, **kwargs))
-        return opened[-1]
-
-    monkeypatch.setattr(duckdb, "connect", spy)
-    return opened
-
-
 def test_checks_in_a_shared_parser_block_open_one_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = _count_connections(monkeypatch)
+    opened = count_connections(monkeypatch)
     check_sql("SELECT name FROM shop.products", TABLES)
     assert len(opened) == 1  # a lone check: one connection (it used to open two)
     with shared_parser():
@@ -89,7 +77,7 @@ def test_checks_in_a_shared_parser_block_open_one_connection(monkeypatch: pytest
 
 
 def test_a_shared_parser_is_closed_when_its_block_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = _count_connections(monkeypatch)
+    opened = count_connections(monkeypatch)
 
     def failing_run() -> None:
         with shared_parser():

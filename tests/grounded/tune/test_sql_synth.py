@@ -195,6 +195,7 @@ def test_a_synthesis_run_parses_on_one_connection(depot_kb: Path, monkeypatch: p
     import grounded
     from grounded.sql.schema_link import SchemaLinker
     from grounded.sql.writer import SqlWriter
+    from tests.duckdb_spy import count_connections
 
     db = _db(depot_kb)
     made = list(islice(template_queries(db, "depot", seed=2), 4))
@@ -202,15 +203,7 @@ def test_a_synthesis_run_parses_on_one_connection(depot_kb: Path, monkeypatch: p
     expert = ScriptedExpert(asked, {asked[m.sql]: m.sql for m in made})
     linker = SchemaLinker.for_version(db, grounded.open(depot_kb, create=False).embedder)
     round_trip = RoundTrip(SqlWriter(expert, linker, db=db, grammar=False), db)
-    opened: list[duckdb.DuckDBPyConnection] = []
-    real = duckdb.connect
-
-    def spy(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        opened.append(real(*args, **kwargs))
-        return opened[-1]
-
-    monkeypatch.setattr(duckdb, "connect", spy)
-
+    opened = count_connections(monkeypatch)
     pairs, stats = synthesize_pairs(db, "depot", 4, writer=expert, round_trip=round_trip, seed=2)
     assert (len(pairs), stats.passed) == (4, 4)
     assert len(opened) == 1
