@@ -1,4 +1,5 @@
-"""Scores of a binary decision: balanced accuracy, ROC AUC, and the threshold that maximises the former."""
+"""Scores of a binary decision: balanced accuracy, ROC AUC, and the threshold that maximises the former
+(or a weighted form of it, where one kind of error costs more)."""
 
 from __future__ import annotations
 
@@ -49,17 +50,25 @@ def auc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
     return float((pos_ranks.sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def best_threshold(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> tuple[float, float]:
+def best_threshold(
+    labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, *, negative_weight: float = 1.0
+) -> tuple[float, float]:
     """``(threshold, balanced accuracy)``: predicting 1 when ``score >= threshold`` does best.
 
-    Candidates are midpoints between consecutive distinct scores; ties keep the lowest.
+    Best is the largest ``(recall of 1 + negative_weight * recall of 0) / (1 + negative_weight)``:
+    balanced accuracy by default; ``negative_weight`` 2 counts a negative let through as twice as
+    bad as a positive held back. The accuracy returned is the plain balanced accuracy at the
+    threshold. Candidates are midpoints between consecutive distinct scores; ties keep the lowest.
     """
+    if negative_weight <= 0:
+        raise ValueError(f"negative_weight must be positive, not {negative_weight}")
     y, s = _arrays(labels, scores)
     values = np.unique(s)
     candidates = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
-    best = (float(candidates[0]), -1.0)
+    best = (float(candidates[0]), -1.0, -1.0)
     for t in candidates:
-        ba = balanced_accuracy(y, (s >= t).astype(np.int64))
-        if ba > best[1] + 1e-12:
-            best = (float(t), ba)
-    return best
+        predicted = (s >= t).astype(np.int64)
+        weighted = (recall(y, predicted, 1) + negative_weight * recall(y, predicted, 0)) / (1 + negative_weight)
+        if weighted > best[2] + 1e-12:
+            best = (float(t), balanced_accuracy(y, predicted), weighted)
+    return best[0], best[1]

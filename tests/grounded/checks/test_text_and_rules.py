@@ -147,6 +147,17 @@ def test_metrics_on_handmade_values() -> None:
         auc([1, 0], [0.1])
 
 
+def test_best_threshold_rises_when_a_negative_let_through_costs_more() -> None:
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    scores = [0.9, 0.8, 0.7, 0.4, 0.45, 0.2, 0.1, 0.05]
+    assert best_threshold(labels, scores)[0] == pytest.approx(0.3)  # lets the 0.45 negative through
+    threshold, ba = best_threshold(labels, scores, negative_weight=2)
+    assert threshold == pytest.approx(0.575)  # holds back the 0.4 positive instead
+    assert ba == pytest.approx(0.875)
+    with pytest.raises(ValueError, match="negative_weight"):
+        best_threshold(labels, scores, negative_weight=0)
+
+
 def test_swap_roles_exchanges_code_terms_and_noun_heads_when_no_names() -> None:
     rng = random.Random(0)
     code = perturb.swap_roles("The with statement calls __exit__() when the block exits, after __enter__() ran.", rng)
