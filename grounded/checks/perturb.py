@@ -177,29 +177,12 @@ def swap_entity(sentence: str, rng: random.Random, pool: Sequence[str] = ()) -> 
     return sentence.replace(target, rng.choice(others), 1)
 
 
-_CODE_TERM = re.compile(r"(?<![\w.])[A-Za-z_][\w.]*(?:\(\))|(?<![\w.])_\w+|(?<![\w.])\w+_\w+(?:\(\))?")
-_HEADED_NOUN = re.compile(r"\b(?:the|a|an|its|their|his|her|this|that|each|every)\s+([a-z][a-z-]{3,})\b", re.IGNORECASE)
-
-
-def _once(sentence: str, spans: Sequence[str]) -> list[str]:
-    return [s for s in dict.fromkeys(spans) if sentence.count(s) == 1]
-
-
 def swap_roles(sentence: str, rng: random.Random) -> str | None:
-    """Exchange two parts that play roles in the sentence ("A beat B" -> "B beat A"): two names,
-    else two numbers, else two code terms ("__exit__() ... when __enter__() ..."), else the head
-    words of two noun phrases ("the parent calls the child" -> "the child calls the parent").
-
-    The last two are how a fluent writer goes wrong on technical text: every word of the passage
-    is there, in the wrong places, so word overlap cannot catch it and the checker must learn it."""
+    """Exchange two different names or two different numbers of the sentence ("A beat B" -> "B beat A")."""
     spans = sorted({e for e in entities(sentence) if sentence.count(e) == 1}, key=sentence.index)
     if len(spans) < 2:
-        spans = _once(sentence, [m.group() for m in _NUMBER.finditer(sentence)])
-    if len(spans) < 2:
-        spans = _once(sentence, [m.group() for m in _CODE_TERM.finditer(sentence)])
-    if len(spans) < 2:
-        heads = [m.group(1) for m in _HEADED_NOUN.finditer(sentence) if m.group(1).lower() not in STOPWORDS]
-        spans = [h for h in _once(sentence, heads) if len(re.findall(rf"\b{re.escape(h)}\b", sentence)) == 1]
+        spans = [m.group() for m in _NUMBER.finditer(sentence)]
+        spans = [s for s in dict.fromkeys(spans) if sentence.count(s) == 1]
     if len(spans) < 2:
         return None
     a, b = rng.sample(spans, 2)
