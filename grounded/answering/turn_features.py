@@ -73,6 +73,8 @@ _NOT_THINGS = frozenset(
     ]
 )
 _VERBISH = re.compile(r"(ing|ed|ly)$")
+# A second word that is an adjective ("the opportunities available") is not part of the noun.
+_ADJECTIVE = re.compile(r"(able|ible|al|ous|ive|ful|less|ic)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,13 @@ def definite_referent(question: str, history: Sequence[Turn]) -> str | None:
         if first[0].isupper() or first.lower() in _NOT_THINGS or first.lower() in STOPWORDS:
             continue
         words = [first.lower()]
-        if second and not second[0].isupper() and second.lower() not in STOPWORDS and not _VERBISH.search(second):
+        if (
+            second
+            and not second[0].isupper()
+            and second.lower() not in STOPWORDS
+            and not _VERBISH.search(second)
+            and not _ADJECTIVE.search(second.lower())
+        ):
             words.append(second.lower())
         if not content_terms(" ".join(words)) & earlier:
             return " ".join(words)

@@ -47,6 +47,9 @@ def test_turn_features_read_the_turn() -> None:
     vague = turn_features("Can we take the pets in the park?", [], "Can we take the pets in the park?", None, None)
     assert (vague.definite_unnamed, vague.names, vague.user_turns) == (1.0, 0.0, 0.0)
     assert definite_referent("Can we take the pets in the park?", []) == "pets"
+    assert definite_referent("What can the police department offer?", []) == "police department"
+    assert definite_referent("Which are the opportunities available?", []) == "opportunities"
+    assert definite_referent("Can we take pets in the park?", [Turn("user", "Tell me about parks")]) is None
     named = turn_features("Does the Causeway VA Clinic treat it?", history, "x", None, None)
     assert named.definite_unnamed == 0.0  # a capitalised "the X" is a name
     assert named.names > 0
