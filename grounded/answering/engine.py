@@ -545,9 +545,9 @@ class GroundingEngine:
         decision = decide(
             q.asked, abstained=not q.sentences, unresolved=None, sentences=q.sentences, citations=q.citations,
         )  # fmt: skip
-        model = self.answerability_model
-        if model is not None and q.features is not None:
-            decision, missing = self._partial(q, model, decision, missing)
+        judge = self.answerability_model
+        if judge is not None and q.features is not None:
+            decision, missing = self._partial(q, judge, decision, missing)
         elif missing and decision.label == "answerable":
             # No passage at all mentions a name or number asked about (answering.trust), not only the cited ones.
             decision = Decision("partial", "no evidence passage mentions some of what the question names", missing)

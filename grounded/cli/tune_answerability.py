@@ -20,7 +20,7 @@ def answerability(
         Path | None,
         typer.Option(help="Where the per-collection knowledge bases are built and kept (default: beside the models)."),
     ] = None,
-    l2: Annotated[float, typer.Option(help="L2 penalty of the two logistic heads.")] = 1.0,
+    l2: Annotated[float, typer.Option(help="L2 penalty of the two logistic heads.")] = 30.0,
     force: Annotated[
         bool, typer.Option(help="Train again even when this recipe and data were trained before.")
     ] = False,
