@@ -20,6 +20,9 @@ missing said (``answerability == "partial"``; "answered" is reported too); UNANS
 abstained; UNDERSPECIFIED when the answer is a clarifying question. Answer-word recall is the
 share of the reference answer's content words found in the answer (answered ANSWERABLE and
 PARTIAL tasks); p50 is the in-process time per turn, with the load average beside it.
+``--answerability rules|model|auto`` picks what decides underspecified and partial
+(``answer.answerability``); every class is also reported on the *held-out* conversations alone:
+the test split of ``grounded tune answerability`` (by dialogue), which the model never saw.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import grounded
 from grounded.answering.conversation import Turn, needs_rewrite, rewrite_question
 from grounded.kb import KnowledgeBase
 from grounded.text import content_terms
+from grounded.tune.answerability import task_split
 
 CLASSES = ("ANSWERABLE", "PARTIAL", "UNANSWERABLE", "UNDERSPECIFIED")
 HANDLED_GOAL = 0.70
@@ -64,7 +68,7 @@ def conversation(task: dict[str, Any]) -> tuple[str, list[Turn]]:
     return turns[-1].text, turns[:-1]
 
 
-def build_kbs(tasks: list[dict[str, Any]], work: Path) -> dict[str, KnowledgeBase]:
+def build_kbs(tasks: list[dict[str, Any]], work: Path, **settings: Any) -> dict[str, KnowledgeBase]:
     passages: dict[str, dict[str, str]] = defaultdict(dict)
     for task in tasks:
         for c in task["contexts"]:
@@ -76,7 +80,7 @@ def build_kbs(tasks: list[dict[str, Any]], work: Path) -> dict[str, KnowledgeBas
         with open(corpus / "corpus.jsonl", "w", encoding="utf-8") as fh:
             for doc_id, text in sorted(docs.items()):
                 fh.write(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n")
-        kb = grounded.open(work / domain / "kb")
+        kb = grounded.open(work / domain / "kb", **settings)
         if kb.version is None:
             started = time.perf_counter()
             kb.ingest(corpus, source=domain)
@@ -175,9 +179,18 @@ def answers(
         seconds = time.perf_counter() - t
         reference = task["targets"][0]["text"] if task["targets"] else ""
         ref_words = content_terms(reference)
+        decided = answer.trace.get("answerability", {})
         rows.append(
             {
                 "task_id": task["task_id"],
+                "split": task_split(task),
+                "model": {
+                    k: v["probability"]
+                    for k, v in decided.get("model", {}).items()
+                    if isinstance(v, dict) and "probability" in v
+                },
+                # What the rules would have said (model mode; None: unknown, asked again with the rules below).
+                "rules": decided["model"].get("rules") if "model" in decided else answer.answerability,
                 "class": task["answerability"][0],
                 "answerability": answer.answerability,
                 "abstained": answer.abstained,
@@ -192,11 +205,23 @@ def answers(
             print(f"  answers {n}/{len(chosen)}, {rate:.1f} s each", file=sys.stderr)
             if out is not None:  # what finished survives an interrupted run
                 out.write_text(json.dumps({"answers": summarise(rows)}, indent=1))
+    # The model found these underspecified where the rules would have answered: ask them as the rules do, so
+    # one run gives both columns (the rest of the pipeline does not depend on the model).
+    by_id = {t["task_id"]: t for t in chosen}
+    ruled: dict[str, KnowledgeBase] = {}
+    for row in rows:
+        if row["rules"] is None:
+            task = by_id[row["task_id"]]
+            question, history = conversation(task)
+            domain = task["Collection"]
+            if domain not in ruled:
+                ruled[domain] = grounded.open(kbs[domain].path, create=False, answer={"answerability": "rules"})
+            row["rules"] = ruled[domain].ask(question, history=history, use_cache=False).answerability
     return summarise(rows)
 
 
-def handled(row: dict[str, Any]) -> bool:
-    label = row["answerability"]
+def handled(row: dict[str, Any], key: str = "answerability") -> bool:
+    label = row[key]
     return {
         "ANSWERABLE": label in ("answerable", "partial"),
         "PARTIAL": label == "partial",
@@ -206,27 +231,34 @@ def handled(row: dict[str, Any]) -> bool:
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    per: dict[str, Any] = {}
-    for cls in CLASSES:
-        mine = [r for r in rows if r["class"] == cls]
-        if not mine:
-            continue
-        answered = [r for r in mine if r["answerability"] in ("answerable", "partial")]
-        per[cls] = {
-            "n": len(mine),
-            "handled": _share(handled(r) for r in mine),
-            "answered": _share(r["answerability"] in ("answerable", "partial") for r in mine),
-            "labels": dict(Counter(r["answerability"] for r in mine)),
-            "word_recall": _mean(r["word_recall"] for r in answered) if cls in ("ANSWERABLE", "PARTIAL") else None,
-        }
     seconds = [r["seconds"] for r in rows]
+    held_out = [r for r in rows if r.get("split") == "test"]
     return {
-        "classes": per,
+        "classes": _per_class(rows),
+        "held_out": _per_class(held_out),
+        "rules": {"classes": _per_class(rows, "rules"), "held_out": _per_class(held_out, "rules")},
         "p50_s": statistics.median(seconds) if seconds else None,
         "p95_s": sorted(seconds)[int(0.95 * (len(seconds) - 1))] if seconds else None,
         "load_average": os.getloadavg(),
         "rows": rows,
     }
+
+
+def _per_class(rows: list[dict[str, Any]], key: str = "answerability") -> dict[str, Any]:
+    per: dict[str, Any] = {}
+    for cls in CLASSES:
+        mine = [r for r in rows if r["class"] == cls]
+        if not mine:
+            continue
+        answered = [r for r in mine if r[key] in ("answerable", "partial")]
+        per[cls] = {
+            "n": len(mine),
+            "handled": _share(handled(r, key) for r in mine),
+            "answered": _share(r[key] in ("answerable", "partial") for r in mine),
+            "labels": dict(Counter(r[key] for r in mine)),
+            "word_recall": _mean(r["word_recall"] for r in answered) if cls in ("ANSWERABLE", "PARTIAL") else None,
+        }
+    return per
 
 
 def _mean(values: Any) -> float:
@@ -259,11 +291,15 @@ def _print_retrieval(r: dict[str, Any]) -> None:
 
 def _print_answers(a: dict[str, Any]) -> None:
     if a:
-        print(f"\nAnswers (goal: >= {HANDLED_GOAL:.0%} handled on each class)")
-        print(f"{'class':<16} {'n':>4} {'handled':>8} {'answered':>9} {'word recall':>12}  labels")
-        for cls, s in a["classes"].items():
-            wr = f"{s['word_recall']:.3f}" if s["word_recall"] is not None else "-"
-            print(f"{cls:<16} {s['n']:>4} {s['handled']:>8.1%} {s['answered']:>9.1%} {wr:>12}  {s['labels']}")
+        tables = [("all tasks", a.get("classes", {})), ("held-out conversations", a.get("held_out", {}))]
+        tables += [(f"{t}, as the rules decide", a.get("rules", {}).get(k, {})) for t, k in
+                   (("all tasks", "classes"), ("held-out conversations", "held_out"))]  # fmt: skip
+        for title, table in tables:
+            print(f"\nAnswers, {title} (goal: >= {HANDLED_GOAL:.0%} handled on each class)")
+            print(f"{'class':<16} {'n':>4} {'handled':>8} {'answered':>9} {'word recall':>12}  labels")
+            for cls, s in table.items():
+                wr = f"{s['word_recall']:.3f}" if s["word_recall"] is not None else "-"
+                print(f"{cls:<16} {s['n']:>4} {s['handled']:>8.1%} {s['answered']:>9.1%} {wr:>12}  {s['labels']}")
         load = ", ".join(f"{x:.2f}" for x in a["load_average"])
         print(f"p50 {a['p50_s']:.2f} s, p95 {a['p95_s']:.2f} s per turn (load average {load})")
 
@@ -276,14 +312,21 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=0, help="tasks per class to answer (-1: all, 0: none)")
     parser.add_argument("--expert-rewrite", action="store_true", help="also measure the expert's rewrite")
     parser.add_argument("--no-retrieval", action="store_true", help="skip part 1 (retrieval)")
+    parser.add_argument(
+        "--answerability", choices=("auto", "model", "rules"), default="auto", help="answer.answerability"
+    )
+    parser.add_argument(
+        "--split", choices=("all", "test"), default="all", help="answer only the held-out conversations (test)"
+    )
     args = parser.parse_args()
     tasks = load_tasks(args.data)
-    kbs = build_kbs(tasks, args.work)
+    kbs = build_kbs(tasks, args.work, answer={"answerability": args.answerability})
     result: dict[str, Any] = {} if args.no_retrieval else {"retrieval": retrieval(tasks, kbs, args.expert_rewrite)}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.answers:
-        result["answers"] = answers(tasks, kbs, args.answers, args.json)
+        asked = tasks if args.split == "all" else [t for t in tasks if task_split(t) == args.split]
+        result["answers"] = answers(asked, kbs, args.answers, args.json)
     print_tables(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -274,6 +274,12 @@ class AnswerSettings(BaseModel):
         description="With the trained checks, how the gate judges whether sentences address the question: `answer`, "
         "abstain unless some kept sentence does; `sentence`, drop each sentence that does not; `off`.",
     )
+    answerability: Literal["auto", "model", "rules"] = Field(
+        "auto",
+        description="What decides a turn's `underspecified` and `partial` labels: `model`, the trained answerability "
+        "model (`grounded tune answerability`); `rules`, an unresolved demonstrative and names or numbers missing from "
+        "the evidence; `auto`, the model when one is trained on this machine, else the rules.",
+    )
     tuned: bool = Field(
         True,
         description="Write answers with the active tuned answer expert (`grounded tune answer`) and its short "

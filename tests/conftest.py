@@ -16,6 +16,9 @@ os.environ.setdefault("GROUNDED_ANSWER__CHECKS", "lexical")
 # Likewise the tool gate: the similarity threshold decides "no call" unless a test trains and sets a gate itself
 # (tests/grounded/tools/test_gate.py, test_tool_sources.py), whatever gate this machine has active.
 os.environ.setdefault("GROUNDED_TOOLS__GATE", "threshold")
+# And the answerability model: the rules decide underspecified and partial unless a test trains and sets a model
+# itself (tests/grounded/answering/test_answerability_model.py), whatever model this machine has active.
+os.environ.setdefault("GROUNDED_ANSWER__ANSWERABILITY", "rules")
 
 DEMO_TOPICS = ("with", "for", "while", "if", "lambda", "assert", "del", "pass", "break", "return")
 

@@ -16,18 +16,35 @@ The trained answerability gate (``grounded.answering.trust``) acts before this: 
 answer in the passages the engine abstains, which reads here as ``unanswerable``. ``gate`` lets a
 caller impose a verdict directly; it wins over the abstention signals, except ``underspecified``,
 which only the conversation can tell.
+
+With a trained answerability model (``answer.answerability``, :mod:`grounded.answering.answerability_model`)
+``underspecified`` and ``partial`` are the model's decisions instead of the two rules; the
+decision's ``scores`` (each head's probability and threshold) are in ``trace.answerability``.
+:func:`clarification` words the one question asked back either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from grounded.answering.answerability_model import AnswerabilityModel, answerability_cache
+from grounded.answering.conversation import Turn
+from grounded.answering.turn_features import definite_referent, demonstrative_referent
 from grounded.answering.types import AnswerSentence, Citation
+from grounded.errors import ConfigError
 from grounded.text import key_terms
 
-__all__ = ["ANSWERABILITY", "Answerability", "Decision", "clarifying_question", "decide"]
+__all__ = [
+    "ANSWERABILITY",
+    "Answerability",
+    "Decision",
+    "clarification",
+    "clarifying_question",
+    "decide",
+    "load_model",
+]
 
 Answerability = Literal["answerable", "partial", "unanswerable", "underspecified"]
 ANSWERABILITY: tuple[Answerability, ...] = ("answerable", "partial", "unanswerable", "underspecified")
@@ -40,9 +57,14 @@ class Decision:
     label: Answerability
     reason: str
     missing: tuple[str, ...] = ()
+    scores: dict[str, Any] = field(default_factory=dict)
+    """The trained model's verdicts (``model``, ``underspecified``, ``partial``); empty with the rules."""
 
     def trace(self) -> dict[str, object]:
-        return {"label": self.label, "reason": self.reason, "missing": list(self.missing)}
+        out: dict[str, object] = {"label": self.label, "reason": self.reason, "missing": list(self.missing)}
+        if self.scores:
+            out["model"] = self.scores
+        return out
 
 
 def decide(
@@ -84,3 +106,29 @@ def _missing(question: str, evidence: str) -> tuple[str, ...]:
 def clarifying_question(referent: str) -> str:
     """The one question asked back for an underspecified question."""
     return f"Which {referent} are you referring to?"
+
+
+GENERIC_CLARIFICATION = "Could you say which one you mean, by name?"
+"""Asked back when the model finds a turn underspecified but it names no noun to ask about."""
+
+
+def clarification(question: str, history: Sequence[Turn], unresolved: str | None = None) -> tuple[str | None, str]:
+    """``(referent, question asked back)`` for an underspecified turn: the unresolved
+    demonstrative's noun, else any demonstrative's ("this credit card", though credit cards came
+    up, is not pinned down), else an unnamed "the X" ("the park"), else a generic question."""
+    referent = unresolved or demonstrative_referent(question) or definite_referent(question, history)
+    return referent, clarifying_question(referent) if referent else GENERIC_CLARIFICATION
+
+
+def load_model(setting: str) -> AnswerabilityModel | None:
+    """The model ``answer.answerability`` asks for: ``None`` with ``rules`` (or ``auto`` and none
+    trained); ``model`` without one raises :class:`~grounded.errors.ConfigError` saying how to train it."""
+    if setting == "rules":
+        return None
+    model = AnswerabilityModel.active()
+    if model is None and setting == "model":
+        raise ConfigError(
+            f"answer.answerability = 'model' but no answerability model is trained in {answerability_cache()}: "
+            "run `grounded tune answerability --data ../shared/data/mtrag`, or set it to 'auto' or 'rules'"
+        )
+    return model

@@ -24,6 +24,11 @@
     8. ``_finish``    the answerability label (answering/answerability.py), the answer, cached
                       under (conversation, question, index version, config, models)
 
+With a trained answerability model (``answer.answerability``), ``_judge`` decides after step 5
+whether the turn is underspecified (then one clarifying question, nothing written) and
+``_finish`` whether an answer is partial, both from the turn's features
+(:mod:`grounded.answering.turn_features`); without one, the rules of step 2b and 8 decide.
+
 Example::
 
     engine = GroundingEngine(grounded.open("kb").store)
@@ -39,7 +44,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from grounded.answering.answerability import Decision, clarifying_question, decide
+from grounded.answering.answerability import Decision, clarification, clarifying_question, decide, load_model
+from grounded.answering.answerability_model import AnswerabilityModel, HeadDecision
 from grounded.answering.cache import AnswerCache, cache_key, normalise_question
 from grounded.answering.conversation import (
     REWRITE_VERSION,
@@ -62,6 +68,7 @@ from grounded.answering.trust import (
     missing_terms,
     verify_checked,
 )
+from grounded.answering.turn_features import TurnFeatures, turn_features, uncovered_terms
 from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
 from grounded.answering.verify import SupportCheck, best_quote, verify
 from grounded.answering.writer import (
@@ -89,6 +96,9 @@ CONVERSATIONAL_REPLY = (
     "I answer questions from this knowledge base's sources, citing them; ask me about what they cover."
 )
 """The reply to a conversational turn (``not_fact_seeking``): fixed, so it never states a fact."""
+
+PARTIAL_NOTE = "The sources cover only part of this question."
+"""Ends a partial answer when no word of the question is missing from the evidence to name."""
 
 PROMPT_VERSION = "answer-v2"
 """Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
@@ -149,6 +159,9 @@ class _Question:
     findings: list[SentenceFinding] = field(default_factory=list)
     retrieval: dict[str, Any] = field(default_factory=dict)
     """``trace.retrieval``: the search stages' records (``rerank``: status, model, ms)."""
+    features: TurnFeatures | None = None
+    verdicts: dict[str, HeadDecision] = field(default_factory=dict)
+    """The answerability model's verdicts on this turn (empty with the rules)."""
 
     @property
     def version(self) -> str:
@@ -184,6 +197,7 @@ class GroundingEngine:
         self._cache: AnswerCache | None = None
         self._checks = checks
         """The trained checks (or lexical ones); ``None``: :func:`load_checks` of ``answer.checks`` on first use."""
+        self._answerability: tuple[AnswerabilityModel | None] | None = None
         self._lock = threading.Lock()
         self.tuned = TunedExperts(store.path)
         """The active tuned answer expert (``grounded tune answer``), re-read when its pointer changes."""
@@ -209,6 +223,14 @@ class GroundingEngine:
             if self._checks is None:
                 self._checks = load_checks(self.settings.checks)
             return self._checks
+
+    @property
+    def answerability_model(self) -> AnswerabilityModel | None:
+        """The trained answerability model (``answer.answerability``), loaded once; ``None``: the rules decide."""
+        with self._lock:
+            if self._answerability is None:
+                self._answerability = (load_model(self.settings.answerability),)
+            return self._answerability[0]
 
     def writer(self) -> tuple[TextGenerator, TunedExpert | None]:
         """The expert that writes answers now: the active tuned one (with ``answer.tuned``), else the configured."""
@@ -275,8 +297,9 @@ class GroundingEngine:
                 yield from cached
                 return
         self._converse(q)
-        if q.unresolved is not None:
-            yield from self._clarify(q, use_cache)
+        model = self.answerability_model
+        if model is None and q.unresolved is not None:
+            yield from self._clarify(q, use_cache, *self._rules_clarification(q))
             return
         if self.grounding:
             self._ground(q)
@@ -284,8 +307,13 @@ class GroundingEngine:
                 yield from self._ungrounded(q)
                 return
         self._retrieve(q)
-        yield AnswerEvent("evidence", list(q.citations))
         self._gather(q)
+        if model is not None:
+            clarify = self._judge(q, model)
+            if clarify is not None:
+                yield from self._clarify(q, use_cache, *clarify)
+                return
+        yield AnswerEvent("evidence", list(q.citations))
         if self._answerable(q):
             self._write(q)
             self._verify(q)
@@ -294,6 +322,22 @@ class GroundingEngine:
         for sentence in q.sentences:
             yield AnswerEvent("sentence", sentence)
         yield AnswerEvent("answer", self._finish(q, use_cache))
+
+    def turn_features(
+        self,
+        question: str,
+        *,
+        history: Iterable[Turn | Mapping[str, Any] | tuple[str, str]] | None = None,
+        k: int | None = None,
+    ) -> TurnFeatures:
+        """What the answerability model reads about ``question`` after ``history``: the rewrite,
+        retrieval and evidence stages of :meth:`stream`, nothing written (routing and tools are
+        skipped). ``grounded tune answerability`` trains on exactly these numbers."""
+        q = self._prepare(question, k, None, None, as_turns(history))
+        self._converse(q)
+        self._retrieve(q)
+        self._gather(q)
+        return turn_features(q.asked, q.history, q.text, q.pool, self.store.embedder)
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -334,6 +378,7 @@ class GroundingEngine:
                 "answer": writer.fingerprint,
                 "embed": f"{self.store.embedder.fingerprint}:{self.store.embedder.runtime}",
                 "checks": self.checks.fingerprint,
+                "answerability": model.fingerprint if (model := self.answerability_model) else "rules",
                 **({"rerank": reranker.fingerprint or "none"} if (reranker := self.store.reranker) else {}),
                 **self._tool_models(),
             },
@@ -368,12 +413,39 @@ class GroundingEngine:
         conversation = self.store.settings.conversation
         return {"version": REWRITE_VERSION, "mode": conversation.rewrite, "turns": conversation.rewrite_turns}
 
-    def _clarify(self, q: _Question, use_cache: bool) -> Iterator[AnswerEvent]:
-        """An underspecified question: one clarifying question, no evidence, nothing guessed."""
+    def _rules_clarification(self, q: _Question) -> tuple[Decision, str]:
         assert q.unresolved is not None
-        yield AnswerEvent("evidence", [])
         decision = decide(q.asked, abstained=False, unresolved=q.unresolved, sentences=(), citations=())
-        text = clarifying_question(q.unresolved)
+        return decision, clarifying_question(q.unresolved)
+
+    def _judge(self, q: _Question, model: AnswerabilityModel) -> tuple[Decision, str] | None:
+        """The model's underspecified verdict on the turn (never when a tool answered: it was specific enough)."""
+        t = time.perf_counter()
+        q.features = turn_features(q.asked, q.history, q.text, q.pool, self.store.embedder)
+        q.verdicts["underspecified"] = verdict = model.decide("underspecified", q.features)
+        q.timings["answerability_ms"] = _ms(t)
+        if not verdict.yes or q.has_tools:
+            return None
+        referent, text = clarification(q.asked, q.history, q.unresolved)
+        why = f"{referent!r} is not pinned down" if referent else "the turn names nothing specific enough"
+        reason = f"answerability model: {why} (p = {verdict.probability:.2f} >= {verdict.threshold:.2f})"
+        # What the rules would have said is unknown here unless they too found it underspecified:
+        # they would have written an answer first.
+        rules = "underspecified" if q.unresolved is not None else None
+        return Decision("underspecified", reason, scores=self._scores(q, model, rules)), text
+
+    @staticmethod
+    def _scores(q: _Question, model: AnswerabilityModel, rules: str | None) -> dict[str, Any]:
+        """``trace.answerability.model``: each head's verdict, what the rules would have said, the features."""
+        out: dict[str, Any] = {"model": model.name, **{k: v.to_dict() for k, v in q.verdicts.items()}}
+        out["rules"] = rules
+        if q.features is not None:
+            out["features"] = q.features.to_dict()
+        return out
+
+    def _clarify(self, q: _Question, use_cache: bool, decision: Decision, text: str) -> Iterator[AnswerEvent]:
+        """An underspecified question: one clarifying question, no evidence, nothing guessed."""
+        yield AnswerEvent("evidence", [])
         answer = Answer(
             q.asked, text, (), (), False, q.version, q.writer.fingerprint, route="clarify", grounded=False,
             trace=self._conversation_trace(q, decision), rewrite=self._shown_rewrite(q), answerability=decision.label,
@@ -473,7 +545,10 @@ class GroundingEngine:
         decision = decide(
             q.asked, abstained=not q.sentences, unresolved=None, sentences=q.sentences, citations=q.citations,
         )  # fmt: skip
-        if missing and decision.label == "answerable":
+        judge = self.answerability_model
+        if judge is not None and q.features is not None:
+            decision, missing = self._partial(q, judge, decision, missing)
+        elif missing and decision.label == "answerable":
             # No passage at all mentions a name or number asked about (answering.trust), not only the cited ones.
             decision = Decision("partial", "no evidence passage mentions some of what the question names", missing)
         trace = {
@@ -488,6 +563,8 @@ class GroundingEngine:
             text = cited_text(q.sentences)
             if lacking:
                 text += f" The sources do not mention {_listed(lacking)}."
+            elif decision.label == "partial":
+                text += f" {PARTIAL_NOTE}"
             answer = Answer(
                 q.asked, text, tuple(q.sentences), q.citations, False, q.version, model,
                 route=route, trace=trace, rewrite=rewrite, answerability=decision.label, missing=lacking,
@@ -505,6 +582,28 @@ class GroundingEngine:
             self.cache.put(q.key, q.version, answer.canonical_json())
         q.timings["total_ms"] = _ms(q.started)
         return replace(answer, timings=dict(q.timings), cached=False)
+
+    def _partial(
+        self, q: _Question, model: AnswerabilityModel, rules: Decision, missing: tuple[str, ...]
+    ) -> tuple[Decision, tuple[str, ...]]:
+        """The model's partial verdict on a written answer, and what the answer says the sources lack:
+        the names and numbers no passage mentions, else the question's words none holds (else nothing
+        named: the answer says the sources cover only part of the question)."""
+        assert q.features is not None
+        ruled = "partial" if missing and rules.label == "answerable" else rules.label
+        ruled = "underspecified" if q.unresolved is not None else ruled
+        if not q.sentences:
+            return replace(rules, scores=self._scores(q, model, ruled)), ()
+        q.verdicts["partial"] = verdict = model.decide("partial", q.features)
+        scores = self._scores(q, model, ruled)
+        p = f"p = {verdict.probability:.2f}, threshold {verdict.threshold:.2f}"
+        if not verdict.yes:
+            return Decision(
+                "answerable", f"answerability model: the evidence covers the question ({p})", scores=scores
+            ), ()
+        lacking = missing or rules.missing or uncovered_terms(q.asked, q.pool)
+        reason = f"answerability model: the evidence covers only part of the question ({p})"
+        return Decision("partial", reason, lacking, scores=scores), lacking
 
     def _trace_checks(self, q: _Question) -> dict[str, Any]:
         """``trace.checks``: which checks decided, the gate's decision, each drafted sentence's scores."""

@@ -1,0 +1,155 @@
+"""The trained answerability model: its features, its two heads, and the engine using it (or the rules)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import grounded
+from grounded.answering.answerability_model import AnswerabilityModel, answerability_cache
+from grounded.answering.conversation import Turn
+from grounded.answering.turn_features import TurnFeatures, definite_referent, turn_features, uncovered_terms
+from grounded.errors import ConfigError
+from grounded.kb import KnowledgeBase
+from grounded.tune.answerability import LabelledTurn, conversation_group, fit_model, task_split
+from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
+
+VAGUE = "What does this keyword do?"
+CLEAR = "What does the assert statement do?"
+
+
+@pytest.fixture
+def model_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model cache with no answerability model trained 'on this machine' (the embedder's ONNX export is
+    shared with the real cache, so it is not made again)."""
+    real = answerability_cache().parent
+    cache = tmp_path / "models"
+    cache.mkdir()
+    if (real / "encoders").is_dir():
+        (cache / "encoders").symlink_to(real / "encoders")
+    monkeypatch.setenv("GROUNDED_MODEL_CACHE", str(cache))
+    return cache
+
+
+def _kb(path: Path, backend: str, answerability: str) -> KnowledgeBase:
+    return grounded.open(
+        path,
+        create=False,
+        experts={"answer": {"backend": backend, "model": "echo"}},
+        answer={"answerability": answerability, "cache": False},
+    )
+
+
+def test_turn_features_read_the_turn() -> None:
+    history = [Turn("user", "Tell me about the Causeway VA Clinic"), Turn("assistant", "It serves veterans.")]
+    vague = turn_features("Can we take the pets in the park?", [], "Can we take the pets in the park?", None, None)
+    assert (vague.definite_unnamed, vague.names, vague.user_turns) == (1.0, 0.0, 0.0)
+    assert definite_referent("Can we take the pets in the park?", []) == "pets"
+    assert definite_referent("What can the police department offer?", []) == "police department"
+    assert definite_referent("Which are the opportunities available?", []) == "opportunities"
+    assert definite_referent("Can we take pets in the park?", [Turn("user", "Tell me about parks")]) is None
+    named = turn_features("Does the Causeway VA Clinic treat it?", history, "x", None, None)
+    assert named.definite_unnamed == 0.0  # a capitalised "the X" is a name
+    assert named.names > 0
+    assert named.pronoun == 1.0
+    assert named.rewritten == 1.0
+    demo = turn_features("What does this library provide?", [], "What does this library provide?", None, None)
+    assert (demo.demonstrative, demo.unresolved) == (1.0, 1.0)
+
+
+def _rows(kb: KnowledgeBase) -> list[LabelledTurn]:
+    """Clear cases through the engine's own feature path: vague turns, and specific ones."""
+    vague = [
+        "What does this keyword do?", "How is this statement used?", "When does that clause run?",
+        "What does this loop return?", "Which errors does this block catch?", "Where is that variable defined?",
+    ]  # fmt: skip
+    specific = [
+        "What does the assert statement do?", "How does the for statement iterate over a sequence?",
+        "When is the else clause of a while loop executed?", "What does the pass statement do?",
+        "What does the break statement do in a for loop?", "What does the return statement return?",
+    ]  # fmt: skip
+    rows = []
+    for i, q in enumerate(vague + specific):
+        features = kb.engine.turn_features(q)
+        label = "UNDERSPECIFIED" if q in vague else ("PARTIAL" if i % 2 else "ANSWERABLE")
+        split = ("train", "train", "dev")[i % 3]
+        rows.append(LabelledTurn(f"t{i}", label, split, features))  # type: ignore[arg-type]
+    return rows
+
+
+def test_trained_on_a_tiny_set_it_decides_clear_cases_and_is_deterministic(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    kb = _kb(built_kb_path, fake_backend, "rules")
+    rows = _rows(kb)
+    model = fit_model(rows, fingerprint="tiny")
+    again = fit_model(_rows(kb), fingerprint="tiny")
+    assert json.dumps(model.to_json(), sort_keys=True) == json.dumps(again.to_json(), sort_keys=True)
+    assert model.decide("underspecified", kb.engine.turn_features("What does this operator do?")).yes
+    assert not model.decide("underspecified", kb.engine.turn_features("What does the del statement do?")).yes
+    assert model.meta["figures"]["underspecified"]["train"]["recall"] == 1.0
+    path = model.save()
+    assert path == answerability_cache() / "tiny"
+    assert AnswerabilityModel.active() == AnswerabilityModel.load(path)
+
+
+def test_the_engine_falls_back_to_the_rules_without_a_model(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    answer = _kb(built_kb_path, fake_backend, "auto").ask(VAGUE)
+    assert (answer.answerability, answer.text) == ("underspecified", "Which keyword are you referring to?")
+    assert "model" not in answer.trace["answerability"]
+    with pytest.raises(ConfigError, match="grounded tune answerability"):
+        _kb(built_kb_path, fake_backend, "model").ask(VAGUE)
+
+
+def test_the_engine_uses_the_model_and_traces_its_scores(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    fit_model(_rows(_kb(built_kb_path, fake_backend, "rules")), fingerprint="tiny").save()
+    kb = _kb(built_kb_path, fake_backend, "auto")
+    vague = kb.ask("What does this operator do?")
+    assert (vague.answerability, vague.text) == ("underspecified", "Which operator are you referring to?")
+    assert not vague.grounded
+    assert not vague.citations
+    scores = vague.trace["answerability"]["model"]
+    assert scores["model"] == "answerability tiny"
+    assert scores["underspecified"]["yes"] is True
+    clear = kb.ask(CLEAR)
+    assert clear.answerability in ("answerable", "partial")
+    verdicts = clear.trace["answerability"]["model"]
+    assert verdicts["underspecified"]["yes"] is False
+    assert "partial" in verdicts
+    if clear.answerability == "partial":  # a partial answer says what the sources lack
+        assert "The sources" in clear.text
+    assert kb.ask(CLEAR).canonical_json() == clear.canonical_json()
+
+
+def test_uncovered_terms_name_what_no_passage_holds(built_kb_path: Path, fake_backend: str) -> None:  # noqa: F811
+    kb = _kb(built_kb_path, fake_backend, "rules")
+    features = kb.engine.turn_features("What does the assert statement cost in dollars?")
+    assert features.covered < 1.0
+    assert isinstance(features, TurnFeatures)
+    assert uncovered_terms("x", None) == ("x",)
+
+
+def test_split_is_by_dialogue() -> None:
+    first = {"input": [{"speaker": "user", "text": "What is a Roth IRA?"}], "conversation_id": "a"}
+    branch = {
+        "input": [
+            {"speaker": "user", "text": "What is  a Roth IRA?"},
+            {"speaker": "agent", "text": "An account."},
+            {"speaker": "user", "text": "Can I open this account?"},
+        ],
+        "conversation_id": "b",
+    }
+    assert conversation_group(first) == conversation_group(branch)
+    assert task_split(first) == task_split(branch)
