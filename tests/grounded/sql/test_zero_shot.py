@@ -15,7 +15,7 @@ from grounded.grounding.router import Router
 from grounded.sql.candidates import Candidate, choose, rewrites
 from grounded.sql.database import QueryResult, ReadOnlyDatabase
 from grounded.sql.grammar import accepts, sql_grammar
-from grounded.sql.schema_link import SchemaLinker
+from grounded.sql.schema_link import SchemaLinker, cover
 from grounded.sql.writer import SqlWriter
 
 CITIES = [
@@ -165,7 +165,34 @@ def test_writer_repairs_with_the_binder_hint_and_keeps_the_data_spelling(linker:
         ("draft 2", True),  # ran, but no row says 'Texas'
         ("draft 2, the data's spelling", True),
     ]
-    assert draft.trace()["values"] == {"texas": ["city.state_name", "state.state_name"]}
+    # Only city is shown: it holds both what the question names (cities, 'texas').
+    assert draft.trace()["values"] == {"texas": ["city.state_name"]}
+    assert draft.tables == ("geo.city",)
+
+
+def test_the_fewest_tables_that_hold_what_the_question_names_are_shown(linker: SchemaLinker) -> None:
+    question = "what is the area of texas?"
+    links = linker.link(question)
+    assert {"geo.state", "geo.city", "geo.river"} <= {link.table.qualified for link in links}  # all hold 'texas'
+    assert [link.table.name for link in cover(question, links, 3)] == ["state"]
+    both = "what is the capital of the state the rio grande runs through?"
+    assert {link.table.name for link in cover(both, linker.link(both), 3)} == {"state", "river"}
+
+
+def test_a_join_that_only_repeats_rows_is_dropped(linker: SchemaLinker) -> None:
+    joined = (
+        "SELECT state.area FROM geo.state JOIN geo.city ON state.state_name = city.state_name "
+        "WHERE state.state_name = 'texas'"
+    )
+    draft = SqlWriter(Scripted(joined), linker, db=linker.db).write("what is the area of texas?")
+    assert draft.sql == "SELECT state.area FROM geo.state WHERE (state.state_name = 'texas')"
+    assert [(c.origin, len(c.result.rows) if c.result else None) for c in draft.candidates] == [
+        ("draft 1, unused joins dropped", 1),
+        ("draft 1", 2),  # texas's area once per city
+    ]
+    filtered = "SELECT DISTINCT state.state_name FROM geo.state JOIN geo.river ON river.traverse = state.state_name"
+    draft = SqlWriter(Scripted(filtered), linker, db=linker.db).write("which states have a river?")
+    assert draft.sql == filtered  # the join filters (new york, texas, california all have one): kept
 
 
 def test_writer_asks_again_when_no_candidate_returns_rows(linker: SchemaLinker) -> None:
