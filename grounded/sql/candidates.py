@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grounded.sql.database import QueryResult, TableInfo, quote_identifier
-from grounded.sql.values import ValueIndex
+from grounded.sql.values import ValueIndex, normalise_value
 
 __all__ = ["Candidate", "Rewrite", "choose", "numeric", "rewrites", "substance"]
 
@@ -145,13 +145,31 @@ def _respell(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> tupl
         new = None
         if target is not None and "LIKE" not in target[2].upper():
             for table in _resolve(target[0], target[1], aliases):
-                new = index.spelling(literal, (table.qualified, _unquote(target[1])))
+                column = (table.qualified, _unquote(target[1]))
+                new = index.spelling(literal, column) or _without_table_word(literal, table, column, index)
                 if new is not None:
                     break
         parts.append(_literal(new) if new is not None else m.group(0))
         changed |= new is not None
     parts.append(sql[last:])
     return "".join(parts), changed
+
+
+def _without_table_word(literal: str, table: TableInfo, column: tuple[str, str], index: ValueIndex) -> str | None:
+    """``'colorado'`` for ``river.river_name = 'colorado river'``: the literal without the word naming
+    its table, when the column stores that and not the literal."""
+    if any((w[0], w[1]) == column for w in index.lookup(literal)):
+        return None
+    words = normalise_value(literal).split(" ")
+    name = normalise_value(table.name).rstrip("s")
+    if len(words) < 2:
+        return None
+    for rest, named in ((words[1:], words[0]), (words[:-1], words[-1])):
+        if named.rstrip("s") == name:
+            stored = sorted({w[2] for w in index.lookup(" ".join(rest)) if (w[0], w[1]) == column})
+            if len(stored) == 1:
+                return stored[0]
+    return None
 
 
 def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[Rewrite]:

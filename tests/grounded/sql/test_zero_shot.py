@@ -125,6 +125,16 @@ def test_rewrites_respell_move_to_the_column_that_holds_the_value_and_type_numbe
     assert rows == (("rio grande",), ("colorado",))  # as numbers: 3057 > 2330 (as text, '3,057' < '507')
 
 
+def test_a_value_inside_a_span_that_names_its_table(linker: SchemaLinker) -> None:
+    """'rio grande river': the river table's row 'rio grande', though the span is no value itself."""
+    matches = linker.values.match("how long is the rio grande river?")
+    assert ("geo.river", "river_name", "rio grande") in {w for m in matches for w in m.where}
+    fixed = rewrites("SELECT river.length FROM geo.river WHERE river.river_name = 'Rio Grande River'",
+                     linker.db.tables(), linker.values)  # fmt: skip
+    assert fixed[0].sql == "SELECT river.length FROM geo.river WHERE river.river_name = 'rio grande'"
+    assert linker.db.execute(fixed[0].sql, timeout_s=5, row_limit=5).rows == (("3,057 km",),)
+
+
 def _result(*rows: tuple[Any, ...]) -> QueryResult:
     return QueryResult(("x",), tuple(rows), False, 0.0)
 
