@@ -209,6 +209,8 @@ class SqlWriter:
                     raise
                 attempts -= 1  # a repair that failed (a timeout): keep what ran
                 break
+            if any(c.origin == f"draft {n}" and c.sql == sql for c in candidates for n in range(1, attempts)):
+                break  # greedy decoding wrote the same query again: another turn would too
             tried = self._candidates(sql, f"draft {attempts}", shown)
             candidates.extend(tried)
             best = choose(candidates)
@@ -245,7 +247,8 @@ class SqlWriter:
             for variant in rewrites(sql, shown, index):
                 if all(c.sql != variant.sql for c in out):
                     out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
-            pruned = drop_unused_joins(sql, shown)
+            # The draft's joins, or a variant's (a column moved to its own table may leave a join unread).
+            pruned = next((p for c in out if (p := drop_unused_joins(c.sql, shown)) is not None), None)
             if pruned is None:
                 return out
             lean = [self._run(pruned, f"{origin}, unused joins dropped")]

@@ -135,6 +135,30 @@ def test_a_value_inside_a_span_that_names_its_table(linker: SchemaLinker) -> Non
     assert linker.db.execute(fixed[0].sql, timeout_s=5, row_limit=5).rows == (("3,057 km",),)
 
 
+def test_a_column_on_the_wrong_alias_is_read_from_the_table_that_has_it(linker: SchemaLinker) -> None:
+    wrong = (
+        "SELECT T2.city_name FROM geo.city AS T1 JOIN geo.state AS T2 ON T1.state_name = T2.state_name "
+        "WHERE T1.city_name = 'austin'"
+    )
+    expert = Scripted(wrong)
+    draft = SqlWriter(expert, linker, db=linker.db).write("what is the capital of the state the city austin is in?")
+    assert draft.sql is not None
+    assert draft.sql.startswith("SELECT T1.city_name FROM geo.city AS T1")
+    assert len(expert.chats) == 1  # a variant ran: no repair turn
+    assert [c.origin for c in draft.candidates] == [
+        "draft 1",
+        "draft 1, each column read from the table that has it",
+        "draft 1, unused joins dropped",  # state is read by nothing now; austin is one row either way
+    ]
+
+
+def test_a_repair_that_repeats_the_draft_ends_the_turns(linker: SchemaLinker) -> None:
+    expert = Scripted("SELECT state.state_name FROM geo.state WHERE state.area > 'big'")
+    draft = SqlWriter(expert, linker, db=linker.db).write("which states are big?")
+    assert draft.sql is None
+    assert len(expert.chats) == 2  # greedy decoding repeats itself: no third turn
+
+
 def _result(*rows: tuple[Any, ...]) -> QueryResult:
     return QueryResult(("x",), tuple(rows), False, 0.0)
 
