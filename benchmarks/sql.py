@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,14 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="OpenAI-compatible base URL (backend openai)")
     add_sql_arguments(parser)
     parser.add_argument("--limit", type=int, default=0, help="first N questions only (0: all; dev 49, test 279)")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="N questions drawn with --seed instead of the first N (the split is sorted by query template)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the seed of --sample")
+    parser.add_argument("--show-prompt", action="store_true", help="print each question's prompt (reading by hand)")
     parser.add_argument("--split", choices=("dev", "test"), default="dev", help="GeoQuery question split")
     parser.add_argument(
         "--tuned",
@@ -79,6 +88,9 @@ def main() -> None:
     print(f"grammar coverage: {grammar_coverage(args.data, db)}", flush=True)
     print(f"value linking: {value_coverage(geo_questions(args.data, (args.split,)), linker)}", flush=True)
     questions = geo_questions(args.data, (args.split,))
+    if args.sample:
+        # A fixed-seed sample across templates: the first N of a split are a handful of templates.
+        questions = [questions[i] for i in sorted(random.Random(args.seed).sample(range(len(questions)), args.sample))]
     if args.limit:
         questions = questions[: args.limit]
     tallies = {name: Tally() for name in writers}
@@ -99,6 +111,15 @@ def main() -> None:
             tallies[name].add(ok, draft.sql is not None, draft.attempts > 1, seconds, question=question, sql=draft.sql)
             mark = "OK " if ok else ("no*" if gold is None else "no ")
             print(f"{mark} {seconds:5.1f}s [{name}] {question!r} -> {draft.sql or draft.error}", flush=True)
+            if args.show_prompt or not ok:
+                print(f"    gold: {gold_sql}", flush=True)
+                for c in draft.candidates:
+                    rows = c.result.rows[:3] if c.result is not None else c.error
+                    print(f"    [{c.origin}] {c.sql} -> {rows}", flush=True)
+            if args.show_prompt and name == next(iter(writers)):
+                links = writer.linker.link(question, tables=writer.db.tables())[: writer.max_tables]
+                matches = writer.linker.values.match(question, tables={link.table.qualified for link in links})
+                print("\n".join(m.content for m in writer.messages(question, links, matches)), flush=True)
     title = f"GeoQuery question-split {args.split}, {len(questions)} questions (execution)"
     print_tallies(title, tallies, len(questions))
     print(f"| gold query fails (scored wrong, marked no*) | {broken_gold} |")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grounded.sql.database import QueryResult, TableInfo, quote_identifier
-from grounded.sql.values import ValueIndex
+from grounded.sql.values import ValueIndex, normalise_value
 
 __all__ = ["Candidate", "Rewrite", "choose", "numeric", "rewrites", "substance"]
 
@@ -122,7 +122,45 @@ def rewrites(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) ->
                                                                       typed != fixed)) if done]  # fmt: skip
         out.append(Rewrite(typed, "; ".join(why)))
     out.extend(_moved(typed, aliases, index))
+    requalified = _requalified(typed, aliases)
+    if requalified != typed:
+        out.append(Rewrite(requalified, "each column read from the table that has it"))
     return out
+
+
+def _requalified(sql: str, aliases: dict[str, TableInfo]) -> str:
+    """``T2.city_name`` -> ``T1.city_name`` when ``T2``'s table has no ``city_name`` and exactly one
+    other table of the query has: which alias holds which column is what a grammar cannot check,
+    and what a small model gets wrong (and repeats when told)."""
+    # The names the query's FROM clause gives its tables, as it spells them (an alias, else the table).
+    declared: dict[str, TableInfo] = {}
+    for m in _SOURCE.finditer(_LITERAL.sub("''", sql)):
+        name = ".".join(_unquote(p) for p in re.findall(_IDENT, m.group("t"))).lower()
+        alias = m.group("a")
+        spelt = alias if alias and _unquote(alias).lower() not in _NOT_ALIAS else m.group("t").split(".")[-1]
+        table = aliases.get(_unquote(spelt).lower())
+        if table is not None and table.qualified.lower().endswith(name.split(".")[-1]):
+            declared[spelt] = table
+
+    def fix(m: re.Match[str]) -> str:
+        qualifier, column = _unquote(m.group("q")).lower(), _unquote(m.group("c"))
+        table = aliases.get(qualifier)
+        if table is None or any(c == column for c, _ in table.columns):
+            return m.group(0)
+        holders = {a for a, t in declared.items() if any(c == column for c, _ in t.columns)}
+        if len(holders) != 1:
+            return m.group(0)
+        return f"{next(iter(holders))}.{m.group('c')}"
+
+    pattern = re.compile(rf"(?<![\w.\"])(?P<q>{_IDENT})\.(?P<c>{_IDENT})(?![\w.\"(])")
+    parts: list[str] = []
+    last = 0
+    for m in _LITERAL.finditer(sql):
+        parts.append(pattern.sub(fix, sql[last : m.start()]))
+        parts.append(m.group(0))
+        last = m.end()
+    parts.append(pattern.sub(fix, sql[last:]))
+    return "".join(parts)
 
 
 def _column_before(prefix: str) -> tuple[str | None, str, str] | None:
@@ -145,13 +183,31 @@ def _respell(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> tupl
         new = None
         if target is not None and "LIKE" not in target[2].upper():
             for table in _resolve(target[0], target[1], aliases):
-                new = index.spelling(literal, (table.qualified, _unquote(target[1])))
+                column = (table.qualified, _unquote(target[1]))
+                new = index.spelling(literal, column) or _without_table_word(literal, table, column, index)
                 if new is not None:
                     break
         parts.append(_literal(new) if new is not None else m.group(0))
         changed |= new is not None
     parts.append(sql[last:])
     return "".join(parts), changed
+
+
+def _without_table_word(literal: str, table: TableInfo, column: tuple[str, str], index: ValueIndex) -> str | None:
+    """``'colorado'`` for ``river.river_name = 'colorado river'``: the literal without the word naming
+    its table, when the column stores that and not the literal."""
+    if any((w[0], w[1]) == column for w in index.lookup(literal)):
+        return None
+    words = normalise_value(literal).split(" ")
+    name = normalise_value(table.name).rstrip("s")
+    if len(words) < 2:
+        return None
+    for rest, named in ((words[1:], words[0]), (words[:-1], words[-1])):
+        if named.rstrip("s") == name:
+            stored = sorted({w[2] for w in index.lookup(" ".join(rest)) if (w[0], w[1]) == column})
+            if len(stored) == 1:
+                return stored[0]
+    return None
 
 
 def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[Rewrite]:

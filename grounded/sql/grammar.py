@@ -4,7 +4,9 @@
 the read-only subset of DuckDB SQL a question needs: one ``SELECT`` with joins, ``WHERE``,
 ``GROUP BY``/``HAVING``, ``ORDER BY``, ``LIMIT``, subqueries in ``FROM``/``IN``/comparisons,
 ``UNION``/``INTERSECT``/``EXCEPT``, aggregates and a few scalar functions. Table aliases are
-short (a letter or two and a digit) or the table's name and a digit. Its table names are
+the table's name (and a digit), its initials or first letters (``bi``, ``st``), a letter and a
+digit (``T1``), never a column's name or a keyword: a model that may write ``id.id`` as a
+column reference loops on it (``id.id = 10 AND id.id = 10 ...``). Its table names are
 exactly the shown tables (``schema.table``) and its column names exactly their columns, so a
 model decoding under it cannot name a table or column the schema does not have, call a function
 outside the list (``read_csv``, ``getenv``...), write a second statement, or add prose after the
@@ -23,6 +25,7 @@ column ::= "state_name"
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,7 +72,6 @@ literal ::= number | string | "NULL" | "TRUE" | "FALSE"
 number ::= [0-9]{1,15} ("." [0-9]{1,10})?
 string ::= "'" ([^'\\\n] | "''"){0,80} "'"
 name ::= [a-zA-Z_] [a-zA-Z0-9_]{0,15}
-alias ::= [a-zA-Z] [a-zA-Z]? [0-9]? | table-name [0-9]?
 column-ref ::= ((table | table-name | alias) ".")? column
 """
 
@@ -120,7 +122,6 @@ def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
             typed.append(_alternatives(f"column{i}", sorted({quote_identifier(c) for c, _ in t.columns})))
             refs.append(f'qualifier{i} "." column{i}')
         typed.append("column-ref ::= " + " | ".join(refs) + ' | short-alias "." column')
-        typed.append("short-alias ::= [a-zA-Z] [a-zA-Z]? [0-9]?")
     rules = _RULES.strip()
     if typed:
         rules = rules.replace(_UNTYPED_REF, "")
@@ -130,12 +131,52 @@ def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
             *typed,
             _alternatives("aggregate", _either_case(AGGREGATES)),
             _alternatives("scalar", _either_case(SCALAR_FUNCTIONS)),
+            "alias ::= table-name [0-9]? | short-alias",
+            _short_aliases(tables),
             _alternatives("table", names),
             _alternatives("table-name", bare),
             _alternatives("column", columns),
             "",
         ]
     )
+
+
+# Two-letter words a short alias must not be: a keyword would end the clause it stands in.
+_KEYWORDS = frozenset({"as", "at", "by", "if", "in", "is", "no", "of", "on", "or", "to"})
+
+
+def _short_aliases(tables: Sequence[TableInfo]) -> str:
+    """``short-alias``: a letter, a letter and a digit, or a table's initials or first two or three
+    letters (and a digit), none of them spelling a column name, a table name or a keyword.
+
+    The grammar cannot see which aliases the ``FROM`` clause declared (that is not context-free), so
+    it keeps the spellings an alias takes apart from those a column takes: a column name in front of
+    a dot (``id.id``) is never a reference, and the binder reports an undeclared alias.
+    """
+    taken = {c.lower() for t in tables for c, _ in t.columns} | {t.name.lower() for t in tables} | _KEYWORDS
+    letters = "".join(ch for ch in "abcdefghijklmnopqrstuvwxyz" if ch not in taken)
+    options = [f"[{letters}{letters.upper()}]"] if letters else []
+    # A letter and a digit (T1), unless a column is spelt so (a1): then that letter takes the other digits.
+    free = "".join(ch for ch in "abcdefghijklmnopqrstuvwxyz" if not any(ch + d in taken for d in "0123456789"))
+    if free:
+        options.append(f"[{free}{free.upper()}] [0-9]")
+    for ch in sorted(set("abcdefghijklmnopqrstuvwxyz") - set(free)):
+        digits = "".join(d for d in "0123456789" if ch + d not in taken)
+        if digits:
+            options.append(f"[{ch}{ch.upper()}] [{digits}]")
+    words: set[str] = set()
+    for t in tables:
+        parts = [p for p in re.split(r"[^a-z0-9]+", t.name.lower()) if p and p[0].isalpha()]
+        if len(parts) > 1:
+            words.add("".join(p[0] for p in parts)[:3])
+        if parts:
+            words.update(parts[0][:n] for n in (2, 3) if len(parts[0]) > n)
+    for word in sorted(w for w in words if len(w) > 1 and w.isalnum() and w not in taken):
+        # Models write aliases in either case (st, ST); a digit may follow unless that spells a column.
+        for spelling in (word, word.upper()):
+            digits = "".join(d for d in "0123456789" if word + d not in taken)
+            options.append(_literal(spelling) + (f" [{digits}]?" if digits else ""))
+    return "short-alias ::= " + (" | ".join(f"({o})" for o in options) if options else '"t0"')
 
 
 @functools.lru_cache(maxsize=16)

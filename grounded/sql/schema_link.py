@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.values import ValueIndex
 from grounded.text import STOPWORDS
 
-__all__ = ["Link", "SchemaLinker"]
+__all__ = ["Link", "SchemaLinker", "cover"]
 
 EXAMPLES_PER_COLUMN = 3
 _WORD = re.compile(r"[a-z0-9]+")
@@ -165,6 +165,28 @@ class SchemaLinker:
             score = float(sim) + 0.25 * len(names) + 0.35 * min(len(values), 2)
             links.append(Link(profile.table, round(score, 4), round(float(sim), 4), names, values))
         return sorted(links, key=lambda l: (-l.score, l.table.qualified))  # noqa: E741
+
+
+def cover(question: str, links: Sequence[Link], max_tables: int) -> list[Link]:
+    """The best link, then each next one that covers a word or value of the question the tables
+    before it do not, up to ``max_tables``: the fewest tables that hold what the question names.
+
+    A small model joins every table it is shown; "what is the area of texas" needs ``state``
+    alone, even though ``city`` and ``border_info`` also hold ``'texas'``.
+    """
+    if not links:
+        return []
+    words = _words(question)
+    chosen: list[Link] = []
+    covered: set[str] = set()
+    for link in links:
+        if len(chosen) >= max_tables:
+            break
+        named = {w for name in link.names for w in _words(name) if w in words} | {f"'{v}'" for v in link.values}
+        if not chosen or named - covered:
+            chosen.append(link)
+            covered |= named
+    return chosen
 
 
 def _example(value: Any) -> str:

@@ -142,7 +142,30 @@ class ValueIndex:
                 if where:
                     found.append((start, ValueMatch(span, tuple(where))))
                     taken[start : start + size] = [True] * size
+        found.extend(self._named_by_table(found, tables))
         return [m for _, m in sorted(found, key=lambda f: f[0])]
+
+    def _named_by_table(
+        self, found: list[tuple[int, ValueMatch]], tables: Collection[str] | None
+    ) -> list[tuple[int, ValueMatch]]:
+        """The value inside a longer span that names its table: "the colorado river" is the row
+        ``'colorado'`` of ``river`` (though ``'colorado river'`` is a value elsewhere), "lake
+        michigan" the row ``'michigan'`` of ``lake``."""
+        out: list[tuple[int, ValueMatch]] = []
+        for start, match in found:
+            words = match.span.split(" ")
+            if len(words) < 2:
+                continue
+            for rest, named, at in ((words[1:], words[0], start + 1), (words[:-1], words[-1], start)):
+                table_word = _singular(named)
+                where = [
+                    w
+                    for w in self.lookup(" ".join(rest))
+                    if _singular(w[0].rsplit(".", 1)[-1].lower()) == table_word and (tables is None or w[0] in tables)
+                ]
+                if where:
+                    out.append((at, ValueMatch(" ".join(rest), tuple(where))))
+        return out
 
     def spelling(self, literal: str, column: tuple[str, str] | None = None) -> str | None:
         """The data's spelling of ``literal`` (in ``column`` = (table, column) when given), if it differs.

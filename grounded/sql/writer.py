@@ -50,8 +50,9 @@ from grounded.sql.candidates import Candidate, choose, rewrites, substance
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
+from grounded.sql.joins import drop_unused_joins
 from grounded.sql.prompts import source_tables, tuned_sql_messages
-from grounded.sql.schema_link import Link, SchemaLinker
+from grounded.sql.schema_link import Link, SchemaLinker, cover
 from grounded.sql.values import ValueMatch
 
 __all__ = ["SqlDraft", "SqlWriter", "extract_sql"]
@@ -59,8 +60,9 @@ __all__ = ["SqlDraft", "SqlWriter", "extract_sql"]
 SYSTEM = (
     "You write one DuckDB SQL SELECT query that answers the question from the given tables. "
     "Use only the tables and columns shown. Write tables as schema.table and qualify every column "
-    "with its table name (table.column). Compare text with the values exactly as the data spells them. "
-    "Reply with the SQL only."
+    "with its table name (table.column). Join another table only when the question needs one of its "
+    "columns. When a column holds the amount asked for (a population, an area, a length), select it; "
+    "COUNT counts rows. Compare text with the values exactly as the data spells them. Reply with the SQL only."
 )
 PLAIN_SYSTEM = (
     "You write one DuckDB SQL SELECT query that answers the question from the given tables. "
@@ -169,7 +171,9 @@ class SqlWriter:
 
     def write(self, question: str, links: Sequence[Link] | None = None) -> SqlDraft:
         links = list(links if links is not None else self.linker.link(question, tables=self.db.tables()))
-        links = links[: self.max_tables]
+        # The plain path shows the best tables; the zero-shot path the fewest that hold what the
+        # question names (a small model joins every table it is shown).
+        links = cover(question, links, self.max_tables) if self.values else links[: self.max_tables]
         names = tuple(link.table.qualified for link in links)
         if not links:
             return SqlDraft(None, names, 0, "no mirrored table matches the question")
@@ -205,6 +209,8 @@ class SqlWriter:
                     raise
                 attempts -= 1  # a repair that failed (a timeout): keep what ran
                 break
+            if any(c.origin == f"draft {n}" and c.sql == sql for c in candidates for n in range(1, attempts)):
+                break  # greedy decoding wrote the same query again: another turn would too
             tried = self._candidates(sql, f"draft {attempts}", shown)
             candidates.extend(tried)
             best = choose(candidates)
@@ -235,12 +241,24 @@ class SqlWriter:
         """``sql`` and its variants, each run (or refused) on the caller's database."""
         with shared_parser():  # each variant is guarded: one parser connection for all of them
             out = [self._run(sql, origin)]
-            if self.values:
-                index = self.linker.values
-                for variant in rewrites(sql, shown, index):
-                    if all(c.sql != variant.sql for c in out):
-                        out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
-        return out
+            if not self.values:
+                return out
+            index = self.linker.values
+            for variant in rewrites(sql, shown, index):
+                if all(c.sql != variant.sql for c in out):
+                    out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
+            # The draft's joins, or a variant's (a column moved to its own table may leave a join unread).
+            pruned = next((p for c in out if (p := drop_unused_joins(c.sql, shown)) is not None), None)
+            if pruned is None:
+                return out
+            lean = [self._run(pruned, f"{origin}, unused joins dropped")]
+            for variant in rewrites(pruned, shown, index):
+                if all(c.sql != variant.sql for c in out + lean):
+                    lean.append(self._run(variant.sql, f"{origin}, unused joins dropped, {variant.why}"))
+            lean = [c for c in lean if all(c.sql != o.sql for o in out)]
+        # The joins nothing reads only repeated the rows (the same rows, more of them): the lean
+        # query first. When they filtered rows, the model may have meant them as a filter.
+        return [*lean, *out] if _repeats(choose(out), choose(lean)) else [*out, *lean]
 
     def _run(self, sql: str, origin: str) -> Candidate:
         try:
@@ -254,6 +272,14 @@ class SqlWriter:
             text = str(exc) if self.values else str(exc).splitlines()[0]
             return Candidate(guard.sql, origin, error=_clip(text))
         return Candidate(guard.sql, origin, result=result)
+
+
+def _repeats(draft: Candidate | None, lean: Candidate | None) -> bool:
+    """Whether ``draft`` returned ``lean``'s rows, some of them more than once."""
+    if draft is None or lean is None or draft.result is None or lean.result is None:
+        return False
+    rows, fewer = draft.result.rows, lean.result.rows
+    return len(rows) > len(fewer) and {tuple(map(str, r)) for r in rows} == {tuple(map(str, r)) for r in fewer}
 
 
 def _value_hints(

@@ -67,6 +67,37 @@ def test_the_grammar_rejects_what_is_not_a_query_over_the_shown_tables(sql: str,
     assert not accepts(GRAMMAR, sql), why
 
 
+ROWS = TableInfo("wtq", "t", (("id", "INTEGER"), ("name", "VARCHAR"), ("a1", "VARCHAR"), ("s", "INTEGER")))
+
+
+@pytest.mark.parametrize("qualified", [False, True])
+def test_a_column_name_is_never_a_table_alias(qualified: bool) -> None:
+    """``id.id = 10`` is what SmolLM2 and Qwen looped on when any two letters made an alias."""
+    grammar = sql_grammar([ROWS, STATE], qualified=qualified)
+    assert not accepts(grammar, "SELECT t.name FROM wtq.t WHERE id.id = 10")
+    assert not accepts(grammar, "SELECT s.name FROM wtq.t AS s")  # a one-letter column
+    assert not accepts(grammar, "SELECT a1.name FROM wtq.t AS a1")  # a letter-and-digit column
+    assert not accepts(grammar, "SELECT t.name FROM wtq.t AS on")  # a keyword
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT T1.name FROM wtq.t AS T1 WHERE T1.id = 10",
+        "SELECT x.name FROM wtq.t AS x WHERE x.id = 10",
+        "SELECT a2.name FROM wtq.t AS a2",  # a1 is a column, a2 is not
+        "SELECT t.name FROM wtq.t WHERE t.id = 10",
+        "SELECT st.area FROM geo.state AS st JOIN wtq.t AS t1 ON st.state_name = t1.name",
+    ],
+)
+def test_a_declared_alias_or_table_name_qualifies_a_column(sql: str) -> None:
+    assert accepts(sql_grammar([ROWS, STATE]), sql)
+    duckdb_con = duckdb.connect()
+    duckdb_con.execute("CREATE SCHEMA wtq; CREATE TABLE wtq.t (id INTEGER, name VARCHAR, a1 VARCHAR, s INTEGER)")
+    duckdb_con.execute("CREATE SCHEMA geo; CREATE TABLE geo.state (state_name VARCHAR, population BIGINT, area DOUBLE)")
+    duckdb_con.execute(sql)  # and DuckDB binds it
+
+
 def test_an_unfinished_query_is_a_prefix_of_the_grammar() -> None:
     assert accepts(GRAMMAR, "SELECT state_name FROM geo.state WHERE", prefix=True)
     assert not accepts(GRAMMAR, "SELECT state_name FROM geo.lake", prefix=True)

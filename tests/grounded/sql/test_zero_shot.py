@@ -15,7 +15,7 @@ from grounded.grounding.router import Router
 from grounded.sql.candidates import Candidate, choose, rewrites
 from grounded.sql.database import QueryResult, ReadOnlyDatabase
 from grounded.sql.grammar import accepts, sql_grammar
-from grounded.sql.schema_link import SchemaLinker
+from grounded.sql.schema_link import SchemaLinker, cover
 from grounded.sql.writer import SqlWriter
 
 CITIES = [
@@ -125,6 +125,40 @@ def test_rewrites_respell_move_to_the_column_that_holds_the_value_and_type_numbe
     assert rows == (("rio grande",), ("colorado",))  # as numbers: 3057 > 2330 (as text, '3,057' < '507')
 
 
+def test_a_value_inside_a_span_that_names_its_table(linker: SchemaLinker) -> None:
+    """'rio grande river': the river table's row 'rio grande', though the span is no value itself."""
+    matches = linker.values.match("how long is the rio grande river?")
+    assert ("geo.river", "river_name", "rio grande") in {w for m in matches for w in m.where}
+    fixed = rewrites("SELECT river.length FROM geo.river WHERE river.river_name = 'Rio Grande River'",
+                     linker.db.tables(), linker.values)  # fmt: skip
+    assert fixed[0].sql == "SELECT river.length FROM geo.river WHERE river.river_name = 'rio grande'"
+    assert linker.db.execute(fixed[0].sql, timeout_s=5, row_limit=5).rows == (("3,057 km",),)
+
+
+def test_a_column_on_the_wrong_alias_is_read_from_the_table_that_has_it(linker: SchemaLinker) -> None:
+    wrong = (
+        "SELECT T2.city_name FROM geo.city AS T1 JOIN geo.state AS T2 ON T1.state_name = T2.state_name "
+        "WHERE T1.city_name = 'austin'"
+    )
+    expert = Scripted(wrong)
+    draft = SqlWriter(expert, linker, db=linker.db).write("what is the capital of the state the city austin is in?")
+    assert draft.sql is not None
+    assert draft.sql.startswith("SELECT T1.city_name FROM geo.city AS T1")
+    assert len(expert.chats) == 1  # a variant ran: no repair turn
+    assert [c.origin for c in draft.candidates] == [
+        "draft 1",
+        "draft 1, each column read from the table that has it",
+        "draft 1, unused joins dropped",  # state is read by nothing now; austin is one row either way
+    ]
+
+
+def test_a_repair_that_repeats_the_draft_ends_the_turns(linker: SchemaLinker) -> None:
+    expert = Scripted("SELECT state.state_name FROM geo.state WHERE state.area > 'big'")
+    draft = SqlWriter(expert, linker, db=linker.db).write("which states are big?")
+    assert draft.sql is None
+    assert len(expert.chats) == 2  # greedy decoding repeats itself: no third turn
+
+
 def _result(*rows: tuple[Any, ...]) -> QueryResult:
     return QueryResult(("x",), tuple(rows), False, 0.0)
 
@@ -165,7 +199,34 @@ def test_writer_repairs_with_the_binder_hint_and_keeps_the_data_spelling(linker:
         ("draft 2", True),  # ran, but no row says 'Texas'
         ("draft 2, the data's spelling", True),
     ]
-    assert draft.trace()["values"] == {"texas": ["city.state_name", "state.state_name"]}
+    # Only city is shown: it holds both what the question names (cities, 'texas').
+    assert draft.trace()["values"] == {"texas": ["city.state_name"]}
+    assert draft.tables == ("geo.city",)
+
+
+def test_the_fewest_tables_that_hold_what_the_question_names_are_shown(linker: SchemaLinker) -> None:
+    question = "what is the area of texas?"
+    links = linker.link(question)
+    assert {"geo.state", "geo.city", "geo.river"} <= {link.table.qualified for link in links}  # all hold 'texas'
+    assert [link.table.name for link in cover(question, links, 3)] == ["state"]
+    both = "what is the capital of the state the rio grande runs through?"
+    assert {link.table.name for link in cover(both, linker.link(both), 3)} == {"state", "river"}
+
+
+def test_a_join_that_only_repeats_rows_is_dropped(linker: SchemaLinker) -> None:
+    joined = (
+        "SELECT state.area FROM geo.state JOIN geo.city ON state.state_name = city.state_name "
+        "WHERE state.state_name = 'texas'"
+    )
+    draft = SqlWriter(Scripted(joined), linker, db=linker.db).write("what is the area of texas?")
+    assert draft.sql == "SELECT state.area FROM geo.state WHERE (state.state_name = 'texas')"
+    assert [(c.origin, len(c.result.rows) if c.result else None) for c in draft.candidates] == [
+        ("draft 1, unused joins dropped", 1),
+        ("draft 1", 2),  # texas's area once per city
+    ]
+    filtered = "SELECT DISTINCT state.state_name FROM geo.state JOIN geo.river ON river.traverse = state.state_name"
+    draft = SqlWriter(Scripted(filtered), linker, db=linker.db).write("which states have a river?")
+    assert draft.sql == filtered  # the join filters (new york, texas, california all have one): kept
 
 
 def test_writer_asks_again_when_no_candidate_returns_rows(linker: SchemaLinker) -> None:
