@@ -44,17 +44,23 @@ def drop_unused_joins(
     con = parser if parser is not None else duckdb.connect(":memory:")
     try:
         try:
-            tree = json.loads(con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0])
+            row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()
         except duckdb.Error:
             return None
+        if row is None:
+            return None
+        tree = json.loads(row[0])
         if tree.get("error") or len(tree.get("statements", ())) != 1:
             return None
         if not any(_prune(node, columns) for node in list(_select_nodes(tree["statements"][0]["node"]))):
             return None
         try:
-            out = con.execute("SELECT json_deserialize_sql(?::JSON)", [json.dumps(tree)]).fetchone()[0]
+            back = con.execute("SELECT json_deserialize_sql(?::JSON)", [json.dumps(tree)]).fetchone()
         except duckdb.Error:
             return None
+        if back is None:
+            return None
+        out = back[0]
         # DuckDB writes COUNT(*) back as its internal name; the query reads as the model wrote it.
         return str(out).replace("count_star()", "count(*)")
     finally:

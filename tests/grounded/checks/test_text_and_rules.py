@@ -156,4 +156,3 @@ def test_best_threshold_rises_when_a_negative_let_through_costs_more() -> None:
     assert ba == pytest.approx(0.875)
     with pytest.raises(ValueError, match="negative_weight"):
         best_threshold(labels, scores, negative_weight=0)
-
