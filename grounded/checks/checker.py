@@ -203,7 +203,11 @@ class EntailmentChecker:
         window = evidence_window(sentence, list(passages))
         cut = looks_cut_off(sentence)
         p = 0.0 if cut else float(_support(self.model, [sentence], [window], self.combination)[0])
-        return SupportScore(round(p, 6), p >= self.threshold, window, cut)
+        # A whole sentence of a cited passage, copied, is supported whatever the score: the threshold
+        # leans towards rejecting (calibration v4), and a quote is what a rejected sentence becomes.
+        return SupportScore(
+            round(p, 6), not cut and (p >= self.threshold or is_verbatim(sentence, passages)), window, cut
+        )
 
     def response_score(self, response: str, passages: Sequence[str]) -> float:
         """A whole response: its claims' support aggregated as the model's calibration chose
@@ -229,6 +233,16 @@ def _support(
         for p, s, w in zip(scores, sentences, windows, strict=True)
     ]
     return np.asarray(combined, dtype=np.float32)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_verbatim(sentence: str, passages: Sequence[str]) -> bool:
+    """Whether ``sentence`` is one whole sentence of one of ``passages`` (case and spacing aside)."""
+    target = _normal(sentence)
+    return any(_normal(s) == target for passage in passages for s in split_sentences(passage))
 
 
 AGGREGATIONS = ("min", "mean")
