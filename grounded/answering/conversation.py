@@ -74,7 +74,7 @@ _DEMONSTRATIVE = re.compile(
 )
 
 # "this year" names no thing the user could mean: time words never make a question underspecified.
-_NOT_REFERENTS = frozenset(
+NOT_REFERENTS = frozenset(
     [
         "year",
         "month",
@@ -208,7 +208,7 @@ def unresolved_reference(question: str, history: Sequence[Turn]) -> str | None:
         words = [w.lower() for w in match.group(2).split()]
         # "this particular fund": the noun is the first word that is not a mere qualifier.
         noun = next((w for w in words if w not in _QUALIFIERS), words[-1])
-        if noun in _NOT_REFERENTS or not content_terms(noun):
+        if noun in NOT_REFERENTS or not content_terms(noun):
             continue
         if not content_terms(noun) & earlier:
             return noun

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from grounded.answering.conversation import Turn, needs_rewrite, unresolved_reference
+from grounded.answering.conversation import NOT_REFERENTS, Turn, needs_rewrite, unresolved_reference
 from grounded.answering.evidence import EvidencePool
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import STOPWORDS, content_terms, key_terms
@@ -41,37 +41,22 @@ _QUANTITY = re.compile(
     r"when|cost|costs|fee|fees|price|number|rate|deadline|limit)\b",
     re.I,
 )
-# Words after "the"/"this" that name no thing one could ask "which one?" about.
-_NOT_THINGS = frozenset(
-    [
-        "year",
-        "month",
-        "week",
-        "day",
-        "time",
-        "way",
-        "morning",
-        "evening",
-        "afternoon",
-        "night",
-        "quarter",
-        "season",
-        "moment",
-        "point",
-        "same",
-        "best",
-        "most",
-        "first",
-        "last",
-        "next",
-        "other",
-        "following",
-        "above",
-        "below",
-        "whole",
-        "end",
-    ]
-)
+# Words after "the"/"this" that name no thing one could ask "which one?" about: the time words the
+# rewriter already ignores, and words of order or position.
+_NOT_THINGS = NOT_REFERENTS | {
+    "same",
+    "best",
+    "most",
+    "first",
+    "last",
+    "next",
+    "other",
+    "following",
+    "above",
+    "below",
+    "whole",
+    "end",
+}
 _VERBISH = re.compile(r"(ing|ed|ly)$")
 # A second word that is an adjective ("the opportunities available") is not part of the noun.
 _ADJECTIVE = re.compile(r"(able|ible|al|ous|ive|ful|less|ic)$")

@@ -44,7 +44,7 @@ import duckdb
 from grounded.errors import InvalidRequest
 from grounded.sql.database import CATALOG, TableInfo
 
-__all__ = ["MAX_SQL_CHARS", "SqlGuard", "SqlRefused", "check_sql", "check_statement", "shared_parser"]
+__all__ = ["MAX_SQL_CHARS", "SqlGuard", "SqlRefused", "check_sql", "check_statement", "shared_parser", "walk_tree"]
 
 MAX_SQL_CHARS = 10_000
 
@@ -74,14 +74,15 @@ class SqlGuard:
     tables: tuple[TableInfo, ...]
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def walk_tree(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a DuckDB JSON parse tree (``json_serialize_sql``), depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk_tree(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from walk_tree(value)
 
 
 def _tables_in_scope(node: Any, scope: frozenset[str] = frozenset()) -> Iterator[tuple[dict[str, Any], frozenset[str]]]:
@@ -195,7 +196,7 @@ def check_sql(sql: str, tables: Iterable[TableInfo] | None, *, catalog: str = CA
     for t in known.values():
         by_name.setdefault(t.name.lower(), []).append(t)
     used: dict[str, TableInfo] = {}
-    for node in _walk(tree):
+    for node in walk_tree(tree):
         if "function_name" in node and _function_blocked(str(node["function_name"])):
             raise SqlRefused(
                 f"function {node['function_name']!r} is not allowed: the SQL tool reads mirrored tables only "

@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from grounded.sql.database import TableInfo
+from grounded.sql.guard import walk_tree
 
 __all__ = ["drop_unused_joins"]
 
@@ -52,7 +53,10 @@ def drop_unused_joins(
         tree = json.loads(row[0])
         if tree.get("error") or len(tree.get("statements", ())) != 1:
             return None
-        if not any(_prune(node, columns) for node in list(_select_nodes(tree["statements"][0]["node"]))):
+        if not any(
+            _prune(node, columns)
+            for node in [n for n in walk_tree(tree["statements"][0]["node"]) if n.get("type") == "SELECT_NODE"]
+        ):
             return None
         try:
             back = con.execute("SELECT json_deserialize_sql(?::JSON)", [json.dumps(tree)]).fetchone()
@@ -66,18 +70,6 @@ def drop_unused_joins(
     finally:
         if parser is None:
             con.close()
-
-
-def _select_nodes(node: Any) -> Iterator[dict[str, Any]]:
-    """Every ``SELECT`` node in the tree (the query's own, its set operations' and its subqueries')."""
-    if isinstance(node, dict):
-        if node.get("type") == "SELECT_NODE":
-            yield node
-        for value in node.values():
-            yield from _select_nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _select_nodes(value)
 
 
 def _leaves(source: Any) -> list[dict[str, Any]]:
