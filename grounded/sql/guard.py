@@ -44,7 +44,16 @@ import duckdb
 from grounded.errors import InvalidRequest
 from grounded.sql.database import CATALOG, TableInfo
 
-__all__ = ["MAX_SQL_CHARS", "SqlGuard", "SqlRefused", "check_sql", "check_statement", "shared_parser", "walk_tree"]
+__all__ = [
+    "MAX_SQL_CHARS",
+    "SqlGuard",
+    "SqlRefused",
+    "check_sql",
+    "check_statement",
+    "parser_connection",
+    "shared_parser",
+    "walk_tree",
+]
 
 MAX_SQL_CHARS = 10_000
 
@@ -138,7 +147,7 @@ def shared_parser() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _parser() -> Iterator[duckdb.DuckDBPyConnection]:
+def parser_connection() -> Iterator[duckdb.DuckDBPyConnection]:
     """The block's shared parser (:func:`shared_parser`), or a connection of its own for one check."""
     shared: duckdb.DuckDBPyConnection | None = getattr(_THREAD, "parser", None)
     if shared is not None:
@@ -156,7 +165,7 @@ def check_statement(sql: object) -> str:
 
     ``WITH ... SELECT``, ``FROM t``, ``DESCRIBE`` and ``SUMMARIZE`` are SELECTs.
     """
-    with _parser() as parser:
+    with parser_connection() as parser:
         return _one_select(sql, parser)
 
 
@@ -185,7 +194,7 @@ def check_sql(sql: str, tables: Iterable[TableInfo] | None, *, catalog: str = CA
     ``tables=None`` allows any table of the attached ``catalog`` (the notebook's ``kb.sql``,
     which may read the knowledge base's own tables); the statement and function rules still hold.
     """
-    with _parser() as parser:
+    with parser_connection() as parser:
         sql = _one_select(sql, parser)
         row = parser.execute("SELECT json_serialize_sql(?)", [sql.strip().rstrip(";")]).fetchone()
     tree = json.loads(row[0]) if row else {"error": True, "error_message": "no parse tree"}

@@ -26,24 +26,21 @@ from typing import Any
 import duckdb
 
 from grounded.sql.database import TableInfo
-from grounded.sql.guard import walk_tree
+from grounded.sql.guard import parser_connection, walk_tree
 
 __all__ = ["drop_unused_joins"]
 
 _Columns = dict[tuple[str, str], set[str]]
 
 
-def drop_unused_joins(
-    sql: str, tables: Sequence[TableInfo] = (), parser: duckdb.DuckDBPyConnection | None = None
-) -> str | None:
+def drop_unused_joins(sql: str, tables: Sequence[TableInfo] = ()) -> str | None:
     """``sql`` without the joined tables nothing reads; ``None`` when there is none (or it does not parse).
 
     ``tables`` (their columns) tells whose an unqualified column is; a table not among them is
     taken to have every column, so an unqualified name keeps it.
     """
     columns = {(t.schema.lower(), t.name.lower()): {c.lower() for c, _ in t.columns} for t in tables}
-    con = parser if parser is not None else duckdb.connect(":memory:")
-    try:
+    with parser_connection() as con:  # the guard's shared one within `shared_parser()`
         try:
             row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()
         except duckdb.Error:
@@ -67,9 +64,6 @@ def drop_unused_joins(
         out = back[0]
         # DuckDB writes COUNT(*) back as its internal name; the query reads as the model wrote it.
         return str(out).replace("count_star()", "count(*)")
-    finally:
-        if parser is None:
-            con.close()
 
 
 def _leaves(source: Any) -> list[dict[str, Any]]:
