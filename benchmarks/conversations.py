@@ -44,7 +44,7 @@ import grounded
 from grounded.answering.conversation import Turn, needs_rewrite, rewrite_question
 from grounded.kb import KnowledgeBase
 from grounded.text import content_terms
-from grounded.tune.answerability import task_split
+from grounded.tune.answerability import collection_kbs, task_split
 
 CLASSES = ("ANSWERABLE", "PARTIAL", "UNANSWERABLE", "UNDERSPECIFIED")
 HANDLED_GOAL = 0.70
@@ -66,27 +66,6 @@ def conversation(task: dict[str, Any]) -> tuple[str, list[Turn]]:
     while turns and turns[-1].role != "user":
         turns.pop()
     return turns[-1].text, turns[:-1]
-
-
-def build_kbs(tasks: list[dict[str, Any]], work: Path, **settings: Any) -> dict[str, KnowledgeBase]:
-    passages: dict[str, dict[str, str]] = defaultdict(dict)
-    for task in tasks:
-        for c in task["contexts"]:
-            passages[task["Collection"]][c["document_id"]] = c["text"]
-    kbs: dict[str, KnowledgeBase] = {}
-    for domain, docs in sorted(passages.items()):
-        corpus = work / domain / "corpus"
-        corpus.mkdir(parents=True, exist_ok=True)
-        with open(corpus / "corpus.jsonl", "w", encoding="utf-8") as fh:
-            for doc_id, text in sorted(docs.items()):
-                fh.write(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n")
-        kb = grounded.open(work / domain / "kb", **settings)
-        if kb.version is None:
-            started = time.perf_counter()
-            kb.ingest(corpus, source=domain)
-            print(f"{domain}: {len(docs)} passages indexed in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        kbs[domain] = kb
-    return kbs
 
 
 def key_map(kb: KnowledgeBase) -> dict[str, str]:
@@ -320,7 +299,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     tasks = load_tasks(args.data)
-    kbs = build_kbs(tasks, args.work, answer={"answerability": args.answerability})
+    kbs = collection_kbs(
+        tasks, args.work, lambda m: print(m, file=sys.stderr), answer={"answerability": args.answerability}
+    )
     result: dict[str, Any] = {} if args.no_retrieval else {"retrieval": retrieval(tasks, kbs, args.expert_rewrite)}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

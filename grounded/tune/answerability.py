@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from grounded.answering.conversation import Turn
 from grounded.answering.turn_features import TurnFeatures
 from grounded.checks.data import Split, split_of
 from grounded.errors import ConfigError
+
+if TYPE_CHECKING:
+    from grounded.kb import KnowledgeBase
 
 __all__ = [
     "PARTIAL_FEATURES",
@@ -113,22 +116,25 @@ def task_split(task: dict[str, Any]) -> Split:
     return split_of(conversation_group(task), DEV_SHARE, TEST_SHARE, salt=SALT)
 
 
-def collection_kbs(tasks: Sequence[dict[str, Any]], work: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """One knowledge base per ``Collection`` from the union of its tasks' reference passages, in ``work``."""
-    import grounded
+def collection_kbs(
+    tasks: Sequence[dict[str, Any]], work: Path, log: Callable[[str], None] = print, **settings: Any
+) -> dict[str, KnowledgeBase]:
+    """One knowledge base per ``Collection`` from the union of its tasks' reference passages, in ``work``
+    (``settings`` override the configuration, as in ``grounded.open``)."""
+    from grounded.kb import open_kb
 
     passages: dict[str, dict[str, str]] = defaultdict(dict)
     for task in tasks:
         for c in task["contexts"]:
             passages[task["Collection"]][c["document_id"]] = c["text"]
-    kbs: dict[str, Any] = {}
+    kbs: dict[str, KnowledgeBase] = {}
     for domain, docs in sorted(passages.items()):
         corpus = Path(work) / domain / "corpus"
         corpus.mkdir(parents=True, exist_ok=True)
         with open(corpus / "corpus.jsonl", "w", encoding="utf-8") as fh:
             for doc_id, text in sorted(docs.items()):
                 fh.write(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n")
-        kb = grounded.open(Path(work) / domain / "kb")
+        kb = open_kb(Path(work) / domain / "kb", **settings)
         if kb.version is None:
             started = time.perf_counter()
             kb.ingest(corpus, source=domain)
