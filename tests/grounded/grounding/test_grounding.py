@@ -109,7 +109,8 @@ def test_malicious_sql_from_a_model_is_refused_in_the_trace(shop_kb: Any, attack
     answer = eng.answer("how many products are in the kitchen room; DROP TABLE shop.products?", use_cache=False)
     draft = answer.trace["sql_drafts"][0]
     assert draft["sql"] is None
-    assert draft["attempts"] == 3  # the draft and two repair turns, then it gives up
+    # The draft and one repair turn: the model wrote the same query again, so another turn would too.
+    assert draft["attempts"] == 2
     assert draft["error"]
     assert all(c.provenance is None for c in answer.citations)
     assert shop_kb.version == version
