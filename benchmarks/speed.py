@@ -63,7 +63,7 @@ def bench_ingest(data: Path, work: Path, docs: int) -> Path:
     import hashlib
 
     import grounded
-    from grounded.ingest.builder import _search_text
+    from grounded.ingest.prepare import search_text as _search_text
     from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
 
     sample_dir = work / "speed-ingest"

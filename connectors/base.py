@@ -40,6 +40,8 @@ __all__ = [
     "Record",
     "RowBatch",
     "SizedConnector",
+    "Split",
+    "SplittableConnector",
     "StreamSpec",
     "Unreadable",
     "row_document_key",
@@ -178,3 +180,32 @@ class SizedConnector(Connector, Protocol):
 
     def size_hint(self) -> int | None:
         """Roughly how many records all streams will yield; ``None`` when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One part of a stream that can be read on its own (a run of files, a range of lines or keys).
+
+    ``spec`` is the connector's own description of the part (JSON-serialisable, so a split can be
+    shipped to another process); ``index`` orders the splits.
+    """
+
+    stream: str
+    index: int
+    spec: Mapping[str, JSONValue]
+
+
+@runtime_checkable
+class SplittableConnector(Connector, Protocol):
+    """A connector whose full read of a stream divides into independent parts.
+
+    The Ray engine (:mod:`grounded.ingest.ray_engine`) reads the parts in parallel tasks. Reading
+    every split of ``splits(stream, n)`` in order yields the records of ``read(stream, None)``, in
+    the same order (the page boundaries may differ), so the version written is the same.
+    """
+
+    def splits(self, stream: str, parts: int) -> list[Split]:
+        """About ``parts`` splits of a full read of ``stream``, in read order (fewer when it is small)."""
+
+    def read_split(self, split: Split) -> Iterator[Page]:
+        """Pages of the records of ``split`` (cursor ``None``: a split is part of a full read)."""

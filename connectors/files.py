@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import Cursor, Document, Page, Record, StreamSpec, Unreadable
+from connectors.base import Cursor, Document, JSONValue, Page, Record, Split, StreamSpec, Unreadable
 from grounded.errors import FatalConnectorError, IngestError
 
 __all__ = ["FilesConfig", "FilesConnector", "parse_file"]
@@ -104,14 +104,73 @@ class FilesConnector:
         return len(self.files())
 
     def read(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
-        if stream != "files":
-            raise FatalConnectorError(f"the files connector has one stream, 'files'; got {stream!r}")
+        self._check_stream(stream)
         self.check()
-        root = self.config.path if self.config.path.is_dir() else self.config.path.parent
-        batch: list[Record] = []
+        root = self._root()
+        yield from self._pages((file, file.relative_to(root).as_posix(), None) for file in self.files())
+
+    def splits(self, stream: str, parts: int) -> list[Split]:
+        """Runs of files of about equal size, a JSONL file cut into line ranges: ``read_split`` of
+        each in order yields the records of :meth:`read` in the same order."""
+        self._check_stream(stream)
+        self.check()
+        root = self._root()
+        pieces: list[tuple[str, int, int | None, int]] = []  # (key, first line, end line, weight)
         for file in self.files():
             key = file.relative_to(root).as_posix()
-            for record in self._records(file, key):
+            if file.suffix.lower() != ".jsonl":
+                pieces.append((key, 1, None, 1))
+                continue
+            with file.open("rb") as handle:
+                lines = sum(1 for _ in handle)
+            step = max(1, -(-lines // max(parts, 1)))
+            starts = range(1, max(lines, 1) + 1, step)
+            # The last range is open: the count here is of b"\n", and the read may see more lines.
+            pieces.extend(
+                (key, lo, lo + step if lo + step <= lines else None, min(step, lines - lo + 1)) for lo in starts
+            )
+        total = sum(p[3] for p in pieces)
+        target = max(1, -(-total // max(parts, 1)))
+        runs: list[JSONValue] = []
+        out: list[Split] = []
+        weight = 0
+        for key, lo, hi, size in pieces:
+            runs.append([key, lo, hi])
+            weight += size
+            if weight >= target:
+                out.append(Split(stream, len(out), {"pieces": runs}))
+                runs, weight = [], 0
+        if runs:
+            out.append(Split(stream, len(out), {"pieces": runs}))
+        return out
+
+    def read_split(self, split: Split) -> Iterator[Page]:
+        self._check_stream(split.stream)
+        root = self._root()
+        pieces = split.spec.get("pieces")
+        if not isinstance(pieces, list):
+            raise FatalConnectorError(f"split {split.index} of the files connector has no 'pieces': {split.spec!r}")
+        work: list[tuple[Path, str, tuple[int, int | None] | None]] = []
+        for piece in pieces:
+            if not isinstance(piece, list) or len(piece) != 3:
+                raise FatalConnectorError(f"a piece of a files split is [key, first line, end line]; got {piece!r}")
+            key, lo, hi = piece
+            if not isinstance(lo, int) or not (hi is None or isinstance(hi, int)):
+                raise FatalConnectorError(f"a files split's line range is two integers; got {piece!r}")
+            work.append((root / str(key), str(key), (lo, hi) if str(key).lower().endswith(".jsonl") else None))
+        yield from self._pages(iter(work))
+
+    def _check_stream(self, stream: str) -> None:
+        if stream != "files":
+            raise FatalConnectorError(f"the files connector has one stream, 'files'; got {stream!r}")
+
+    def _root(self) -> Path:
+        return self.config.path if self.config.path.is_dir() else self.config.path.parent
+
+    def _pages(self, work: Iterator[tuple[Path, str, tuple[int, int | None] | None]]) -> Iterator[Page]:
+        batch: list[Record] = []
+        for file, key, lines in work:
+            for record in self._records(file, key, lines):
                 batch.append(record)
                 if len(batch) >= self.config.page_size:
                     yield Page(records=batch)
@@ -119,23 +178,28 @@ class FilesConnector:
         if batch:
             yield Page(records=batch)
 
-    def _records(self, file: Path, key: str) -> Iterator[Record]:
+    def _records(self, file: Path, key: str, lines: tuple[int, int | None] | None = None) -> Iterator[Record]:
         try:
             if file.suffix.lower() == ".jsonl":
-                yield from self._jsonl(file, key)
+                yield from self._jsonl(file, key, lines or (1, None))
             else:
                 yield parse_file(file, key)
         except IngestError as exc:
             yield Unreadable(key_prefix=key, reason=str(exc))
 
-    def _jsonl(self, file: Path, key: str) -> Iterator[Record]:
+    def _jsonl(self, file: Path, key: str, lines: tuple[int, int | None]) -> Iterator[Record]:
         updated = _mtime(file)
+        first, end = lines
         try:
             handle = file.open(encoding="utf-8")
         except OSError as exc:
             raise IngestError(f"cannot open {file}: {exc.strerror}") from exc
         with handle:
             for lineno, line in enumerate(handle, start=1):
+                if lineno < first:
+                    continue
+                if end is not None and lineno >= end:
+                    break
                 if not line.strip():
                     continue
                 try:

@@ -36,6 +36,7 @@ __all__ = [
     "ChunkSettings",
     "ExpertSpec",
     "ExpertsSettings",
+    "ScaleSettings",
     "SchedulerSettings",
     "SearchSettings",
     "ServerSettings",
@@ -95,6 +96,40 @@ class IndexSettings(BaseModel):
         gt=0,
         description="A compaction merges every segment, the oldest too, once the newer segments and the "
         "oldest one's dead chunks reach this share of the oldest one's live chunks.",
+    )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Parts a knowledge base's chunks are split into by a hash of their document id, each "
+        "with its own FAISS and BM25 index, searched in parallel and merged exactly (global BM25 "
+        "statistics): the merged top-k equals one index's with exact indexes. Takes effect at the next "
+        "publish that writes a segment.",
+    )
+
+
+class ScaleSettings(BaseModel):
+    """Where ingestion runs: in this process, or on a Ray cluster (see docs/scale.md)."""
+
+    model_config = _STRICT_KEYS
+
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="`local`: read, chunk and embed in this process. `ray`: read splittable connectors in "
+        "parallel Ray tasks, chunk in tasks, embed in an actor pool (needs `pip install 'grounded[ray]'`); "
+        "the version published is the one `local` makes.",
+    )
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join (`auto`, `ray://host:10001`); unset: the one this process already "
+        "joined, else a local cluster started for the ingest.",
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        le=4096,
+        description="Embedding actors (one model load each, one GPU each where CUDA is available); a "
+        "splittable connector is read in four parts per worker.",
     )
 
 
@@ -455,6 +490,7 @@ class Settings(BaseSettings):
     )
     keep_versions: int = Field(3, ge=1, description="Published index versions kept on disk.")
     index: IndexSettings = Field(IndexSettings(), description="The on-disk layout of index versions.")
+    scale: ScaleSettings = Field(ScaleSettings(), description="Where ingestion runs: locally or on Ray.")
     chunking: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks.")
     search: SearchSettings = Field(
         SearchSettings(), description="Hybrid retrieval: candidates from BM25 and FAISS, and how they are fused."

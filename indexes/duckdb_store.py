@@ -483,6 +483,11 @@ class DuckDBStore:
         )
         self._insert_arrow("sentences", table)
 
+    def source_content_hashes(self, source: str) -> dict[str, str]:
+        """Every document id of ``source`` with its content hash."""
+        rows = self._con.execute(f"SELECT doc_id, content_hash FROM {self._docs} WHERE source = ?", [source]).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
     def source_doc_ids(self, source: str) -> set[str]:
         rows = self._con.execute(f"SELECT doc_id FROM {self._docs} WHERE source = ?", [source]).fetchall()
         return {str(r[0]) for r in rows}

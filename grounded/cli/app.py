@@ -48,6 +48,32 @@ KBOption = Annotated[
     typer.Option("--kb", help="Knowledge-base directory (default: kb_path from config, ./kb).", show_default=False),
 ]
 
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine", help="Where to read, chunk and embed: local or ray (default: [scale] engine).", show_default=False
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Ray cluster to join with --engine ray (auto, ray://host:10001).", show_default=False
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", min=1, help="Embedding actors with --engine ray (default: [scale] workers).", show_default=False
+    ),
+]
+
+
+def scale_overrides(engine: str | None, address: str | None, workers: int | None) -> dict[str, Any]:
+    """Settings overrides for the ``[scale]`` options of ingest, sync and refresh (only those given)."""
+    scale = {k: v for k, v in (("engine", engine), ("address", address), ("workers", workers)) if v is not None}
+    return {"scale": scale} if scale else {}
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

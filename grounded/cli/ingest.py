@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base, progress_factory
+from grounded.cli.app import (
+    AddressOption,
+    EngineOption,
+    KBOption,
+    WorkersOption,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    knowledge_base,
+    progress_factory,
+    scale_overrides,
+)
 
 
 @app.command()
@@ -22,6 +34,9 @@ def ingest(
     follow_symlinks: Annotated[
         bool, typer.Option(help="Also read files through symbolic links that lead out of the folder.")
     ] = False,
+    engine: EngineOption = None,
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Ingest documents; unchanged ones are skipped, changed ones replaced, removed ones deleted.
 
@@ -30,7 +45,7 @@ def ingest(
     """
     from connectors.files import FilesConfig, FilesConnector
 
-    knowledge = knowledge_base(kb, create=True)
+    knowledge = knowledge_base(kb, create=True, **scale_overrides(engine, address, workers))
     stats = knowledge.ingest(path, source=source, progress=progress_factory(progress), follow_symlinks=follow_symlinks)
     for link in FilesConnector(FilesConfig(path=path, follow_symlinks=follow_symlinks)).outside_links():
         err_console.print(

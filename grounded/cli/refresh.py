@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base
+from grounded.cli.app import (
+    AddressOption,
+    EngineOption,
+    KBOption,
+    WorkersOption,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    knowledge_base,
+    scale_overrides,
+)
 
 
 @app.command()
@@ -16,12 +27,15 @@ def refresh(
     source: Annotated[str | None, typer.Argument(help="The source to refresh (default: every enabled one).")] = None,
     kb: KBOption = None,
     full: Annotated[bool, typer.Option(help="Ignore cursors and rebuild the source's mirrored tables.")] = False,
+    engine: EngineOption = None,
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Refresh now, with the scheduler's lock, retries and job history (see GET /v1/jobs)."""
     from grounded.errors import ConfigError
     from grounded.ops.scheduler import Refresher
 
-    knowledge = knowledge_base(kb, create=True)
+    knowledge = knowledge_base(kb, create=True, **scale_overrides(engine, address, workers))
     sources = knowledge.settings.sources
     if not sources:
         raise ConfigError("no sources are configured; add a [sources.NAME] table to grounded.toml")

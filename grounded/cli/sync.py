@@ -6,7 +6,19 @@ from typing import Annotated
 
 import typer
 
-from grounded.cli.app import KBOption, app, console, err_console, handle_errors, knowledge_base, progress_factory
+from grounded.cli.app import (
+    AddressOption,
+    EngineOption,
+    KBOption,
+    WorkersOption,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    knowledge_base,
+    progress_factory,
+    scale_overrides,
+)
 
 
 @app.command()
@@ -21,11 +33,14 @@ def sync(
         bool, typer.Option(help="A renamed source: drop the old name's data and sync under the new name.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = None,
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Sync sources from grounded.toml: changed rows and documents only, deletions propagated."""
     from grounded.ingest.sources import sync_sources
 
-    knowledge = knowledge_base(kb, create=True)
+    knowledge = knowledge_base(kb, create=True, **scale_overrides(engine, address, workers))
     results = sync_sources(
         knowledge.store,
         knowledge.settings,

@@ -99,7 +99,7 @@ class SentenceEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
-                device = self._device or ("cuda" if _cuda_available() else "cpu")
+                device = self._device or embedding_device()
                 self._model = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
             return self._model
 
@@ -233,6 +233,12 @@ def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def embedding_device(cuda_available: bool | None = None) -> str:
+    """``cuda`` when a CUDA device is there (``cuda_available``, else asked of torch), ``cpu``
+    otherwise: chosen at run time, so one install runs on both kinds of machine."""
+    return "cuda" if (_cuda_available() if cuda_available is None else cuda_available) else "cpu"
 
 
 @functools.cache

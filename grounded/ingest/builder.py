@@ -17,10 +17,9 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,31 +43,14 @@ from connectors.base import (
 from grounded.config import Settings
 from grounded.errors import ConfigError, KnowledgeBaseError
 from grounded.experts.embedding import SentenceEmbedder
-from indexes.chunking import ChunkingConfig, chunk_document, evidence_sentences
+from grounded.ingest.prepare import PreparedDocument, content_hash, doc_id_for, prepare_document, sentence_digest
+from indexes.chunking import ChunkingConfig, evidence_sentences
 from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore, SentenceRow
 from indexes.faiss_index import IndexChoice, VectorIndex
 from indexes.mirror import TableMirror, export_tables
 from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore
 
 __all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for"]
-
-
-def doc_id_for(source: str, key: str) -> str:
-    """Stable document id: the same source and key always give the same id."""
-    return hashlib.blake2b(f"{source}\x00{key}".encode(), digest_size=12).hexdigest()
-
-
-def content_hash(doc: Document) -> str:
-    """Hash of everything that, when changed, requires re-chunking or re-indexing."""
-    payload = json.dumps(
-        [doc.title, doc.text, doc.uri, dict(doc.metadata), sorted(doc.acl)], sort_keys=True, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _search_text(title: str, text: str) -> str:
-    # The title goes with every chunk: it is often the best evidence of what a chunk is about.
-    return f"{title}\n{text}" if title and not text.startswith(title) else text
 
 
 @dataclass(slots=True)
@@ -129,6 +111,9 @@ class VersionBuilder:
         self._staged = Path()
         self._parent: VersionInfo | None = None
         self._mirrors: dict[str, TableMirror] = {}
+        # Embeddings of evidence sentences computed elsewhere (an embedding worker of the Ray
+        # engine), looked up by digest before anything is embedded at publish.
+        self._sentence_vectors: dict[str, np.ndarray] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -185,6 +170,25 @@ class VersionBuilder:
 
     def apply_page(self, source: str, stream: str, page: Page, seen: set[str] | None = None) -> IngestStats:
         """Write one page and its cursor in one transaction. ``seen`` collects live doc ids."""
+        return self.apply_prepared(source, stream, page, {}, seen)
+
+    def apply_prepared(
+        self,
+        source: str,
+        stream: str,
+        page: Page,
+        prepared: Mapping[str, PreparedDocument],
+        seen: set[str] | None = None,
+    ) -> IngestStats:
+        """:meth:`apply_page` with documents already chunked, and maybe embedded, elsewhere (the Ray
+        engine's tasks and actors), keyed by document id.
+
+        The page decides everything as it does for :meth:`apply_page` (which documents changed, what
+        is deleted, the cursor); ``prepared`` only saves the work: a changed document found there
+        with the same content hash takes its chunks from it, and text not embedded before in this
+        knowledge base takes the vector computed for it. Anything missing is computed here, so the
+        version written is the one :meth:`apply_page` writes.
+        """
         stats = IngestStats()
         documents = [r for r in page.records if isinstance(r, Document)]
         deletions = [r for r in page.records if isinstance(r, Deletion) and r.table is None]
@@ -206,27 +210,17 @@ class VersionBuilder:
 
         doc_rows: list[DocumentRow] = []
         chunk_rows: list[ChunkRow] = []
+        offered: dict[str, np.ndarray] = {}
         for doc_id in changed:
-            doc = by_id[doc_id]
-            doc_rows.append(
-                DocumentRow(
-                    doc_id=doc_id,
-                    source=source,
-                    key=doc.key,
-                    title=doc.title,
-                    uri=doc.uri,
-                    text=doc.text,
-                    content_hash=hashes[doc_id],
-                    updated_at=doc.updated_at,
-                    metadata=dict(doc.metadata),
-                    acl=tuple(doc.acl),
-                )
-            )
-            for chunk in chunk_document(doc_id, doc.text, self.chunking):
-                search_text = _search_text(doc.title, chunk.text)
-                text_hash = hashlib.sha256(search_text.encode()).hexdigest()
-                chunk_rows.append(ChunkRow(chunk, search_text, text_hash))
-        embeddings = self._embeddings(chunk_rows, stats)
+            ready = prepared.get(doc_id)
+            if ready is None or ready.row.content_hash != hashes[doc_id]:
+                ready = prepare_document(source, by_id[doc_id], self.chunking, digest=hashes[doc_id])
+            elif ready.vectors is not None:
+                offered.update(zip((c.text_hash for c in ready.chunks), ready.vectors, strict=True))
+                self._sentence_vectors.update(ready.sentence_vectors)
+            doc_rows.append(ready.row)
+            chunk_rows.extend(ready.chunks)
+        embeddings = self._embeddings(chunk_rows, stats, offered)
         stats.chunks_written = len(chunk_rows)
 
         delete_ids = [doc_id_for(source, d.key) for d in deletions]
@@ -293,16 +287,23 @@ class VersionBuilder:
         self._changed = self._changed or bool(removed)
         return stats
 
-    def _embeddings(self, rows: list[ChunkRow], stats: IngestStats) -> np.ndarray:
-        """Vectors for ``rows``: reused when that exact text was embedded before."""
+    def _embeddings(
+        self, rows: list[ChunkRow], stats: IngestStats, offered: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Vectors for ``rows``: reused when that exact text was embedded before, else taken from
+        ``offered`` (computed by an embedding worker), else embedded here."""
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
         reuse = self.store.embeddings_for(sorted({r.text_hash for r in rows}))
+        for text_hash, vector in (offered or {}).items():
+            if text_hash not in reuse:
+                reuse[text_hash] = vector
+                stats.chunks_embedded += 1
         todo = sorted({r.text_hash: r.search_text for r in rows if r.text_hash not in reuse}.items())
         if todo:
             fresh = self.embedder.embed([text for _, text in todo], all_cores=True)
             reuse.update({h: fresh[i] for i, (h, _) in enumerate(todo)})
-            stats.chunks_embedded = len(todo)
+            stats.chunks_embedded += len(todo)
         return np.stack([reuse[r.text_hash] for r in rows])
 
     def delete_unseen(self, source: str, seen: Iterable[str]) -> int:
@@ -397,10 +398,14 @@ class VersionBuilder:
             texts: dict[str, str] = {}
             for chunk_id, title, text in todo[lo : lo + batch_chunks]:
                 for ordinal, (span, sentence) in enumerate(evidence_sentences(title, text)):
-                    digest = hashlib.sha256(sentence.encode()).hexdigest()
+                    digest = sentence_digest(sentence)
                     planned.append((chunk_id, ordinal, span, digest))
                     texts[digest] = sentence
             vectors = self.store.sentence_embeddings_for(sorted(texts))
+            for digest in texts.keys() - vectors.keys():
+                if digest in self._sentence_vectors:
+                    vectors[digest] = self._sentence_vectors[digest]
+                    embedded += 1
             fresh = sorted(h for h in texts if h not in vectors)
             if fresh:
                 matrix = self.embedder.embed([texts[h] for h in fresh], all_cores=True)

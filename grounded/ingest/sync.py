@@ -5,21 +5,27 @@ rebuilds the source's mirrored tables). Nothing is published unless every page w
 any error the last good version keeps serving and the error propagates. A page's cursor is
 committed with the page's data, so a rerun after a crash resumes where the last good version
 left off (at-least-once delivery, made harmless by content-hash ids).
+
+With ``[scale] engine = "ray"`` the pages are read, chunked and embedded on a Ray cluster
+(:mod:`grounded.ingest.ray_engine`) and written here through the same builder, page by page.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from connectors.base import Connector, Document, LiveKeys, Page, RowBatch
-from grounded.access import effective_acl
+from connectors.base import Connector, Cursor, LiveKeys, Page, RowBatch, StreamSpec
 from grounded.config import source_name_problem
 from grounded.errors import InvalidRequest
 from grounded.ingest.builder import IngestStats, VersionBuilder
 from grounded.ingest.prefetch import read_ahead
+from grounded.ingest.prepare import PreparedDocument, with_acl
 from grounded.store import KnowledgeStore
+
+if TYPE_CHECKING:
+    from grounded.ingest.ray_engine import RayEngine
 
 __all__ = ["ProgressFactory", "sync_connector", "validate_source_name", "with_acl"]
 
@@ -46,6 +52,7 @@ def sync_connector(
     """
     validate_source_name(source)
     stats = IngestStats()
+    engine = _engine(store)
     bar = progress(total, f"sync {source}") if progress else None
     with VersionBuilder(store.versions, store.embedder, store.settings) as builder:
         if full:
@@ -55,15 +62,12 @@ def sync_connector(
             seen: set[str] = everything if full else set()
             cursor = None if spec.full_scan or full else builder.cursor(source, spec.name)
             builder.begin_stream(source, spec, cursor)
-            # The next page is read while this one is written (grounded.ingest.prefetch).
-            with read_ahead(connector.read(spec.name, cursor)) as pages:
-                for page in pages:
-                    if acl:
-                        page = with_acl(page, acl)
-                    # Table streams delete by row keys (in the mirror), not by a set of doc ids;
-                    # a full rebuild emptied the mirror, so it diffs documents by id instead.
-                    doc_seen = seen if spec.kind == "documents" or full else None
-                    stats.merge(builder.apply_page(source, spec.name, page, doc_seen))
+            # Table streams delete by row keys (in the mirror), not by a set of doc ids;
+            # a full rebuild emptied the mirror, so it diffs documents by id instead.
+            doc_seen = seen if spec.kind == "documents" or full else None
+            with _pages(engine, builder, source, connector, spec, cursor, acl) as pages:
+                for page, prepared in pages:
+                    stats.merge(builder.apply_prepared(source, spec.name, page, prepared, doc_seen))
                     if bar is not None:
                         bar.update(_progress_units(page))
             stats.merge(builder.end_stream(source, spec))
@@ -83,12 +87,37 @@ def sync_connector(
     return stats
 
 
-def with_acl(page: Page, acl: Sequence[str]) -> Page:
-    """``page`` with every document's ACL set to :func:`effective_acl` of the source's ``acl``."""
-    records = [
-        dataclasses.replace(r, acl=effective_acl(acl, r.acl)) if isinstance(r, Document) else r for r in page.records
-    ]
-    return dataclasses.replace(page, records=records)
+def _engine(store: KnowledgeStore) -> RayEngine | None:
+    """The Ray engine when ``scale.engine`` is ``ray`` (imported only then)."""
+    if store.settings.scale.engine != "ray":
+        return None
+    from grounded.ingest.ray_engine import RayEngine
+
+    return RayEngine(store.settings)
+
+
+@contextmanager
+def _pages(
+    engine: RayEngine | None,
+    builder: VersionBuilder,
+    source: str,
+    connector: Connector,
+    spec: StreamSpec,
+    cursor: Cursor | None,
+    acl: Sequence[str],
+) -> Iterator[Iterator[tuple[Page, Mapping[str, PreparedDocument]]]]:
+    """A stream's pages with what was prepared for them: nothing locally (the builder chunks and
+    embeds), chunked and embedded documents from the Ray engine."""
+    if engine is None:
+        # The next page is read while this one is written (grounded.ingest.prefetch).
+        with read_ahead(connector.read(spec.name, cursor)) as pages:
+            yield ((with_acl(page, acl) if acl else page, {}) for page in pages)
+        return
+    known = builder.store.source_content_hashes(source)
+    prepared = engine.prepared_pages(
+        connector, spec, cursor, source=source, known=known, acl=acl, sentences=builder.sentences
+    )
+    yield ((item.page, item.prepared) for item in prepared)
 
 
 def _progress_units(page: Page) -> int:
