@@ -97,15 +97,6 @@ class IndexSettings(BaseModel):
         description="A compaction merges every segment, the oldest too, once the newer segments and the "
         "oldest one's dead chunks reach this share of the oldest one's live chunks.",
     )
-    shards: int = Field(
-        1,
-        ge=1,
-        le=256,
-        description="Parts a knowledge base's chunks are split into by a hash of their document id, each "
-        "with its own FAISS and BM25 index, searched in parallel and merged exactly (global BM25 "
-        "statistics): the merged top-k equals one index's with exact indexes. Takes effect at the next "
-        "publish that writes a segment.",
-    )
 
 
 class ScaleSettings(BaseModel):

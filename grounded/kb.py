@@ -196,6 +196,9 @@ class KnowledgeBase(ExploreMixin):
             "index": snap.version.manifest.get("index", {}),
             "embed_model": snap.version.manifest.get("embed_model"),
             "created_at": snap.version.manifest.get("created_at"),
+            # Where this process runs the encoder and FAISS (FAISS searches on the CPU: GPU FAISS is
+            # not wired in yet, see docs/scale.md).
+            "devices": {"encoder": self.embedder.device, "faiss": "cpu"},
         }
 
     # -- writing ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 from grounded.errors import ConfigError
 from grounded.experts.onnx_encoder import OnnxEncoder
 
-__all__ = ["DEFAULT_EMBED_MODEL", "EmbedRuntime", "QueryBatcher", "SentenceEmbedder", "resolve_model_dir"]
+__all__ = ["DEFAULT_EMBED_MODEL", "EmbedRuntime", "QueryBatcher", "SentenceEmbedder", "embedding_device", "resolve_model_dir"]
 
 EmbedRuntime = Literal["onnx", "torch"]
 
@@ -102,6 +102,14 @@ class SentenceEmbedder:
                 device = self._device or embedding_device()
                 self._model = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
             return self._model
+
+    @property
+    def device(self) -> str:
+        """Where texts are embedded: ``cpu`` on the ONNX runtime (ONNX Runtime's CPU provider), else
+        the torch device (the configured one, or :func:`embedding_device`'s choice)."""
+        if self._onnx is not None:
+            return "cpu"
+        return self._device or embedding_device()
 
     @property
     def dim(self) -> int:

@@ -101,6 +101,7 @@ def test_a_ray_ingest_and_refresh_publish_the_version_a_local_one_does(tmp_path:
     assert stats[1].documents_added == stats[0].documents_added > 20
     assert stats[1].chunks_embedded == stats[0].chunks_embedded
     _assert_same(on_ray, local)
+    assert on_ray.stats()["devices"] == {"encoder": "cpu", "faiss": "cpu"}
 
     # A refresh: one file changed, one removed, one JSONL line changed; only those are re-embedded.
     (corpus / "with.txt").write_text("The with statement wraps a block in a context manager.\n", encoding="utf-8")

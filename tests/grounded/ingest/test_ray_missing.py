@@ -36,3 +36,10 @@ def test_a_local_ingest_never_imports_ray(tmp_path: Path) -> None:
         check=True,
     )
     assert out.stdout.splitlines()[-1] == "False"
+
+
+def test_the_encoder_device_is_chosen_at_run_time() -> None:
+    from grounded.experts.embedding import embedding_device
+
+    assert embedding_device(cuda_available=True) == "cuda"
+    assert embedding_device(cuda_available=False) == "cpu"
