@@ -28,7 +28,14 @@ import numpy as np
 from grounded.errors import ConfigError
 from grounded.experts.onnx_encoder import OnnxEncoder
 
-__all__ = ["DEFAULT_EMBED_MODEL", "EmbedRuntime", "QueryBatcher", "SentenceEmbedder", "embedding_device", "resolve_model_dir"]
+__all__ = [
+    "DEFAULT_EMBED_MODEL",
+    "EmbedRuntime",
+    "QueryBatcher",
+    "SentenceEmbedder",
+    "embedding_device",
+    "resolve_model_dir",
+]
 
 EmbedRuntime = Literal["onnx", "torch"]
 
