@@ -20,6 +20,12 @@ search over several parts (segments or shards) against one index.
    statistics, dense fanned out, fused with RRF. Top-10 overlap with the unsharded index and
    the p50/p95 a query spends more than on the unsharded one.
 
+5. Ingestion (``--scifact DIR``): the first ``--ingest-docs`` documents of SciFact's
+   ``corpus.jsonl`` ingested with the real encoder (chunks and evidence sentences) locally on one
+   core, then on a local Ray cluster with 1 and 2 embedding workers: docs/s, the scaling factor
+   Ray-2 / Ray-1, Ray-1 / local, and the version compared with the local one (top 10 of every
+   SciFact test query, nDCG@10 over the queries whose relevant documents were ingested).
+
 ``--data DIR`` keeps the knowledge base there (default: a temporary directory).
 """
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import sys
 import tempfile
@@ -235,6 +242,62 @@ def sharded(data: Path, n: int, queries: list[str], vocab: list[str]) -> dict[st
     return out
 
 
+def ingestion(data: Path, scifact: Path, docs: int) -> dict[str, Any]:
+    """Local vs Ray ingestion of SciFact documents (see the module docstring, 5)."""
+    import os
+
+    import ray
+
+    import grounded
+    from benchmarks.beir_eval import evaluate, load_qrels, load_queries
+
+    corpus = data / "scifact-ingest" / "corpus.jsonl"
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    with (scifact / "corpus.jsonl").open(encoding="utf-8") as src, corpus.open("w", encoding="utf-8") as out:
+        for _, line in zip(range(docs), src, strict=False):
+            out.write(line)
+    ingested = {json.loads(line)["_id"] for line in corpus.read_text(encoding="utf-8").splitlines()}
+    qrels = {q: rel for q, rel in load_qrels(scifact, "test").items() if set(rel) <= ingested}
+    queries = load_queries(scifact, qrels)
+    out: dict[str, Any] = {"documents": len(ingested), "queries": len(queries), "cpus": os.cpu_count()}
+    runs: dict[str, dict[str, list[str]]] = {}
+    for name, workers in (("local", 0), ("ray_1", 1), ("ray_2", 2)):
+        path = data / f"ingest-{name}"
+        shutil.rmtree(path, ignore_errors=True)
+        cores = os.sched_getaffinity(0)
+        if workers:
+            ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+            kb = grounded.open(path, scale={"engine": "ray", "workers": workers})
+        else:
+            os.sched_setaffinity(0, {min(cores)})  # one core: the local path's one worker
+            kb = grounded.open(path)
+        kb.embedder.embed(["warm up"])  # the driver's model load is not ingestion
+        started = time.perf_counter()
+        stats = kb.ingest(corpus, source="scifact")
+        seconds = time.perf_counter() - started
+        os.sched_setaffinity(0, cores)
+        if workers:
+            ray.shutdown()
+        run = {}
+        for qid, text in queries.items():
+            keys = [h.key for h in kb.search(text, k=10)]
+            run[qid] = list(dict.fromkeys(k.rsplit("#", 1)[-1] for k in keys))
+        runs[name] = run
+        ndcg, _ = evaluate(run, qrels)
+        out[name] = {
+            "seconds": round(seconds, 2),
+            "docs_per_s": round(len(ingested) / seconds, 2),
+            "chunks_embedded": stats.chunks_embedded,
+            "sentences_embedded": stats.sentences_embedded,
+            "ndcg10": round(ndcg, 4),
+            "same_top10_as_local": runs[name] == runs["local"],
+        }
+        print(name, out[name], flush=True)
+    out["ray_2_over_ray_1"] = round(out["ray_2"]["docs_per_s"] / out["ray_1"]["docs_per_s"], 3)
+    out["ray_1_over_local"] = round(out["ray_1"]["docs_per_s"] / out["local"]["docs_per_s"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=200_000)
@@ -242,6 +305,9 @@ def main() -> None:
     parser.add_argument("--shard-chunks", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--data", type=Path, default=None, help="where to build (default: a temporary directory)")
+    parser.add_argument("--scifact", type=Path, default=None, help="SciFact (BEIR) folder: measure ingestion")
+    parser.add_argument("--ingest-docs", type=int, default=5183, help="SciFact documents ingested")
+    parser.add_argument("--skip-publish", action="store_true", help="only the ingestion part (with --scifact)")
     add_json_option(parser)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -250,7 +316,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
         data.mkdir(parents=True, exist_ok=True)
-        figures = {"publish": publish_cost(data, args.chunks, args.change, queries, vocab)}
+        figures: dict[str, Any] = {}
+        if args.scifact:
+            figures["ingestion"] = ingestion(data, args.scifact, args.ingest_docs)
+            print(figures["ingestion"], flush=True)
+        if args.skip_publish:
+            write_json(args.json, figures)
+            return
+        figures["publish"] = publish_cost(data, args.chunks, args.change, queries, vocab)
         print(figures["publish"], flush=True)
         if args.shard_chunks:
             figures["shards"] = sharded(data, args.shard_chunks, queries, vocab)
