@@ -97,6 +97,14 @@ class IndexSettings(BaseModel):
         description="A compaction merges every segment, the oldest too, once the newer segments and the "
         "oldest one's dead chunks reach this share of the oldest one's live chunks.",
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Shards of each new segment's vectors, by a hash of the document id: one FAISS file "
+        "each, searched in parallel and merged exactly (the merged top-k equals one index's with exact "
+        "indexes). Applies to segments written from then on; BM25 stays one index per segment.",
+    )
 
 
 class ScaleSettings(BaseModel):

@@ -199,6 +199,7 @@ class KnowledgeBase(ExploreMixin):
             # Where this process runs the encoder and FAISS (FAISS searches on the CPU: GPU FAISS is
             # not wired in yet, see docs/scale.md).
             "devices": {"encoder": self.embedder.device, "faiss": "cpu"},
+            "shards": max((len(s) for s in snap.version.segment_shards.values()), default=1),
         }
 
     # -- writing ------------------------------------------------------------------------------------

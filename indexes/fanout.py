@@ -19,7 +19,13 @@ import numpy as np
 
 from indexes.faiss_index import FloatArray, IdArray, IndexChoice, VectorIndex
 
-__all__ = ["FanOutIndex", "merge_top"]
+__all__ = ["FanOutIndex", "merge_top", "shard_of"]
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    """The shard of a document (a hex id, :func:`grounded.ingest.prepare.doc_id_for`): stable, so a
+    document's chunks always live in one shard."""
+    return int(doc_id[:15], 16) % shards if shards > 1 else 0
 
 
 def merge_top(results: Sequence[tuple[FloatArray, IdArray]], k: int, nq: int) -> tuple[FloatArray, IdArray]:

@@ -52,6 +52,13 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 STORE_FILE = "store.duckdb"
 VECTORS_FILE = "vectors.faiss"
+
+
+def shard_file(shard: int) -> str:
+    """The FAISS file of one shard of a segment written with ``index.shards`` > 1."""
+    return f"vectors.shard{shard}.faiss"
+
+
 MANIFEST_FILE = "manifest.json"
 TABLES_DIR = "tables"
 """Per-source copies of the mirrored tables, one DuckDB file per source."""
@@ -80,6 +87,12 @@ class VersionInfo:
         if found is None:
             return [self.id]
         return [str(s["id"]) for s in found]
+
+    @property
+    def segment_shards(self) -> dict[str, list[dict[str, Any]]]:
+        """The vector-index choice of each shard of the segments written in shards (others: absent)."""
+        found = self.manifest.get("segments") or []
+        return {str(s["id"]): [dict(c) for c in s["shards"]] for s in found if s.get("shards")}
 
     @property
     def segment_indexes(self) -> dict[str, dict[str, Any]]:
@@ -220,7 +233,7 @@ class VersionStore:
         """Make ``staged`` the current version; the only step readers can observe."""
         _write_atomic(staged / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True, default=str))
         tables = sorted((staged / TABLES_DIR).glob("*.duckdb")) if (staged / TABLES_DIR).is_dir() else []
-        for file in [staged / STORE_FILE, staged / VECTORS_FILE, *tables]:
+        for file in [staged / STORE_FILE, *sorted(staged.glob("vectors*.faiss")), *tables]:
             if file.exists():
                 with open(file, "rb") as fh:
                     os.fsync(fh.fileno())

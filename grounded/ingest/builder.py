@@ -47,8 +47,9 @@ from grounded.ingest.prepare import PreparedDocument, content_hash, doc_id_for, 
 from indexes.chunking import ChunkingConfig, evidence_sentences
 from indexes.duckdb_store import ChunkRow, DocumentRow, DuckDBStore, SentenceRow
 from indexes.faiss_index import IndexChoice, VectorIndex
+from indexes.fanout import shard_of
 from indexes.mirror import TableMirror, export_tables
-from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore
+from indexes.versions import STORE_FILE, TABLES_DIR, VECTORS_FILE, VersionInfo, VersionStore, shard_file
 
 __all__ = ["IngestStats", "VersionBuilder", "content_hash", "doc_id_for"]
 
@@ -341,13 +342,13 @@ class VersionBuilder:
         store = self.store
         self.sentences_embedded = self._store_sentences() if self.sentences else 0
         self._compact()
-        choice = self._own_vectors()
+        choice, shard_choices = self._own_vectors()
         self._export_tables()
         # The BM25 index covers this version's own chunks; a version that wrote none (a sync of
         # mirrored tables) needs none and never reads the chunks of older segments (issue 25).
         if store.chunks_changed:
             store.rebuild_fts()
-        segments = self._segments(choice)
+        segments = self._segments(choice, shard_choices)
         store.set_meta("segment_id", self.vid)
         store.set_meta("segments", json.dumps([s["id"] for s in segments]))
         counts = store.counts()
@@ -467,27 +468,55 @@ class VersionBuilder:
         elif dead >= settings.compact_ratio * max(live, 1):
             store.absorb(store.segments)
 
-    def _segments(self, own: IndexChoice) -> list[dict[str, Any]]:
+    def _segments(self, own: IndexChoice, shards: list[IndexChoice] | None) -> list[dict[str, Any]]:
         """The manifest's ``segments``: the older ones still read, then this version's own when
-        it holds any document or sentence."""
+        it holds any document or sentence (with its shards' choices when it is sharded)."""
         store = self.store
         choices = self._parent.segment_indexes if self._parent is not None else {}
-        out: list[dict[str, Any]] = [{"id": sid, "index": choices.get(sid, {"kind": "Flat"})} for sid in store.segments]
+        sharded = self._parent.segment_shards if self._parent is not None else {}
+        out: list[dict[str, Any]] = [
+            {
+                "id": sid,
+                "index": choices.get(sid, {"kind": "Flat"}),
+                **({"shards": sharded[sid]} if sid in sharded else {}),
+            }
+            for sid in store.segments
+        ]
         row = store.connection.execute(
             "SELECT (SELECT count(*) FROM documents) + (SELECT count(*) FROM sentences)"
         ).fetchone()
         if row and row[0]:
-            out.append({"id": self.vid, "index": own.to_dict()})
+            entry: dict[str, Any] = {"id": self.vid, "index": own.to_dict()}
+            if shards is not None:
+                entry["shards"] = [c.to_dict() for c in shards]
+            out.append(entry)
         return out
 
-    def _own_vectors(self) -> IndexChoice:
-        """The FAISS index of this version's own chunks (the older segments keep theirs)."""
+    def _own_vectors(self) -> tuple[IndexChoice, list[IndexChoice] | None]:
+        """The FAISS index of this version's own chunks (the older segments keep theirs): one file,
+        or with ``index.shards`` > 1 one file per shard of document ids (and the shards' choices)."""
         ids, vectors = self.store.vectors(own=True)
+        shards = self.settings.index.shards
+        if shards == 1:
+            index = self._vector_index(ids, vectors)
+            index.save(self._staged / VECTORS_FILE)
+            return index.choice, None
+        owner = dict(self.store.connection.execute("SELECT chunk_id, doc_id FROM chunks").fetchall())
+        part = np.array([shard_of(owner[int(i)], shards) for i in ids], dtype=np.int64)
+        choices = []
+        for shard in range(shards):
+            keep = np.flatnonzero(part == shard)
+            index = self._vector_index(ids[keep], vectors[keep] if len(keep) else vectors[:0])
+            index.save(self._staged / shard_file(shard))
+            choices.append(index.choice)
+        largest = int(np.argmax(np.bincount(part, minlength=shards))) if len(part) else 0
+        return choices[largest], choices
+
+    def _vector_index(self, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
         index = VectorIndex.build(ids, vectors) if len(ids) else VectorIndex.empty(self.embedder.dim)
         if index.ntotal != len(ids):
             raise KnowledgeBaseError(
                 f"vector index holds {index.ntotal} vectors but the segment has {len(ids)} chunks; "
                 "the staged version was discarded"
             )
-        index.save(self._staged / VECTORS_FILE)
-        return index.choice
+        return index

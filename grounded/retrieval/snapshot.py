@@ -11,7 +11,7 @@ from indexes import segments as seg
 from indexes.duckdb_store import DuckDBStore
 from indexes.faiss_index import IndexChoice, VectorIndex
 from indexes.fanout import FanOutIndex
-from indexes.versions import VECTORS_FILE, VersionInfo, segment_dir
+from indexes.versions import VECTORS_FILE, VersionInfo, segment_dir, shard_file
 
 __all__ = ["Snapshot"]
 
@@ -44,17 +44,24 @@ class Snapshot:
 def _segment_vectors(version: VersionInfo, store: DuckDBStore) -> FanOutIndex:
     root = version.path.parent.parent
     choices = version.segment_indexes
+    sharded = version.segment_shards
     dead = f"{seg.catalog(version.id)}.main.dead"
     parts: list[VectorIndex] = []
     for sid in store.segments:
-        path = segment_dir(root, sid) / VECTORS_FILE
-        try:
-            index = VectorIndex.load(path, IndexChoice(**choices[sid]))
-        except RuntimeError as exc:  # faiss's error for a missing or damaged file
-            # Also what a reader sees when pruning moves the segment meanwhile: the caller
-            # (KnowledgeStore) retries on CorruptKnowledgeBase with the then current version.
-            raise CorruptKnowledgeBase(f"cannot read segment {sid}'s vectors at {path} ({exc})") from exc
+        files = (
+            [(segment_dir(root, sid) / shard_file(k), c) for k, c in enumerate(sharded[sid])]
+            if sid in sharded
+            else [(segment_dir(root, sid) / VECTORS_FILE, choices[sid])]
+        )
         found = store.cursor().execute(seg.dead_chunk_sql(sid, dead)).fetchnumpy()
-        index.remove(np.asarray(found["chunk_id"], dtype=np.int64))
-        parts.append(index)
-    return FanOutIndex(parts)
+        for path, choice in files:
+            try:
+                index = VectorIndex.load(path, IndexChoice(**choice))
+            except RuntimeError as exc:  # faiss's error for a missing or damaged file
+                # Also what a reader sees when pruning moves the segment meanwhile: the caller
+                # (KnowledgeStore) retries on CorruptKnowledgeBase with the then current version.
+                raise CorruptKnowledgeBase(f"cannot read segment {sid}'s vectors at {path} ({exc})") from exc
+            index.remove(np.asarray(found["chunk_id"], dtype=np.int64))
+            parts.append(index)
+    # A sharded segment's parts are searched side by side (one thread each), then merged exactly.
+    return FanOutIndex(parts, workers=max((len(s) for s in sharded.values()), default=1))
