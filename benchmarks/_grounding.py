@@ -83,6 +83,13 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
         help="the zero-shot path: plain (sample rows, one repair turn; before issue 25), values (value linking, "
         "qualified names, candidates chosen by execution, repairs with the binder's hint; default), or both",
     )
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=3,
+        help="worked examples in the zero-shot prompt, made from the shown tables' own columns and values "
+        "(template queries, never a benchmark question; 0: none, as before issue 25's examples)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures and every question's outcome here")
 
 
@@ -100,7 +107,7 @@ def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
     paths = ("plain", "values") if args.path == "both" else (args.path,)
     return {
         f"{label} {mode} {path}": SqlWriter(
-            expert, linker, db=linker.db, grammar=mode == "grammar", values=path == "values"
+            expert, linker, db=linker.db, grammar=mode == "grammar", values=path == "values", examples=args.examples
         )
         for path in paths
         for mode in modes

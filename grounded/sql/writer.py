@@ -3,9 +3,10 @@
 The zero-shot path, for a database no model was tuned on:
 
 1. **Prompt**: only the tables schema linking chose, as ``CREATE TABLE`` with a few example
-   values per column, and the question's values *as the data spells them* with every column
-   holding them (``'texas': state.state_name, river.traverse``; value linking,
-   :mod:`grounded.sql.values`). Columns are asked for, and under the grammar written,
+   values per column, worked examples over those tables made from their own columns and values
+   (template queries and questions, the most like the question; :mod:`grounded.sql.examples`),
+   and the question's values *as the data spells them* with every column holding them
+   (``'texas': state.state_name, river.traverse``; value linking, :mod:`grounded.sql.values`). Columns are asked for, and under the grammar written,
    qualified by their table (``city.population``), so a join never leaves a name ambiguous.
 2. **Draft**: the sql expert writes a query (under the shown tables' SQL grammar when it can,
    :mod:`grounded.sql.grammar`); it is taken from a code block or the first ``SELECT``/``WITH``.
@@ -137,6 +138,7 @@ class SqlWriter:
         max_attempts: int = 3,
         row_limit: int = 200,
         timeout_s: float = 5.0,
+        examples: int = 3,
     ) -> None:
         self.expert = expert
         self.linker = linker
@@ -150,6 +152,9 @@ class SqlWriter:
         self.max_tables = max_tables
         self.max_tokens = max_tokens
         self.max_attempts = max_attempts if values else 2
+        self.examples = examples if values else 0
+        """Worked examples in the zero-shot prompt: template queries over the shown tables
+        (:mod:`grounded.sql.examples`), the ones most like the question."""
         self.row_limit = row_limit
         self.timeout_s = timeout_s
 
@@ -164,9 +169,13 @@ class SqlWriter:
         schema = "\n\n".join(self.linker.describe_columns(link.table) for link in links)
         shown = [link.table for link in links]
         hints = _value_hints(matches, order=[t.qualified for t in shown], tables=shown)
+        worked = self.linker.examples.pick(question, shown, self.examples) if self.examples else []
+        shots = "".join(f"Question: {ex.question}\nSQL: {ex.sql}\n\n" for ex in worked)
+        if shots:
+            shots = f"\nExamples over these tables:\n{shots}"
         return [
             Message("system", SYSTEM),
-            Message("user", f"Tables:\n{schema}\n{hints}\nQuestion: {question}\nSQL:"),
+            Message("user", f"Tables:\n{schema}\n{shots}{hints}\nQuestion: {question}\nSQL:"),
         ]
 
     def write(self, question: str, links: Sequence[Link] | None = None) -> SqlDraft:

@@ -4,6 +4,7 @@ value linking, candidates and their choice, repair turns, routing that tries the
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from grounded.experts.base import Generation, Message
 from grounded.grounding.router import Router
 from grounded.sql.candidates import Candidate, choose, rewrites
 from grounded.sql.database import QueryResult, ReadOnlyDatabase
+from grounded.sql.examples import qualify
 from grounded.sql.grammar import accepts, sql_grammar
 from grounded.sql.schema_link import SchemaLinker, cover
 from grounded.sql.writer import SqlWriter
@@ -249,6 +251,51 @@ def test_qualified_grammar_reads_each_column_from_its_own_table(linker: SchemaLi
     assert not accepts(grammar, "SELECT city.area FROM geo.city")  # area is state's
     assert not accepts(grammar, "SELECT city_name FROM geo.city")  # unqualified over two tables
     assert accepts(sql_grammar(tables[:1], qualified=True), "SELECT city_name FROM geo.city")
+
+
+def test_worked_examples_are_template_queries_over_the_shown_tables(linker: SchemaLinker) -> None:
+    """No person writes them: queries made from the shown tables' own columns and values, each
+    runs and returns rows, written as the prompt asks (columns qualified, strings of the grammar)."""
+    question = "how many people live in austin?"
+    for names in (("city",), ("city", "state")):
+        tables = [t for t in linker.db.tables() if t.name in names]
+        picked = linker.examples.pick(question, tables, k=4)
+        assert len(picked) == 4
+        assert picked == linker.examples.pick(question, tables, k=4)  # deterministic
+        assert max(Counter(ex.template for ex in picked).values()) <= 2  # a few shapes
+        grammar = sql_grammar(tables, qualified=True)
+        for ex in picked:
+            assert set(ex.tables) <= {t.qualified for t in tables}
+            assert accepts(grammar, ex.sql), ex.sql
+            assert linker.db.execute(ex.sql, timeout_s=5, row_limit=50).rows
+        # The closest to the question sits last, next to it.
+        sims = [
+            float(v @ linker.embedder.embed_query(question))
+            for v in linker.embedder.embed([e.question for e in picked])
+        ]
+        assert sims[-1] == pytest.approx(max(sims), abs=1e-5)
+    joined = [ex for ex in linker.examples.examples(tables)[0] if len(ex.tables) == 2]
+    assert joined
+    assert all(" JOIN geo.state ON city.state_name = state.state_name" in ex.sql for ex in joined)
+    assert qualify("SELECT count(*) FROM geo.city WHERE state_name = 'state_name'", tables[0]) == (
+        "SELECT count(*) FROM geo.city WHERE city.state_name = 'state_name'"
+    )
+
+
+def test_the_zero_shot_prompt_shows_worked_examples_before_the_question(linker: SchemaLinker) -> None:
+    expert = Scripted("SELECT city.population FROM geo.city WHERE city.city_name = 'austin'")
+    draft = SqlWriter(expert, linker, db=linker.db).write("what is the population of austin?")
+    assert draft.sql == "SELECT city.population FROM geo.city WHERE city.city_name = 'austin'"
+    prompt = expert.chats[0][-1].content
+    tables = [t for t in linker.db.tables() if t.qualified in draft.tables]
+    shown = linker.examples.pick("what is the population of austin?", tables, k=3)
+    assert len(shown) == 3
+    block = "".join(f"Question: {ex.question}\nSQL: {ex.sql}\n\n" for ex in shown)
+    assert f"Examples over these tables:\n{block}" in prompt
+    assert prompt.index("Examples over") < prompt.index("Values in the question") < prompt.index("Question: what")
+    bare = Scripted("SELECT 1")
+    SqlWriter(bare, linker, db=linker.db, examples=0).write("what is the population of austin?")
+    assert "Examples over" not in bare.chats[0][-1].content
 
 
 def test_routing_tries_the_tables(linker: SchemaLinker) -> None:

@@ -30,7 +30,7 @@ from grounded.sql.guard import check_sql
 from grounded.tune.data import read_examples
 from grounded.tune.evaluate import ExecutionJudge
 from grounded.tune.sql_synth import RoundTrip, mention_check, synthesize_pairs
-from grounded.tune.sql_templates import TEMPLATES, TemplateSql, template_queries
+from grounded.sql.templates import TEMPLATES, TemplateSql, template_queries
 
 SUPPLIERS = [(1, "Acme", "Norway"), (2, "Globex", "France"), (3, "Initech", "Norway")]
 PRODUCTS = [
