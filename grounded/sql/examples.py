@@ -28,11 +28,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 
 from grounded.experts.embedding import SentenceEmbedder
+from grounded.sql.candidates import substance
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
+from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.sql.templates import template_queries
+from grounded.sql.values import ValueMatch
 
 __all__ = ["Example", "ExampleBank", "qualify"]
 
@@ -42,6 +46,7 @@ MAX_PER_TEMPLATE = 2
 """At most this many examples of one template in a prompt: a few shapes, not one shape thrice."""
 _CACHED_SETS = 64
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
+_REF = r'(?:[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")'
 _IDENT = re.compile(r'(?<![\w."])([A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")(?![\w."(])')
 
 
@@ -53,6 +58,8 @@ class Example:
     sql: str
     template: str
     tables: tuple[str, ...]
+    values: tuple[str, ...] = ()
+    """The literal values of the query, as written in it."""
 
 
 def qualify(sql: str, table: TableInfo) -> str:
@@ -114,20 +121,32 @@ class ExampleBank:
             if "TRY_CAST" in made.sql:
                 continue  # numbers stored as text: the candidates read them as numbers, the grammar cannot
             sql = made.sql if len(made.tables) > 1 else qualify(made.sql, by_name[made.tables[0]])
-            out.append(Example(made.question, sql, made.template, made.tables))
+            out.append(Example(made.question, sql, made.template, made.tables, made.values))
             if len(out) >= self.per_set:
                 break
         vectors = self.embedder.embed([e.question for e in out]) if out else np.zeros((0, 1), np.float32)
         return out, vectors
 
-    def pick(self, question: str, tables: Sequence[TableInfo], k: int = 3) -> list[Example]:
+    def pick(
+        self, question: str, tables: Sequence[TableInfo], k: int = 3, matches: Sequence[ValueMatch] = ()
+    ) -> list[Example]:
         """The ``k`` examples most like ``question`` over ``tables``, least similar first (the closest
-        sits next to the question), at most :data:`MAX_PER_TEMPLATE` of one template."""
+        sits next to the question), at most :data:`MAX_PER_TEMPLATE` of one template.
+
+        ``matches`` (the question's values, :meth:`ValueIndex.match`) also give each example over
+        a column holding one of them a twin on that value, kept when it returns rows: a model
+        copies the values it is shown, so they had better be the question's own ('texas', not
+        the 'montgomery' a template drew).
+        """
         if k <= 0:
             return []
         examples, vectors = self.examples(tables)
         if not examples:
             return []
+        twins = self._twins(examples, tables, matches)
+        if twins:
+            examples = [*examples, *twins]
+            vectors = np.vstack([vectors, self.embedder.embed([e.question for e in twins])])
         sims = vectors @ self.embedder.embed_query(question)
         chosen: list[Example] = []
         per_template: dict[str, int] = {}
@@ -140,3 +159,40 @@ class ExampleBank:
             if len(chosen) == k:
                 break
         return chosen[::-1]
+
+    def _twins(
+        self, examples: Sequence[Example], tables: Sequence[TableInfo], matches: Sequence[ValueMatch]
+    ) -> list[Example]:
+        """Examples comparing a column with one value, remade with the question's value of that column."""
+        names = {t.qualified: quote_identifier(t.name) for t in tables}
+        wanted = {(names[t], quote_identifier(c)): v for m in matches for t, c, v in m.where if t in names}
+        if not wanted:
+            return []
+        out: list[Example] = []
+        seen = {e.sql for e in examples}
+        with shared_parser():
+            for ex in examples:
+                if len(ex.values) != 1 or ex.values[0] not in ex.question:
+                    continue
+                old = ex.values[0]
+                found = re.search(rf"(?P<t>{_REF})\.(?P<c>{_REF}) = {re.escape(_quote(old))}", ex.sql)
+                value = wanted.get((found.group("t"), found.group("c"))) if found else None
+                if found is None or value is None or value == old:
+                    continue
+                sql = ex.sql[: found.end() - len(_quote(old))] + _quote(value) + ex.sql[found.end() :]
+                if sql in seen or not self._returns_rows(sql, tables):
+                    continue
+                seen.add(sql)
+                out.append(Example(ex.question.replace(old, value), sql, ex.template, ex.tables, (value,)))
+        return out
+
+    def _returns_rows(self, sql: str, tables: Sequence[TableInfo]) -> bool:
+        try:
+            result = self.db.execute(check_sql(sql, tables).sql, timeout_s=5.0, row_limit=30)
+        except (SqlRefused, duckdb.Error, TimeoutError):
+            return False
+        return substance(result) == 2 and not result.truncated
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -43,11 +43,11 @@ from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.guard import shared_parser
 from grounded.sql.prompts import compact_schema, source_tables
 from grounded.sql.schema_link import SchemaLinker
+from grounded.sql.templates import TEMPLATES, TemplateSql, template_queries
 from grounded.sql.values import normalise_value
 from grounded.sql.writer import SqlWriter
 from grounded.tune.data import SqlExample
 from grounded.tune.evaluate import ExecutionJudge
-from grounded.sql.templates import TEMPLATES, TemplateSql, template_queries
 
 if TYPE_CHECKING:
     from grounded.kb import KnowledgeBase
