@@ -327,6 +327,54 @@ def measure_for_count(sql: str, tables: Sequence[TableInfo], index: ValueIndex |
     return f"{m.group('head')}{m.group('ref')}{m.group('tail')}{sql[m.end() :]}"
 
 
+_ON = re.compile(
+    rf"\bON\s+(?:(?P<q1>{_IDENT})\.)?(?P<c1>{_IDENT})\s*=\s*(?:(?P<q2>{_IDENT})\.)?(?P<c2>{_IDENT})(?![\w.(])", re.I
+)
+MIN_SHARED = 3
+"""A join key is replaced only by a pair of columns sharing at least this many values, and twice as
+many as the model's pair."""
+
+
+def rekeyed(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> str | None:
+    """``sql`` with each join on two text columns that share few values (``river.river_name =
+    state.state_name``: 'mississippi', 'colorado'...) made on the pair of columns of the same two
+    tables that share the most (``river.traverse = state.state_name``), when that pair shares at
+    least :data:`MIN_SHARED` values and twice as many. ``None`` when no join changes.
+
+    A small model joins on the first two names that look alike; the data knows which columns hold
+    the same things. Column pairs are read from the value index (text values, as value linking
+    stores them), so numbers and ids are never re-keyed.
+    """
+    if index is None:
+        return None
+    aliases = _aliases(sql, tables)
+    parts: list[str] = []
+    last = 0
+    for m in _ON.finditer(sql):
+        left = _resolve(m.group("q1"), m.group("c1"), aliases)
+        right = _resolve(m.group("q2"), m.group("c2"), aliases)
+        if len(left) != 1 or len(right) != 1 or left[0] == right[0] or not (m.group("q1") and m.group("q2")):
+            continue
+        a, b = left[0], right[0]
+        now = index.shared((a.qualified, _unquote(m.group("c1"))), (b.qualified, _unquote(m.group("c2"))))
+        pairs = [
+            (index.shared((a.qualified, x), (b.qualified, y)), x, y)
+            for x, tx in a.columns
+            for y, ty in b.columns
+            if tx.upper().startswith("VARCHAR") and ty.upper().startswith("VARCHAR")
+        ]
+        best = max(pairs, key=lambda p: p[0], default=None)  # the first of equals, in column order
+        if best is None or best[0] < max(MIN_SHARED, 2 * now):
+            continue
+        parts.append(sql[last : m.start()])
+        parts.append(f"ON {m.group('q1')}.{_ident(best[1])} = {m.group('q2')}.{_ident(best[2])}")
+        last = m.end()
+    if not parts:
+        return None
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
 def substance(result: QueryResult | None) -> int:
     """2: rows with a value; 1: rows of only ``NULL``/0/empty (an empty aggregate); 0: no rows or failed."""
     if result is None or not result.rows:

@@ -75,6 +75,20 @@ class ValueIndex:
     numeric_text: frozenset[tuple[str, str]] = frozenset()
     """``(schema.table, column)`` of text columns whose values are numbers, possibly with a unit."""
     max_words: int = 1
+    _shared: dict[tuple[tuple[str, str], tuple[str, str]], int] | None = field(default=None, repr=False)
+
+    def shared(self, a: tuple[str, str], b: tuple[str, str]) -> int:
+        """How many distinct values the text columns ``a`` and ``b`` (``(schema.table, column)``) both hold."""
+        if self._shared is None:
+            counts: dict[tuple[tuple[str, str], tuple[str, str]], int] = {}
+            for where in self.values.values():
+                columns = sorted({(t, c) for t, c, _ in where})
+                for i, x in enumerate(columns):
+                    for y in columns[i + 1 :]:
+                        counts[(x, y)] = counts.get((x, y), 0) + 1
+            self._shared = counts
+        x, y = sorted((a, b))
+        return self._shared.get((x, y), 0)
 
     @classmethod
     def build(cls, db: ReadOnlyDatabase, tables: Iterable[TableInfo] | None = None) -> ValueIndex:

@@ -47,7 +47,7 @@ import duckdb
 from grounded.errors import ExpertError
 from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.experts.tuned import TunedExperts
-from grounded.sql.candidates import Candidate, choose, credit, echoes, measure_for_count, rewrites
+from grounded.sql.candidates import Candidate, choose, credit, echoes, measure_for_count, rekeyed, rewrites
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
@@ -271,6 +271,15 @@ class SqlWriter:
         return [once, *found] if once.result is not None else found
 
     def _variants(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
+        rekey = rekeyed(sql, shown, self.linker.values) if self.values else None
+        if rekey is None:
+            return self._variants_of(sql, origin, shown)
+        # Joined on the columns that share values first: a join on two names that only look alike
+        # often still returns rows ('mississippi' is a river and a state).
+        first = self._variants_of(rekey, f"{origin}, joined on the columns that share values", shown)
+        return first + [c for c in self._variants_of(sql, origin, shown) if all(c.sql != f.sql for f in first)]
+
+    def _variants_of(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
         with shared_parser():  # each variant is guarded: one parser connection for all of them
             out = [self._run(sql, origin)]
             if not self.values:

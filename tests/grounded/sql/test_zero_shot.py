@@ -13,7 +13,7 @@ import pytest
 
 from grounded.experts.base import Generation, Message
 from grounded.grounding.router import Router
-from grounded.sql.candidates import Candidate, choose, echoes, measure_for_count, rewrites
+from grounded.sql.candidates import Candidate, choose, echoes, measure_for_count, rekeyed, rewrites
 from grounded.sql.database import QueryResult, ReadOnlyDatabase
 from grounded.sql.examples import qualify
 from grounded.sql.grammar import accepts, sql_grammar
@@ -352,6 +352,24 @@ def test_a_row_returned_more_than_once_is_returned_once(linker: SchemaLinker) ->
     assert draft.sql == "SELECT DISTINCT river.country_name FROM geo.river WHERE river.traverse = 'texas'"
     assert draft.candidates[0].origin == "draft 1, each row once"
     assert linker.db.execute(draft.sql, timeout_s=5, row_limit=10).rows == (("usa",),)
+
+
+def test_a_join_on_columns_that_share_no_values_is_made_on_those_that_do(linker: SchemaLinker) -> None:
+    """river.river_name and state.state_name share no value; river.traverse holds three states."""
+    wrong = (
+        "SELECT state.capital FROM geo.river JOIN geo.state ON river.river_name = state.state_name "
+        "WHERE river.river_name = 'rio grande'"
+    )
+    right = wrong.replace("river.river_name = state.state_name", "river.traverse = state.state_name")
+    assert rekeyed(wrong, linker.db.tables(), linker.values) == right
+    assert rekeyed(right, linker.db.tables(), linker.values) is None  # already on the best pair
+    assert linker.values.shared(("geo.river", "traverse"), ("geo.state", "state_name")) == 3
+    draft = SqlWriter(Scripted(wrong), linker, db=linker.db).write(
+        "what is the capital of the state of the rio grande?"
+    )
+    assert draft.sql == right
+    assert draft.candidates[0].origin == "draft 1, joined on the columns that share values"
+    assert linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows == (("austin",),)
 
 
 def test_routing_tries_the_tables(linker: SchemaLinker) -> None:
