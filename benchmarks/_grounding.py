@@ -85,9 +85,9 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--examples",
-        default="3",
+        default="0",
         help="worked examples in the zero-shot prompt, made from the shown tables' own columns and values "
-        "(template queries, never a benchmark question; 0: none, as before); a comma list (0,3) runs one "
+        "(template queries, never a benchmark question; default 0: none); a comma list (0,3) runs one "
         "writer per count side by side",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures and every question's outcome here")

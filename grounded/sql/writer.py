@@ -3,9 +3,8 @@
 The zero-shot path, for a database no model was tuned on:
 
 1. **Prompt**: only the tables schema linking chose, as ``CREATE TABLE`` with a few example
-   values per column, worked examples over those tables made from their own columns and values
-   (template queries and questions, the most like the question; :mod:`grounded.sql.examples`),
-   and the question's values *as the data spells them* with every column holding them
+   values per column, optionally (``examples=N``) worked examples over those tables made from
+   their own columns and values (:mod:`grounded.sql.examples`), and the question's values *as the data spells them* with every column holding them
    (``'texas': state.state_name, river.traverse``; value linking, :mod:`grounded.sql.values`). Columns are asked for, and under the grammar written,
    qualified by their table (``city.population``), so a join never leaves a name ambiguous.
 2. **Draft**: the sql expert writes a query (under the shown tables' SQL grammar when it can,
@@ -139,7 +138,7 @@ class SqlWriter:
         max_attempts: int = 3,
         row_limit: int = 200,
         timeout_s: float = 5.0,
-        examples: int = 3,
+        examples: int = 0,
     ) -> None:
         self.expert = expert
         self.linker = linker
@@ -155,7 +154,9 @@ class SqlWriter:
         self.max_attempts = max_attempts if values else 2
         self.examples = examples if values else 0
         """Worked examples in the zero-shot prompt: template queries over the shown tables
-        (:mod:`grounded.sql.examples`), the ones most like the question."""
+        (:mod:`grounded.sql.examples`), the ones most like the question. Off by default: with three,
+        Qwen2.5-Coder-0.5B was no more accurate on GeoQuery test and slower (benchmarks/RESULTS.md,
+        2026-12-01 05:00)."""
         self.row_limit = row_limit
         self.timeout_s = timeout_s
 

@@ -284,7 +284,7 @@ def test_worked_examples_are_template_queries_over_the_shown_tables(linker: Sche
 
 def test_the_zero_shot_prompt_shows_worked_examples_before_the_question(linker: SchemaLinker) -> None:
     expert = Scripted("SELECT city.population FROM geo.city WHERE city.city_name = 'austin'")
-    draft = SqlWriter(expert, linker, db=linker.db).write("what is the population of austin?")
+    draft = SqlWriter(expert, linker, db=linker.db, examples=3).write("what is the population of austin?")
     assert draft.sql == "SELECT city.population FROM geo.city WHERE city.city_name = 'austin'"
     prompt = expert.chats[0][-1].content
     tables = [t for t in linker.db.tables() if t.qualified in draft.tables]
@@ -298,7 +298,7 @@ def test_the_zero_shot_prompt_shows_worked_examples_before_the_question(linker: 
     assert f"Examples over these tables:\n{block}" in prompt
     assert prompt.index("Examples over") < prompt.index("Values in the question") < prompt.index("Question: what")
     bare = Scripted("SELECT 1")
-    SqlWriter(bare, linker, db=linker.db, examples=0).write("what is the population of austin?")
+    SqlWriter(bare, linker, db=linker.db).write("what is the population of austin?")  # off by default
     assert "Examples over" not in bare.chats[0][-1].content
 
 
