@@ -18,6 +18,7 @@ from grounded.sql.database import QueryResult, ReadOnlyDatabase
 from grounded.sql.examples import qualify
 from grounded.sql.grammar import accepts, sql_grammar
 from grounded.sql.schema_link import SchemaLinker, cover
+from grounded.sql.values import ValueIndex
 from grounded.sql.writer import SqlWriter
 
 CITIES = [
@@ -370,6 +371,16 @@ def test_a_join_on_columns_that_share_no_values_is_made_on_those_that_do(linker:
     assert draft.sql == right
     assert draft.candidates[0].origin == "draft 1, joined on the columns that share values"
     assert linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows == (("austin",),)
+
+
+def test_a_value_with_a_bracketed_note_is_found_by_its_words() -> None:
+    """WikiTableQuestions stores 'Ukraine (UKR)'; the question says ukraine."""
+    index = ValueIndex()
+    index.add("Ukraine (UKR)", ("wtq.t", "nation", "Ukraine (UKR)"))
+    index.add("Spain", ("wtq.t", "nation", "Spain"))
+    assert index.spelling("Ukraine", ("wtq.t", "nation")) == "Ukraine (UKR)"
+    assert [m.where for m in index.match("silver medals won by ukraine")] == [(("wtq.t", "nation", "Ukraine (UKR)"),)]
+    assert index.spelling("Spain", ("wtq.t", "nation")) is None
 
 
 def test_routing_tries_the_tables(linker: SchemaLinker) -> None:
