@@ -83,6 +83,13 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
         help="the zero-shot path: plain (sample rows, one repair turn; before issue 25), values (value linking, "
         "qualified names, candidates chosen by execution, repairs with the binder's hint; default), or both",
     )
+    parser.add_argument(
+        "--examples",
+        default="0",
+        help="worked examples in the zero-shot prompt, made from the shown tables' own columns and values "
+        "(template queries, never a benchmark question; default 0: none); a comma list (0,3) runs one "
+        "writer per count side by side",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures and every question's outcome here")
 
 
@@ -98,12 +105,14 @@ def sql_writers(args: argparse.Namespace, linker: Any) -> dict[str, Any]:
     label = f"{args.backend}:{Path(args.model).name}"
     modes = ("free", "grammar") if args.grammar == "both" else (args.grammar,)
     paths = ("plain", "values") if args.path == "both" else (args.path,)
+    counts = [int(n) for n in str(args.examples).split(",")]
     return {
-        f"{label} {mode} {path}": SqlWriter(
-            expert, linker, db=linker.db, grammar=mode == "grammar", values=path == "values"
+        f"{label} {mode} {path}" + (f" examples={n}" if len(counts) > 1 else ""): SqlWriter(
+            expert, linker, db=linker.db, grammar=mode == "grammar", values=path == "values", examples=n
         )
         for path in paths
         for mode in modes
+        for n in counts
     }
 
 

@@ -54,7 +54,12 @@ def main() -> None:
         default=0,
         help="N questions drawn with --seed instead of the first N (the split is sorted by query template)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the seed of --sample")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of --sample and --shuffle")
+    parser.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="ask the questions in an order drawn with --seed (a run stopped early has scored a random sample)",
+    )
     parser.add_argument("--show-prompt", action="store_true", help="print each question's prompt (reading by hand)")
     parser.add_argument("--split", choices=("dev", "test"), default="dev", help="GeoQuery question split")
     parser.add_argument(
@@ -91,6 +96,8 @@ def main() -> None:
     if args.sample:
         # A fixed-seed sample across templates: the first N of a split are a handful of templates.
         questions = [questions[i] for i in sorted(random.Random(args.seed).sample(range(len(questions)), args.sample))]
+    if args.shuffle:
+        random.Random(args.seed).shuffle(questions)
     if args.limit:
         questions = questions[: args.limit]
     tallies = {name: Tally() for name in writers}

@@ -10,10 +10,14 @@ caller's connection, and the one whose result is most credible is kept:
 * **the column that holds the value**: ``river.country_name = 'texas'`` where only
   ``river.traverse`` holds ``'texas'`` gives a second candidate on ``river.traverse``;
 * **typed comparisons**: a text column of numbers (``'1,234'``, ``'12 km'``) compared with a
-  number, summed, ranked or ordered is read as the number it starts with.
+  number, summed, ranked or ordered is read as the number it starts with;
+* **the amount, not a count of it**: ``SELECT COUNT(city.population) ... WHERE city.city_name =
+  'detroit'`` ("how many people live in detroit") counts the rows that hold a population; the
+  variant selects the population itself (:func:`measure_for_count`, run by the writer when the
+  count is 1: "how many" answered by counting one row asked for the amount).
 
 :func:`choose` ranks executed candidates by validity (it ran), substance (it returned rows that
-are not all ``NULL``/``0``), agreement (how many candidates returned the same rows) and order
+are not all ``NULL``/``0``, nor only the one value the query itself names: :func:`echoes`), agreement (how many candidates returned the same rows) and order
 (earlier drafts first): execution-guided selection, deterministic for the same drafts and data.
 
 Example::
@@ -33,7 +37,17 @@ from dataclasses import dataclass
 from grounded.sql.database import QueryResult, TableInfo, quote_identifier
 from grounded.sql.values import ValueIndex, normalise_value
 
-__all__ = ["Candidate", "Rewrite", "choose", "numeric", "rewrites", "substance"]
+__all__ = [
+    "Candidate",
+    "Rewrite",
+    "choose",
+    "credit",
+    "echoes",
+    "measure_for_count",
+    "numeric",
+    "rewrites",
+    "substance",
+]
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")'
@@ -287,6 +301,80 @@ def _typed(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> str:
     return "".join(parts)
 
 
+_NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")
+_COUNT_OF = re.compile(
+    rf"^(?P<head>\s*SELECT\s+)COUNT\(\s*(?:DISTINCT\s+)?(?P<ref>{_COLREF})\s*\)(?P<tail>\s+FROM\b)", re.I
+)
+
+
+def measure_for_count(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None = None) -> str | None:
+    """``SELECT COUNT(t.m) FROM ...`` -> ``SELECT t.m FROM ...`` when ``m`` is an amount: a number
+    column (or text of numbers) that is not an id or key. ``None`` when the query is not such a count."""
+    m = _COUNT_OF.match(sql)
+    if m is None:
+        return None
+    tables_read = _resolve(m.group("q"), m.group("c"), _aliases(sql, tables))
+    if len(tables_read) != 1:
+        return None
+    table, column = tables_read[0], _unquote(m.group("c"))
+    type_ = dict(table.columns).get(column, "").upper()
+    low = column.lower()
+    if low == "id" or low.endswith("_id") or column in table.primary_key:
+        return None
+    numeric_text = index is not None and (table.qualified, column) in index.numeric_text
+    if not (type_.startswith(_NUMBER_TYPES) or numeric_text):
+        return None
+    return f"{m.group('head')}{m.group('ref')}{m.group('tail')}{sql[m.end() :]}"
+
+
+_ON = re.compile(
+    rf"\bON\s+(?:(?P<q1>{_IDENT})\.)?(?P<c1>{_IDENT})\s*=\s*(?:(?P<q2>{_IDENT})\.)?(?P<c2>{_IDENT})(?![\w.(])", re.I
+)
+MIN_SHARED = 3
+"""A join key is replaced only by a pair of columns sharing at least this many values, and twice as
+many as the model's pair."""
+
+
+def rekeyed(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> str | None:
+    """``sql`` with each join on two text columns that share few values (``river.river_name =
+    state.state_name``: 'mississippi', 'colorado'...) made on the pair of columns of the same two
+    tables that share the most (``river.traverse = state.state_name``), when that pair shares at
+    least :data:`MIN_SHARED` values and twice as many. ``None`` when no join changes.
+
+    A small model joins on the first two names that look alike; the data knows which columns hold
+    the same things. Column pairs are read from the value index (text values, as value linking
+    stores them), so numbers and ids are never re-keyed.
+    """
+    if index is None:
+        return None
+    aliases = _aliases(sql, tables)
+    parts: list[str] = []
+    last = 0
+    for m in _ON.finditer(sql):
+        left = _resolve(m.group("q1"), m.group("c1"), aliases)
+        right = _resolve(m.group("q2"), m.group("c2"), aliases)
+        if len(left) != 1 or len(right) != 1 or left[0] == right[0] or not (m.group("q1") and m.group("q2")):
+            continue
+        a, b = left[0], right[0]
+        now = index.shared((a.qualified, _unquote(m.group("c1"))), (b.qualified, _unquote(m.group("c2"))))
+        pairs = [
+            (index.shared((a.qualified, x), (b.qualified, y)), x, y)
+            for x, tx in a.columns
+            for y, ty in b.columns
+            if tx.upper().startswith("VARCHAR") and ty.upper().startswith("VARCHAR")
+        ]
+        best = max(pairs, key=lambda p: p[0], default=None)  # the first of equals, in column order
+        if best is None or best[0] < max(MIN_SHARED, 2 * now):
+            continue
+        parts.append(sql[last : m.start()])
+        parts.append(f"ON {m.group('q1')}.{_ident(best[1])} = {m.group('q2')}.{_ident(best[2])}")
+        last = m.end()
+    if not parts:
+        return None
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
 def substance(result: QueryResult | None) -> int:
     """2: rows with a value; 1: rows of only ``NULL``/0/empty (an empty aggregate); 0: no rows or failed."""
     if result is None or not result.rows:
@@ -296,11 +384,30 @@ def substance(result: QueryResult | None) -> int:
     return 2
 
 
+def echoes(candidate: Candidate) -> bool:
+    """Whether ``candidate`` returns only the one text value its own SQL names, as in
+    ``SELECT city.city_name ... WHERE city.city_name = 'dallas'`` for "where is dallas": the
+    question's own word back, no answer. (A query naming two values, ``IN ('a', 'b')`` for "which is
+    larger, a or b", may rightly return one of them.)"""
+    if candidate.result is None or not candidate.result.rows:
+        return False
+    literals = {normalise_value(x[1:-1].replace("''", "'")) for x in _LITERAL.findall(candidate.sql)}
+    if len(literals) != 1:
+        return False
+    return all(isinstance(v, str) and normalise_value(v) in literals for row in candidate.result.rows for v in row)
+
+
+def credit(candidate: Candidate) -> int:
+    """:func:`substance`, with a result that only echoes the query's value counted as empty-ish (1)."""
+    found = substance(candidate.result)
+    return 1 if found == 2 and echoes(candidate) else found
+
+
 def choose(candidates: Sequence[Candidate]) -> Candidate | None:
     """The most credible executed candidate (validity, substance, agreement, order); ``None`` if none ran."""
     ran = [c for c in candidates if c.result is not None]
     if not ran:
         return None
     votes = Counter(c.signature for c in ran if substance(c.result) > 0)
-    ranked = sorted(enumerate(ran), key=lambda ic: (-substance(ic[1].result), -votes.get(ic[1].signature, 0), ic[0]))
+    ranked = sorted(enumerate(ran), key=lambda ic: (-credit(ic[1]), -votes.get(ic[1].signature, 0), ic[0]))
     return ranked[0][1]

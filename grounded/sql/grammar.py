@@ -130,7 +130,7 @@ def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
             rules,
             *typed,
             _alternatives("aggregate", _either_case(AGGREGATES)),
-            _alternatives("scalar", _either_case(SCALAR_FUNCTIONS)),
+            _alternatives("scalar", _either_case(_scalars(tables))),
             "alias ::= table-name [0-9]? | short-alias",
             _short_aliases(tables),
             _alternatives("table", names),
@@ -139,6 +139,13 @@ def sql_grammar(tables: Sequence[TableInfo], *, qualified: bool = False) -> str:
             "",
         ]
     )
+
+
+def _scalars(tables: Sequence[TableInfo]) -> list[str]:
+    """The scalar functions, less those spelt as a column: with a column ``length``, Qwen asked "how
+    long is the colorado river" wrote ``LENGTH(river.river_name, ...)`` and never the column."""
+    taken = {c.lower() for t in tables for c, _ in t.columns}
+    return [f for f in SCALAR_FUNCTIONS if f.lower() not in taken] or list(SCALAR_FUNCTIONS)
 
 
 # Two-letter words a short alias must not be: a keyword would end the clause it stands in.

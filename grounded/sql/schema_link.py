@@ -26,6 +26,7 @@ import numpy as np
 
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
+from grounded.sql.examples import ExampleBank
 from grounded.sql.values import ValueIndex
 from grounded.text import STOPWORDS
 
@@ -75,6 +76,7 @@ class SchemaLinker:
         self.profiles = [self._profile(t) for t in db.tables()]
         self.values = ValueIndex.build(db)
         """The version's text values (value linking), built once with the profiles."""
+        self._examples: ExampleBank | None = None
         texts = [self.describe(p.table, samples=False) for p in self.profiles]
         self.vectors = embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
 
@@ -88,6 +90,14 @@ class SchemaLinker:
                 cls._cache.clear()
                 cls._cache[key] = found
             return found
+
+    @property
+    def examples(self) -> ExampleBank:
+        """Worked examples over the version's tables for zero-shot prompts (made when first asked for)."""
+        with self._lock:
+            if self._examples is None:
+                self._examples = ExampleBank(self.db, self.embedder)
+            return self._examples
 
     def _profile(self, table: TableInfo) -> _TableProfile:
         names: dict[str, str] = {}

@@ -40,6 +40,9 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:['.][a-z0-9]+)*")
 _NUMBER_TEXT = re.compile(r"^\s*[$€£]?\s*-?[0-9][0-9,]*(\.[0-9]+)?\s*(%|[a-z]{1,6}\.?)?\s*$", re.I)
 
 
+_NOTE = re.compile(r"^(.*?\S)\s*[(\[][^()\[\]]*[)\]]$")
+
+
 def normalise_value(text: str) -> str:
     """Lower case, accents and punctuation dropped, spaces collapsed: how values are compared."""
     decomposed = unicodedata.normalize("NFKD", text.lower())
@@ -75,6 +78,20 @@ class ValueIndex:
     numeric_text: frozenset[tuple[str, str]] = frozenset()
     """``(schema.table, column)`` of text columns whose values are numbers, possibly with a unit."""
     max_words: int = 1
+    _shared: dict[tuple[tuple[str, str], tuple[str, str]], int] | None = field(default=None, repr=False)
+
+    def shared(self, a: tuple[str, str], b: tuple[str, str]) -> int:
+        """How many distinct values the text columns ``a`` and ``b`` (``(schema.table, column)``) both hold."""
+        if self._shared is None:
+            counts: dict[tuple[tuple[str, str], tuple[str, str]], int] = {}
+            for where in self.values.values():
+                columns = sorted({(t, c) for t, c, _ in where})
+                for i, x in enumerate(columns):
+                    for y in columns[i + 1 :]:
+                        counts[(x, y)] = counts.get((x, y), 0) + 1
+            self._shared = counts
+        x, y = sorted((a, b))
+        return self._shared.get((x, y), 0)
 
     @classmethod
     def build(cls, db: ReadOnlyDatabase, tables: Iterable[TableInfo] | None = None) -> ValueIndex:
@@ -99,11 +116,19 @@ class ValueIndex:
                         numeric.add((table.qualified, column))
                         continue  # numbers are compared, not linked by spelling
                     for text in texts:
-                        index._add(text, (table.qualified, column, text))
+                        index.add(text, (table.qualified, column, text))
         finally:
             cur.close()
         index.numeric_text = frozenset(numeric)
         return index
+
+    def add(self, text: str, where: tuple[str, str, str]) -> None:
+        """Index a stored value; one ending in a bracketed note (``'Ukraine (UKR)'``, ``'Smith [1]'``)
+        is also found by the words before it ("ukraine"), and respelt to the whole value."""
+        self._add(text, where)
+        head = _NOTE.match(text)
+        if head is not None:
+            self._add(head.group(1), where)
 
     def _add(self, text: str, where: tuple[str, str, str]) -> None:
         key = normalise_value(text)

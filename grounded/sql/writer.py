@@ -3,9 +3,9 @@
 The zero-shot path, for a database no model was tuned on:
 
 1. **Prompt**: only the tables schema linking chose, as ``CREATE TABLE`` with a few example
-   values per column, and the question's values *as the data spells them* with every column
-   holding them (``'texas': state.state_name, river.traverse``; value linking,
-   :mod:`grounded.sql.values`). Columns are asked for, and under the grammar written,
+   values per column, optionally (``examples=N``) worked examples over those tables made from
+   their own columns and values (:mod:`grounded.sql.examples`), and the question's values *as the data spells them* with every column holding them
+   (``'texas': state.state_name, river.traverse``; value linking, :mod:`grounded.sql.values`). Columns are asked for, and under the grammar written,
    qualified by their table (``city.population``), so a join never leaves a name ambiguous.
 2. **Draft**: the sql expert writes a query (under the shown tables' SQL grammar when it can,
    :mod:`grounded.sql.grammar`); it is taken from a code block or the first ``SELECT``/``WITH``.
@@ -46,7 +46,7 @@ import duckdb
 from grounded.errors import ExpertError
 from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.experts.tuned import TunedExperts
-from grounded.sql.candidates import Candidate, choose, rewrites, substance
+from grounded.sql.candidates import Candidate, choose, credit, echoes, measure_for_count, rekeyed, rewrites
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
@@ -70,6 +70,7 @@ PLAIN_SYSTEM = (
 )
 MAX_ERROR_CHARS = 600
 
+_PLAIN_SELECT = re.compile(r"^\s*SELECT\s+(?!DISTINCT\b)", re.I)
 _BLOCK = re.compile(r"```(?:sql)?\s*(.*?)```", re.S | re.I)
 _START = re.compile(r"\b(WITH|SELECT)\b", re.I)
 
@@ -137,6 +138,7 @@ class SqlWriter:
         max_attempts: int = 3,
         row_limit: int = 200,
         timeout_s: float = 5.0,
+        examples: int = 0,
     ) -> None:
         self.expert = expert
         self.linker = linker
@@ -150,6 +152,11 @@ class SqlWriter:
         self.max_tables = max_tables
         self.max_tokens = max_tokens
         self.max_attempts = max_attempts if values else 2
+        self.examples = examples if values else 0
+        """Worked examples in the zero-shot prompt: template queries over the shown tables
+        (:mod:`grounded.sql.examples`), the ones most like the question. Off by default: with three,
+        Qwen2.5-Coder-0.5B was no more accurate on GeoQuery test and slower (benchmarks/RESULTS.md,
+        2026-12-01 05:00)."""
         self.row_limit = row_limit
         self.timeout_s = timeout_s
 
@@ -164,9 +171,13 @@ class SqlWriter:
         schema = "\n\n".join(self.linker.describe_columns(link.table) for link in links)
         shown = [link.table for link in links]
         hints = _value_hints(matches, order=[t.qualified for t in shown], tables=shown)
+        worked = self.linker.examples.pick(question, shown, self.examples, matches) if self.examples else []
+        shots = "".join(f"Question: {ex.question}\nSQL: {ex.sql}\n\n" for ex in worked)
+        if shots:
+            shots = f"\nExamples over these tables:\n{shots}"
         return [
             Message("system", SYSTEM),
-            Message("user", f"Tables:\n{schema}\n{hints}\nQuestion: {question}\nSQL:"),
+            Message("user", f"Tables:\n{schema}\n{shots}{hints}\nQuestion: {question}\nSQL:"),
         ]
 
     def write(self, question: str, links: Sequence[Link] | None = None) -> SqlDraft:
@@ -214,11 +225,17 @@ class SqlWriter:
             tried = self._candidates(sql, f"draft {attempts}", shown)
             candidates.extend(tried)
             best = choose(candidates)
-            if best is not None and (substance(best.result) == 2 or not self.values):
+            if best is not None and (credit(best) == 2 or not self.values):
                 break
             if tried[0].error is not None:
                 error = tried[0].error
                 feedback = f"That query fails: {error}\nWrite a corrected query. SQL:"
+            elif best is not None and echoes(best):
+                error = "every query written returned only the value the question names"
+                feedback = (
+                    "That query only returns the value the question already names. Select the column that "
+                    "holds what the question asks for.\nWrite a corrected query. SQL:"
+                )
             else:
                 error = "every query written returned no rows"
                 hints = _value_hints(matches, lead=" ", order=names, tables=shown)
@@ -238,11 +255,41 @@ class SqlWriter:
         return expert.generate(messages, max_tokens=self.max_tokens)
 
     def _candidates(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
-        """``sql`` and its variants, each run (or refused) on the caller's database."""
+        """``sql`` and its variants, each run (or refused) on the caller's database.
+
+        When the likeliest of them returns a row more than once (``river.length`` of 'colorado',
+        once per state it crosses), the same query with ``SELECT DISTINCT`` comes first: a
+        repeated row adds nothing to an answer, and a count would have been written as one.
+        """
+        found = self._variants(sql, origin, shown)
+        best = choose(found)
+        if not self.values or best is None or best.result is None:
+            return found
+        rows = [tuple(map(str, r)) for r in best.result.rows]
+        if len(set(rows)) == len(rows) or not _PLAIN_SELECT.match(best.sql):
+            return found
+        once = self._run(_PLAIN_SELECT.sub("SELECT DISTINCT ", best.sql, count=1), f"{best.origin}, each row once")
+        return [once, *found] if once.result is not None else found
+
+    def _variants(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
+        rekey = rekeyed(sql, shown, self.linker.values) if self.values else None
+        if rekey is None:
+            return self._variants_of(sql, origin, shown)
+        # Joined on the columns that share values first: a join on two names that only look alike
+        # often still returns rows ('mississippi' is a river and a state).
+        first = self._variants_of(rekey, f"{origin}, joined on the columns that share values", shown)
+        return first + [c for c in self._variants_of(sql, origin, shown) if all(c.sql != f.sql for f in first)]
+
+    def _variants_of(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
         with shared_parser():  # each variant is guarded: one parser connection for all of them
             out = [self._run(sql, origin)]
             if not self.values:
                 return out
+            amount = measure_for_count(sql, shown, self.linker.values)
+            if amount is not None and out[0].result is not None and [list(r) for r in out[0].result.rows] == [[1]]:
+                # "how many people live in detroit" answered by counting the one row that holds the number.
+                out.insert(0, self._run(amount, f"{origin}, the amount instead of a count of one row"))
+                sql = amount
             index = self.linker.values
             for variant in rewrites(sql, shown, index):
                 if all(c.sql != variant.sql for c in out):

@@ -4,8 +4,8 @@
 * :mod:`grounded.tune.model` — loss on target tokens with a shared system prefix, batched greedy decoding;
 * :mod:`grounded.tune.trainer` — the generic training loop (early stopping, checkpoints, model card);
 * :mod:`grounded.tune.sql` — ``tune sql``: text-to-SQL experts per source;
-* :mod:`grounded.tune.sql_templates` — template SQL over a source's own tables and values;
-* :mod:`grounded.tune.sql_synth` — ``tune sql --synthesize``: questions for it, round-trip checked;
+* :mod:`grounded.tune.sql_synth` — ``tune sql --synthesize``: questions for the template SQL of
+  :mod:`grounded.sql.templates`, round-trip checked;
 * :mod:`grounded.tune.evaluate` — execution accuracy on the knowledge base's mirror;
 * :mod:`grounded.tune.answer_data` — answer examples made from the knowledge base's own passages;
 * :mod:`grounded.tune.answer` — ``tune answer``: the dev metric is verified, cited answers and abstentions;

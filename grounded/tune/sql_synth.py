@@ -2,7 +2,7 @@
 
 ``grounded tune sql --synthesize N`` needs no hand-written example:
 
-1. **SQL** from templates over the real tables and values (:mod:`grounded.tune.sql_templates`),
+1. **SQL** from templates over the real tables and values (:mod:`grounded.sql.templates`),
    each run through the SQL guard on the mirror and kept only when it returns rows;
 2. **a question** for each query, written by a text expert from the query and its tables'
    columns (few-shot, greedy, :func:`question_messages`); with ``questions="template"``, or when
@@ -43,11 +43,11 @@ from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.guard import shared_parser
 from grounded.sql.prompts import compact_schema, source_tables
 from grounded.sql.schema_link import SchemaLinker
+from grounded.sql.templates import TEMPLATES, TemplateSql, template_queries
 from grounded.sql.values import normalise_value
 from grounded.sql.writer import SqlWriter
 from grounded.tune.data import SqlExample
 from grounded.tune.evaluate import ExecutionJudge
-from grounded.tune.sql_templates import TEMPLATES, TemplateSql, template_queries
 
 if TYPE_CHECKING:
     from grounded.kb import KnowledgeBase

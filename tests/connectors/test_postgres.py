@@ -281,8 +281,8 @@ def test_templates_and_rewrites_quote_reserved_column_names(awkward_db: ReadOnly
     """A template over ``group`` or a table named ``Order Lines`` was written bare, failed and was
     silently skipped; a value moved to column ``select`` made a query that did not parse."""
     from grounded.sql.candidates import rewrites
+    from grounded.sql.templates import template_queries
     from grounded.sql.values import ValueIndex
-    from grounded.tune.sql_templates import template_queries
 
     made = [m.sql for m in islice(template_queries(awkward_db, "shop", seed=0), 12)]
     assert 'SELECT "group", count(*) FROM shop.user GROUP BY "group"' in made

@@ -4,6 +4,7 @@ value linking, candidates and their choice, repair turns, routing that tries the
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ import pytest
 
 from grounded.experts.base import Generation, Message
 from grounded.grounding.router import Router
-from grounded.sql.candidates import Candidate, choose, rewrites
+from grounded.sql.candidates import Candidate, choose, echoes, measure_for_count, rekeyed, rewrites
 from grounded.sql.database import QueryResult, ReadOnlyDatabase
+from grounded.sql.examples import qualify
 from grounded.sql.grammar import accepts, sql_grammar
 from grounded.sql.schema_link import SchemaLinker, cover
+from grounded.sql.values import ValueIndex
 from grounded.sql.writer import SqlWriter
 
 CITIES = [
@@ -138,7 +141,7 @@ def test_a_value_inside_a_span_that_names_its_table(linker: SchemaLinker) -> Non
 def test_a_column_on_the_wrong_alias_is_read_from_the_table_that_has_it(linker: SchemaLinker) -> None:
     wrong = (
         "SELECT T2.city_name FROM geo.city AS T1 JOIN geo.state AS T2 ON T1.state_name = T2.state_name "
-        "WHERE T1.city_name = 'austin'"
+        "WHERE T1.state_name = 'texas'"
     )
     expert = Scripted(wrong)
     draft = SqlWriter(expert, linker, db=linker.db).write("what is the capital of the state the city austin is in?")
@@ -148,7 +151,7 @@ def test_a_column_on_the_wrong_alias_is_read_from_the_table_that_has_it(linker: 
     assert [c.origin for c in draft.candidates] == [
         "draft 1",
         "draft 1, each column read from the table that has it",
-        "draft 1, unused joins dropped",  # state is read by nothing now; austin is one row either way
+        "draft 1, unused joins dropped",  # state is read by nothing now; one state per city: the same rows
     ]
 
 
@@ -249,6 +252,135 @@ def test_qualified_grammar_reads_each_column_from_its_own_table(linker: SchemaLi
     assert not accepts(grammar, "SELECT city.area FROM geo.city")  # area is state's
     assert not accepts(grammar, "SELECT city_name FROM geo.city")  # unqualified over two tables
     assert accepts(sql_grammar(tables[:1], qualified=True), "SELECT city_name FROM geo.city")
+
+
+def test_worked_examples_are_template_queries_over_the_shown_tables(linker: SchemaLinker) -> None:
+    """No person writes them: queries made from the shown tables' own columns and values, each
+    runs and returns rows, written as the prompt asks (columns qualified, strings of the grammar)."""
+    question = "how many people live in austin?"
+    for names in (("city",), ("city", "state")):
+        tables = [t for t in linker.db.tables() if t.name in names]
+        picked = linker.examples.pick(question, tables, k=4)
+        assert len(picked) == 4
+        assert picked == linker.examples.pick(question, tables, k=4)  # deterministic
+        assert max(Counter(ex.template for ex in picked).values()) <= 2  # a few shapes
+        grammar = sql_grammar(tables, qualified=True)
+        for ex in picked:
+            assert set(ex.tables) <= {t.qualified for t in tables}
+            assert accepts(grammar, ex.sql), ex.sql
+            assert linker.db.execute(ex.sql, timeout_s=5, row_limit=50).rows
+        # The closest to the question sits last, next to it.
+        sims = [
+            float(v @ linker.embedder.embed_query(question))
+            for v in linker.embedder.embed([e.question for e in picked])
+        ]
+        assert sims[-1] == pytest.approx(max(sims), abs=1e-5)
+    joined = [ex for ex in linker.examples.examples(tables)[0] if len(ex.tables) == 2]
+    assert joined
+    assert all(" JOIN geo.state ON city.state_name = state.state_name" in ex.sql for ex in joined)
+    assert qualify("SELECT count(*) FROM geo.city WHERE state_name = 'state_name'", tables[0]) == (
+        "SELECT count(*) FROM geo.city WHERE city.state_name = 'state_name'"
+    )
+
+
+def test_the_zero_shot_prompt_shows_worked_examples_before_the_question(linker: SchemaLinker) -> None:
+    expert = Scripted("SELECT city.population FROM geo.city WHERE city.city_name = 'austin'")
+    draft = SqlWriter(expert, linker, db=linker.db, examples=3).write("what is the population of austin?")
+    assert draft.sql == "SELECT city.population FROM geo.city WHERE city.city_name = 'austin'"
+    prompt = expert.chats[0][-1].content
+    tables = [t for t in linker.db.tables() if t.qualified in draft.tables]
+    matches = linker.values.match("what is the population of austin?", tables=set(draft.tables))
+    shown = linker.examples.pick("what is the population of austin?", tables, k=3, matches=matches)
+    assert len(shown) == 3
+    # The question's own value, not one a template drew: an example remade on 'austin' that returns rows.
+    assert shown[-1].sql == "SELECT city.population FROM geo.city WHERE city.city_name = 'austin'"
+    assert shown[-1].question == "What is the population of austin?"
+    block = "".join(f"Question: {ex.question}\nSQL: {ex.sql}\n\n" for ex in shown)
+    assert f"Examples over these tables:\n{block}" in prompt
+    assert prompt.index("Examples over") < prompt.index("Values in the question") < prompt.index("Question: what")
+    bare = Scripted("SELECT 1")
+    SqlWriter(bare, linker, db=linker.db).write("what is the population of austin?")  # off by default
+    assert "Examples over" not in bare.chats[0][-1].content
+
+
+def test_a_count_of_one_row_of_an_amount_becomes_the_amount(linker: SchemaLinker) -> None:
+    """'how many people live in austin' written as COUNT(city.population): the population is meant."""
+    counted = "SELECT COUNT(city.population) FROM geo.city WHERE city.city_name = 'austin'"
+    draft = SqlWriter(Scripted(counted), linker, db=linker.db).write("how many people live in austin?")
+    assert draft.sql == "SELECT city.population FROM geo.city WHERE city.city_name = 'austin'"
+    assert [c.origin for c in draft.candidates][:2] == ["draft 1, the amount instead of a count of one row", "draft 1"]
+    assert linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows == ((790390,),)
+    several = "SELECT COUNT(city.population) FROM geo.city WHERE city.state_name = 'texas'"
+    assert SqlWriter(Scripted(several), linker, db=linker.db).write("how many cities are in texas?").sql == several
+    tables = linker.db.tables()
+    assert measure_for_count("SELECT COUNT(*) FROM geo.city", tables) is None
+    assert measure_for_count("SELECT COUNT(c.city_name) FROM geo.city AS c", tables) is None  # text: a real count
+    assert measure_for_count("SELECT count(DISTINCT r.length) FROM geo.river AS r", tables, linker.values) == (
+        "SELECT r.length FROM geo.river AS r"  # text of numbers ('3,057 km') is an amount too
+    )
+
+
+def test_no_scalar_function_is_spelt_as_a_column(linker: SchemaLinker) -> None:
+    """river has a column ``length``: the grammar offers the column, not the LENGTH function."""
+    river = [t for t in linker.db.tables() if t.name == "river"]
+    grammar = sql_grammar(river, qualified=True)
+    assert accepts(grammar, "SELECT river.length FROM geo.river WHERE river.river_name = 'colorado'")
+    assert not accepts(grammar, "SELECT LENGTH(river.river_name) FROM geo.river")
+    assert accepts(grammar, "SELECT LOWER(river.river_name) FROM geo.river")
+    city = [t for t in linker.db.tables() if t.name == "city"]
+    assert accepts(sql_grammar(city), "SELECT LENGTH(city_name) FROM geo.city")
+
+
+def test_a_query_that_returns_only_the_questions_value_asks_again(linker: SchemaLinker) -> None:
+    """'where is austin' answered with 'austin' is no answer: the model is asked again."""
+    echo = "SELECT city.city_name FROM geo.city WHERE city.city_name = 'austin'"
+    answer = "SELECT city.state_name FROM geo.city WHERE city.city_name = 'austin'"
+    expert = Scripted(echo, answer)
+    draft = SqlWriter(expert, linker, db=linker.db).write("where is austin?")
+    assert draft.sql == answer
+    assert "only returns the value the question already names" in expert.chats[1][-1].content
+    ran = [c for c in draft.candidates if c.result is not None]
+    assert [echoes(c) for c in ran] == [True, False]
+    both = Candidate("SELECT c.city_name FROM geo.city AS c WHERE c.city_name IN ('austin', 'houston')", "draft 1",
+                     result=_result(("houston",)))  # fmt: skip
+    assert not echoes(both)  # "which is larger, austin or houston": one of the two is the answer
+
+
+def test_a_row_returned_more_than_once_is_returned_once(linker: SchemaLinker) -> None:
+    """Both rivers of texas are in the usa: the answer is 'usa', once."""
+    repeated = "SELECT river.country_name FROM geo.river WHERE river.traverse = 'texas'"
+    draft = SqlWriter(Scripted(repeated), linker, db=linker.db).write("in which country are the rivers of texas?")
+    assert draft.sql == "SELECT DISTINCT river.country_name FROM geo.river WHERE river.traverse = 'texas'"
+    assert draft.candidates[0].origin == "draft 1, each row once"
+    assert linker.db.execute(draft.sql, timeout_s=5, row_limit=10).rows == (("usa",),)
+
+
+def test_a_join_on_columns_that_share_no_values_is_made_on_those_that_do(linker: SchemaLinker) -> None:
+    """river.river_name and state.state_name share no value; river.traverse holds three states."""
+    wrong = (
+        "SELECT state.capital FROM geo.river JOIN geo.state ON river.river_name = state.state_name "
+        "WHERE river.river_name = 'rio grande'"
+    )
+    right = wrong.replace("river.river_name = state.state_name", "river.traverse = state.state_name")
+    assert rekeyed(wrong, linker.db.tables(), linker.values) == right
+    assert rekeyed(right, linker.db.tables(), linker.values) is None  # already on the best pair
+    assert linker.values.shared(("geo.river", "traverse"), ("geo.state", "state_name")) == 3
+    draft = SqlWriter(Scripted(wrong), linker, db=linker.db).write(
+        "what is the capital of the state of the rio grande?"
+    )
+    assert draft.sql == right
+    assert draft.candidates[0].origin == "draft 1, joined on the columns that share values"
+    assert linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows == (("austin",),)
+
+
+def test_a_value_with_a_bracketed_note_is_found_by_its_words() -> None:
+    """WikiTableQuestions stores 'Ukraine (UKR)'; the question says ukraine."""
+    index = ValueIndex()
+    index.add("Ukraine (UKR)", ("wtq.t", "nation", "Ukraine (UKR)"))
+    index.add("Spain", ("wtq.t", "nation", "Spain"))
+    assert index.spelling("Ukraine", ("wtq.t", "nation")) == "Ukraine (UKR)"
+    assert [m.where for m in index.match("silver medals won by ukraine")] == [(("wtq.t", "nation", "Ukraine (UKR)"),)]
+    assert index.spelling("Spain", ("wtq.t", "nation")) is None
 
 
 def test_routing_tries_the_tables(linker: SchemaLinker) -> None:

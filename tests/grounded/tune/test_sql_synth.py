@@ -27,10 +27,10 @@ from grounded.errors import InvalidRequest, NotFound
 from grounded.experts.base import Generation, Message
 from grounded.sql.database import ReadOnlyDatabase
 from grounded.sql.guard import check_sql
+from grounded.sql.templates import TEMPLATES, TemplateSql, template_queries
 from grounded.tune.data import read_examples
 from grounded.tune.evaluate import ExecutionJudge
 from grounded.tune.sql_synth import RoundTrip, mention_check, synthesize_pairs
-from grounded.tune.sql_templates import TEMPLATES, TemplateSql, template_queries
 
 SUPPLIERS = [(1, "Acme", "Norway"), (2, "Globex", "France"), (3, "Initech", "Norway")]
 PRODUCTS = [
@@ -153,8 +153,8 @@ class ScriptedExpert:
         if messages[0].content.startswith("You turn a SQL query"):
             text = self.questions[last.rsplit("\nSQL: ", 1)[1]]
         else:
-            found = re.search(r"Question: (.*)\nSQL:", last)
-            text = self.sql[found.group(1)] if found else "SELECT 1"
+            asked = re.findall(r"Question: (.*)\nSQL:", last)  # the last one: worked examples come before it
+            text = self.sql[asked[-1]] if asked else "SELECT 1"
         return Generation(text, prompt_tokens=1, completion_tokens=1, prefill_s=0.0, decode_s=0.0)
 
 

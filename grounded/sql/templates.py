@@ -1,4 +1,5 @@
-"""Template SQL over a source's own mirrored tables: the SQL half of ``tune sql --synthesize``.
+"""Template SQL over a source's own mirrored tables: the SQL half of ``tune sql --synthesize``, and
+the worked examples of the zero-shot prompt (:mod:`grounded.sql.examples`).
 
 Each table of the source is profiled once, its columns sorted by what a question can do with them:
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,14 +401,15 @@ def template_queries(
     max_rows: int = 30,
     templates: tuple[str, ...] = TEMPLATES,
     max_tries: int = 100_000,
+    tables: Sequence[TableInfo] | None = None,
 ) -> Iterator[TemplateSql]:
     """Queries over ``source``'s mirrored tables that run and return rows, templates taking turns.
 
     Endless until every template has failed many times in a row (the data has no new query to
     give) or after ``max_tries`` drawn; the caller takes as many as it wants. Each SQL is given
-    once.
+    once. ``tables`` narrows the source to some of its tables (those a prompt shows).
     """
-    tables = tuple(source_tables(db.tables(), source))
+    tables = tuple(source_tables(tables if tables is not None else db.tables(), source))
     if not tables:
         known = sorted({t.schema for t in db.tables()})
         raise NotFound(
