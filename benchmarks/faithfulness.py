@@ -18,7 +18,10 @@ sentence score, or the mean). Side by side, in the same run:
   min_sentence_similarity, 0 when a number or name is missing).
 
 Prints balanced accuracy, AUC (of flagging unfaithful), recall of each class, per answering
-model, and the checker's CPU time per sentence-passage pair (one thread).
+model, and the checker's CPU time per claim (one thread; several windows a claim), for the whole file and for
+each half of its conversations (:func:`grounded.checks.sources.human_halves`): a model calibrated
+with this file in its data folder chose its response aggregation and threshold on half A, so half B
+is the held-out figure.
 """
 
 from __future__ import annotations
@@ -129,10 +132,9 @@ def checker_scores(
     """The checker (the active model, or ``model_dir``): (flagged, risk) per response, and its
     timing. ``combine``: the model's logit with the lexical features, as the checker serves it
     when the model has a combination; otherwise the model's probability alone."""
-    from grounded.checks.checker import EntailmentChecker, aggregate, is_claim
+    from grounded.checks.checker import EntailmentChecker, aggregate, claim_scores, claims_of
     from grounded.checks.model import CrossEncoder
     from grounded.checks.store import active_model_dir
-    from grounded.checks.text import split_sentences
 
     model = CrossEncoder(model_dir or active_model_dir())
     checker = EntailmentChecker(model, combine=combine)
@@ -140,19 +142,20 @@ def checker_scores(
     flagged, risk, pair_ms = [], [], []
     for item in items:
         texts = [t for _, t in item.passages]
-        sentences = [s for s in split_sentences(item.response) if is_claim(s)]
-        if not sentences:  # a refusal or a question back: nothing to check
+        sentences = claims_of(item.response)
+        if not sentences:  # a refusal, a question back or a list's bare markers: nothing to check
             flagged.append(0)
             risk.append(-1.0)
             continue
-        start = time.thread_time()  # CPU time of this thread: what a pair costs one core, whatever the load
-        scores = checker.score(sentences, [texts] * len(sentences))  # windows, model, lexical features, fragments
+        start = time.thread_time()  # CPU time of this thread: what a claim costs one core, whatever the load
+        # The served verdict: plain text, the joint and per-passage windows, model, lexical features, fragments.
+        scores = claim_scores(checker.model, [(item.response, tuple(texts))], checker.combination)[0]
         pair_ms.append((time.thread_time() - start) * 1000 / len(sentences))
         score = aggregate(scores, checker.aggregation)
         flagged.append(int(score < checker.response_threshold))
         risk.append(-score)
     timing = {
-        "pair_cpu_ms_mean": round(float(np.mean(pair_ms)), 2) if pair_ms else None,
+        "claim_cpu_ms_mean": round(float(np.mean(pair_ms)), 2) if pair_ms else None,
         "model": model.fingerprint,
         "combined": checker.combination is not None,
         "response_threshold": checker.response_threshold,
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="a trained checks model directory (default: the active one)")
     ap.add_argument("--no-lexical", action="store_true", help="skip today's verifier (faster)")
     args = ap.parse_args(argv)
+    from grounded.checks.sources import human_halves
+
     if not args.data.is_file():
         print(f"error: {args.data} not found (an MT-RAG human-evaluation file)", file=sys.stderr)
         return 2
@@ -187,19 +192,36 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_lexical:
         systems["lexical"] = lexical_scores(items)
     models = sorted({i.model_id for i in items})
-    print(f"{'system':<10} {'bal.acc':>8} {'AUC':>7} {'rec.unf':>8} {'rec.faith':>9}   per answering model (bal.acc)")
+    sides = human_halves([i.task_id for i in items])
+    parts = {"all": list(range(len(items)))} | {
+        f"half {h}": [k for k, side in enumerate(sides) if side == h] for h in "AB"
+    }
+    print(
+        "half A: its conversations choose the checker's response aggregation and threshold when the model is "
+        "calibrated with this file in its data folder; half B: never chosen on"
+    )
+    print(
+        f"{'system':<10} {'part':<7} {'n':>4} {'bal.acc':>8} {'AUC':>7} {'rec.unf':>8} {'rec.faith':>9}   "
+        "per answering model (bal.acc)"
+    )
     for name, (flag, risk) in systems.items():
-        f = figures(labels, flag, risk)
-        per = {}
-        for m in models:
-            idx = [k for k, i in enumerate(items) if i.model_id == m]
-            per[m] = figures([labels[k] for k in idx], [flag[k] for k in idx], [risk[k] for k in idx])
-        report[name] = {**f, "per_model": per}
-        per_text = ", ".join(f"{m} {v['balanced_accuracy']:.3f}" for m, v in per.items())
-        print(
-            f"{name:<10} {f['balanced_accuracy']:>8.3f} {f['auc']:>7.3f} {f['recall_unfaithful']:>8.3f} "
-            f"{f['recall_faithful']:>9.3f}   {per_text}"
-        )
+        report[name] = {}
+        for part, idx in parts.items():
+            f = figures([labels[k] for k in idx], [flag[k] for k in idx], [risk[k] for k in idx])
+            per = {}
+            for m in models:
+                sub = [k for k in idx if items[k].model_id == m]
+                per[m] = figures([labels[k] for k in sub], [flag[k] for k in sub], [risk[k] for k in sub])
+            entry = {**f, "responses": len(idx), "per_model": per}
+            if part == "all":
+                report[name].update(entry)
+            else:
+                report[name][part.replace(" ", "_")] = entry
+            per_text = ", ".join(f"{m} {v['balanced_accuracy']:.3f}" for m, v in per.items())
+            print(
+                f"{name:<10} {part:<7} {len(idx):>4} {f['balanced_accuracy']:>8.3f} {f['auc']:>7.3f} "
+                f"{f['recall_unfaithful']:>8.3f} {f['recall_faithful']:>9.3f}   {per_text}"
+            )
     print(f"checker: {timing}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")

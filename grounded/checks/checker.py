@@ -33,9 +33,12 @@ __all__ = [
     "GateDecision",
     "SupportScore",
     "aggregate",
+    "as_plain_text",
     "claim_scores",
+    "claims_of",
     "gate_score",
     "is_claim",
+    "is_scaffolding",
     "looks_cut_off",
     "looks_like_prose",
     "response_scores",
@@ -98,6 +101,37 @@ def is_claim(sentence: str) -> bool:
     They need no evidence, so the checker does not score them."""
     text = sentence.strip()
     return bool(text) and not text.rstrip("\"')").endswith("?") and not _NOT_A_CLAIM.match(text)
+
+
+_LIST_MARKER = re.compile(r"(?:^|\s)(?:\d{1,2}|[a-z])[.)]$")
+
+
+def is_scaffolding(sentence: str) -> bool:
+    """True for the scaffolding of a list: a marker split off as a sentence of its own ("2."), a heading or
+    a line that introduces what follows ("Here are some tips:", "FICO Score:", "... include: 1."). It
+    asserts nothing a passage could support, so a whole response's verdict does not score it (scored, such
+    lines sank a faithful list answer to its lowest claim)."""
+    text = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]\s*$", "", sentence.strip())  # a trailing citation "[1]"
+    text = _LIST_MARKER.sub("", text).strip(" *#-")
+    return not re.search(r"[A-Za-z]", text) or text.endswith(":")
+
+
+_MARKDOWN = re.compile(r"\*\*|__|`")
+_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
+
+
+def as_plain_text(sentence: str) -> str:
+    """``sentence`` without markdown emphasis or code marks and without a leading list marker, as the
+    checker reads it: "1. **Initiate the Case**: A case ..." is read "Initiate the Case: A case ...".
+    The model never saw markdown in training, and the marker's number counted as a number no passage
+    holds (a lexical feature of a swapped figure)."""
+    return " ".join(_ITEM.sub("", _MARKDOWN.sub("", sentence)).split())
+
+
+def claims_of(response: str) -> list[str]:
+    """The sentences of ``response`` a verdict on the whole checks: claims (:func:`is_claim`), not the
+    scaffolding of a list (:func:`is_scaffolding`)."""
+    return [s for s in split_sentences(response) if is_claim(s) and not is_scaffolding(s)]
 
 
 def looks_cut_off(sentence: str) -> bool:
@@ -260,21 +294,37 @@ def aggregate(scores: np.ndarray, how: str = "min") -> float:
     return float(scores.min() if how == "min" else scores.mean())
 
 
+def _best_support(
+    model: CrossEncoder, sentence: str, passages: Sequence[str], combination: Combination | None
+) -> float:
+    """A claim of a whole response against passages it does not cite: the best of its window over all of
+    them and its window in each one alone. A response's passages are several long documents (MT-RAG: 1-7
+    of about 260 words): a window picked across all of them mixes sentences of several and often leaves out
+    the one passage that states the claim; read alone, that passage gets the whole window. (The answer path
+    scores a sentence against the passages it cites, usually one: :meth:`EntailmentChecker.score`.)"""
+    windows = [evidence_window(sentence, list(passages))]
+    if len(passages) > 1:
+        windows += [w for w in (evidence_window(sentence, [p]) for p in passages) if w not in windows]
+    return float(_support(model, [sentence] * len(windows), windows, combination).max())
+
+
 def claim_scores(
     model: CrossEncoder,
     responses: Sequence[tuple[str, Sequence[str]]],
     combination: Combination | None = None,
 ) -> list[np.ndarray]:
-    """Each response's claims (:func:`is_claim`) scored against its passages: one model call per claim,
-    combined with the lexical features when ``combination`` is given; a fragment scores 0."""
+    """Each response's claims (:func:`claims_of`), read as plain text (:func:`as_plain_text`), scored
+    against its passages (:func:`_best_support`), combined with the lexical features when ``combination``
+    is given; a fragment scores 0."""
     out: list[np.ndarray] = []
     for text, passages in responses:
-        sentences = [s for s in split_sentences(text) if is_claim(s)]
+        sentences = claims_of(text)
         if not sentences:
             out.append(np.zeros(0, dtype=np.float32))
             continue
-        windows = [evidence_window(s, list(passages)) for s in sentences]
-        scores = _support(model, sentences, windows, combination)
+        scores = np.asarray(
+            [_best_support(model, as_plain_text(s), passages, combination) for s in sentences], dtype=np.float32
+        )
         scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
         out.append(scores)
     return out

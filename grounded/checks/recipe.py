@@ -26,6 +26,7 @@ from grounded.checks.sources import (
     clapnq_pairs,
     clapnq_passages,
     faithfulness_test_document_ids,
+    human_responses,
     kb_passages,
     mtrag_cases,
     mtrag_pairs,
@@ -166,6 +167,10 @@ def build_pairs(recipe: Recipe) -> PairSet:
                 out.responses(split_of(r.group, recipe.dev_share, recipe.test_share)).append(r)
             for c in mtrag_cases(data, exclude_docs=exclude):
                 out.cases(split_of(c.group, recipe.dev_share, recipe.test_share)).append(c)
+        # LLM answers judged by people: half of their conversations choose the whole-response verdict, the
+        # other half is never chosen on (only reported).
+        for half, r in human_responses(data):
+            (out.dev_responses if half == "A" else out.test_responses).append(r)
     for source, ps in passages:
         pairs += synthetic_pairs(ps, source=source, seed=recipe.seed)
         held_out = [p for p in ps if split_of(p.pid, recipe.dev_share, recipe.test_share) != "train"]

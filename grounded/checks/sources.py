@@ -3,15 +3,20 @@
 A data folder has the layout of ``../shared/data`` (any subset of it): ``clapnq/`` (ClapNQ dev
 files), ``mtrag/mtragun_reference_dev.jsonl`` (MT-RAG reference tasks). Nothing is copied.
 
-``mtrag/human_evaluations_dev.json`` is the *test set* of ``benchmarks/faithfulness.py``: no
-pair is ever built from it. Its document ids are read only to leave out the reference tasks
-that share a passage with it (decontamination), so no test passage is seen in training.
+``mtrag/human_evaluations_dev.json`` (LLM answers judged by people) is the *test set* of
+``benchmarks/faithfulness.py``: no pair is ever built from it, and its document ids are read to leave
+out the reference tasks that share a passage with it (decontamination), so no test passage is seen in
+training. Its conversations are split in two halves (:func:`human_halves`): the responses of half A
+are dev responses (the whole-response verdict's aggregation and threshold are chosen on them), those
+of half B test responses, never chosen on (:func:`human_responses`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+import statistics
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ __all__ = [
     "clapnq_pairs",
     "clapnq_passages",
     "faithfulness_test_document_ids",
+    "human_halves",
+    "human_responses",
     "kb_passages",
     "mtrag_cases",
     "mtrag_pairs",
@@ -145,6 +152,35 @@ def faithfulness_test_document_ids(data: Path) -> frozenset[str]:
     if not path.is_file():
         return frozenset()
     return frozenset(d["document_id"] for d in json.loads(path.read_text(encoding="utf-8"))["documents"])
+
+
+def human_halves(task_ids: Sequence[str]) -> list[str]:
+    """``"A"`` or ``"B"`` for each MT-RAG task id: its conversation's (the id before ``<::>``) place in the
+    conversations ordered by their sha256, alternately A and B (about half the conversations each)."""
+    conversations = [t.split("<::>")[0] for t in task_ids]
+    order = sorted(set(conversations), key=lambda c: hashlib.sha256(c.encode()).hexdigest())
+    side = {c: "AB"[k % 2] for k, c in enumerate(order)}
+    return [side[c] for c in conversations]
+
+
+def human_responses(data: Path) -> Iterator[tuple[str, Response]]:
+    """``(half, response)`` for each judged response of the faithfulness file (:data:`TEST_FILE`), if
+    present: faithful unless the annotators' median faithfulness is 2 or less (of 1-4), kind
+    ``human:<answering model>``, grouped by conversation, with the passages of its task."""
+    path = data / TEST_FILE
+    if not path.is_file():
+        return
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    docs = {d["document_id"]: str(d["text"]) for d in raw["documents"]}
+    tasks = {t["task_id"]: t for t in raw["tasks"]}
+    evaluations = raw["evaluations"]
+    for half, e in zip(human_halves([e["task_id"] for e in evaluations]), evaluations, strict=True):
+        task = tasks[e["task_id"]]
+        marks = [float(v["value"]) for v in e["annotations"]["faithfulness"].values()]
+        passages = tuple(docs[c["document_id"]] for c in task["contexts"] if c["document_id"] in docs)
+        faithful = int(statistics.median(marks) > 2)
+        group = "human:" + e["task_id"].split("<::>")[0]
+        yield half, Response(e["model_response"], passages, faithful, f"human:{e['model_id']}", group)
 
 
 def _question(task: dict[str, Any]) -> str:

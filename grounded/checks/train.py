@@ -32,8 +32,10 @@ from grounded.checks.store import activate, model_dir
 __all__ = ["TrainResult", "calibrate", "calibrate_gate", "evaluate", "fingerprint", "train"]
 
 SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage", "off_topic"})
-CALIBRATION_VERSION = 4
+CALIBRATION_VERSION = 5
 """Bumped when :func:`calibrate` chooses differently; a model calibrated by an older one is calibrated again."""
+HUMAN_KIND = "human:"
+"""The kind of a dev or test response that people judged (:func:`~grounded.checks.sources.human_responses`)."""
 UNSUPPORTED_KEPT_COST = 2.0
 """How much worse the support threshold counts an unsupported sentence kept than a supported one
 rejected. Not the same harm: a kept false sentence is a wrong answer with a citation, while a
@@ -364,9 +366,13 @@ def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
             "balanced_accuracy": round(balanced_accuracy(labels, [int(x >= support_threshold) for x in scores]), 4),
         }
     if pairs.dev_responses:
-        # The response aggregation and its threshold, chosen together on the dev responses (ties: min).
-        labels = [r.faithful for r in pairs.dev_responses]
-        claims = claim_scores(model, [(r.text, r.passages) for r in pairs.dev_responses], combination)
+        # The response aggregation and its threshold, chosen together (ties: min) on the dev responses that
+        # people judged (LLM answers: what a verdict on a whole response is for) when there are both kinds
+        # of them, else on all the dev responses (synthetic: one sentence rewritten or knowledge added).
+        human = [r for r in pairs.dev_responses if r.kind.startswith(HUMAN_KIND)]
+        chosen_on = human if len({r.faithful for r in human}) == 2 else pairs.dev_responses
+        labels = [r.faithful for r in chosen_on]
+        claims = claim_scores(model, [(r.text, r.passages) for r in chosen_on], combination)
         by_how: dict[str, tuple[float, float, list[float]]] = {}
         for how in AGGREGATIONS:
             scores_r = [aggregate(c, how) for c in claims]
@@ -377,19 +383,25 @@ def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
         out["aggregation"] = how
         out["thresholds"]["response"] = round(threshold, 4)
         figures["response"] = {
+            "chosen_on": f"{len(chosen_on)} dev responses" + (" judged by people" if chosen_on is human else ""),
             "dev": {"auc": round(auc(labels, scores_r), 4), "balanced_accuracy": round(ba, 4)},
             "dev_by_aggregation": {h: round(v[0], 4) for h, v in by_how.items()},
-            "dev_by_kind": _recall_by_kind(pairs.dev_responses, scores_r, threshold),
         }
+        every = response_scores(model, [(r.text, r.passages) for r in pairs.dev_responses], combination, how)
+        figures["response"]["dev_by_kind"] = _recall_by_kind(pairs.dev_responses, list(every), threshold)
         if pairs.test_responses:
-            labels = [r.faithful for r in pairs.test_responses]
-            scores_r = list(
-                response_scores(model, [(r.text, r.passages) for r in pairs.test_responses], combination, how)
-            )
-            figures["response"]["test"] = {
-                "auc": round(auc(labels, scores_r), 4),
-                "balanced_accuracy": round(balanced_accuracy(labels, [int(x >= threshold) for x in scores_r]), 4),
-            }
+            scored = response_scores(model, [(r.text, r.passages) for r in pairs.test_responses], combination, how)
+            for name, keep in (("test", False), ("test_judged_by_people", True)):
+                idx = [i for i, r in enumerate(pairs.test_responses) if r.kind.startswith(HUMAN_KIND) == keep]
+                labels = [pairs.test_responses[i].faithful for i in idx]
+                if len(set(labels)) == 2:
+                    figures["response"][name] = {
+                        "responses": len(idx),
+                        "auc": round(auc(labels, [float(scored[i]) for i in idx]), 4),
+                        "balanced_accuracy": round(
+                            balanced_accuracy(labels, [int(scored[i] >= threshold) for i in idx]), 4
+                        ),
+                    }
     else:
         out["thresholds"]["response"] = out["thresholds"]["support"]
     if pairs.dev_cases and len({c.answerable for c in pairs.dev_cases}) == 2:

@@ -10,6 +10,8 @@ from grounded.checks.recipe import Recipe, build_pairs
 from grounded.checks.sources import (
     clapnq_pairs,
     faithfulness_test_document_ids,
+    human_halves,
+    human_responses,
     mtrag_pairs,
     mtrag_responses,
     pydoc_passages,
@@ -217,3 +219,33 @@ def test_an_unanswerable_mtrag_question_without_passages_is_gated_against_its_co
     assert case.kind == "mtrag_unanswerable"
     assert case.passages[0] == PASSAGES[2].text  # the with-statement passage: most words in common
     assert set(case.passages) == {PASSAGES[2].text, PASSAGES[1].text}
+
+
+def test_judged_responses_split_in_two_halves_by_conversation(tmp_path: Path) -> None:
+    folder = tmp_path / "mtrag"
+    folder.mkdir()
+    ids = [f"c{k}<::>{turn}" for k in range(6) for turn in (1, 2)]
+    sides = human_halves(ids)
+    assert sides == human_halves(ids)  # stable
+    assert all(sides[k] == sides[k + 1] for k in range(0, len(ids), 2))  # one conversation, one half
+    assert sides.count("A") == sides.count("B") == 6  # conversations alternate between the halves
+
+    def judged(task: str, marks: list[str]) -> dict[str, object]:
+        scores = {str(n): {"value": v} for n, v in enumerate(marks)}
+        return {"task_id": task, "model_id": "gpt-4o", "model_response": f"Answer to {task}.",
+                "annotations": {"faithfulness": scores}}  # fmt: skip
+
+    test = {
+        "documents": [{"document_id": "d1", "text": "A passage."}],
+        "tasks": [{"task_id": t, "contexts": [{"document_id": "d1"}]} for t in ids[:4]],
+        "evaluations": [judged(ids[0], ["4", "3", "1"]), judged(ids[2], ["2", "2", "4"])],
+    }
+    (folder / "human_evaluations_dev.json").write_text(json.dumps(test), encoding="utf-8")
+    found = list(human_responses(tmp_path))
+    first, second = human_halves([ids[0], ids[2]])  # the halves of the conversations the file holds
+    assert {first, second} == {"A", "B"}
+    assert [(half, r.faithful, r.kind, r.group, r.passages) for half, r in found] == [
+        (first, 1, "human:gpt-4o", "human:c0", ("A passage.",)),  # median 3
+        (second, 0, "human:gpt-4o", "human:c1", ("A passage.",)),  # median 2: unfaithful
+    ]
+    assert list(human_responses(tmp_path / "nothing")) == []

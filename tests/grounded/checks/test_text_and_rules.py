@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from grounded.checks import perturb
-from grounded.checks.checker import looks_cut_off, looks_like_prose
+from grounded.checks.checker import as_plain_text, claims_of, is_scaffolding, looks_cut_off, looks_like_prose
 from grounded.checks.metrics import auc, balanced_accuracy, best_threshold, recall
 from grounded.checks.text import content_words, detokenize, evidence_window, split_sentences
 
@@ -156,3 +156,35 @@ def test_best_threshold_rises_when_a_negative_let_through_costs_more() -> None:
     assert ba == pytest.approx(0.875)
     with pytest.raises(ValueError, match="negative_weight"):
         best_threshold(labels, scores, negative_weight=0)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "scaffolding"),
+    [
+        ("2.", True),  # a list marker the sentence splitter cut off its item
+        ("10.", True),
+        ("Here are some tips:", True),
+        ("**FICO Score:**", True),
+        ("Some common types of mortgage scams include: 1.", True),
+        ("Payment history (35%): On-time payments and late payments.", False),
+        ("No, they are not the same.", False),
+        ("Belgium became independent in 1831. [1]", False),
+        ("It has 2 wheels.", False),
+    ],
+)
+def test_is_scaffolding(sentence: str, scaffolding: bool) -> None:
+    assert is_scaffolding(sentence) is scaffolding
+
+
+def test_a_responses_claims_leave_out_refusals_questions_and_list_scaffolding() -> None:
+    response = (
+        "Here are the steps: 1. Open a case with the court. 2. Serve the other parent. "
+        "Is there anything else I can help you with?"
+    )
+    assert claims_of(response) == ["Open a case with the court.", "Serve the other parent."]
+
+
+def test_a_claim_is_read_without_markdown_or_its_list_marker() -> None:
+    assert as_plain_text("1. **Initiate the Case**: file form `FL-600`.") == "Initiate the Case: file form FL-600."
+    assert as_plain_text("- **Stocks:** high returns.") == "Stocks: high returns."
+    assert as_plain_text("In 1831 Belgium became independent.") == "In 1831 Belgium became independent."
