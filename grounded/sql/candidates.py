@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from grounded.sql.database import QueryResult, TableInfo, quote_identifier
@@ -45,11 +45,26 @@ __all__ = [
     "echoes",
     "measure_for_count",
     "numeric",
+    "outside_literals",
     "rewrites",
     "substance",
 ]
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def outside_literals(sql: str, rewrite: Callable[[str], str]) -> str:
+    """``sql`` with ``rewrite`` applied to the code between its string literals (the literals kept as written)."""
+    parts: list[str] = []
+    last = 0
+    for m in _LITERAL.finditer(sql):
+        parts.append(rewrite(sql[last : m.start()]))
+        parts.append(m.group(0))
+        last = m.end()
+    parts.append(rewrite(sql[last:]))
+    return "".join(parts)
+
+
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")'
 _COLREF = rf"(?:(?P<q>{_IDENT})\.)?(?P<c>{_IDENT})"
 _BEFORE_LITERAL = re.compile(rf"{_COLREF}\s*(?P<op>=|<>|!=|(?:NOT\s+)?(?:I?LIKE))\s*$", re.I)
@@ -167,14 +182,7 @@ def _requalified(sql: str, aliases: dict[str, TableInfo]) -> str:
         return f"{next(iter(holders))}.{m.group('c')}"
 
     pattern = re.compile(rf"(?<![\w.\"])(?P<q>{_IDENT})\.(?P<c>{_IDENT})(?![\w.\"(])")
-    parts: list[str] = []
-    last = 0
-    for m in _LITERAL.finditer(sql):
-        parts.append(pattern.sub(fix, sql[last : m.start()]))
-        parts.append(m.group(0))
-        last = m.end()
-    parts.append(pattern.sub(fix, sql[last:]))
-    return "".join(parts)
+    return outside_literals(sql, lambda code: pattern.sub(fix, code))
 
 
 def _column_before(prefix: str) -> tuple[str | None, str, str] | None:
@@ -291,14 +299,7 @@ def _typed(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> str:
         return re.sub(rf"(?P<pre>\bORDER\s+BY\s+|,\s*){ref}(?=\s+(?:ASC|DESC)\b|\s*(?:LIMIT\b|$))", order, code,
                       flags=re.I)  # fmt: skip
 
-    parts: list[str] = []
-    last = 0
-    for m in _LITERAL.finditer(sql):
-        parts.append(typed_code(sql[last : m.start()]))
-        parts.append(m.group(0))
-        last = m.end()
-    parts.append(typed_code(sql[last:]))
-    return "".join(parts)
+    return outside_literals(sql, typed_code)
 
 
 _NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")

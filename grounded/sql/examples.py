@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 
 from grounded.experts.embedding import SentenceEmbedder
-from grounded.sql.candidates import substance
+from grounded.sql.candidates import outside_literals, substance
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.sql.templates import template_queries
@@ -45,7 +45,6 @@ PER_TABLE_SET = 48
 MAX_PER_TEMPLATE = 2
 """At most this many examples of one template in a prompt: a few shapes, not one shape thrice."""
 _CACHED_SETS = 64
-_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _REF = r'(?:[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")'
 _IDENT = re.compile(r'(?<![\w."])([A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")(?![\w."(])')
 
@@ -75,14 +74,7 @@ def qualify(sql: str, table: TableInfo) -> str:
     def one(m: re.Match[str]) -> str:
         return f"{prefix}.{m.group(1)}" if m.group(1) in columns else m.group(0)
 
-    parts: list[str] = []
-    last = 0
-    for m in _LITERAL.finditer(sql):
-        parts.append(_IDENT.sub(one, sql[last : m.start()]))
-        parts.append(m.group(0))
-        last = m.end()
-    parts.append(_IDENT.sub(one, sql[last:]))
-    return "".join(parts)
+    return outside_literals(sql, lambda code: _IDENT.sub(one, code))
 
 
 class ExampleBank:
