@@ -11,7 +11,9 @@ rest is here:
   resumes exactly after it (keyset pagination: no gaps, no repeats, even with equal timestamps);
   deleted rows are found by a key diff (the live keys are read after the changed rows);
 - without one, every sync reads the whole table and rows missing from it are deleted;
-- optional templates render each row into a document for retrieval.
+- optional templates render each row into a document for retrieval;
+- a full read divides into key ranges of about equal row counts (:meth:`SQLConnector.splits`),
+  which the Ray engine reads in parallel tasks.
 
 Example config (TOML)::
 
@@ -30,6 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,6 +46,7 @@ from connectors.base import (
     Page,
     Record,
     RowBatch,
+    Split,
     StreamSpec,
     row_document_key,
 )
@@ -242,14 +246,58 @@ class SQLConnector(ABC):
         return None
 
     def read(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
-        table = self._tables.get(stream)
-        if table is None:
-            raise FatalConnectorError(
-                f"{self.name} has no stream {stream!r}; configured tables: {sorted(self._tables)}"
-            )
+        table = self._table(stream)
         conn = self._connect()
         try:
             yield from self._read(conn, table, cursor)
+        except self.driver_errors as exc:
+            raise self.wrap_error(exc) from exc
+        finally:
+            conn.close()
+
+    def splits(self, stream: str, parts: int) -> list[Split]:
+        """Key ranges of a full read of ``stream`` with about equal row counts, in read order.
+
+        A range is ``(after, upto]`` in the read's order (the cursor column, then the primary
+        key): unique, so the ranges are disjoint and, read in order, yield exactly the rows of
+        :meth:`read` from no cursor. The boundaries are the rows at every ``count / parts``-th
+        place (one ``LIMIT 1 OFFSET`` query each, an index walk where the key is indexed).
+        """
+        table = self._table(stream)
+        conn = self._connect()
+        try:
+            _, _, pk = self._columns(conn, table)
+            order = self._order(table, pk)
+            bounds = self._boundaries(conn, table, order, parts)
+        except self.driver_errors as exc:
+            raise self.wrap_error(exc) from exc
+        finally:
+            conn.close()
+        edges: list[list[JSONValue] | None] = [None, *bounds, None]
+        return [Split(stream, i, {"after": lo, "upto": hi}) for i, (lo, hi) in enumerate(pairwise(edges))]
+
+    def read_split(self, split: Split) -> Iterator[Page]:
+        """The rows of one key range (and their documents); the first range also declares the
+        table's shape, as a full read does."""
+        table = self._table(split.stream)
+        after, upto = (split.spec.get(k) for k in ("after", "upto"))
+        for bound in (after, upto):
+            if bound is not None and not isinstance(bound, list):
+                raise FatalConnectorError(
+                    f"split {split.index} of table {split.stream!r} has a bound that is not a key: {split.spec!r}"
+                )
+        assert after is None or isinstance(after, list)
+        assert upto is None or isinstance(upto, list)
+        conn = self._connect()
+        try:
+            yield from self._read(
+                conn,
+                table,
+                None,
+                after=None if after is None else [decode_value(v) for v in after],
+                upto=None if upto is None else [decode_value(v) for v in upto],
+                declare=split.index == 0,
+            )
         except self.driver_errors as exc:
             raise self.wrap_error(exc) from exc
         finally:
@@ -262,6 +310,42 @@ class SQLConnector(ABC):
             return self.connect()
         except self.driver_errors as exc:
             raise self.wrap_error(exc) from exc
+
+    def _table(self, stream: str) -> TableConfig:
+        table = self._tables.get(stream)
+        if table is None:
+            raise FatalConnectorError(
+                f"{self.name} has no stream {stream!r}; configured tables: {sorted(self._tables)}"
+            )
+        return table
+
+    @staticmethod
+    def _order(table: TableConfig, pk: list[str]) -> list[str]:
+        """The columns a read is ordered by: the cursor column first, then the primary key."""
+        return [table.cursor_column, *pk] if table.cursor_column else list(pk)
+
+    def _boundaries(self, conn: Any, table: TableConfig, order: list[str], parts: int) -> list[list[JSONValue]]:
+        """The last key (encoded) of each range but the last, ``parts`` ranges of about equal size."""
+        source = self.quote_table(table.name)
+        where = f" WHERE {self.quote(table.cursor_column)} IS NOT NULL" if table.cursor_column else ""
+        counted = self._one_row(conn, f"SELECT COUNT(*) FROM {source}{where}")
+        count = int(counted[0]) if counted else 0
+        step = -(-count // max(parts, 1))
+        if parts <= 1 or count <= step:
+            return []
+        columns = ", ".join(self.quote(c) for c in order)
+        bounds: list[list[JSONValue]] = []
+        for offset in range(step - 1, count - 1, step):
+            sql = f"SELECT {columns} FROM {source}{where} ORDER BY {columns} LIMIT 1 OFFSET {int(offset)}"
+            row = self._one_row(conn, sql)
+            if row is not None:
+                bounds.append([encode_value(v) for v in row])
+        return bounds
+
+    def _one_row(self, conn: Any, sql: str) -> tuple[Any, ...] | None:
+        # Read to the end: an unfinished server-side cursor would block the connection's next query.
+        rows = [row for batch in self.stream_rows(conn, sql, [], 1) for row in batch]
+        return rows[0] if rows else None
 
     def _columns(self, conn: Any, table: TableConfig) -> tuple[list[Column], list[str], list[str]]:
         """Mirror columns, source types, and primary key of ``table``, checked against the config."""
@@ -313,30 +397,48 @@ class SQLConnector(ABC):
                 )
         return columns, [types[c] for c in keep], list(pk)
 
-    def _read(self, conn: Any, table: TableConfig, cursor: Cursor | None) -> Iterator[Page]:
+    def _read(
+        self,
+        conn: Any,
+        table: TableConfig,
+        cursor: Cursor | None,
+        *,
+        after: list[Any] | None = None,
+        upto: list[Any] | None = None,
+        declare: bool = True,
+    ) -> Iterator[Page]:
+        """Rows after ``cursor`` (or in the key range ``(after, upto]`` of a split), in key order."""
         columns, source_types, pk = self._columns(conn, table)
         names = [c.name for c in columns]
         convert = [(i, f) for i, t in enumerate(source_types) if (f := self.converter(t)) is not None]
-        order = [table.cursor_column, *pk] if table.cursor_column else list(pk)
-        order_idx = [names.index(c) for c in order if c is not None]
+        order = self._order(table, pk)
+        order_idx = [names.index(c) for c in order]
         pk_idx = [names.index(k) for k in pk]
         sql = f"SELECT {', '.join(self.quote(c) for c in names)} FROM {self.quote_table(table.name)}"
         where: list[str] = []
         params: list[Any] = []
         if table.cursor_column:
             where.append(f"{self.quote(table.cursor_column)} IS NOT NULL")
-            after = (cursor or {}).get("after")
-            if isinstance(after, list) and len(after) == len(order):
-                clause, params = self._keyset([c for c in order if c], [decode_value(v) for v in after])
-                where.append(clause)
+            resume = (cursor or {}).get("after")
+            if isinstance(resume, list) and len(resume) == len(order):
+                after = [decode_value(v) for v in resume]
+        if after is not None:
+            clause, values = self._keyset(order, after)
+            where.append(clause)
+            params.extend(values)
+        if upto is not None:
+            clause, values = self._keyset(order, upto)
+            where.append(f"NOT {clause}")
+            params.extend(values)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join(self.quote(c) for c in order if c)
+        sql += " ORDER BY " + ", ".join(self.quote(c) for c in order)
         spec = StreamSpec(name=table.stream, kind="table", primary_key=tuple(pk))
         last: Cursor | None = cursor
         # An empty batch first declares the table's shape, so a changed schema is caught now,
         # not only when a changed row happens to arrive.
-        yield Page(records=[RowBatch(spec.name, tuple(columns), [], tuple(pk))], cursor=last)
+        if declare:
+            yield Page(records=[RowBatch(spec.name, tuple(columns), [], tuple(pk))], cursor=last)
         for rows in self.stream_rows(conn, sql, params, self.config.page_size):
             if convert:
                 rows = [_convert(row, convert) for row in rows]

@@ -9,7 +9,8 @@ batch, the torch runtime's within 1e-5).
 
 The pipeline of one stream::
 
-    splits (SplittableConnector, full read)      pages read here (any other connector), in windows
+    splits (SplittableConnector, full read:      pages read here (any other connector, or a read
+    runs of files, line or key ranges)          that resumes after a cursor), in windows
             │ read_split in a task                     │
             └──────────────► prepare (task): chunk every document whose content hash is new,
                              split its chunks' evidence sentences
@@ -187,7 +188,7 @@ class RayEngine:
         ``known`` maps the source's document ids to their content hashes in the version being
         built on, so unchanged documents are neither chunked nor embedded again.
         """
-        splittable = isinstance(connector, SplittableConnector) and cursor is None and spec.kind == "documents"
+        splittable = isinstance(connector, SplittableConnector) and cursor is None
         job = _Job(source, self.chunking, tuple(acl), known, sentences, connector if splittable else None)
         if splittable:
             assert isinstance(connector, SplittableConnector)

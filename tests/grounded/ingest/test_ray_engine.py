@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 
 import grounded
+from connectors.sqlite import SQLiteConfig, SQLiteConnector
 from grounded.kb import KnowledgeBase
 from tests.ci import import_or_skip
 from tests.conftest import write_topics
@@ -172,3 +175,44 @@ def test_a_killed_ray_worker_leaves_the_last_good_version_serving_and_a_rerun_fi
     local.ingest(first, source="docs")
     local.ingest(corpus, source="docs")
     _assert_same(kb, local)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_database_table_read_in_key_ranges_on_ray_mirrors_and_indexes_as_a_local_sync(tmp_path: Path) -> None:
+    from pydoc_data.topics import topics
+
+    paragraphs = [p for name in ("class", "for", "while") for p in topics[name].split("\n\n") if p.strip()]
+    con = sqlite3.connect(tmp_path / "topics.db")
+    con.execute("CREATE TABLE paragraphs (id INTEGER PRIMARY KEY, topic TEXT, body TEXT)")
+    con.executemany("INSERT INTO paragraphs VALUES (?, ?, ?)", [(i, f"part {i}", p) for i, p in enumerate(paragraphs)])
+    con.commit()
+    con.close()
+    config = SQLiteConfig(
+        path=tmp_path / "topics.db",
+        tables=[{"name": "paragraphs", "document": {"title": "{topic}", "text": "{body}"}}],
+        page_size=5,
+    )
+    source = SQLiteConnector(config)
+    assert len(source.splits("paragraphs", 4)) == 4
+
+    # The class goes to the Ray tasks by value (they need not import the tests package).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    local, on_ray = _open(tmp_path / "local", "local"), _open(tmp_path / "ray", "ray")
+    stats = [local.sync("db", source), on_ray.sync("db", _ReadsOnlyKeyRanges(config))]
+    assert stats[1].rows_upserted == stats[0].rows_upserted == len(paragraphs)
+    assert stats[1].documents_added == stats[0].documents_added == len(paragraphs)
+    _assert_same(on_ray, local)
+    mirrored = [
+        kb.snapshot().store.cursor().execute("SELECT id, topic, body FROM db.paragraphs ORDER BY id").fetchall()
+        for kb in (local, on_ray)
+    ]
+    assert mirrored[1] == mirrored[0]
+    assert len(mirrored[0]) == len(paragraphs)
+
+
+class _ReadsOnlyKeyRanges(SQLiteConnector):
+    """A table that must be read in key ranges: a whole read (on the driver) fails the test."""
+
+    def read(self, stream: str, cursor: Any) -> Iterator[Any]:
+        raise AssertionError("the Ray engine read the whole table instead of its key ranges")
