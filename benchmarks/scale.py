@@ -18,7 +18,8 @@ search over several parts (segments or shards) against one index.
 4. Shards: the first ``--shard-chunks`` chunks split by document-id hash into 1, 2 and 4 parts,
    each with its own BM25 (DuckDB fts) and exact FAISS index; BM25 merged with global
    statistics, dense fanned out, fused with RRF. Top-10 overlap with the unsharded index and
-   the p50/p95 a query spends more than on the unsharded one.
+   the p50/p95 a query spends more than on the unsharded one. ``--ray-shards``: the dense side of
+   2 and 4 shards also searched by Ray actors, one per shard file (``[scale] search = "ray"``).
 
 5. Ingestion (``--scifact DIR``): the first ``--ingest-docs`` documents of SciFact's
    ``corpus.jsonl`` ingested with the real encoder (chunks and evidence sentences) locally on one
@@ -51,6 +52,7 @@ from benchmarks._report import add_json_option, write_json  # noqa: E402
 from connectors.base import Document, Page  # noqa: E402
 from grounded.config import Settings  # noqa: E402
 from grounded.ingest.builder import VersionBuilder  # noqa: E402
+from grounded.retrieval.ray_shards import RayShardIndex, ShardPart, connect_ray  # noqa: E402
 from grounded.retrieval.search import fuse, search  # noqa: E402
 from grounded.retrieval.snapshot import Snapshot  # noqa: E402
 from indexes.bm25 import Bm25Postings  # noqa: E402
@@ -186,8 +188,9 @@ def publish_cost(data: Path, n: int, change: float, queries: list[str], vocab: l
     }
 
 
-def sharded(data: Path, n: int, queries: list[str], vocab: list[str]) -> dict[str, Any]:
-    """1, 2 and 4 shards by document-id hash against one index over the same chunks."""
+def sharded(data: Path, n: int, queries: list[str], vocab: list[str], *, ray: Any = None) -> dict[str, Any]:
+    """1, 2 and 4 shards by document-id hash against one index over the same chunks; with
+    ``ray``, the dense side of 2 and 4 shards also searched by Ray actors (one per shard file)."""
     rng = np.random.default_rng(2)
     texts = _texts(n, vocab, rng)
     ids = np.arange(1, n + 1, dtype=np.int64) * 7919
@@ -195,7 +198,20 @@ def sharded(data: Path, n: int, queries: list[str], vocab: list[str]) -> dict[st
     vectors = HashEmbedder().embed(texts)
     settings = Settings().search
     out: dict[str, Any] = {"chunks": n}
-    results: dict[int, tuple[list[list[int]], list[float]]] = {}
+    results: dict[str, tuple[list[list[int]], list[float]]] = {}
+
+    def run(con: duckdb.DuckDBPyConnection, postings: Bm25Postings, dense: Any) -> tuple[list[list[int]], list[float]]:
+        found: list[list[int]] = []
+        took: list[float] = []
+        for q in queries:
+            started = time.perf_counter()
+            bm25 = postings.top(con, q, settings.candidates)
+            scores, hit = dense.search(HashEmbedder().embed_query(q)[None, :], settings.candidates)
+            fused = fuse(bm25, [(int(i), float(x)) for i, x in zip(hit[0], scores[0], strict=True) if i >= 0], settings)
+            took.append((time.perf_counter() - started) * 1000)
+            found.append([c for c, _ in fused[:10]])
+        return found, took
+
     for shards in (1, 2, 4):
         part = np.array([int(hashlib.blake2b(d.encode(), digest_size=4).hexdigest(), 16) % shards for d in docs])
         con = duckdb.connect(":memory:")
@@ -216,23 +232,19 @@ def sharded(data: Path, n: int, queries: list[str], vocab: list[str]) -> dict[st
             con.execute(f"ATTACH '{path}' AS shard{s} (READ_ONLY)")
             indexes.append(VectorIndex.build(ids[keep], vectors[keep]))
         postings = Bm25Postings.merge(con, [(f"shard{s}", "SELECT NULL::BIGINT WHERE false") for s in range(shards)])
-        dense = FanOutIndex(indexes)
-        found: list[list[int]] = []
-        took: list[float] = []
-        for q in queries:
-            started = time.perf_counter()
-            bm25 = postings.top(con, q, settings.candidates)
-            scores, hit = dense.search(HashEmbedder().embed_query(q)[None, :], settings.candidates)
-            fused = fuse(bm25, [(int(i), float(x)) for i, x in zip(hit[0], scores[0], strict=True) if i >= 0], settings)
-            took.append((time.perf_counter() - started) * 1000)
-            found.append([c for c, _ in fused[:10]])
-        results[shards] = (found, took)
+        results[f"shards_{shards}"] = run(con, postings, FanOutIndex(indexes))
+        if ray is not None and shards > 1:
+            parts = []
+            for s, index in enumerate(indexes):
+                index.save(data / f"shard{shards}-{s}.faiss")
+                parts.append(ShardPart("bench", data / f"shard{shards}-{s}.faiss", index.choice, np.zeros(0, np.int64)))
+            results[f"ray_shards_{shards}"] = run(con, postings, RayShardIndex(ray, parts))
         con.close()
-    base_found, base_ms = results[1]
-    for shards, (found, took) in results.items():
+    base_found, base_ms = results["shards_1"]
+    for name, (found, took) in results.items():
         overlap = np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(found, base_found, strict=True)])
         added = np.array(took) - np.array(base_ms)
-        out[f"shards_{shards}"] = {
+        out[name] = {
             "top10_overlap": round(float(overlap), 4),
             "p50_ms": round(float(np.percentile(took, 50)), 3),
             "p95_ms": round(float(np.percentile(took, 95)), 3),
@@ -299,7 +311,7 @@ def ingestion(data: Path, scifact: Path, docs: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--chunks", type=int, default=200_000)
     parser.add_argument("--change", type=float, default=0.01)
     parser.add_argument("--shard-chunks", type=int, default=50_000)
@@ -308,6 +320,9 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, default=None, help="SciFact (BEIR) folder: measure ingestion")
     parser.add_argument("--ingest-docs", type=int, default=5183, help="SciFact documents ingested")
     parser.add_argument("--skip-publish", action="store_true", help="only the ingestion part (with --scifact)")
+    parser.add_argument(
+        "--ray-shards", action="store_true", help="also search the shards on Ray actors (a local cluster, 2 CPUs)"
+    )
     add_json_option(parser)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -326,7 +341,8 @@ def main() -> None:
         figures["publish"] = publish_cost(data, args.chunks, args.change, queries, vocab)
         print(figures["publish"], flush=True)
         if args.shard_chunks:
-            figures["shards"] = sharded(data, args.shard_chunks, queries, vocab)
+            ray = connect_ray(Settings(), local_cpus=2) if args.ray_shards else None
+            figures["shards"] = sharded(data, args.shard_chunks, queries, vocab, ray=ray)
             print(figures["shards"], flush=True)
     write_json(args.json, figures)
 

@@ -130,6 +130,13 @@ class ScaleSettings(BaseModel):
         description="Embedding actors (one model load each, one GPU each where CUDA is available); a "
         "splittable connector is read in four parts per worker.",
     )
+    search: Literal["local", "ray"] = Field(
+        "local",
+        description="`local`: a version's vector shards are loaded and searched in every serving process. "
+        "`ray`: each shard file is loaded by a Ray actor (spread over the cluster's nodes, which must see "
+        "the knowledge base's storage) and a query's dense side fans out to them, merged exactly; BM25 "
+        "stays in the serving process.",
+    )
 
 
 class SearchSettings(BaseModel):

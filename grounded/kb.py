@@ -200,6 +200,8 @@ class KnowledgeBase(ExploreMixin):
             # not wired in yet, see docs/scale.md).
             "devices": {"encoder": self.embedder.device, "faiss": "cpu"},
             "shards": max((len(s) for s in snap.version.segment_shards.values()), default=1),
+            # "ray": the vector parts are searched by Ray actors, not held by this process.
+            "shard_search": self.settings.scale.search,
         }
 
     # -- writing ------------------------------------------------------------------------------------

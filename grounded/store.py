@@ -32,6 +32,7 @@ from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVer
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.retrieval import Mode, SearchResults, Snapshot, parse_filters, restrict, search, validate_query
 from grounded.retrieval.rerank import Reranker
+from grounded.retrieval.snapshot import RemoteParts
 from indexes.base import Hit, SearchFilters
 from indexes.duckdb_store import StoredSentences
 from indexes.versions import VersionStore
@@ -107,7 +108,7 @@ class KnowledgeStore:
         """
         for attempt in range(5):
             try:
-                return Snapshot.open(self.versions.get(vid))
+                return Snapshot.open(self.versions.get(vid), remote=self._remote_parts())
             except CorruptKnowledgeBase:
                 if attempt == 4:
                     raise
@@ -115,6 +116,15 @@ class KnowledgeStore:
                 time.sleep(0.05 * (attempt + 1))
                 vid = self.versions.current_id() or vid
         raise AssertionError("unreachable")
+
+    def _remote_parts(self) -> RemoteParts | None:
+        """Where a version's vector parts are searched: here, or on Ray actors (``scale.search``)."""
+        if self.settings.scale.search != "ray":
+            return None
+        from grounded.retrieval.ray_shards import RayShardIndex, connect_ray
+
+        ray = connect_ray(self.settings, local_cpus=max(2, self.settings.index.shards))
+        return lambda parts: RayShardIndex(ray, parts)
 
     def view(
         self,

@@ -162,15 +162,10 @@ class RayEngine:
         self._connect()
 
     def _connect(self) -> None:
-        ray = self.ray
-        if ray.is_initialized():
-            return
-        address = self.settings.scale.address
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            # A local cluster for this ingest: a CPU per embedding actor, one for the read tasks.
-            ray.init(num_cpus=self.workers + 1, include_dashboard=False, log_to_driver=False)
+        from grounded.retrieval.ray_shards import connect_ray
+
+        # A local cluster for this ingest: a CPU per embedding actor, one for the read tasks.
+        connect_ray(self.settings, local_cpus=self.workers + 1)
 
     def prepared_pages(
         self,

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from grounded.errors import CorruptKnowledgeBase
+from grounded.retrieval.ray_shards import RayShardIndex, ShardPart
 from indexes import segments as seg
 from indexes.duckdb_store import DuckDBStore
 from indexes.faiss_index import IndexChoice, VectorIndex
 from indexes.fanout import FanOutIndex
 from indexes.versions import VECTORS_FILE, VersionInfo, segment_dir, shard_file
 
-__all__ = ["Snapshot"]
+__all__ = ["RemoteParts", "Snapshot", "VectorParts"]
+
+VectorParts = VectorIndex | FanOutIndex | RayShardIndex
+
+RemoteParts = Callable[[Sequence[ShardPart]], RayShardIndex]
+"""Opens a version's vector parts elsewhere (``[scale] search = "ray"``: one Ray actor each)."""
 
 
 @dataclass(slots=True)
@@ -26,14 +33,17 @@ class Snapshot:
 
     version: VersionInfo
     store: DuckDBStore
-    vectors: VectorIndex | FanOutIndex
+    vectors: VectorParts
 
     @classmethod
-    def open(cls, version: VersionInfo) -> Snapshot:
+    def open(cls, version: VersionInfo, *, remote: RemoteParts | None = None) -> Snapshot:
+        """``remote``: search the vector parts of a segmented version there (e.g. on Ray actors)
+        instead of loading them into this process."""
         store = DuckDBStore.open(version.store_path, read_only=True)
-        vectors: VectorIndex | FanOutIndex
+        vectors: VectorParts
         if store.segments:
-            vectors = _segment_vectors(version, store)
+            parts = _segment_parts(version, store)
+            vectors = remote(parts) if remote is not None else _load_parts(parts, version)
         else:
             choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
             vectors = VectorIndex.load(version.vectors_path, choice)
@@ -41,12 +51,14 @@ class Snapshot:
         return cls(version, store, vectors)
 
 
-def _segment_vectors(version: VersionInfo, store: DuckDBStore) -> FanOutIndex:
+def _segment_parts(version: VersionInfo, store: DuckDBStore) -> list[ShardPart]:
+    """Every FAISS file of the version's segments (a sharded segment has several), each with the
+    chunk ids of its segment's dead documents."""
     root = version.path.parent.parent
     choices = version.segment_indexes
     sharded = version.segment_shards
     dead = f"{seg.catalog(version.id)}.main.dead"
-    parts: list[VectorIndex] = []
+    parts: list[ShardPart] = []
     for sid in store.segments:
         files = (
             [(segment_dir(root, sid) / shard_file(k), c) for k, c in enumerate(sharded[sid])]
@@ -54,14 +66,23 @@ def _segment_vectors(version: VersionInfo, store: DuckDBStore) -> FanOutIndex:
             else [(segment_dir(root, sid) / VECTORS_FILE, choices[sid])]
         )
         found = store.cursor().execute(seg.dead_chunk_sql(sid, dead)).fetchnumpy()
-        for path, choice in files:
-            try:
-                index = VectorIndex.load(path, IndexChoice(**choice))
-            except RuntimeError as exc:  # faiss's error for a missing or damaged file
-                # Also what a reader sees when pruning moves the segment meanwhile: the caller
-                # (KnowledgeStore) retries on CorruptKnowledgeBase with the then current version.
-                raise CorruptKnowledgeBase(f"cannot read segment {sid}'s vectors at {path} ({exc})") from exc
-            index.remove(np.asarray(found["chunk_id"], dtype=np.int64))
-            parts.append(index)
+        gone = np.asarray(found["chunk_id"], dtype=np.int64)
+        parts.extend(ShardPart(sid, path, IndexChoice(**choice), gone) for path, choice in files)
+    return parts
+
+
+def _load_parts(parts: Sequence[ShardPart], version: VersionInfo) -> FanOutIndex:
+    """The parts loaded into this process, searched as one."""
+    indexes: list[VectorIndex] = []
+    for part in parts:
+        try:
+            index = VectorIndex.load(part.path, part.choice)
+        except RuntimeError as exc:  # faiss's error for a missing or damaged file
+            # Also what a reader sees when pruning moves the segment meanwhile: the caller
+            # (KnowledgeStore) retries on CorruptKnowledgeBase with the then current version.
+            raise CorruptKnowledgeBase(f"cannot read segment {part.segment}'s vectors at {part.path} ({exc})") from exc
+        index.remove(part.dead)
+        indexes.append(index)
     # A sharded segment's parts are searched side by side (one thread each), then merged exactly.
-    return FanOutIndex(parts, workers=max((len(s) for s in sharded.values()), default=1))
+    shards = max((len(s) for s in version.segment_shards.values()), default=1)
+    return FanOutIndex(indexes, workers=shards)

@@ -21,6 +21,7 @@ import pytest
 
 import grounded
 from connectors.sqlite import SQLiteConfig, SQLiteConnector
+from grounded.errors import CorruptKnowledgeBase
 from grounded.kb import KnowledgeBase
 from tests.ci import import_or_skip
 from tests.conftest import write_topics
@@ -216,3 +217,29 @@ class _ReadsOnlyKeyRanges(SQLiteConnector):
 
     def read(self, stream: str, cursor: Any) -> Iterator[Any]:
         raise AssertionError("the Ray engine read the whole table instead of its key ranges")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_shards_searched_by_ray_actors_give_the_local_fan_outs_results(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    local = grounded.open(tmp_path / "kb", index={"shards": 3})
+    local.ingest(corpus, source="docs")
+    (corpus / "for.txt").write_text("A for loop ends when its iterable is exhausted.\n", encoding="utf-8")
+    (corpus / "del.txt").unlink()
+    local.ingest(corpus, source="docs")  # a second segment, and dead chunks in the first
+    on_ray = grounded.open(tmp_path / "kb", index={"shards": 3}, scale={"search": "ray"})
+    vectors = on_ray.snapshot().vectors
+    assert type(vectors).__name__ == "RayShardIndex"
+    assert vectors.shards == 6
+    assert vectors.ntotal == local.snapshot().vectors.ntotal
+    assert on_ray.stats()["shard_search"] == "ray"
+    for query in QUERIES:
+        for mode in ("dense", "hybrid"):
+            want = [(h.chunk_id, round(h.score, 5)) for h in local.search(query, k=10, mode=mode)]
+            assert [(h.chunk_id, round(h.score, 5)) for h in on_ray.search(query, k=10, mode=mode)] == want
+
+    # A shard file gone from storage: an actor cannot load it, and the reader says so.
+    next((tmp_path / "kb" / "versions").rglob("vectors.shard1.faiss")).unlink()
+    with pytest.raises(CorruptKnowledgeBase, match="Ray actor could not load"):
+        grounded.open(tmp_path / "kb", index={"shards": 3}, scale={"search": "ray"}).search("assert statement")
