@@ -102,6 +102,10 @@ CONVERSATIONAL_REPLY = (
 PARTIAL_NOTE = "The sources cover only part of this question."
 """Ends a partial answer when no word of the question is missing from the evidence to name."""
 
+ANSWERABILITY_FLOW = "before-writing-v2"
+"""Bumped whenever what the engine does with the answerability model's verdicts changes (a model trained earlier
+then acts differently), so cached answers are not reused."""
+
 _BEFORE_WRITING: tuple[HeadName, ...] = ("unanswerable", "partial")
 """The answerability model's heads decided after underspecified, before the gate and the writer."""
 
@@ -388,7 +392,9 @@ class GroundingEngine:
                 "answer": writer.fingerprint,
                 "embed": f"{self.store.embedder.fingerprint}:{self.store.embedder.runtime}",
                 "checks": self.checks.fingerprint,
-                "answerability": model.fingerprint if (model := self.answerability_model) else "rules",
+                "answerability": f"{model.fingerprint}:{ANSWERABILITY_FLOW}"
+                if (model := self.answerability_model)
+                else "rules",
                 **({"rerank": reranker.fingerprint or "none"} if (reranker := self.store.reranker) else {}),
                 **self._tool_models(),
             },
