@@ -23,6 +23,7 @@ PARTIAL tasks); p50 is the in-process time per turn, with the load average besid
 ``--answerability rules|model|auto`` picks what decides underspecified and partial
 (``answer.answerability``); every class is also reported on the *held-out* conversations alone:
 the test split of ``grounded tune answerability`` (by dialogue), which the model never saw.
+``--split train|dev|test`` answers only that split's conversations (choose on dev, report test).
 """
 
 from __future__ import annotations
@@ -295,7 +296,10 @@ def main() -> None:
         "--answerability", choices=("auto", "model", "rules"), default="auto", help="answer.answerability"
     )
     parser.add_argument(
-        "--split", choices=("all", "test"), default="all", help="answer only the held-out conversations (test)"
+        "--split",
+        choices=("all", "train", "dev", "test"),
+        default="all",
+        help="answer only one split of the conversations (by dialogue; test: the held-out ones)",
     )
     args = parser.parse_args()
     tasks = load_tasks(args.data)

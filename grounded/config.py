@@ -318,8 +318,9 @@ class AnswerSettings(BaseModel):
     answerability: Literal["auto", "model", "rules"] = Field(
         "auto",
         description="What decides a turn's `underspecified` and `partial` labels: `model`, the trained answerability "
-        "model (`grounded tune answerability`); `rules`, an unresolved demonstrative and names or numbers missing from "
-        "the evidence; `auto`, the model when one is trained on this machine, else the rules.",
+        "model (`grounded tune answerability`; its `unanswerable` head also abstains before writing, its `partial` "
+        "head writes past the gate); `rules`, an unresolved demonstrative and names or numbers missing from the "
+        "evidence; `auto`, the model when one is trained on this machine, else the rules.",
     )
     tuned: bool = Field(
         True,

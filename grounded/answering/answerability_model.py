@@ -1,15 +1,20 @@
-"""The trained answerability model: two logistic heads over :class:`TurnFeatures`.
+"""The trained answerability model: three logistic heads over :class:`TurnFeatures`.
 
 The rules of :mod:`grounded.answering.answerability` see one signal each (an unresolved
 demonstrative; a name or number missing from the evidence) and miss most real cases: on
 MTRAG-UN they found 0% of the partial turns and 20% of the underspecified ones. This model reads
 every signal of the turn, its shape and its evidence (:mod:`grounded.answering.turn_features`)
-and decides two questions:
+and decides three questions, all before anything is written:
 
 * ``underspecified``: does the turn point at something it never pins down ("the park", "this
   library", "her")? Then the engine asks one clarifying question.
-* ``partial``: of a turn the engine answers, do the passages hold only part of what it asks?
-  Then the answer says what the sources lack.
+* ``unanswerable``: do the passages retrieved for it hold none of what it asks (a question about
+  the collection's topic that no passage answers)? Then the engine abstains without writing.
+* ``partial``: do the passages hold only part of what it asks? Then the engine writes what they
+  hold even where the answerability gate, which asks whether they hold *the* answer, would
+  refuse, and the answer says what the sources lack.
+
+Models trained before the ``unanswerable`` head (recipe ``answerability-v1``) load without it.
 
 Each head is a logistic regression on standardised features, fitted with balanced class weights
 (``grounded tune answerability``, :mod:`grounded.tune.answerability`); its threshold was chosen
@@ -50,7 +55,7 @@ __all__ = [
 ]
 
 MODEL_FILE = "answerability.json"
-HeadName = Literal["underspecified", "partial"]
+HeadName = Literal["underspecified", "partial", "unanswerable"]
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TurnFeatures))
 
 
@@ -114,27 +119,39 @@ def _matrix(rows: Sequence[TurnFeatures], names: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class AnswerabilityModel:
-    """The two heads, the model's fingerprint (recipe + training data) and its training figures."""
+    """The heads, the model's fingerprint (recipe + training data) and its training figures."""
 
     underspecified: Head
     partial: Head
     fingerprint: str
     meta: dict[str, Any]
+    unanswerable: Head | None = None
+    """``None`` in a model of the first recipe (two heads): the gate alone decides abstention."""
 
     @property
     def name(self) -> str:
         return f"answerability {self.fingerprint}"
 
+    def has(self, head: HeadName) -> bool:
+        """Whether this model has ``head`` (a first-recipe model has no ``unanswerable`` head)."""
+        return getattr(self, head) is not None
+
     def decide(self, head: HeadName, features: TurnFeatures) -> HeadDecision:
-        """Whether ``features`` is ``head`` (``underspecified`` or ``partial``) by that head's threshold."""
-        fitted = self.underspecified if head == "underspecified" else self.partial
+        """Whether ``features`` is ``head`` by that head's threshold (a :class:`ConfigError` if the model lacks it)."""
+        fitted: Head | None = getattr(self, head)
+        if fitted is None:
+            raise ConfigError(f"answerability model {self.fingerprint} has no {head!r} head; retrain it")
         p = float(fitted.probabilities([features])[0])
         return HeadDecision(head, p >= fitted.threshold, p, fitted.threshold)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "fingerprint": self.fingerprint,
-            "heads": {"underspecified": asdict(self.underspecified), "partial": asdict(self.partial)},
+            "heads": {
+                "underspecified": asdict(self.underspecified),
+                "partial": asdict(self.partial),
+                **({"unanswerable": asdict(self.unanswerable)} if self.unanswerable is not None else {}),
+            },
             "meta": self.meta,
         }
 
@@ -156,7 +173,10 @@ class AnswerabilityModel:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             heads = {k: _head(v) for k, v in data["heads"].items()}
-            return cls(heads["underspecified"], heads["partial"], str(data["fingerprint"]), dict(data.get("meta", {})))
+            return cls(
+                heads["underspecified"], heads["partial"], str(data["fingerprint"]), dict(data.get("meta", {})),
+                heads.get("unanswerable"),
+            )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"{path} is not a trained answerability model ({exc}); train one with "

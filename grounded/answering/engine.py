@@ -24,10 +24,12 @@
     8. ``_finish``    the answerability label (answering/answerability.py), the answer, cached
                       under (conversation, question, index version, config, models)
 
-With a trained answerability model (``answer.answerability``), ``_judge`` decides after step 5
-whether the turn is underspecified (then one clarifying question, nothing written) and
-``_finish`` whether an answer is partial, both from the turn's features
-(:mod:`grounded.answering.turn_features`); without one, the rules of step 2b and 8 decide.
+With a trained answerability model (``answer.answerability``), ``_judge`` decides after step 5,
+from the turn's features (:mod:`grounded.answering.turn_features`), whether the turn is
+underspecified (then one clarifying question, nothing written), unanswerable (then the engine
+abstains even when the gate would let it write) or partial (then it writes what the passages hold
+even when the gate would refuse, and the answer says what is missing); without one, the rules of
+step 2b and 8 decide.
 
 Example::
 
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from grounded.answering.answerability import Decision, clarification, clarifying_question, decide, load_model
-from grounded.answering.answerability_model import AnswerabilityModel, HeadDecision
+from grounded.answering.answerability_model import AnswerabilityModel, HeadDecision, HeadName
 from grounded.answering.cache import AnswerCache, cache_key, normalise_question
 from grounded.answering.conversation import (
     REWRITE_VERSION,
@@ -99,6 +101,13 @@ CONVERSATIONAL_REPLY = (
 
 PARTIAL_NOTE = "The sources cover only part of this question."
 """Ends a partial answer when no word of the question is missing from the evidence to name."""
+
+ANSWERABILITY_FLOW = "before-writing-v2"
+"""Bumped whenever what the engine does with the answerability model's verdicts changes (a model trained earlier
+then acts differently), so cached answers are not reused."""
+
+_BEFORE_WRITING: tuple[HeadName, ...] = ("unanswerable", "partial")
+"""The answerability model's heads decided after underspecified, before the gate and the writer."""
 
 PROMPT_VERSION = "answer-v2"
 """Bumped whenever the prompt, parsing or verification changes, so cached answers are not reused."""
@@ -162,6 +171,10 @@ class _Question:
     features: TurnFeatures | None = None
     verdicts: dict[str, HeadDecision] = field(default_factory=dict)
     """The answerability model's verdicts on this turn (empty with the rules)."""
+    gate_passed: bool | None = None
+    """What the gate (or the similarity threshold) said, before the model's verdicts overrode it."""
+    quoted_part: bool = False
+    """A partial turn answered with the closest evidence sentence: nothing the writer drafted was supported."""
 
     @property
     def version(self) -> str:
@@ -317,6 +330,7 @@ class GroundingEngine:
         if self._answerable(q):
             self._write(q)
             self._verify(q)
+            self._quote_partial(q)
         if q.has_tools:
             q.sentences = exact_numbers(q.sentences, q.citations)
         for sentence in q.sentences:
@@ -378,7 +392,9 @@ class GroundingEngine:
                 "answer": writer.fingerprint,
                 "embed": f"{self.store.embedder.fingerprint}:{self.store.embedder.runtime}",
                 "checks": self.checks.fingerprint,
-                "answerability": model.fingerprint if (model := self.answerability_model) else "rules",
+                "answerability": f"{model.fingerprint}:{ANSWERABILITY_FLOW}"
+                if (model := self.answerability_model)
+                else "rules",
                 **({"rerank": reranker.fingerprint or "none"} if (reranker := self.store.reranker) else {}),
                 **self._tool_models(),
             },
@@ -423,9 +439,14 @@ class GroundingEngine:
         t = time.perf_counter()
         q.features = turn_features(q.asked, q.history, q.text, q.pool, self.store.embedder)
         q.verdicts["underspecified"] = verdict = model.decide("underspecified", q.features)
-        q.timings["answerability_ms"] = _ms(t)
         if not verdict.yes or q.has_tools:
+            # Decided now, before the gate and the writer: whether to write at all depends on them (_answerable).
+            for head in _BEFORE_WRITING:
+                if model.has(head):
+                    q.verdicts[head] = model.decide(head, q.features)
+            q.timings["answerability_ms"] = _ms(t)
             return None
+        q.timings["answerability_ms"] = _ms(t)
         referent, text = clarification(q.asked, q.history, q.unresolved)
         why = f"{referent!r} is not pinned down" if referent else "the turn names nothing specific enough"
         reason = f"answerability model: {why} (p = {verdict.probability:.2f} >= {verdict.threshold:.2f})"
@@ -490,17 +511,28 @@ class GroundingEngine:
         q.timings["evidence_ms"] = _ms(t)
 
     def _answerable(self, q: _Question) -> bool:
-        """Whether to write at all: the gate's decision on the passages (a tool answered: always)."""
+        """Whether to write at all: the gate's decision on the passages (a tool answered: always), unless the
+        answerability model found the turn unanswerable (then never) or partial (then always: the gate asks
+        whether the passages hold *the* answer, and a partial turn's passages hold only part of it)."""
         if q.pool is None:
             return False
+        q.gate_passed = self._gate(q)
+        if q.has_tools:
+            return True
+        if _said(q, "unanswerable"):
+            return False
+        return q.gate_passed or (_said(q, "partial") and len(q.pool.owners) > 0)
+
+    def _gate(self, q: _Question) -> bool:
+        assert q.pool is not None
         gate = self.checks.gate
         if gate is None:
-            return q.has_tools or q.pool.best_similarity() >= self.settings.min_evidence_similarity
+            return q.pool.best_similarity() >= self.settings.min_evidence_similarity
         t = time.perf_counter()
         passages = [c.text for c in q.citations if c.provenance is None]
         q.gate = gate_evidence(gate, q.text, passages)
         q.timings["gate_ms"] = _ms(t)
-        return q.has_tools or q.gate.answerable
+        return q.gate.answerable
 
     def _write(self, q: _Question) -> None:
         assert q.pool is not None
@@ -535,6 +567,17 @@ class GroundingEngine:
             whole = [(s, ids) for n, (s, ids) in enumerate(q.parsed) if not is_fragment(s, n, len(q.parsed), truncated)]
             q.sentences, q.checks = verify(whole, q.pool, self.store.embedder, self.settings)
         q.timings["verify_ms"] = _ms(t)
+
+    def _quote_partial(self, q: _Question) -> None:
+        """A turn the answerability model finds partial, of whose draft nothing survived verification (the small
+        writer often strays when the passages hold only part of what is asked): the part the passages hold is
+        answered with the evidence sentence closest to the question, quoted and cited, instead of abstaining."""
+        if q.sentences or q.pool is None or q.has_tools or not _said(q, "partial") or _said(q, "unanswerable"):
+            return
+        quote = _closest(q.pool)
+        if quote is not None:
+            q.sentences = [quote]
+            q.quoted_part = True
 
     def _finish(self, q: _Question, use_cache: bool) -> Answer:
         best = q.pool.best_similarity() if q.pool is not None else 0.0
@@ -590,11 +633,25 @@ class GroundingEngine:
         the names and numbers no passage mentions, else the question's words none holds (else nothing
         named: the answer says the sources cover only part of the question)."""
         assert q.features is not None
-        ruled = "partial" if missing and rules.label == "answerable" else rules.label
+        ruled: str | None = "partial" if missing and rules.label == "answerable" else rules.label
+        if (q.gate_passed is False or q.quoted_part) and not q.has_tools:
+            # The rules would have abstained: at the gate (the model wrote past it), or with nothing verified.
+            ruled = "unanswerable"
+        elif q.gate_passed and _said(q, "unanswerable") and not q.has_tools:
+            ruled = None  # the rules would have written: what the writer would have said is unknown here
         ruled = "underspecified" if q.unresolved is not None else ruled
         if not q.sentences:
-            return replace(rules, scores=self._scores(q, model, ruled)), ()
-        q.verdicts["partial"] = verdict = model.decide("partial", q.features)
+            scores = self._scores(q, model, ruled)
+            refused = q.verdicts.get("unanswerable")
+            if refused is not None and refused.yes and not q.has_tools:
+                reason = (
+                    "answerability model: the passages hold none of what the question asks "
+                    f"(p = {refused.probability:.2f} >= {refused.threshold:.2f})"
+                )
+                return Decision("unanswerable", reason, scores=scores), ()
+            return replace(rules, scores=scores), ()
+        verdict = q.verdicts.get("partial") or model.decide("partial", q.features)
+        q.verdicts["partial"] = verdict
         scores = self._scores(q, model, ruled)
         p = f"p = {verdict.probability:.2f}, threshold {verdict.threshold:.2f}"
         if not verdict.yes:
@@ -603,6 +660,8 @@ class GroundingEngine:
             ), ()
         lacking = missing or rules.missing or uncovered_terms(q.asked, q.pool)
         reason = f"answerability model: the evidence covers only part of the question ({p})"
+        if q.quoted_part:
+            reason += "; no drafted sentence was supported, so the closest evidence sentence is quoted"
         return Decision("partial", reason, lacking, scores=scores), lacking
 
     def _trace_checks(self, q: _Question) -> dict[str, Any]:
@@ -687,6 +746,12 @@ class GroundingEngine:
         return models
 
     # -- helpers ----------------------------------------------------------------------------------
+
+
+def _said(q: _Question, head: str) -> bool:
+    """Whether the answerability model said yes to ``head`` on this turn (no model, or no such head: no)."""
+    verdict = q.verdicts.get(head)
+    return verdict is not None and verdict.yes
 
 
 def _listed(words: Sequence[str]) -> str:

@@ -10,8 +10,9 @@ retrieval (no extra model runs besides two cached query embeddings):
 * **the question's shape**: how many parts it asks for ("and", "or", several questions), whether
   it asks for a quantity or a date (a fact a passage may hold or lack exactly);
 * **the evidence**: the similarity of the best evidence sentences to the (rewritten) question,
-  whether several passages match about equally well (many parks, many courts: which one?), and
-  how many of the question's words, names and numbers the passages hold.
+  whether several passages match about equally well (many parks, many courts: which one?), how
+  many of the question's words, names and numbers the passages hold, and whether a question
+  asking "how much" or "when" finds any number in the passages that match it best.
 
 The features are general on purpose: none reads a data set's vocabulary, so a model fitted on one
 half of a public set is judged fairly on the other (docs/conversations.md).
@@ -28,6 +29,7 @@ import numpy as np
 
 from grounded.answering.conversation import NOT_REFERENTS, Turn, needs_rewrite, unresolved_reference
 from grounded.answering.evidence import EvidencePool
+from grounded.answering.types import Citation
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.text import STOPWORDS, content_terms, key_terms
 
@@ -84,6 +86,8 @@ class TurnFeatures:
     covered: float = 0.0
     covered_top: float = 0.0
     missing_keys: float = 0.0
+    quantity_unmet: float = 0.0
+    """It asks for a quantity or a date and none of the three best-matching passages holds a number."""
 
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in asdict(self).items()}
@@ -160,6 +164,10 @@ def turn_features(
     if embedder is not None and users:
         similarity = _cosine(embedder.embed_query(question), embedder.embed_query(users[-1]))
     evidence = _evidence(question, pool)
+    asks_quantity = _QUANTITY.search(question) is not None
+    if asks_quantity:
+        best = _best_passages(pool, 3) if pool is not None and len(pool.owners) else []
+        evidence["quantity_unmet"] = float(not any(_DIGIT.search(c.text) for c in best))
     return TurnFeatures(
         user_turns=math.log1p(len(users)),
         rewritten=float(rewrite != question),
@@ -172,9 +180,20 @@ def turn_features(
         new_words=len(own - earlier) / len(own) if own else 0.0,
         history_similarity=similarity,
         parts=math.log1p(len(_PARTS.findall(question.rstrip("?")))),
-        quantity=float(_QUANTITY.search(question) is not None),
+        quantity=float(asks_quantity),
         **evidence,
     )
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def _best_passages(pool: EvidencePool, n: int) -> list[Citation]:
+    """The ``n`` passages whose best sentence is most similar to the question, best first."""
+    best: dict[int, float] = {}
+    for owner, s in zip(pool.owners, pool.question_similarity.tolist(), strict=True):
+        best[owner] = max(best.get(owner, -1.0), float(s))
+    return [pool.by_id(o) for o, _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
 def _evidence(question: str, pool: EvidencePool | None) -> dict[str, float]:

@@ -20,13 +20,13 @@ def answerability(
         Path | None,
         typer.Option(help="Where the per-collection knowledge bases are built and kept (default: beside the models)."),
     ] = None,
-    l2: Annotated[float, typer.Option(help="L2 penalty of the two logistic heads.")] = 30.0,
+    l2: Annotated[float, typer.Option(help="L2 penalty of the logistic heads.")] = 30.0,
     force: Annotated[
         bool, typer.Option(help="Train again even when this recipe and data were trained before.")
     ] = False,
     activate: Annotated[bool, typer.Option(help="Make the new model the one the engine uses.")] = True,
 ) -> None:
-    """Fit the underspecified and partial heads on labelled conversation turns; a minute once the KBs exist."""
+    """Fit the underspecified, partial and unanswerable heads on labelled conversation turns; a minute once the KBs exist."""
     from grounded.answering.answerability_model import answerability_cache
     from grounded.tune.answerability import train_answerability
 

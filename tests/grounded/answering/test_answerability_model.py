@@ -1,14 +1,15 @@
-"""The trained answerability model: its features, its two heads, and the engine using it (or the rules)."""
+"""The trained answerability model: its features, its heads, and the engine using it (or the rules)."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 import grounded
-from grounded.answering.answerability_model import AnswerabilityModel, answerability_cache
+from grounded.answering.answerability_model import AnswerabilityModel, Head, answerability_cache
 from grounded.answering.conversation import Turn
 from grounded.answering.turn_features import TurnFeatures, definite_referent, turn_features, uncovered_terms
 from grounded.errors import ConfigError
@@ -57,6 +58,9 @@ def test_turn_features_read_the_turn() -> None:
     assert named.rewritten == 1.0
     demo = turn_features("What does this library provide?", [], "What does this library provide?", None, None)
     assert (demo.demonstrative, demo.unresolved) == (1.0, 1.0)
+    price = turn_features("How much does it cost?", [], "How much does it cost?", None, None)
+    assert (price.quantity, price.quantity_unmet) == (1.0, 1.0)  # no passage, so no number either
+    assert demo.quantity_unmet == 0.0
 
 
 def _rows(kb: KnowledgeBase) -> list[LabelledTurn]:
@@ -153,3 +157,84 @@ def test_split_is_by_dialogue() -> None:
     }
     assert conversation_group(first) == conversation_group(branch)
     assert task_split(first) == task_split(branch)
+
+
+def _fixed(p: float) -> Head:
+    """A head that says ``p`` of every turn (no weights, a bias): the engine's plumbing without a fit."""
+    names = ("user_turns",)
+    return Head(names, (0.0,), (1.0,), (0.0,), math.log(p / (1 - p)), threshold=0.5)
+
+
+def _fixed_model(*, partial: float, unanswerable: float | None) -> AnswerabilityModel:
+    return AnswerabilityModel(
+        _fixed(0.01), _fixed(partial), "fixed", {}, None if unanswerable is None else _fixed(unanswerable)
+    )
+
+
+def test_a_partial_turn_is_written_past_a_refusing_gate(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    _fixed_model(partial=0.99, unanswerable=0.01).save()
+    strict = {"answerability": "auto", "cache": False, "min_evidence_similarity": 0.999}
+    kb = grounded.open(built_kb_path, create=False, experts={"answer": {"backend": fake_backend, "model": "echo"}},
+                       answer=strict)  # fmt: skip
+    answer = kb.ask(CLEAR)
+    assert answer.answerability == "partial"
+    assert not answer.abstained
+    assert answer.citations
+    assert "The sources" in answer.text  # what is missing is said
+    scores = answer.trace["answerability"]["model"]
+    assert scores["partial"]["yes"] is True
+    assert scores["rules"] == "unanswerable"  # the gate alone would have refused
+    _fixed_model(partial=0.01, unanswerable=0.01).save()
+    refused = grounded.open(built_kb_path, create=False, experts={"answer": {"backend": fake_backend, "model": "echo"}},
+                            answer=strict).ask(CLEAR)  # fmt: skip
+    assert (refused.answerability, refused.abstained) == ("unanswerable", True)
+
+
+def test_a_partial_turn_with_nothing_verified_quotes_the_closest_evidence(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    _fixed_model(partial=0.99, unanswerable=0.01).save()
+    # Nothing the writer drafts is supported (no sentence is identical to its evidence), and no quote clears the gate.
+    strict = {"answerability": "auto", "cache": False, "min_evidence_similarity": 0.999, "min_sentence_similarity": 1.0}
+    kb = grounded.open(built_kb_path, create=False, experts={"answer": {"backend": fake_backend, "model": "echo"}},
+                       answer=strict)  # fmt: skip
+    answer = kb.ask(CLEAR)
+    assert (answer.answerability, answer.abstained) == ("partial", False)
+    assert [s.quoted for s in answer.sentences] == [True]
+    assert answer.sentences[0].citations
+    assert "closest evidence sentence is quoted" in answer.trace["answerability"]["reason"]
+    assert answer.trace["answerability"]["model"]["rules"] == "unanswerable"
+
+
+def test_an_unanswerable_turn_is_refused_before_writing(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    _fixed_model(partial=0.01, unanswerable=0.99).save()
+    lenient = {"answerability": "auto", "cache": False, "min_evidence_similarity": -1.0}
+    kb = grounded.open(built_kb_path, create=False, experts={"answer": {"backend": fake_backend, "model": "echo"}},
+                       answer=lenient)  # fmt: skip
+    answer = kb.ask(CLEAR)
+    assert (answer.answerability, answer.abstained) == ("unanswerable", True)
+    decided = answer.trace["answerability"]
+    assert "answerability model" in decided["reason"]
+    assert decided["model"]["unanswerable"]["yes"] is True
+    assert decided["model"]["rules"] is None  # the rules would have written: their label is not known
+
+
+def test_a_first_recipe_model_loads_without_the_unanswerable_head(model_cache: Path) -> None:
+    path = _fixed_model(partial=0.5, unanswerable=None).save()
+    data = json.loads((path / "answerability.json").read_text())
+    assert set(data["heads"]) == {"underspecified", "partial"}
+    model = AnswerabilityModel.load(path)
+    assert not model.has("unanswerable")
+    assert model.has("partial")
+    with pytest.raises(ConfigError, match="no 'unanswerable' head"):
+        model.decide("unanswerable", TurnFeatures())
