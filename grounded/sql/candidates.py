@@ -130,6 +130,12 @@ def _resolve(qualifier: str | None, column: str, aliases: dict[str, TableInfo]) 
     return [t for t in seen.values() if any(c == column for c, _ in t.columns)]
 
 
+def _named(qualifier: str | None, aliases: dict[str, TableInfo]) -> list[TableInfo]:
+    """The table a qualifier names, whatever the column after it."""
+    table = aliases.get(_unquote(qualifier).lower()) if qualifier is not None else None
+    return [table] if table is not None else []
+
+
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -182,7 +188,13 @@ def _requalified(sql: str, aliases: dict[str, TableInfo]) -> str:
         return f"{next(iter(holders))}.{m.group('c')}"
 
     pattern = re.compile(rf"(?<![\w.\"])(?P<q>{_IDENT})\.(?P<c>{_IDENT})(?![\w.\"(])")
-    return outside_literals(sql, lambda code: pattern.sub(fix, code))
+    out = outside_literals(sql, lambda code: pattern.sub(fix, code))
+    # ``T1.state_name = T2.state_name`` with T1 lacking the column would become T2's column equal to
+    # itself: true on every row, a cross join. The join is re-keyed on the data instead (rekeyed).
+    same = re.compile(rf"(?<![\w.\"])(?P<x>{_IDENT}\.{_IDENT})\s*=\s*(?P=x)(?![\w.\"(])")
+    if len(same.findall(_LITERAL.sub("''", out))) > len(same.findall(_LITERAL.sub("''", sql))):
+        return sql
+    return out
 
 
 def _column_before(prefix: str) -> tuple[str | None, str, str] | None:
@@ -352,8 +364,10 @@ def rekeyed(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> 
     parts: list[str] = []
     last = 0
     for m in _ON.finditer(sql):
-        left = _resolve(m.group("q1"), m.group("c1"), aliases)
-        right = _resolve(m.group("q2"), m.group("c2"), aliases)
+        # A column its table lacks (``river.state_name``) fails to bind: its table still says which
+        # two tables the join meant, and the data which of their columns hold the same values.
+        left = _resolve(m.group("q1"), m.group("c1"), aliases) or _named(m.group("q1"), aliases)
+        right = _resolve(m.group("q2"), m.group("c2"), aliases) or _named(m.group("q2"), aliases)
         if len(left) != 1 or len(right) != 1 or left[0] == right[0] or not (m.group("q1") and m.group("q2")):
             continue
         a, b = left[0], right[0]

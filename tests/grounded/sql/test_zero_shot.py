@@ -373,6 +373,22 @@ def test_a_join_on_columns_that_share_no_values_is_made_on_those_that_do(linker:
     assert linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows == (("austin",),)
 
 
+def test_a_join_on_a_column_its_table_lacks_is_made_on_the_columns_that_share_values(linker: SchemaLinker) -> None:
+    """river has no state_name: the wrong-alias fix must not make it city.state_name = city.state_name
+    (true on every row); the data says river.traverse holds the states."""
+    wrong = (
+        "SELECT r.river_name FROM geo.river AS r JOIN geo.city AS c ON r.state_name = c.state_name "
+        "WHERE c.city_name = 'austin'"
+    )
+    tables = linker.db.tables()
+    assert all(v.sql.count("c.state_name = c.state_name") == 0 for v in rewrites(wrong, tables, linker.values))
+    right = wrong.replace("r.state_name = c.state_name", "r.traverse = c.state_name")
+    assert rekeyed(wrong, tables, linker.values) == right
+    draft = SqlWriter(Scripted(wrong), linker, db=linker.db).write("which rivers run through the state of austin?")
+    assert draft.sql == right
+    assert sorted(linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows) == [("red",), ("rio grande",)]
+
+
 def test_a_value_with_a_bracketed_note_is_found_by_its_words() -> None:
     """WikiTableQuestions stores 'Ukraine (UKR)'; the question says ukraine."""
     index = ValueIndex()
