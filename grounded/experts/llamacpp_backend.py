@@ -10,10 +10,13 @@ so both local backends read the same tokens.
 
 The evaluated prompt stays in llama.cpp's KV cache between calls: a new prompt that begins with
 the same tokens (the system message and a schema, a repair turn that repeats the whole first
-exchange) evaluates only what follows (llama-cpp-python keeps the matching prefix of ``input_ids``
-and drops the rest of the cache). Each token's keys and values are computed from that token and
-the ones before it alone, one whole dot product per number, so the text is the same byte for byte
-as after a fresh evaluation (a test holds this on Qwen2.5-Coder-0.5B).
+exchange) evaluates only what follows. The text must stay the same byte for byte as after a fresh
+evaluation, and llama.cpp's numbers depend on how tokens are batched (one token alone takes
+another matrix kernel than many), so every prompt is evaluated in the same batches: blocks of
+:data:`BLOCK` tokens from its first, as a fresh evaluation does. Only whole blocks that match the
+cached tokens are kept (llama-cpp-python then keeps that prefix of ``input_ids`` and drops the rest
+of the cache); each later block is computed from the same tokens and the same cache as it would be
+from scratch. Tests hold the text identical on Qwen2.5-Coder-0.5B and SmolLM2.
 
 Token counts and timings come from a logits processor that llama.cpp calls once per token chosen
 (its first call ends the prompt's prefill); the text is streamed, so a deadline stops it between
@@ -47,7 +50,12 @@ from grounded.experts.base import FunctionSchema, Generation, JsonGeneration, Me
 from grounded.experts.models import resolve_local_model
 from grounded.experts.structured import json_tool_calls, parse_json
 
-__all__ = ["LlamaCppGenerator"]
+__all__ = ["BLOCK", "LlamaCppGenerator"]
+
+BLOCK = 32
+"""Tokens per evaluation batch, counted from a prompt's first token: the unit of prefix reuse (a
+prompt re-evaluates at most ``BLOCK`` tokens it shares with the last one; smaller batches cost
+llama.cpp a little more per token)."""
 
 
 class LlamaCppGenerator:
@@ -85,7 +93,7 @@ class LlamaCppGenerator:
         threads = self.spec.threads or max(1, (os.cpu_count() or 2) // 2)
         self._llm = Llama(
             model_path=str(self.local.path), n_ctx=self.n_ctx, n_threads=threads, n_threads_batch=threads,
-            seed=0, verbose=False,
+            n_batch=BLOCK, n_ubatch=BLOCK, seed=0, verbose=False,
         )  # fmt: skip
 
     def count_tokens(self, text: str) -> int:
@@ -148,23 +156,37 @@ class LlamaCppGenerator:
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         """The token ids llama.cpp reads for ``messages``: the GGUF's chat template rendered, then tokenized."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # type: ignore[import-not-found,unused-ignore]
-
         with self._lock:
             self._load_locked()
-            llm = self._llm
-            eos, bos = llm.token_eos(), llm.token_bos()
-            formatter = Jinja2ChatFormatter(
-                template=llm.metadata["tokenizer.chat_template"],
-                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
-            )
-            chat: Any = [{"role": m.role, "content": m.content} for m in messages]
-            result = formatter(messages=chat)
-            tokens: list[int] = llm.tokenize(
-                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-            )
-            return tokens
+            return self._prompt_tokens_locked(messages)
+
+    def _prompt_tokens_locked(self, messages: Sequence[Message]) -> list[int]:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # type: ignore[import-not-found,unused-ignore]
+
+        llm = self._llm
+        eos, bos = llm.token_eos(), llm.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"],
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        )
+        chat: Any = [{"role": m.role, "content": m.content} for m in messages]
+        result = formatter(messages=chat)
+        tokens: list[int] = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        return tokens
+
+    def _keep_whole_blocks(self, messages: Sequence[Message]) -> None:
+        """Cut the cached tokens back to the whole blocks the new prompt starts with (module docstring):
+        llama-cpp-python reuses at most ``n_tokens`` of them and evaluates the rest in blocks."""
+        llm = self._llm
+        tokens = self._prompt_tokens_locked(messages)
+        cached = llm._input_ids
+        shared = 0
+        for a, b in zip(cached, tokens[:-1], strict=False):  # the last token is always evaluated
+            if a != b:
+                break
+            shared += 1
+        llm.n_tokens = min(llm.n_tokens, shared // BLOCK * BLOCK)
 
     def close(self) -> None:
         """Free the model now (otherwise when the generator is garbage-collected)."""
@@ -204,7 +226,9 @@ class LlamaCppGenerator:
             parts: list[str] = []
             finish = "stop"
             try:
-                if not self.fast:
+                if self.fast:
+                    self._keep_whole_blocks(messages)
+                else:
                     self._llm.reset()
                 stream = self._llm.create_chat_completion(
                     messages=[{"role": m.role, "content": m.content} for m in messages],

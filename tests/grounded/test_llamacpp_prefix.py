@@ -1,7 +1,7 @@
 """llama.cpp's shortcuts, on the real GGUF: the same text as the plain path.
 
 ``LlamaCppGenerator`` evaluates only what follows the prompt tokens already cached (a shared
-system message and schema, a repair turn that repeats the first exchange), and asks the grammar
+system message and schema, a repair turn that repeats the first exchange) in whole blocks, and asks the grammar
 about the greedy token before the whole vocabulary. Greedy decoding must not notice: each prompt,
 after any other, gives the text it gives from an empty cache with the grammar in llama.cpp's
 sampler chain (``fast=False``). Run on Qwen2.5-Coder-0.5B (the SQL expert), under the SQL grammar
@@ -68,6 +68,7 @@ def test_a_cached_prefix_and_the_greedy_grammar_check_give_the_plain_paths_text(
     first = chat("what is the population of the largest city in texas?")
     turns = [
         (first, True),
+        (first, True),  # the same prompt again: all but its last token cached
         # The same system message and schema, another question (only the question is evaluated).
         (chat("which rivers run through the state with the largest area?"), True),
         # A repair turn: the whole first exchange, then the feedback.
