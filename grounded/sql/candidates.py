@@ -102,6 +102,13 @@ class Candidate:
             return None
         return tuple(sorted(tuple(map(str, r)) for r in self.result.rows))
 
+    @property
+    def answer(self) -> frozenset[tuple[str, ...]] | None:
+        """The distinct rows: what candidates agree on (the same rows, repeated or not, are one answer)."""
+        if self.result is None:
+            return None
+        return frozenset(tuple(map(str, r)) for r in self.result.rows)
+
 
 def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
@@ -128,6 +135,29 @@ def _resolve(qualifier: str | None, column: str, aliases: dict[str, TableInfo]) 
         return [table] if any(c == column for c, _ in table.columns) else []
     seen = {t.qualified: t for t in aliases.values()}
     return [t for t in seen.values() if any(c == column for c, _ in t.columns)]
+
+
+def _named(qualifier: str | None, aliases: dict[str, TableInfo]) -> list[TableInfo]:
+    """The table a qualifier names, whatever the column after it."""
+    table = aliases.get(_unquote(qualifier).lower()) if qualifier is not None else None
+    return [table] if table is not None else []
+
+
+def _joined_pair(
+    before: str, aliases: dict[str, TableInfo]
+) -> tuple[tuple[str, TableInfo], tuple[str, TableInfo]] | None:
+    """The last two tables declared in ``before`` (the text up to an ``ON``), as the query names them:
+    the two that ``ON`` joins. ``None`` unless they are two different known tables."""
+    found: list[tuple[str, TableInfo]] = []
+    for m in _SOURCE.finditer(_LITERAL.sub("''", before)):
+        alias = m.group("a")
+        spelt = alias if alias and _unquote(alias).lower() not in _NOT_ALIAS else m.group("t").split(".")[-1]
+        table = aliases.get(_unquote(spelt).lower())
+        if table is not None:
+            found.append((spelt, table))
+    if len(found) < 2 or found[-1][1] == found[-2][1]:
+        return None
+    return found[-2], found[-1]
 
 
 def _literal(value: str) -> str:
@@ -182,7 +212,13 @@ def _requalified(sql: str, aliases: dict[str, TableInfo]) -> str:
         return f"{next(iter(holders))}.{m.group('c')}"
 
     pattern = re.compile(rf"(?<![\w.\"])(?P<q>{_IDENT})\.(?P<c>{_IDENT})(?![\w.\"(])")
-    return outside_literals(sql, lambda code: pattern.sub(fix, code))
+    out = outside_literals(sql, lambda code: pattern.sub(fix, code))
+    # ``T1.state_name = T2.state_name`` with T1 lacking the column would become T2's column equal to
+    # itself: true on every row, a cross join. The join is re-keyed on the data instead (rekeyed).
+    same = re.compile(rf"(?<![\w.\"])(?P<x>{_IDENT}\.{_IDENT})\s*=\s*(?P=x)(?![\w.\"(])")
+    if len(same.findall(_LITERAL.sub("''", out))) > len(same.findall(_LITERAL.sub("''", sql))):
+        return sql
+    return out
 
 
 def _column_before(prefix: str) -> tuple[str | None, str, str] | None:
@@ -352,12 +388,24 @@ def rekeyed(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> 
     parts: list[str] = []
     last = 0
     for m in _ON.finditer(sql):
-        left = _resolve(m.group("q1"), m.group("c1"), aliases)
-        right = _resolve(m.group("q2"), m.group("c2"), aliases)
-        if len(left) != 1 or len(right) != 1 or left[0] == right[0] or not (m.group("q1") and m.group("q2")):
+        # A column its table lacks (``river.state_name``) fails to bind: its table still says which
+        # two tables the join meant, and the data which of their columns hold the same values.
+        left = _resolve(m.group("q1"), m.group("c1"), aliases) or _named(m.group("q1"), aliases)
+        right = _resolve(m.group("q2"), m.group("c2"), aliases) or _named(m.group("q2"), aliases)
+        q1, q2 = m.group("q1"), m.group("q2")
+        if q1 and q2 and _unquote(q1).lower() == _unquote(q2).lower() and m.group("c1") == m.group("c2"):
+            # ``ON T2.x = T2.x`` holds on every row (a cross join): join the two tables this ON joins
+            # on the columns that share values.
+            pair = _joined_pair(sql[: m.start()], aliases)
+            if pair is None:
+                continue
+            (q1, a), (q2, b) = pair
+            now = 0
+        elif len(left) != 1 or len(right) != 1 or left[0] == right[0] or not (q1 and q2):
             continue
-        a, b = left[0], right[0]
-        now = index.shared((a.qualified, _unquote(m.group("c1"))), (b.qualified, _unquote(m.group("c2"))))
+        else:
+            a, b = left[0], right[0]
+            now = index.shared((a.qualified, _unquote(m.group("c1"))), (b.qualified, _unquote(m.group("c2"))))
         pairs = [
             (index.shared((a.qualified, x), (b.qualified, y)), x, y)
             for x, tx in a.columns
@@ -368,7 +416,7 @@ def rekeyed(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> 
         if best is None or best[0] < max(MIN_SHARED, 2 * now):
             continue
         parts.append(sql[last : m.start()])
-        parts.append(f"ON {m.group('q1')}.{_ident(best[1])} = {m.group('q2')}.{_ident(best[2])}")
+        parts.append(f"ON {q1}.{_ident(best[1])} = {q2}.{_ident(best[2])}")
         last = m.end()
     if not parts:
         return None
@@ -409,6 +457,8 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
     ran = [c for c in candidates if c.result is not None]
     if not ran:
         return None
-    votes = Counter(c.signature for c in ran if substance(c.result) > 0)
-    ranked = sorted(enumerate(ran), key=lambda ic: (-credit(ic[1]), -votes.get(ic[1].signature, 0), ic[0]))
+    # Votes go to answers, not row counts: ``SELECT DISTINCT`` placed first (each row once) agrees
+    # with the queries that repeat its rows, and is not outvoted by them.
+    votes = Counter(c.answer for c in ran if substance(c.result) > 0)
+    ranked = sorted(enumerate(ran), key=lambda ic: (-credit(ic[1]), -votes.get(ic[1].answer, 0), ic[0]))
     return ranked[0][1]

@@ -4,40 +4,70 @@ A small model shown three tables tends to join all of them, although the questio
 ``SELECT T1.area FROM geo.state AS T1 JOIN geo.border_info AS T2 ON T1.state_name = T2.state_name
 WHERE T1.state_name = 'texas'`` returns Texas's area once per border. A joined table that nothing
 but its own join condition reads (not the select list, ``WHERE``, ``GROUP BY``, ``HAVING``,
-``ORDER BY`` nor a subquery) only repeats or filters the rows of the others, so
-:func:`drop_unused_joins` writes the query without it, for the candidates to run beside the draft
-(:mod:`grounded.sql.candidates`).
+``ORDER BY`` nor a subquery) repeats the rows of the others, and may also filter them: an inner join
+drops every row that finds no match (``river JOIN lake ON river.traverse = lake.state_name`` keeps
+only the states with a lake). :func:`drop_unused_joins` writes the query without such a table only
+when that changes nothing but repeats, for the candidates to run beside the draft
+(:mod:`grounded.sql.candidates`):
+
+* the table is the right side of a ``LEFT JOIN`` (every row of the left is kept), or
+* it is joined by one equality ``kept.x = dropped.y`` and ``covers`` (the caller's data, see
+  :func:`match_query`) says every row of ``kept`` finds a match in ``dropped``.
+
+Without ``covers`` an inner join stays.
 
 The query is parsed by DuckDB (``json_serialize_sql``), the tree is edited, and DuckDB writes it
 back (``json_deserialize_sql``): no regular expression guesses where a clause ends. Tables in
 ``FROM a, b`` joined by an equality in ``WHERE`` are dropped with that equality. ``SELECT *``
 reads every table, so such a query is left alone.
 
->>> drop_unused_joins("SELECT s.area FROM geo.state AS s JOIN geo.border_info AS b ON s.state_name = b.state_name")
+>>> drop_unused_joins("SELECT s.area FROM geo.state AS s LEFT JOIN geo.border_info AS b ON s.state_name = b.state_name")
 'SELECT s.area FROM geo.state AS s'
+>>> drop_unused_joins("SELECT s.area FROM geo.state AS s JOIN geo.border_info AS b ON s.state_name = b.state_name")
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
 
-from grounded.sql.database import TableInfo
+from grounded.sql.database import TableInfo, quote_ident
 from grounded.sql.guard import parser_connection, walk_tree
 
-__all__ = ["drop_unused_joins"]
+__all__ = ["Column", "Covers", "drop_unused_joins", "match_query"]
 
 _Columns = dict[tuple[str, str], set[str]]
 
+Column = tuple[str, str, str]
+"""``(schema, table, column)`` as the query names them (``schema`` empty when the query has none)."""
+Covers = Callable[[Column, Column], bool]
+"""``covers(kept, dropped)``: whether every row of ``kept``'s table has a match in ``dropped``'s
+(``kept = dropped`` holds for some row); answered on the data, e.g. by running :func:`match_query`."""
 
-def drop_unused_joins(sql: str, tables: Sequence[TableInfo] = ()) -> str | None:
-    """``sql`` without the joined tables nothing reads; ``None`` when there is none (or it does not parse).
+
+def match_query(kept: Column, dropped: Column) -> str:
+    """A query returning one boolean: whether every row of ``kept``'s table finds a row of
+    ``dropped``'s table with an equal value (a ``NULL`` never does)."""
+
+    def table(column: Column) -> str:
+        return ".".join(quote_ident(part) for part in column[:2] if part)
+
+    return (
+        f"SELECT NOT EXISTS (SELECT 1 FROM {table(kept)} AS k WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {table(dropped)} AS d WHERE d.{quote_ident(dropped[2])} = k.{quote_ident(kept[2])}))"
+    )
+
+
+def drop_unused_joins(sql: str, tables: Sequence[TableInfo] = (), covers: Covers | None = None) -> str | None:
+    """``sql`` without the joined tables nothing reads and that filter no row; ``None`` when there
+    is none (or it does not parse).
 
     ``tables`` (their columns) tells whose an unqualified column is; a table not among them is
-    taken to have every column, so an unqualified name keeps it.
+    taken to have every column, so an unqualified name keeps it. ``covers`` answers whether an
+    inner join keeps every row (see the module docstring); without it only left joins go.
     """
     columns = {(t.schema.lower(), t.name.lower()): {c.lower() for c, _ in t.columns} for t in tables}
     with parser_connection() as con:  # the guard's shared one within `shared_parser()`
@@ -51,7 +81,7 @@ def drop_unused_joins(sql: str, tables: Sequence[TableInfo] = ()) -> str | None:
         if tree.get("error") or len(tree.get("statements", ())) != 1:
             return None
         if not any(
-            _prune(node, columns)
+            _prune(node, columns, covers)
             for node in [n for n in walk_tree(tree["statements"][0]["node"]) if n.get("type") == "SELECT_NODE"]
         ):
             return None
@@ -127,7 +157,7 @@ def _join_equalities(where: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _prune(select: dict[str, Any], columns: _Columns) -> bool:
+def _prune(select: dict[str, Any], columns: _Columns, covers: Covers | None) -> bool:
     """Drop the unread joined tables of one ``SELECT`` node in place; whether any was dropped."""
     dropped = False
     while True:
@@ -153,6 +183,8 @@ def _prune(select: dict[str, Any], columns: _Columns) -> bool:
                 not _other_side_named(e, table, leaves) for e in equalities if _mentions(e, table)
             ):
                 continue
+            if not _keeps_rows(parent, table, [e for e in equalities if _mentions(e, table)], leaves, covers):
+                continue  # an inner join may filter rows: the model may have meant it as a filter
             _replace(select, parent, table)
             select["where_clause"] = _without(
                 select.get("where_clause"), [e for e in equalities if _mentions(e, table)]
@@ -161,6 +193,40 @@ def _prune(select: dict[str, Any], columns: _Columns) -> bool:
             break
         else:
             return dropped
+
+
+def _keeps_rows(
+    join: dict[str, Any],
+    table: dict[str, Any],
+    equalities: list[dict[str, Any]],
+    leaves: list[dict[str, Any]],
+    covers: Covers | None,
+) -> bool:
+    """Whether dropping ``table`` (one side of ``join``, also named by ``equalities`` of the ``WHERE``)
+    leaves every row the query had, repeats aside."""
+    condition = join.get("condition")
+    if join.get("join_type") == "LEFT" and join.get("right") is table:
+        return not equalities  # a WHERE equality on it makes the left join an inner one
+    if join.get("join_type") != "INNER" or covers is None:
+        return False
+    # One equality, ON or WHERE, between the table and one kept column: kept.x = dropped.y.
+    links = [*equalities, *([condition] if condition is not None else [])]
+    if len(links) != 1 or _join_equalities(links[0]) != [links[0]]:
+        return False
+    sides = [links[0]["left"]["column_names"], links[0]["right"]["column_names"]]
+    by_name = {_name(t): t for t in leaves}
+    ends = []
+    for parts in sides:
+        leaf = by_name.get(str(parts[-2]).lower())
+        if leaf is None:
+            return False
+        ends.append((leaf, (str(leaf.get("schema_name") or ""), str(leaf.get("table_name") or ""), str(parts[-1]))))
+    (left, left_column), (right, right_column) = ends
+    if left is table and right is not table:
+        return covers(right_column, left_column)
+    if right is table and left is not table:
+        return covers(left_column, right_column)
+    return False
 
 
 def _mentions(node: Any, table: dict[str, Any]) -> bool:

@@ -50,7 +50,7 @@ from grounded.sql.candidates import Candidate, choose, credit, echoes, measure_f
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
-from grounded.sql.joins import drop_unused_joins
+from grounded.sql.joins import Column, drop_unused_joins, match_query
 from grounded.sql.prompts import source_tables, tuned_sql_messages
 from grounded.sql.schema_link import Link, SchemaLinker, cover
 from grounded.sql.values import ValueMatch
@@ -159,6 +159,8 @@ class SqlWriter:
         2026-12-01 05:00)."""
         self.row_limit = row_limit
         self.timeout_s = timeout_s
+        self._matches: dict[tuple[Column, Column], bool] = {}
+        """Whether every row of a column's table has a match in another's (:meth:`_covers`), per pair."""
 
     def messages(self, question: str, links: Sequence[Link], matches: Sequence[ValueMatch] = ()) -> list[Message]:
         """The zero-shot chat: shown tables, the question's values as stored, the question."""
@@ -295,7 +297,7 @@ class SqlWriter:
                 if all(c.sql != variant.sql for c in out):
                     out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
             # The draft's joins, or a variant's (a column moved to its own table may leave a join unread).
-            pruned = next((p for c in out if (p := drop_unused_joins(c.sql, shown)) is not None), None)
+            pruned = next((p for c in out if (p := drop_unused_joins(c.sql, shown, self._covers)) is not None), None)
             if pruned is None:
                 return out
             lean = [self._run(pruned, f"{origin}, unused joins dropped")]
@@ -306,6 +308,19 @@ class SqlWriter:
         # The joins nothing reads only repeated the rows (the same rows, more of them): the lean
         # query first. When they filtered rows, the model may have meant them as a filter.
         return [*lean, *out] if _repeats(choose(out), choose(lean)) else [*out, *lean]
+
+    def _covers(self, kept: Column, dropped: Column) -> bool:
+        """Whether joining ``dropped`` on ``kept = dropped`` keeps every row of ``kept``'s table, on
+        the caller's data (an inner join that filters no row may be dropped; :mod:`grounded.sql.joins`)."""
+        key = (kept, dropped)
+        if key not in self._matches:
+            try:
+                result = self.db.execute(match_query(kept, dropped), timeout_s=self.timeout_s, row_limit=1)
+            except (duckdb.Error, TimeoutError):
+                self._matches[key] = False
+            else:
+                self._matches[key] = bool(result.rows and result.rows[0][0] is True)
+        return self._matches[key]
 
     def _run(self, sql: str, origin: str) -> Candidate:
         try:

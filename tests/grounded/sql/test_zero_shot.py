@@ -175,6 +175,9 @@ def test_choose_prefers_valid_then_rows_with_values_then_agreement_then_order() 
     assert choose([failed, empty, zero]) is zero
     assert choose([empty, b, a1, a2]) is a1  # two candidates agree on 5
     assert choose([b, a1]) is b  # no agreement: the earlier one
+    once = Candidate("SELECT DISTINCT", "draft, each row once", result=_result((5,)))
+    twice = [Candidate(f"t{i}", "draft", result=_result((5,), (5,))) for i in range(2)]
+    assert choose([once, *twice, b]) is once  # the same answer, repeated or not: one vote, the first wins
 
 
 def test_writer_repairs_with_the_binder_hint_and_keeps_the_data_spelling(linker: SchemaLinker) -> None:
@@ -371,6 +374,34 @@ def test_a_join_on_columns_that_share_no_values_is_made_on_those_that_do(linker:
     assert draft.sql == right
     assert draft.candidates[0].origin == "draft 1, joined on the columns that share values"
     assert linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows == (("austin",),)
+
+
+def test_a_join_on_a_column_its_table_lacks_is_made_on_the_columns_that_share_values(linker: SchemaLinker) -> None:
+    """river has no state_name: the wrong-alias fix must not make it city.state_name = city.state_name
+    (true on every row); the data says river.traverse holds the states."""
+    wrong = (
+        "SELECT r.river_name FROM geo.river AS r JOIN geo.city AS c ON r.state_name = c.state_name "
+        "WHERE c.city_name = 'austin'"
+    )
+    tables = linker.db.tables()
+    assert all(v.sql.count("c.state_name = c.state_name") == 0 for v in rewrites(wrong, tables, linker.values))
+    right = wrong.replace("r.state_name = c.state_name", "r.traverse = c.state_name")
+    assert rekeyed(wrong, tables, linker.values) == right
+    draft = SqlWriter(Scripted(wrong), linker, db=linker.db).write("which rivers run through the state of austin?")
+    assert draft.sql == right
+    assert sorted(linker.db.execute(draft.sql, timeout_s=5, row_limit=5).rows) == [("red",), ("rio grande",)]
+
+
+def test_a_join_of_a_column_with_itself_is_made_on_the_columns_that_share_values(linker: SchemaLinker) -> None:
+    """``ON T2.state_name = T2.state_name`` holds on every row: a cross join of river and state."""
+    crossed = (
+        "SELECT T1.river_name FROM geo.river AS T1 JOIN geo.state AS T2 ON T2.state_name = T2.state_name "
+        "WHERE T2.capital = 'austin'"
+    )
+    right = crossed.replace("T2.state_name = T2.state_name", "T1.traverse = T2.state_name")
+    assert rekeyed(crossed, linker.db.tables(), linker.values) == right
+    assert sorted(linker.db.execute(right, timeout_s=5, row_limit=5).rows) == [("red",), ("rio grande",)]
+    assert len(linker.db.execute(crossed, timeout_s=5, row_limit=10).rows) == 4  # every river
 
 
 def test_a_value_with_a_bracketed_note_is_found_by_its_words() -> None:
