@@ -498,7 +498,7 @@ class GroundingEngine:
             return q.has_tools or q.pool.best_similarity() >= self.settings.min_evidence_similarity
         t = time.perf_counter()
         passages = [c.text for c in q.citations if c.provenance is None]
-        q.gate = gate_evidence(gate, q.text, passages)
+        q.gate = gate_evidence(gate, q.text, passages, q.pool, self.store.embedder)
         q.timings["gate_ms"] = _ms(t)
         return q.has_tools or q.gate.answerable
 
@@ -609,8 +609,7 @@ class GroundingEngine:
         """``trace.checks``: which checks decided, the gate's decision, each drafted sentence's scores."""
         out: dict[str, Any] = self.checks.describe()
         if q.gate is not None:
-            out["gate"] = {"probability": q.gate.probability, "answerable": q.gate.answerable,
-                           "threshold": q.gate.threshold}  # fmt: skip
+            out["gate"] = q.gate.to_dict()
         elif q.pool is not None:
             out["best_similarity"] = round(q.pool.best_similarity(), 4)
             out["min_evidence_similarity"] = self.settings.min_evidence_similarity
