@@ -193,7 +193,7 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
             answer_settings = kb.settings.answer.model_copy(update={"relevance": "answer"})
             with_fallback, fallback_findings = verify_checked(
                 row.question, parsed, pool, kb.embedder, answer_settings, c, truncated=bool(row.draft.get("truncated"))
-            ) if parsed else ([], [])  # fmt: skip
+            ) if parsed or decided else ([], [])  # fmt: skip
             with_fallback = with_fallback if any(f.decision == FALLBACK for f in fallback_findings) else []
         # Extractive: the gate decides, and the answer is the evidence sentence that best answers the
         # question (quoted verbatim), whatever the draft says: what the checks alone can answer.

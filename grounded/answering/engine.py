@@ -520,10 +520,17 @@ class GroundingEngine:
         q.generation = generation
 
     def _verify(self, q: _Question) -> None:
-        if q.generation is None or q.pool is None or is_abstention(q.generation.text):
+        if q.generation is None or q.pool is None:
+            return
+        gate = self.checks.gate
+        # The answer decision let the question through: a writer that declines (a 135M model often does) is
+        # overruled by the best answering sentence, quoted (verify_checked with no draft). Else its decline stands.
+        decided = gate is not None and gate.decision is not None and not q.has_tools
+        if is_abstention(q.generation.text) and not decided:
             return
         t = time.perf_counter()
-        q.parsed = parse_sentences(q.generation.text, [c.id for c in q.citations])
+        declined = is_abstention(q.generation.text)
+        q.parsed = [] if declined else parse_sentences(q.generation.text, [c.id for c in q.citations])
         truncated = q.generation.finish_reason == "length"
         if self.checks.checker is not None and not q.has_tools:
             q.sentences, q.findings = verify_checked(

@@ -216,9 +216,10 @@ def verify_checked(
     checker, gate = checks.checker, checks.gate
     if checker is None or gate is None:
         raise ValueError("verify_checked needs the trained checks (answer.checks = model)")
-    if not generated or not pool.owners:
+    decided = gate.decision is not None
+    if not pool.owners or (not generated and not decided):
         return [], []
-    vectors = embedder.embed([text for text, _ in generated])
+    vectors = embedder.embed([text for text, _ in generated]) if generated else np.zeros((0, 1), np.float32)
     texts = {c.id: c.text for c in pool.citations}
     all_ids = [c.id for c in pool.citations]
     kept: list[tuple[AnswerSentence, float]] = []
@@ -298,8 +299,8 @@ def verify_checked(
                 SentenceFinding(text, cited, f"dropped: {why}", round(p, 4), _round(rq), lexical.word_support)
             )
     # With an answer decision, the gate has already weighed the best candidate sentence's relevance with the
-    # evidence: a question it lets through is answered, by the best answering sentence if no drafted one does.
-    decided = gate.decision is not None
+    # evidence: a question it lets through is answered, by the best answering sentence if no drafted one does
+    # (nor when there is no draft: the writer declined).
     if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
         # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
         # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.

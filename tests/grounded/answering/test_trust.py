@@ -214,6 +214,17 @@ def test_a_question_the_answer_decision_lets_through_is_answered_by_its_best_sen
     assert answer.sentences[-1].quoted
 
 
+def test_a_writer_that_declines_is_overruled_by_the_answer_decision(kb: KnowledgeBase, checks: Checks) -> None:
+    from grounded.answering.trust import FALLBACK
+    from grounded.answering.writer import ABSTAIN_TEXT
+
+    assert not engine(kb, checks, ABSTAIN_TEXT).answer(WITH_QUESTION).sentences  # no decision: the decline stands
+    answer = engine(kb, decided(checks, 0.0), ABSTAIN_TEXT).answer(WITH_QUESTION)
+    assert not answer.abstained
+    assert [f["decision"] for f in answer.trace["checks"]["sentences"]] == [FALLBACK]
+    assert answer.sentences[0].quoted
+
+
 def test_the_answer_decision_abstains_without_writing(kb: KnowledgeBase, checks: Checks) -> None:
     eng = engine(kb, decided(checks, 1.01), "The context manager's __exit__() method is invoked. [1]")
     answer = eng.answer(WITH_QUESTION)
