@@ -152,14 +152,24 @@ _MARKUP = re.compile(
 )
 
 
+# A line that introduces what follows once its colon or its code is gone: "... is equivalent to", "For example,
+# the following code", "... as follows" (quoted as answers in the demo when the sentence split dropped the code).
+_INTRO = re.compile(
+    r"(?:\b(?:equivalent|equal|identical|similar|corresponds?|translates?|expands?) to|\bthe following(?: \w+)?"
+    r"|\bas follows)\W*$",
+    re.IGNORECASE,
+)
+
+
 def looks_like_prose(sentence: str, *, min_words: int = 3) -> bool:
     """False for what is not a sentence a reader can be told: a heading and its underline
     (``Lambdas *******``), grammar or code (``lambda_expr ::= ...``, ``def <lambda>(parameters):``,
     ``import pdb; pdb.Pdb(skip=['django.*']).set_trace()``), a
-    line that only introduces what follows (ends with ``:``), fewer than ``min_words`` words, or more
+    line that only introduces what follows (ends with ``:``, or with "is equivalent to", "the following
+    code", "as follows" once the code after it is gone), fewer than ``min_words`` words, or more
     symbols than letters. Such text is never kept as an answer sentence nor quoted as one."""
     text = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]\s*$", "", sentence.strip())  # a trailing citation "[1]"
-    if not text or _MARKUP.search(text) or text.rstrip().endswith(":"):
+    if not text or _MARKUP.search(text) or text.rstrip().endswith(":") or _INTRO.search(text):
         return False
     if len(re.findall(r"[A-Za-z]{2,}", text)) < min_words:
         return False
