@@ -300,7 +300,7 @@ def verify_checked(
             )
     # With an answer decision, the gate has already weighed the best candidate sentence's relevance with the
     # evidence: a question it lets through is answered, by the best answering sentence if no drafted one does
-    # (nor when there is no draft: the writer declined).
+    # (also when there is no draft: the writer declined).
     if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
         # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
         # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.
