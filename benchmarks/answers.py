@@ -173,7 +173,8 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
     for label, c in checks.items():
         assert c.gate is not None
         started = time.process_time()
-        gate = gate_evidence(c.gate, row.question, [x.text for x in citations if x.provenance is None])
+        passages = [x.text for x in citations if x.provenance is None]
+        gate = gate_evidence(c.gate, row.question, passages, pool, kb.embedder)
         settings = kb.settings.answer.model_copy(update={"relevance": "off"})
         sentences, findings = ([], [])
         if parsed:
@@ -187,27 +188,32 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
                         for f in findings if f.decision in ("kept", "quoted"))  # fmt: skip
         # The answer's fallback quote (no drafted sentence answered) is run under relevance = answer only.
         with_fallback: list[Any] = []
+        decided = c.gate.decision is not None
         if not addressed:
             answer_settings = kb.settings.answer.model_copy(update={"relevance": "answer"})
             with_fallback, fallback_findings = verify_checked(
                 row.question, parsed, pool, kb.embedder, answer_settings, c, truncated=bool(row.draft.get("truncated"))
-            ) if parsed else ([], [])  # fmt: skip
+            ) if parsed or decided else ([], [])  # fmt: skip
             with_fallback = with_fallback if any(f.decision == FALLBACK for f in fallback_findings) else []
         # Extractive: the gate decides, and the answer is the evidence sentence that best answers the
         # question (quoted verbatim), whatever the draft says: what the checks alone can answer.
-        extract = best_answering_quote(row.question, pool, c.gate) if gate.answerable else None
+        floor = float("-inf") if decided else None
+        extract = best_answering_quote(row.question, pool, c.gate, threshold=floor) if gate.answerable else None
         cpu_s = time.process_time() - started
         # And without the gate (the checker alone decides), to see what the gate adds.
         variants = (("", True, True, True), (" no fallback", True, True, False), (" rel=off", True, False, False),
                     (" no gate", False, True, True))  # fmt: skip
         for variant, gated, relevant, fallback in variants:
             chosen = with_fallback if fallback and with_fallback else sentences
-            ok = addressed or bool(fallback and with_fallback)
+            # With an answer decision the gate has weighed the best sentence's relevance: what it lets
+            # through is answered (engine: verify_checked keeps the sentences, with the best quote added).
+            ok = addressed or bool(fallback and with_fallback) or (decided and fallback and bool(chosen))
             abstained = (gated and not gate.answerable) or not chosen or (relevant and not ok)
             out[f"{label}{variant}"] = {
                 "abstained": abstained,
                 "gate": gate.probability,
                 "answerable": gate.answerable,
+                "gate_finding": gate.to_dict(),
                 "text": "" if abstained else " ".join(s.cited for s in chosen),
                 "sentences": []
                 if abstained
@@ -487,7 +493,9 @@ def load_checks_configs(dirs: list[Path] | None) -> dict[str, Any]:
         model = CrossEncoder(directory)
         checks = Checks(EntailmentChecker(model), AnswerabilityGate(model))
         recipe = "full" if model.meta.get("recipe", {}).get("data") else "default"
-        out[f"checks {recipe} {directory.name[:8]}"] = checks
+        # The calibration's version tells apart two copies of one model calibrated differently.
+        version = (model.meta.get("combination") or {}).get("version", 0)
+        out[f"checks {recipe} {directory.name[:8]} v{version}"] = checks
     return out
 
 

@@ -87,7 +87,8 @@ def main() -> int:
     configs: dict[str, Checks] = {}
     for directory in args.checks if args.checks is not None else [active_model_dir()]:
         model = CrossEncoder(directory)
-        configs[f"checks {directory.name[:8]}"] = Checks(EntailmentChecker(model), AnswerabilityGate(model))
+        version = (model.meta.get("combination") or {}).get("version", 0)  # two calibrations of one model
+        configs[f"checks {directory.name[:8]} v{version}"] = Checks(EntailmentChecker(model), AnswerabilityGate(model))
     if args.lexical:
         configs["lexical"] = Checks(None, None)
     writer = kb.engine.expert

@@ -530,7 +530,7 @@ class GroundingEngine:
             return q.pool.best_similarity() >= self.settings.min_evidence_similarity
         t = time.perf_counter()
         passages = [c.text for c in q.citations if c.provenance is None]
-        q.gate = gate_evidence(gate, q.text, passages)
+        q.gate = gate_evidence(gate, q.text, passages, q.pool, self.store.embedder)
         q.timings["gate_ms"] = _ms(t)
         return q.gate.answerable
 
@@ -552,10 +552,17 @@ class GroundingEngine:
         q.generation = generation
 
     def _verify(self, q: _Question) -> None:
-        if q.generation is None or q.pool is None or is_abstention(q.generation.text):
+        if q.generation is None or q.pool is None:
+            return
+        gate = self.checks.gate
+        # The answer decision let the question through: a writer that declines (a 135M model often does) is
+        # overruled by the best answering sentence, quoted (verify_checked with no draft). Else its decline stands.
+        decided = gate is not None and gate.decision is not None and not q.has_tools
+        if is_abstention(q.generation.text) and not decided:
             return
         t = time.perf_counter()
-        q.parsed = parse_sentences(q.generation.text, [c.id for c in q.citations])
+        declined = is_abstention(q.generation.text)
+        q.parsed = [] if declined else parse_sentences(q.generation.text, [c.id for c in q.citations])
         truncated = q.generation.finish_reason == "length"
         if self.checks.checker is not None and not q.has_tools:
             q.sentences, q.findings = verify_checked(
@@ -668,8 +675,7 @@ class GroundingEngine:
         """``trace.checks``: which checks decided, the gate's decision, each drafted sentence's scores."""
         out: dict[str, Any] = self.checks.describe()
         if q.gate is not None:
-            out["gate"] = {"probability": q.gate.probability, "answerable": q.gate.answerable,
-                           "threshold": q.gate.threshold}  # fmt: skip
+            out["gate"] = q.gate.to_dict()
         elif q.pool is not None:
             out["best_similarity"] = round(q.pool.best_similarity(), 4)
             out["min_evidence_similarity"] = self.settings.min_evidence_similarity

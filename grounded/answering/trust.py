@@ -31,6 +31,12 @@ Relevance (``answer.relevance``): the gate scores each kept sentence alone again
 true sentence beside the question ("Operators in the same box have the same precedence.") is no
 answer on its own; ``sentence`` drops every sentence that does not.
 
+The answer decision (calibration v6, :mod:`grounded.checks.relevance`): where the gate's model has one,
+whether to answer is one score over the gate's probability, the best one-sentence relevance among the
+quotable sentences closest to the question and their evidence similarity (:func:`gate_evidence`), decided
+before writing; a question it lets through is answered, by the evidence sentence that best answers it
+when no drafted sentence does (whatever that sentence's relevance: the decision weighed it already).
+
 Every finding is returned (:class:`SentenceFinding`) for the trace and ``grounded ask --explain``.
 All model calls score one pair at a time in a fixed order: the same draft gives the same answer.
 """
@@ -48,6 +54,7 @@ from grounded.answering.evidence import EvidencePool
 from grounded.answering.types import AnswerSentence
 from grounded.answering.verify import SupportCheck, best_quote, check_support, is_quotable
 from grounded.checks import AnswerabilityGate, EntailmentChecker, is_claim, looks_cut_off, looks_like_prose
+from grounded.checks.relevance import CANDIDATES, candidate_similarity
 from grounded.config import AnswerSettings
 from grounded.errors import ConfigError
 from grounded.experts.embedding import SentenceEmbedder
@@ -59,6 +66,7 @@ __all__ = [
     "Checks",
     "GateFinding",
     "SentenceFinding",
+    "answer_candidates",
     "best_answering_quote",
     "gate_evidence",
     "is_fragment",
@@ -128,17 +136,47 @@ def load_checks(setting: str) -> Checks:
 
 @dataclass(frozen=True, slots=True)
 class GateFinding:
-    """The gate's decision on a question and its top passages."""
+    """The gate's decision on a question and its top passages: with an answer decision (the gate's model has
+    one, :attr:`~grounded.checks.AnswerabilityGate.decision`) ``probability`` and ``threshold`` are the
+    decision's, and its inputs are given."""
 
     probability: float
     answerable: bool
     threshold: float
+    window: float | None = None
+    """The gate's own probability (best window, with its lexical features), when a decision weighed it."""
+    relevance: float | None = None
+    """The best one-sentence relevance among the candidate sentences, when a decision weighed it."""
+    similarity: float | None = None
+    """The candidates' evidence similarity (:func:`~grounded.checks.relevance.candidate_similarity`)."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def gate_evidence(gate: AnswerabilityGate, question: str, passages: Sequence[str]) -> GateFinding:
-    """Whether ``passages`` (the retrieved ones, best first) hold an answer to ``question``."""
+def gate_evidence(
+    gate: AnswerabilityGate,
+    question: str,
+    passages: Sequence[str],
+    pool: EvidencePool | None = None,
+    embedder: SentenceEmbedder | None = None,
+) -> GateFinding:
+    """Whether ``passages`` (the retrieved ones, best first) hold an answer to ``question``: the gate's
+    decision, or, when its model has an answer decision and the evidence ``pool`` and ``embedder`` are
+    given, the decision over the gate's probability, the best one-sentence relevance among the
+    :data:`~grounded.checks.relevance.CANDIDATES` quotable sentences closest to the question, and their
+    evidence similarity (:mod:`grounded.checks.relevance`, fitted on real dev questions)."""
     decision = gate.decide(question, passages)
-    return GateFinding(decision.probability, decision.answerable, round(gate.threshold, 6))
+    if gate.decision is None or pool is None or embedder is None:
+        return GateFinding(decision.probability, decision.answerable, round(gate.threshold, 6))
+    candidates = answer_candidates(question, pool, gate)
+    relevance = max((r for _, r in candidates), default=0.0)
+    similarity = candidate_similarity(embedder, question, [pool.sentence(i) for i, _ in candidates])
+    p, yes = gate.answers(decision.probability, relevance, similarity)
+    return GateFinding(
+        round(p, 6), yes, round(gate.decision_threshold, 6), decision.probability, round(relevance, 6),
+        round(similarity, 6),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +216,10 @@ def verify_checked(
     checker, gate = checks.checker, checks.gate
     if checker is None or gate is None:
         raise ValueError("verify_checked needs the trained checks (answer.checks = model)")
-    if not generated or not pool.owners:
+    decided = gate.decision is not None
+    if not pool.owners or (not generated and not decided):
         return [], []
-    vectors = embedder.embed([text for text, _ in generated])
+    vectors = embedder.embed([text for text, _ in generated]) if generated else np.zeros((0, 1), np.float32)
     texts = {c.id: c.text for c in pool.citations}
     all_ids = [c.id for c in pool.citations]
     kept: list[tuple[AnswerSentence, float]] = []
@@ -259,16 +298,20 @@ def verify_checked(
             findings.append(
                 SentenceFinding(text, cited, f"dropped: {why}", round(p, 4), _round(rq), lexical.word_support)
             )
+    # With an answer decision, the gate has already weighed the best candidate sentence's relevance with the
+    # evidence: a question it lets through is answered, by the best answering sentence if no drafted one does
+    # (also when there is no draft: the writer declined).
     if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
         # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
         # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.
-        fallback = best_answering_quote(question, pool, gate, exclude=quoted, seen=seen)
+        floor = -np.inf if decided else None
+        fallback = best_answering_quote(question, pool, gate, exclude=quoted, seen=seen, threshold=floor)
         if fallback is not None:
             i, r = fallback
             kept = kept[: settings.max_sentences - 1]
             kept.append((AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0), r))
             findings.append(SentenceFinding(pool.sentence(i), (pool.owners[i],), FALLBACK, None, round(r, 4), 1.0))
-    if settings.relevance == "answer" and kept and max(r for _, r in kept) < addresses:
+    if settings.relevance == "answer" and kept and max(r for _, r in kept) < addresses and not decided:
         # Every kept sentence is true of its source, but none answers the question: no answer.
         findings = [
             replace_decision(f, "dropped: no kept sentence addresses the question")
@@ -284,6 +327,30 @@ FALLBACK = "quoted: the evidence sentence that best answers the question"
 """The decision of :func:`best_answering_quote`'s sentence, when no drafted sentence answered."""
 
 
+def answer_candidates(
+    question: str,
+    pool: EvidencePool,
+    gate: AnswerabilityGate,
+    *,
+    exclude: set[int] = set(),  # noqa: B006 (read only)
+    seen: set[str] = set(),  # noqa: B006 (read only)
+    candidates: int = CANDIDATES,
+) -> list[tuple[int, float]]:
+    """``(sentence index, relevance)`` of the ``candidates`` quotable evidence sentences
+    (:func:`~grounded.answering.verify.is_quotable`) closest to the question, not in ``exclude`` nor
+    repeating ``seen``, each scored by the gate's model as an answer to ``question`` on its own."""
+    out: list[tuple[int, float]] = []
+    for i in np.argsort(-pool.question_similarity, kind="stable"):
+        i = int(i)
+        sentence = pool.sentence(i)
+        if i in exclude or " ".join(sorted(content_terms(sentence))) in seen or not is_quotable(sentence):
+            continue
+        out.append((i, gate.relevance(question, sentence)))
+        if len(out) >= candidates:
+            break
+    return out
+
+
 def best_answering_quote(
     question: str,
     pool: EvidencePool,
@@ -291,24 +358,18 @@ def best_answering_quote(
     *,
     exclude: set[int] = set(),  # noqa: B006 (read only)
     seen: set[str] = set(),  # noqa: B006 (read only)
-    candidates: int = 5,
+    candidates: int = CANDIDATES,
+    threshold: float | None = None,
 ) -> tuple[int, float] | None:
     """``(sentence index, relevance)`` of the evidence sentence that best answers ``question``: of the
-    ``candidates`` quotable sentences (:func:`~grounded.answering.verify.is_quotable`) closest to the
-    question, the one the gate's model scores highest, if that reaches its relevance threshold."""
+    ``candidates`` quotable sentences closest to the question (:func:`answer_candidates`), the one the gate's
+    model scores highest, if that reaches ``threshold`` (default: the gate's relevance threshold; ``-inf``
+    takes the best whatever its score, when the answer decision has already weighed it)."""
+    floor = gate.relevance_threshold if threshold is None else threshold
     best: tuple[int, float] | None = None
-    tried = 0
-    for i in np.argsort(-pool.question_similarity, kind="stable"):
-        i = int(i)
-        sentence = pool.sentence(i)
-        if i in exclude or " ".join(sorted(content_terms(sentence))) in seen or not is_quotable(sentence):
-            continue
-        r = gate.relevance(question, sentence)
-        if r >= gate.relevance_threshold and (best is None or r > best[1]):
+    for i, r in answer_candidates(question, pool, gate, exclude=exclude, seen=seen, candidates=candidates):
+        if r >= floor and (best is None or r > best[1]):
             best = (i, r)
-        tried += 1
-        if tried >= candidates:
-            break
     return best
 
 

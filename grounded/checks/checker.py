@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grounded.checks.lexical import Combination, claim_features, question_features
+from grounded.checks.lexical import Combination, claim_features, logit, question_features
 from grounded.checks.model import CrossEncoder
 from grounded.checks.store import active_model_dir
 from grounded.checks.text import evidence_window, passage_windows, split_sentences
@@ -152,14 +152,24 @@ _MARKUP = re.compile(
 )
 
 
+# A line that introduces what follows once its colon or its code is gone: "... is equivalent to", "For example,
+# the following code", "... as follows" (quoted as answers in the demo when the sentence split dropped the code).
+_INTRO = re.compile(
+    r"(?:\b(?:equivalent|equal|identical|similar|corresponds?|translates?|expands?) to|\bthe following(?: \w+)?"
+    r"|\bas follows)\W*$",
+    re.IGNORECASE,
+)
+
+
 def looks_like_prose(sentence: str, *, min_words: int = 3) -> bool:
     """False for what is not a sentence a reader can be told: a heading and its underline
     (``Lambdas *******``), grammar or code (``lambda_expr ::= ...``, ``def <lambda>(parameters):``,
     ``import pdb; pdb.Pdb(skip=['django.*']).set_trace()``), a
-    line that only introduces what follows (ends with ``:``), fewer than ``min_words`` words, or more
+    line that only introduces what follows (ends with ``:``, or with "is equivalent to", "the following
+    code", "as follows" once the code after it is gone), fewer than ``min_words`` words, or more
     symbols than letters. Such text is never kept as an answer sentence nor quoted as one."""
     text = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]\s*$", "", sentence.strip())  # a trailing citation "[1]"
-    if not text or _MARKUP.search(text) or text.rstrip().endswith(":"):
+    if not text or _MARKUP.search(text) or text.rstrip().endswith(":") or _INTRO.search(text):
         return False
     if len(re.findall(r"[A-Za-z]{2,}", text)) < min_words:
         return False
@@ -294,17 +304,24 @@ def aggregate(scores: np.ndarray, how: str = "min") -> float:
     return float(scores.min() if how == "min" else scores.mean())
 
 
-def _best_support(
-    model: CrossEncoder, sentence: str, passages: Sequence[str], combination: Combination | None
-) -> float:
-    """A claim of a whole response against passages it does not cite: the best of its window over all of
-    them and its window in each one alone. A response's passages are several long documents (MT-RAG: 1-7
-    of about 260 words): a window picked across all of them mixes sentences of several and often leaves out
-    the one passage that states the claim; read alone, that passage gets the whole window. (The answer path
-    scores a sentence against the passages it cites, usually one: :meth:`EntailmentChecker.score`.)"""
+def _claim_windows(sentence: str, passages: Sequence[str]) -> list[str]:
+    """The windows a claim of a whole response is read against: its window over all ``passages`` and its window
+    in each one alone. A response's passages are several long documents (MT-RAG: 1-7 of about 260 words): a
+    window picked across all of them mixes sentences of several and often leaves out the one passage that
+    states the claim; read alone, that passage gets the whole window. (The answer path scores a sentence
+    against the passages it cites, usually one: :meth:`EntailmentChecker.score`.)"""
     windows = [evidence_window(sentence, list(passages))]
     if len(passages) > 1:
         windows += [w for w in (evidence_window(sentence, [p]) for p in passages) if w not in windows]
+    return windows
+
+
+def _best_support(
+    model: CrossEncoder, sentence: str, passages: Sequence[str], combination: Combination | None
+) -> float:
+    """A claim of a whole response against passages it does not cite: the best of its windows
+    (:func:`_claim_windows`)."""
+    windows = _claim_windows(sentence, passages)
     return float(_support(model, [sentence] * len(windows), windows, combination).max())
 
 
@@ -314,17 +331,27 @@ def claim_scores(
     combination: Combination | None = None,
 ) -> list[np.ndarray]:
     """Each response's claims (:func:`claims_of`), read as plain text (:func:`as_plain_text`), scored
-    against its passages (:func:`_best_support`), combined with the lexical features when ``combination``
-    is given; a fragment scores 0."""
+    against its passages (the best of their windows, :func:`_best_support`), combined with the lexical
+    features when ``combination`` is given; a fragment scores 0. Every claim's windows of one response go
+    to the model in one call (it scores one pair at a time, so the scores are those of a call per claim)."""
     out: list[np.ndarray] = []
     for text, passages in responses:
         sentences = claims_of(text)
         if not sentences:
             out.append(np.zeros(0, dtype=np.float32))
             continue
-        scores = np.asarray(
-            [_best_support(model, as_plain_text(s), passages, combination) for s in sentences], dtype=np.float32
-        )
+        claims: list[str] = []
+        windows: list[str] = []
+        owner: list[int] = []
+        for n, s in enumerate(sentences):
+            plain = as_plain_text(s)
+            for w in _claim_windows(plain, passages):
+                claims.append(plain)
+                windows.append(w)
+                owner.append(n)
+        pair_scores = _support(model, claims, windows, combination)
+        scores = np.full(len(sentences), -np.inf, dtype=np.float32)
+        np.maximum.at(scores, np.asarray(owner), pair_scores)
         scores[np.array([looks_cut_off(s) for s in sentences], dtype=bool)] = 0.0
         out.append(scores)
     return out
@@ -374,6 +401,21 @@ class AnswerabilityGate:
         """Does one sentence answer the question: the model's score of it alone (no lexical features)."""
         chosen = stored["threshold"] if stored else alone
         self.threshold = float(chosen if threshold is None else threshold)
+        decision = calibration.get("decision") if combine else None
+        self.decision: Combination | None = Combination.from_json(decision) if decision else None
+        """The answer decision (:mod:`grounded.checks.relevance`): the gate's probability, the best one-sentence
+        relevance and the evidence similarity in one score, where the calibration has one; it then decides
+        whether to answer instead of :attr:`threshold` and :attr:`relevance_threshold` in a row."""
+        self.decision_threshold = float(decision["threshold"]) if decision else float("nan")
+
+    def answers(self, gate: float, relevance: float, similarity: float) -> tuple[float, bool]:
+        """``(probability, answer?)`` of the answer decision on a question whose gate probability (with its
+        lexical features, :meth:`decide`), best one-sentence relevance among the candidate sentences and
+        their evidence similarity are given; without a decision, the two thresholds in a row."""
+        if self.decision is None:
+            return gate, gate >= self.threshold and relevance >= self.relevance_threshold
+        p = self.decision.probability(gate, (logit(relevance), similarity))
+        return p, p >= self.decision_threshold
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> AnswerabilityGate:

@@ -15,28 +15,55 @@ accuracy on real questions when there are both kinds, else on every case). Figur
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from grounded.checks.data import GateCase
+from grounded.checks.lexical import Combination, fit_combination, logit
 from grounded.checks.model import CrossEncoder
 from grounded.checks.text import split_sentences
 
-__all__ = ["CANDIDATES", "best_relevance", "choose_relevance_threshold", "joint_figures"]
+if TYPE_CHECKING:
+    from grounded.experts.embedding import SentenceEmbedder
+
+__all__ = [
+    "CANDIDATES",
+    "DECISION_FEATURES",
+    "best_relevance",
+    "candidate_similarity",
+    "choose_relevance_threshold",
+    "decision_features",
+    "decision_scores",
+    "fit_decision",
+    "joint_figures",
+]
 
 CANDIDATES = 5
 """Quotable sentences closest to the question that are scored (as the answer path's fallback quote does)."""
 
 
-def best_relevance(model: CrossEncoder, cases: Sequence[GateCase], *, candidates: int = CANDIDATES) -> list[float]:
-    """Per case, the highest one-sentence relevance among its ``candidates`` quotable sentences
-    closest to the question by the default embedder (0.0 when its passages have none)."""
+def candidate_similarity(embedder: SentenceEmbedder, question: str, sentences: Sequence[str]) -> float:
+    """The evidence similarity the answer decision reads: the highest cosine of ``question`` (as a query) to
+    ``sentences`` embedded as they are written (no title prefix), 0.0 for none. The same function at
+    calibration and in the answer path (:func:`~grounded.answering.trust.decision_evidence`), so the
+    decision's weights meet the feature they were fitted on."""
+    if not sentences:
+        return 0.0
+    return float(np.max(embedder.embed(list(sentences)) @ embedder.embed_query(question)))
+
+
+def decision_features(
+    model: CrossEncoder, cases: Sequence[GateCase], *, candidates: int = CANDIDATES
+) -> list[tuple[float, float]]:
+    """Per case, ``(best relevance, evidence similarity)``: the highest one-sentence relevance among its
+    ``candidates`` quotable sentences closest to the question by the default embedder, and their
+    :func:`candidate_similarity` (``(0.0, 0.0)`` when its passages have none)."""
     from grounded.checks.checker import gate_score, looks_cut_off, looks_like_prose
     from grounded.experts.embedding import SentenceEmbedder
 
     embedder = SentenceEmbedder.shared()
-    out: list[float] = []
+    out: list[tuple[float, float]] = []
     for case in cases:
         sentences = [
             s
@@ -45,12 +72,51 @@ def best_relevance(model: CrossEncoder, cases: Sequence[GateCase], *, candidates
             if looks_like_prose(s, min_words=5) and not looks_cut_off(s)
         ]
         if not sentences:
-            out.append(0.0)
+            out.append((0.0, 0.0))
             continue
         similarity = embedder.embed(sentences) @ embedder.embed_query(case.question)
-        order = np.argsort(-similarity, kind="stable")[:candidates]
-        out.append(max(gate_score(model, case.question, [sentences[int(i)]])[0] for i in order))
+        order = [int(i) for i in np.argsort(-similarity, kind="stable")[:candidates]]
+        best = max(gate_score(model, case.question, [sentences[i]])[0] for i in order)
+        out.append((best, float(similarity[order[0]])))
     return out
+
+
+def best_relevance(model: CrossEncoder, cases: Sequence[GateCase], *, candidates: int = CANDIDATES) -> list[float]:
+    """Per case, the highest one-sentence relevance among its ``candidates`` quotable sentences
+    closest to the question by the default embedder (0.0 when its passages have none)."""
+    return [r for r, _ in decision_features(model, cases, candidates=candidates)]
+
+
+DECISION_FEATURES = ("gate_logit", "relevance_logit", "evidence_similarity")
+"""What the answer decision combines: the gate's probability (with its lexical features), the best one-sentence
+relevance among the candidates, and their evidence similarity (:func:`candidate_similarity`)."""
+
+
+def fit_decision(
+    labels: Sequence[int], gate: Sequence[float], relevance: Sequence[float], similarity: Sequence[float]
+) -> tuple[Combination, float, float]:
+    """``(combination, threshold, balanced accuracy)`` of the answer decision: a logistic combination of
+    :data:`DECISION_FEATURES` fitted on ``labels`` (real dev questions), its threshold the one that
+    decides them best. One score instead of two thresholds in a row: a question the gate doubts but whose
+    best sentence plainly answers it (or the other way round) is weighed, not cut by whichever rule
+    comes first; and the evidence similarity, which alone separates ClapNQ's answerable questions from
+    its unanswerable ones better than either (benchmarks/RESULTS.md, 2026-11-30), has its say."""
+    from grounded.checks.metrics import best_threshold
+
+    features = [(logit(r), float(s)) for r, s in zip(relevance, similarity, strict=True)]
+    combination = fit_combination(list(gate), features, list(labels))
+    scores = [combination.probability(g, f) for g, f in zip(gate, features, strict=True)]
+    threshold, ba = best_threshold(list(labels), scores)
+    return combination, threshold, ba
+
+
+def decision_scores(
+    combination: Combination, gate: Sequence[float], relevance: Sequence[float], similarity: Sequence[float]
+) -> list[float]:
+    """The answer decision's probability for each question."""
+    return [
+        combination.probability(g, (logit(r), float(s))) for g, r, s in zip(gate, relevance, similarity, strict=True)
+    ]
 
 
 def _decide(gate: Sequence[float], relevance: Sequence[float], gate_threshold: float, threshold: float) -> np.ndarray:

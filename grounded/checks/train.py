@@ -32,7 +32,7 @@ from grounded.checks.store import activate, model_dir
 __all__ = ["TrainResult", "calibrate", "calibrate_gate", "evaluate", "fingerprint", "train"]
 
 SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage", "off_topic"})
-CALIBRATION_VERSION = 5
+CALIBRATION_VERSION = 6
 """Bumped when :func:`calibrate` chooses differently; a model calibrated by an older one is calibrated again."""
 HUMAN_KIND = "human:"
 """The kind of a dev or test response that people judged (:func:`~grounded.checks.sources.human_responses`)."""
@@ -254,23 +254,26 @@ def _calibrate_relevance(
     model: CrossEncoder, pairs: PairSet, gate_scores: dict[str, list[float]], gate_threshold: float
 ) -> dict[str, Any]:
     """The one-sentence relevance threshold (:mod:`grounded.checks.relevance`), chosen with the gate on
-    the real dev questions (every dev case when they lack a kind); figures on dev and test."""
-    from grounded.checks.relevance import CANDIDATES, best_relevance, choose_relevance_threshold, joint_figures
+    the real dev questions (every dev case when they lack a kind); figures on dev and test. And the answer
+    decision that replaces the two thresholds in a row, where there are real questions of both kinds
+    (:func:`_calibrate_decision`)."""
+    from grounded.checks.relevance import CANDIDATES, choose_relevance_threshold, decision_features, joint_figures
 
     dev = pairs.dev_cases
     real = [i for i, c in enumerate(dev) if c.kind not in SYNTHETIC_CASE_KINDS]
     chosen = real if len({dev[i].answerable for i in real}) == 2 else list(range(len(dev)))
-    relevance = {"dev": best_relevance(model, [dev[i] for i in chosen])}
+    scored = {"dev": decision_features(model, [dev[i] for i in chosen])}
     labels = {"dev": [dev[i].answerable for i in chosen]}
     gate = {"dev": [gate_scores["dev"][i] for i in chosen]}
-    threshold, _ = choose_relevance_threshold(labels["dev"], gate["dev"], relevance["dev"], gate_threshold)
     test = pairs.test_cases
     real_test = [i for i, c in enumerate(test) if c.kind not in SYNTHETIC_CASE_KINDS] if chosen is real else []
     if real_test:
-        relevance["test"] = best_relevance(model, [test[i] for i in real_test])
+        scored["test"] = decision_features(model, [test[i] for i in real_test])
         labels["test"] = [test[i].answerable for i in real_test]
         gate["test"] = [gate_scores["test"][i] for i in real_test]
-    return {
+    relevance = {split: [r for r, _ in rows] for split, rows in scored.items()}
+    threshold, _ = choose_relevance_threshold(labels["dev"], gate["dev"], relevance["dev"], gate_threshold)
+    out: dict[str, Any] = {
         "threshold": round(threshold, 4),
         "chosen_on": "real questions" if chosen is real else "all cases",
         "candidates": CANDIDATES,
@@ -279,6 +282,37 @@ def _calibrate_relevance(
             for split in relevance
         },
     }
+    if chosen is real:
+        similarity = {split: [s for _, s in rows] for split, rows in scored.items()}
+        out["decision"] = _calibrate_decision(labels, gate, relevance, similarity)
+    return out
+
+
+def _calibrate_decision(
+    labels: dict[str, list[int]],
+    gate: dict[str, list[float]],
+    relevance: dict[str, list[float]],
+    similarity: dict[str, list[float]],
+) -> dict[str, Any]:
+    """The answer decision (:func:`~grounded.checks.relevance.fit_decision`): weights and threshold on the
+    real dev questions, figures (answered / abstained / balanced accuracy / AUC) on dev and test."""
+    from grounded.checks.metrics import auc, balanced_accuracy, recall
+    from grounded.checks.relevance import DECISION_FEATURES, decision_scores, fit_decision
+
+    combination, threshold, _ = fit_decision(labels["dev"], gate["dev"], relevance["dev"], similarity["dev"])
+    figures: dict[str, Any] = {}
+    for split in labels:
+        scores = decision_scores(combination, gate[split], relevance[split], similarity[split])
+        predicted = [int(x >= threshold) for x in scores]
+        figures[split] = {
+            "questions": len(scores),
+            "auc": round(auc(labels[split], scores), 4),
+            "similarity_auc": round(auc(labels[split], similarity[split]), 4),
+            "answered": round(recall(labels[split], predicted, 1), 4),
+            "abstained": round(recall(labels[split], predicted, 0), 4),
+            "balanced_accuracy": round(balanced_accuracy(labels[split], predicted), 4),
+        }
+    return {**combination.to_json(DECISION_FEATURES), "threshold": round(threshold, 4), "figures": figures}
 
 
 def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
@@ -414,6 +448,8 @@ def calibrate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:
         figures["gate_model_alone"] = gate["alone"]
         figures["relevance"] = gate["relevance"]
         out["gate"] = gate["gate"]
+        if "decision" in gate["relevance"]:
+            out["decision"] = gate["relevance"]["decision"]
     out["figures"] = figures
     out["digest"] = pairs.calibration_digest()
     out["version"] = CALIBRATION_VERSION

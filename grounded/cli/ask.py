@@ -94,6 +94,12 @@ def _explain(trace: Mapping[str, Any], cached: bool) -> None:
     if isinstance(gate, Mapping):
         verdict = "answerable" if gate.get("answerable") else "not answerable: abstain without writing"
         console.print(f"  gate: {verdict} (p={gate.get('probability'):.3f})", highlight=False)
+        if "window" in gate:  # the answer decision weighed the gate with the best sentence and the similarity
+            console.print(
+                f"    answer decision (threshold {gate.get('threshold')}): gate {gate['window']:.3f}, best sentence "
+                f"answers {gate.get('relevance', 0.0):.3f}, evidence similarity {gate.get('similarity', 0.0):.3f}",
+                highlight=False,
+            )
     elif "best_similarity" in checks:
         console.print(
             f"  evidence similarity {checks['best_similarity']:.3f} (abstain below {checks.get('min_evidence_similarity')})",

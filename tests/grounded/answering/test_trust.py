@@ -7,6 +7,7 @@ the writer is scripted, so each test decides exactly which draft the checks judg
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -182,6 +183,54 @@ def test_when_no_drafted_sentence_answers_the_best_evidence_sentence_is_quoted(
     quote = answer.sentences[0]
     assert quote.quoted
     assert quote.text in " ".join(answer.citations[quote.citations[0] - 1].text.split())
+
+
+def decided(checks: Checks, threshold: float) -> Checks:
+    """``checks`` with an answer decision of known weights (the evidence similarity decides) at ``threshold``,
+    and a relevance threshold no one sentence reaches: what a full-recipe calibration (v6) gives the gate."""
+    from grounded.checks.lexical import Combination
+
+    assert checks.checker is not None
+    gate = AnswerabilityGate(checks.checker.model, relevance_threshold=1.01)
+    gate.decision = Combination((0.0, 0.0, 10.0), -5.0)
+    gate.decision_threshold = threshold
+    return Checks(checks.checker, gate)
+
+
+def test_a_question_the_answer_decision_lets_through_is_answered_by_its_best_sentence(
+    kb: KnowledgeBase, checks: Checks
+) -> None:
+    from grounded.answering.trust import FALLBACK
+
+    eng = engine(kb, decided(checks, 0.0), "I am sorry, I cannot find that. [1]")
+    answer = eng.answer(WITH_QUESTION)
+    gate = answer.trace["checks"]["gate"]
+    assert gate["answerable"] is True
+    assert {"window", "relevance", "similarity"} <= set(gate)
+    assert gate["relevance"] < 1.01  # below the relevance threshold: without the decision, an abstention
+    assert gate["probability"] == pytest.approx(1 / (1 + math.exp(-(10 * gate["similarity"] - 5))), abs=1e-5)
+    assert not answer.abstained
+    assert answer.trace["checks"]["sentences"][-1]["decision"] == FALLBACK
+    assert answer.sentences[-1].quoted
+
+
+def test_a_writer_that_declines_is_overruled_by_the_answer_decision(kb: KnowledgeBase, checks: Checks) -> None:
+    from grounded.answering.trust import FALLBACK
+    from grounded.answering.writer import ABSTAIN_TEXT
+
+    assert not engine(kb, checks, ABSTAIN_TEXT).answer(WITH_QUESTION).sentences  # no decision: the decline stands
+    answer = engine(kb, decided(checks, 0.0), ABSTAIN_TEXT).answer(WITH_QUESTION)
+    assert not answer.abstained
+    assert [f["decision"] for f in answer.trace["checks"]["sentences"]] == [FALLBACK]
+    assert answer.sentences[0].quoted
+
+
+def test_the_answer_decision_abstains_without_writing(kb: KnowledgeBase, checks: Checks) -> None:
+    eng = engine(kb, decided(checks, 1.01), "The context manager's __exit__() method is invoked. [1]")
+    answer = eng.answer(WITH_QUESTION)
+    assert answer.abstained
+    assert answer.trace["checks"]["gate"]["answerable"] is False
+    assert eng.expert.prompts == []  # type: ignore[attr-defined]
 
 
 def test_the_gate_abstains_without_writing_when_it_says_so(kb: KnowledgeBase, checks: Checks) -> None:

@@ -150,6 +150,33 @@ def test_a_response_score_aggregates_its_claims_as_calibrated(checker: Entailmen
     assert checker.response_score(bad, [HISTORY]) == pytest.approx(aggregate(claims, checker.aggregation))
 
 
+def test_a_responses_claims_scored_in_one_call_score_as_one_call_per_claim(checker: EntailmentChecker) -> None:
+    from grounded.checks.checker import _best_support, claim_scores, claims_of, looks_cut_off
+
+    # Several passages (each claim also read against each passage alone), a fragment, a list and markdown.
+    response = (
+        "Belgium became independent in 1831. The **context manager's** __exit__() method is invoked when the "
+        "block exits. 1. Leopold I was chosen as its first king. The revolution was led by the"
+    )
+    passages = [HISTORY, WITH]
+    for combination in (checker.combination, None):
+        batched = claim_scores(checker.model, [(response, passages)], combination)[0]
+        claims = claims_of(response)
+        one_by_one = [
+            0.0 if looks_cut_off(s) else _best_support(checker.model, as_plain(s), passages, combination)
+            for s in claims
+        ]
+        assert len(claims) >= 3
+        assert looks_cut_off(claims[-1])
+        assert batched.tolist() == one_by_one  # bit for bit
+
+
+def as_plain(sentence: str) -> str:
+    from grounded.checks.checker import as_plain_text
+
+    return as_plain_text(sentence)
+
+
 def test_the_calibration_is_chosen_again_when_its_dev_data_changes(model_dir: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -9,7 +9,7 @@ import pytest
 
 from grounded.checks import AnswerabilityGate, CrossEncoder, Recipe
 from grounded.checks.data import GateCase
-from grounded.checks.relevance import choose_relevance_threshold, joint_figures
+from grounded.checks.relevance import choose_relevance_threshold, decision_scores, fit_decision, joint_figures
 
 
 def test_the_threshold_is_the_one_that_makes_gate_and_relevance_decide_best() -> None:
@@ -29,6 +29,23 @@ def test_among_equally_good_thresholds_the_middle_of_their_range_is_taken() -> N
     threshold, ba = choose_relevance_threshold([1, 1, 0], [0.9, 0.9, 0.1], [0.3, 0.5, 0.2], 0.5)
     assert ba == 1.0
     assert 0.1 < threshold < 0.3
+
+
+def test_the_answer_decision_weighs_the_evidence_similarity_the_two_thresholds_cannot() -> None:
+    # Gate and relevance say the same for every question; only the evidence similarity tells them apart.
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    gate = [0.8, 0.6, 0.7, 0.9, 0.8, 0.6, 0.7, 0.9]
+    relevance = [0.4, 0.3, 0.5, 0.35, 0.4, 0.3, 0.5, 0.35]
+    similarity = [0.72, 0.65, 0.70, 0.68, 0.41, 0.52, 0.38, 0.47]
+    _, ba = choose_relevance_threshold(labels, gate, relevance, 0.5)
+    assert ba == 0.5  # no relevance threshold helps
+    combination, cut, ba = fit_decision(labels, gate, relevance, similarity)
+    assert ba == 1.0
+    assert combination.weights[2] > 0  # more similar evidence, more likely an answer
+    scores = decision_scores(combination, gate, relevance, similarity)
+    assert [int(x >= cut) for x in scores] == labels
+    # The same inputs give the same decision, bit for bit.
+    assert fit_decision(labels, gate, relevance, similarity)[0] == combination
 
 
 HISTORY = (
@@ -62,3 +79,12 @@ def test_real_dev_questions_set_the_gates_sentence_threshold(tmp_path: Path) -> 
     threshold = meta["combination"]["thresholds"]["relevance"]
     assert threshold == relevance["threshold"]
     assert AnswerabilityGate(CrossEncoder(copy)).relevance_threshold == pytest.approx(threshold)
+    # With real questions of both kinds, the answer decision is fitted on them and the gate decides by it.
+    decision = meta["combination"]["decision"]
+    assert decision["features"] == ["gate_logit", "relevance_logit", "evidence_similarity"]
+    assert decision["figures"]["dev"]["questions"] == len(real)
+    gate = AnswerabilityGate(CrossEncoder(copy))
+    assert gate.decision is not None
+    assert gate.decision_threshold == pytest.approx(decision["threshold"])
+    p, _ = gate.answers(0.9, 0.8, 0.7)
+    assert 0.0 <= p <= 1.0

@@ -67,6 +67,10 @@ def test_looks_cut_off(sentence: str, cut: bool) -> None:
         ("Lambdas ******* def <lambda>(parameters):", False),  # a heading with its underline and code
         ('lambda_expr ::= "lambda" [parameter_list] ":" expression', False),  # grammar
         ("The unnamed object behaves like a function object defined with:", False),  # introduces code
+        ('The extended form, "assert expression1, expression2", is equivalent to [1]', False),  # quoted in the demo
+        ("For example, the following code [3]", False),  # the code it introduced is gone
+        ("The result is computed as follows.", False),
+        ("The result is equal to the sum of both operands.", True),
         ("def <lambda>(parameters): return expression", False),
         ("x = 1 + 2", False),
         ("import pdb; pdb.Pdb(skip=['django.*']).set_trace() [1]", False),  # kept off-corpus in the demo
