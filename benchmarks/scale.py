@@ -52,7 +52,8 @@ from benchmarks._report import add_json_option, write_json  # noqa: E402
 from connectors.base import Document, Page  # noqa: E402
 from grounded.config import Settings  # noqa: E402
 from grounded.ingest.builder import VersionBuilder  # noqa: E402
-from grounded.retrieval.ray_shards import RayShardIndex, ShardPart, connect_ray  # noqa: E402
+from grounded.retrieval.ray_cluster import connect_ray  # noqa: E402
+from grounded.retrieval.ray_shards import RayShardIndex, ShardPart  # noqa: E402
 from grounded.retrieval.search import fuse, search  # noqa: E402
 from grounded.retrieval.snapshot import Snapshot  # noqa: E402
 from indexes.bm25 import Bm25Postings  # noqa: E402

@@ -121,7 +121,8 @@ class KnowledgeStore:
         """Where a version's vector parts are searched: here, or on Ray actors (``scale.search``)."""
         if self.settings.scale.search != "ray":
             return None
-        from grounded.retrieval.ray_shards import RayShardIndex, connect_ray
+        from grounded.retrieval.ray_cluster import connect_ray
+        from grounded.retrieval.ray_shards import RayShardIndex
 
         ray = connect_ray(self.settings, local_cpus=max(2, self.settings.index.shards))
         return lambda parts: RayShardIndex(ray, parts)

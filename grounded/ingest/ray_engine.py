@@ -43,28 +43,15 @@ from grounded.config import Settings
 from grounded.errors import ConfigError
 from grounded.experts.embedding import EmbedRuntime, SentenceEmbedder, embedding_device
 from grounded.ingest.prepare import PreparedDocument, content_hash, doc_id_for, prepare_document, with_acl
+from grounded.retrieval.ray_cluster import connect_ray, require_ray
 from indexes.chunking import ChunkingConfig
 
 __all__ = ["PreparedPage", "RayEngine", "require_ray"]
 
 log = logging.getLogger("grounded.ingest.ray")
 
-INSTALL_HINT = "pip install 'grounded[ray]' (or: pip install 'ray[data]==2.60.0')"
 SPLITS_PER_WORKER = 4
 """Splits per embedding worker: enough that a slow split does not leave the others idle."""
-
-
-def require_ray() -> Any:
-    """The ``ray`` module, or a :class:`ConfigError` that says how to install it."""
-    try:
-        import ray
-        import ray.data  # ray without the data extra has no ray.data
-    except ImportError as exc:
-        raise ConfigError(
-            f"scale.engine = 'ray' needs Ray Data, which is not installed ({exc}); install it with {INSTALL_HINT}, "
-            "or ingest with --engine local"
-        ) from exc
-    return ray
 
 
 @dataclass(slots=True)
@@ -162,8 +149,6 @@ class RayEngine:
         self._connect()
 
     def _connect(self) -> None:
-        from grounded.retrieval.ray_shards import connect_ray
-
         # A local cluster for this ingest: a CPU per embedding actor, one for the read tasks.
         connect_ray(self.settings, local_cpus=self.workers + 1)
 

@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from grounded.config import Settings
 from grounded.errors import CorruptKnowledgeBase
 from indexes.faiss_index import FloatArray, IdArray, IndexChoice, VectorIndex
 from indexes.fanout import merge_top
 
-__all__ = ["RayShardIndex", "ShardPart", "connect_ray"]
+__all__ = ["RayShardIndex", "ShardPart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +37,6 @@ class ShardPart:
     path: Path
     choice: IndexChoice
     dead: IdArray
-
-
-def connect_ray(settings: Settings, *, local_cpus: int) -> Any:
-    """The ``ray`` module, joined to ``scale.address`` (or to the cluster this process already
-    joined; else a local one with ``local_cpus`` CPUs started here)."""
-    from grounded.ingest.ray_engine import require_ray
-
-    ray = require_ray()
-    if not ray.is_initialized():
-        address = settings.scale.address
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
-    return ray
 
 
 class _ShardSearcher:
@@ -75,7 +59,7 @@ class RayShardIndex:
 
     Example::
 
-        ray = connect_ray(settings, local_cpus=2)
+        ray = connect_ray(settings, local_cpus=2)  # grounded.retrieval.ray_cluster
         index = RayShardIndex(ray, [ShardPart(path, choice, dead_ids), ...])
         scores, ids = index.search(query[None, :], 10)
     """
