@@ -105,6 +105,12 @@ class IndexSettings(BaseModel):
         "each, searched in parallel and merged exactly (the merged top-k equals one index's with exact "
         "indexes). Applies to segments written from then on; BM25 stays one index per segment.",
     )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where FAISS searches in this process: `auto` on a GPU when FAISS sees one (the `gpu` "
+        "extra on a CUDA machine), else the CPU; `cuda` insists (an error without a GPU); `cpu` never uses "
+        "one. Filtered searches and searches deeper than 2,048 run on the CPU copy. `kb.stats()` reports it.",
+    )
 
 
 class ScaleSettings(BaseModel):

@@ -196,9 +196,12 @@ class KnowledgeBase(ExploreMixin):
             "index": snap.version.manifest.get("index", {}),
             "embed_model": snap.version.manifest.get("embed_model"),
             "created_at": snap.version.manifest.get("created_at"),
-            # Where this process runs the encoder and FAISS (FAISS searches on the CPU: GPU FAISS is
-            # not wired in yet, see docs/scale.md).
-            "devices": {"encoder": self.embedder.device, "faiss": "cpu"},
+            # Where this process runs the encoder and FAISS (chosen at run time, docs/scale.md#gpus);
+            # with search = "ray" the actors search their shards on the CPU.
+            "devices": {
+                "encoder": self.embedder.device,
+                "faiss": "cpu" if self.settings.scale.search == "ray" else self.store.faiss_device,
+            },
             "shards": max((len(s) for s in snap.version.segment_shards.values()), default=1),
             # "ray": the vector parts are searched by Ray actors, not held by this process.
             "shard_search": self.settings.scale.search,

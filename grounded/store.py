@@ -28,13 +28,14 @@ from typing import Any
 
 from grounded.access import readable_sources
 from grounded.config import Settings
-from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
+from grounded.errors import ConfigError, CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
 from grounded.experts.embedding import SentenceEmbedder
 from grounded.retrieval import Mode, SearchResults, Snapshot, parse_filters, restrict, search, validate_query
 from grounded.retrieval.rerank import Reranker
 from grounded.retrieval.snapshot import RemoteParts
 from indexes.base import Hit, SearchFilters
 from indexes.duckdb_store import StoredSentences
+from indexes.faiss_index import faiss_device
 from indexes.versions import VersionStore
 
 __all__ = ["KnowledgeStore", "View"]
@@ -108,7 +109,7 @@ class KnowledgeStore:
         """
         for attempt in range(5):
             try:
-                return Snapshot.open(self.versions.get(vid), remote=self._remote_parts())
+                return Snapshot.open(self.versions.get(vid), remote=self._remote_parts(), device=self.faiss_device)
             except CorruptKnowledgeBase:
                 if attempt == 4:
                     raise
@@ -116,6 +117,14 @@ class KnowledgeStore:
                 time.sleep(0.05 * (attempt + 1))
                 vid = self.versions.current_id() or vid
         raise AssertionError("unreachable")
+
+    @property
+    def faiss_device(self) -> str:
+        """Where this process searches the vectors it loads: ``cuda`` or ``cpu`` (``[index] device``)."""
+        try:
+            return faiss_device(self.settings.index.device)
+        except RuntimeError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def _remote_parts(self) -> RemoteParts | None:
         """Where a version's vector parts are searched: here, or on Ray actors (``scale.search``)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ import numpy.typing as npt
 # clustering params), so it is used untyped.
 faiss: Any = _faiss
 
-__all__ = ["IndexChoice", "VectorIndex", "recall_at_k"]
+__all__ = ["IndexChoice", "VectorIndex", "faiss_device", "gpu_count", "recall_at_k"]
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -39,6 +40,46 @@ EXACT_LIMIT = 100_000
 # training, adding, the recall check) still use every core.
 _BUILD_THREADS = max(1, int(faiss.omp_get_max_threads()))
 faiss.omp_set_num_threads(1)
+
+
+GPU_MAX_K = 2048
+"""The largest ``k`` FAISS's GPU search takes; deeper searches run on the CPU copy."""
+
+_gpu_lock = threading.Lock()
+_gpu_resources: Any = None
+
+
+def gpu_count() -> int:
+    """CUDA devices FAISS can use: 0 with the ``faiss-cpu`` build (it has no GPU code)."""
+    if not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    return int(faiss.get_num_gpus())
+
+
+def faiss_device(setting: str = "auto", *, gpus: int | None = None) -> str:
+    """Where FAISS searches: ``cuda`` when ``setting`` allows it and a GPU is there, else ``cpu``.
+
+    ``setting`` is ``[index] device``: ``auto`` (the GPU when there is one), ``cpu`` or ``cuda``
+    (a GPU or a clear error, never a silent fall back). ``gpus`` overrides :func:`gpu_count`.
+    """
+    if setting not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"index device must be auto, cpu or cuda, not {setting!r}")
+    found = gpu_count() if gpus is None else gpus
+    if setting == "cuda" and not found:
+        raise RuntimeError(
+            '[index] device = "cuda" but FAISS sees no GPU: install the gpu extra '
+            "(pip uninstall faiss-cpu && pip install 'grounded[gpu]') on a machine with CUDA, or set device = \"auto\""
+        )
+    return "cuda" if setting != "cpu" and found else "cpu"
+
+
+def _resources() -> Any:
+    """One set of GPU resources (streams, scratch memory) for every index of the process."""
+    global _gpu_resources
+    with _gpu_lock:
+        if _gpu_resources is None:
+            _gpu_resources = faiss.StandardGpuResources()
+        return _gpu_resources
 
 
 @contextmanager
@@ -95,6 +136,28 @@ class VectorIndex:
     def __init__(self, index: Any, choice: IndexChoice) -> None:
         self._index = index
         self.choice = choice
+        # A GPU copy for unfiltered searches (see to_device); the CPU index stays the source of
+        # truth for saving, removing and filtered searches, which FAISS's GPU indexes do not take.
+        self._gpu: Any = None
+        self._gpu_search = threading.Lock()  # a GPU index is not safe for concurrent searches
+
+    @property
+    def device(self) -> str:
+        """``cuda`` when searches run on a GPU copy, ``cpu`` otherwise."""
+        return "cpu" if self._gpu is None else "cuda"
+
+    def to_device(self, device: str) -> VectorIndex:
+        """Search on ``device`` (``cpu`` or ``cuda``, as :func:`faiss_device` chose) from now on."""
+        if device == "cpu":
+            self._gpu = None
+        elif device == "cuda":
+            gpu = faiss.index_cpu_to_gpu(_resources(), 0, self._index)
+            if self.choice.kind == "IVF,SQ8":
+                faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", self.choice.nprobe)
+            self._gpu = gpu
+        else:
+            raise ValueError(f"device must be cpu or cuda, not {device!r}")
+        return self
 
     @property
     def ntotal(self) -> int:
@@ -169,11 +232,18 @@ class VectorIndex:
             self._index.add_with_ids(
                 np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
             )
+            self._refresh_gpu()
 
     def remove(self, ids: IdArray) -> int:
         if not len(ids):
             return 0
-        return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+        removed = int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+        self._refresh_gpu()
+        return removed
+
+    def _refresh_gpu(self) -> None:
+        if self._gpu is not None:
+            self.to_device("cuda")
 
     def search(self, queries: FloatArray, k: int, *, allowed: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         """Top-``k`` ``(scores, ids)`` per query; ids are -1 where fewer than ``k`` exist.
@@ -181,6 +251,10 @@ class VectorIndex:
         ``allowed`` restricts the result to those ids (used for filters and access control).
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._gpu is not None and allowed is None and k <= GPU_MAX_K:
+            with self._gpu_search:
+                scores, ids = self._gpu.search(queries, k)
+            return scores, ids
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
         if self.choice.kind == "IVF,SQ8":
             params: Any = faiss.SearchParametersIVF(nprobe=self.choice.nprobe, sel=selector)

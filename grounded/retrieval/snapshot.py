@@ -36,17 +36,18 @@ class Snapshot:
     vectors: VectorParts
 
     @classmethod
-    def open(cls, version: VersionInfo, *, remote: RemoteParts | None = None) -> Snapshot:
+    def open(cls, version: VersionInfo, *, remote: RemoteParts | None = None, device: str = "cpu") -> Snapshot:
         """``remote``: search the vector parts of a segmented version there (e.g. on Ray actors)
-        instead of loading them into this process."""
+        instead of loading them into this process. ``device``: where the vectors loaded here are
+        searched (``cpu`` or ``cuda``, see :func:`~indexes.faiss_index.faiss_device`)."""
         store = DuckDBStore.open(version.store_path, read_only=True)
         vectors: VectorParts
         if store.segments:
             parts = _segment_parts(version, store)
-            vectors = remote(parts) if remote is not None else _load_parts(parts, version)
+            vectors = remote(parts) if remote is not None else _load_parts(parts, version, device)
         else:
             choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
-            vectors = VectorIndex.load(version.vectors_path, choice)
+            vectors = VectorIndex.load(version.vectors_path, choice).to_device(device)
         store.postings()  # BM25 posting lists into memory now, not on the first query
         return cls(version, store, vectors)
 
@@ -71,7 +72,7 @@ def _segment_parts(version: VersionInfo, store: DuckDBStore) -> list[ShardPart]:
     return parts
 
 
-def _load_parts(parts: Sequence[ShardPart], version: VersionInfo) -> FanOutIndex:
+def _load_parts(parts: Sequence[ShardPart], version: VersionInfo, device: str) -> FanOutIndex:
     """The parts loaded into this process, searched as one."""
     indexes: list[VectorIndex] = []
     for part in parts:
@@ -82,7 +83,7 @@ def _load_parts(parts: Sequence[ShardPart], version: VersionInfo) -> FanOutIndex
             # (KnowledgeStore) retries on CorruptKnowledgeBase with the then current version.
             raise CorruptKnowledgeBase(f"cannot read segment {part.segment}'s vectors at {part.path} ({exc})") from exc
         index.remove(part.dead)
-        indexes.append(index)
+        indexes.append(index.to_device(device))
     # A sharded segment's parts are searched side by side (one thread each), then merged exactly.
     shards = max((len(s) for s in version.segment_shards.values()), default=1)
     return FanOutIndex(indexes, workers=shards)

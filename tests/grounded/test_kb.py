@@ -6,8 +6,9 @@ import pytest
 
 import grounded
 from connectors.base import Document, Page, StreamSpec
-from grounded.errors import CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
+from grounded.errors import ConfigError, CorruptKnowledgeBase, InvalidRequest, NoPublishedVersion
 from grounded.kb import KnowledgeBase
+from indexes.faiss_index import gpu_count
 from tests.conftest import write_topics
 
 pytestmark = pytest.mark.slow
@@ -197,3 +198,18 @@ def test_ingest_into_a_source_synced_from_config_is_refused(tmp_path: Path, corp
         unconfigured.ingest(corpus, source="private")
     hits = unconfigured.search("with statement", k=1, acl_groups=[])
     assert not hits  # the documents kept their ACL
+
+
+def test_stats_report_where_faiss_searches(built_kb_path: Path) -> None:
+    kb = grounded.open(built_kb_path, create=False)
+    expected = "cuda" if gpu_count() else "cpu"
+    assert kb.stats()["devices"]["faiss"] == expected
+    assert kb.snapshot().vectors.device == expected
+    assert grounded.open(built_kb_path, create=False, index={"device": "cpu"}).stats()["devices"]["faiss"] == "cpu"
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="this machine has a GPU that FAISS sees")
+def test_insisting_on_a_gpu_without_one_says_how_to_get_one(built_kb_path: Path) -> None:
+    kb = grounded.open(built_kb_path, create=False, index={"device": "cuda"})
+    with pytest.raises(ConfigError, match=r"grounded\[gpu\]"):
+        kb.search("loop over a sequence", k=3)

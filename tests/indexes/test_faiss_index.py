@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes.faiss_index import IndexChoice, VectorIndex, recall_at_k
+from indexes.faiss_index import IndexChoice, VectorIndex, faiss_device, gpu_count, recall_at_k
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -84,3 +84,51 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 def test_recall_at_k(found: list[list[int]], expected: float) -> None:
     truth = np.array([[1, 2, 3]], dtype=np.int64)
     assert recall_at_k(np.array(found, dtype=np.int64), truth, k=3) == pytest.approx(expected)
+
+
+def test_auto_device_is_the_gpu_only_when_faiss_sees_one() -> None:
+    assert faiss_device("auto", gpus=0) == "cpu"
+    assert faiss_device("auto", gpus=2) == "cuda"
+    assert faiss_device("cpu", gpus=2) == "cpu"
+    assert faiss_device("cuda", gpus=1) == "cuda"
+
+
+def test_asking_for_a_gpu_without_one_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="sees no GPU"):
+        faiss_device("cuda", gpus=0)
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        faiss_device("tpu", gpus=0)
+
+
+def test_cpu_device_searches_as_before() -> None:
+    vectors = _clustered(300)
+    ids = np.arange(300, dtype=np.int64)
+    index = VectorIndex.build(ids, vectors).to_device("cpu")
+    assert index.device == "cpu"
+    assert index.search(vectors[:3], 1)[1][:, 0].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        index.to_device("gpu")
+
+
+needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no GPU that FAISS sees (faiss-cpu, or no CUDA device)")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("exact_limit", [100_000, 5_000])  # Flat, then IVF,SQ8
+def test_gpu_search_finds_what_the_cpu_finds(exact_limit: int) -> None:
+    everything = _clustered(20_050)
+    vectors, queries = everything[:20_000], everything[20_000:]
+    ids = np.arange(20_000, dtype=np.int64) * 3
+    cpu = VectorIndex.build(ids, vectors, exact_limit=exact_limit)
+    gpu = VectorIndex.build(ids, vectors, exact_limit=exact_limit).to_device("cuda")
+    assert gpu.device == "cuda"
+    on_cpu, on_gpu = cpu.search(queries, 10)[1], gpu.search(queries, 10)[1]
+    assert recall_at_k(on_gpu, on_cpu) >= (1.0 if exact_limit > 20_000 else 0.95)
+    # A filtered search runs on the CPU copy and honours the filter.
+    allowed = ids[:100]
+    assert set(gpu.search(queries, 5, allowed=allowed)[1].ravel().tolist()) <= set(allowed.tolist()) | {-1}
+    # Removing ids reaches the GPU copy.
+    gone = on_gpu[:, 0]
+    gpu.remove(gone)
+    assert not set(gpu.search(queries, 10)[1].ravel().tolist()) & set(gone.tolist())
