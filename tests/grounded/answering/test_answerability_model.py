@@ -18,6 +18,7 @@ from grounded.kb import KnowledgeBase
 from grounded.tune.answerability import (
     ANSWERABLE_FLOOR,
     GATE_ANSWERS,
+    GATE_REFUSES,
     LabelledTurn,
     _cascade,
     _classes,
@@ -202,9 +203,9 @@ def test_thresholds_are_chosen_together_on_the_cascade() -> None:
     assert 3 * GATE_ANSWERS / 4 < ANSWERABLE_FLOOR
     chosen = joint_thresholds(rows, p)
     assert 0.8 < chosen["underspecified"] <= 0.9
-    # Without an unanswerable head (a data set with no such turn), that head never says yes.
+    # Without an unanswerable head (a data set with no such turn), that head never says yes: the gate decides.
     del p["unanswerable"]
-    assert _cascade(_classes(rows), p, chosen)[2] == 0.0
+    assert _cascade(_classes(rows), p, chosen)[2] == GATE_REFUSES
 
 
 def _fixed(p: float) -> Head:
