@@ -17,8 +17,9 @@ and decides three questions, all before anything is written:
 Models trained before the ``unanswerable`` head (recipe ``answerability-v1``) load without it.
 
 Each head is a logistic regression on standardised features, fitted with balanced class weights
-(``grounded tune answerability``, :mod:`grounded.tune.answerability`); its threshold was chosen
-on dev conversations, never on the conversations it reports. The model is a few numbers in
+(``grounded tune answerability``, :mod:`grounded.tune.answerability`); the thresholds were chosen
+together on out-of-fold probabilities of the training conversations, never on the conversations it
+reports. The model is a few numbers in
 ``answerability.json`` in the model cache, ``$GROUNDED_MODEL_CACHE/answerability/<fingerprint>/``,
 with ``answerability/ACTIVE`` naming the one the engine uses (``answer.answerability``). Scoring
 is a float64 dot product, the same in every process.

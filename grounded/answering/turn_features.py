@@ -8,7 +8,10 @@ retrieval (no extra model runs besides two cached query embeddings):
   park"), whether it names something (a capitalised name, a number), how many of its words are
   new to the conversation, and how close it is in meaning to the previous user turn;
 * **the question's shape**: how many parts it asks for ("and", "or", several questions), whether
-  it asks for a quantity or a date (a fact a passage may hold or lack exactly);
+  it asks for a quantity or a date (a fact a passage may hold or lack exactly), whether it asks
+  yes or no ("Is there a plan for small businesses?": a passage on the topic rarely settles it)
+  and whether it asks for a recommendation or a judgement ("which one do you recommend?"), which
+  reference passages hold only in part or not at all;
 * **the evidence**: the similarity of the best evidence sentences to the (rewritten) question,
   whether several passages match about equally well (many parks, many courts: which one?), how
   many of the question's words, names and numbers the passages hold, and whether a question
@@ -42,6 +45,15 @@ _QUANTITY = re.compile(
     r"\b(how (?:much|many|long|often|old|far)|what (?:percentage|percent|number|amount|rate|date|year|time)|"
     r"when|cost|costs|fee|fees|price|number|rate|deadline|limit)\b",
     re.I,
+)
+# A sentence that opens with an auxiliary verb asks yes or no (an interjection or a "so," may come first).
+_YES_NO = re.compile(
+    r"(?:^|[.?!]\s+)(?:\w+,\s+)?(is|are|was|were|can|could|does|do|did|will|would|should|shall|has|have|may|might|"
+    r"isn't|aren't|doesn't|don't|can't|won't)\b",
+    re.I,
+)
+_OPINION = re.compile(
+    r"\b(recommend\w*|best|better|worse|should I|do you think|opinion|worth|prefer\w*|advi[cs]e|suggest\w*)\b", re.I
 )
 # Words after "the"/"this" that name no thing one could ask "which one?" about: the time words the
 # rewriter already ignores, and words of order or position.
@@ -88,6 +100,10 @@ class TurnFeatures:
     missing_keys: float = 0.0
     quantity_unmet: float = 0.0
     """It asks for a quantity or a date and none of the three best-matching passages holds a number."""
+    yes_no: float = 0.0
+    """A sentence of it opens with an auxiliary verb: it asks yes or no."""
+    opinion: float = 0.0
+    """It asks for a recommendation or a judgement ("best", "recommend", "do you think", "worth")."""
 
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in asdict(self).items()}
@@ -181,6 +197,8 @@ def turn_features(
         history_similarity=similarity,
         parts=math.log1p(len(_PARTS.findall(question.rstrip("?")))),
         quantity=float(asks_quantity),
+        yes_no=float(_YES_NO.search(question.strip()) is not None),
+        opinion=float(_OPINION.search(question) is not None),
         **evidence,
     )
 

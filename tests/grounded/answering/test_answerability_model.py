@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import grounded
@@ -14,7 +15,18 @@ from grounded.answering.conversation import Turn
 from grounded.answering.turn_features import TurnFeatures, definite_referent, turn_features, uncovered_terms
 from grounded.errors import ConfigError
 from grounded.kb import KnowledgeBase
-from grounded.tune.answerability import LabelledTurn, conversation_group, fit_model, task_split
+from grounded.tune.answerability import (
+    ANSWERABLE_FLOOR,
+    GATE_ANSWERS,
+    GATE_REFUSES,
+    LabelledTurn,
+    _cascade,
+    _classes,
+    conversation_group,
+    fit_model,
+    joint_thresholds,
+    task_split,
+)
 from tests.fake_expert import fake_backend  # noqa: F401  (fixture)
 
 VAGUE = "What does this keyword do?"
@@ -61,6 +73,19 @@ def test_turn_features_read_the_turn() -> None:
     price = turn_features("How much does it cost?", [], "How much does it cost?", None, None)
     assert (price.quantity, price.quantity_unmet) == (1.0, 1.0)  # no passage, so no number either
     assert demo.quantity_unmet == 0.0
+    shapes = {
+        q: (f.yes_no, f.opinion)
+        for q in ("Is there a plan for small businesses?", "So, can I do that?", "Which one do you recommend?",
+                  "What is the best fund? Is it safe?", "What does this library provide?")
+        for f in [turn_features(q, [], q, None, None)]
+    }  # fmt: skip
+    assert shapes == {
+        "Is there a plan for small businesses?": (1.0, 0.0),
+        "So, can I do that?": (1.0, 0.0),
+        "Which one do you recommend?": (0.0, 1.0),
+        "What is the best fund? Is it safe?": (1.0, 1.0),
+        "What does this library provide?": (0.0, 0.0),
+    }
 
 
 def _rows(kb: KnowledgeBase) -> list[LabelledTurn]:
@@ -95,7 +120,8 @@ def test_trained_on_a_tiny_set_it_decides_clear_cases_and_is_deterministic(
     assert json.dumps(model.to_json(), sort_keys=True) == json.dumps(again.to_json(), sort_keys=True)
     assert model.decide("underspecified", kb.engine.turn_features("What does this operator do?")).yes
     assert not model.decide("underspecified", kb.engine.turn_features("What does the del statement do?")).yes
-    assert model.meta["figures"]["underspecified"]["train"]["recall"] == 1.0
+    assert model.meta["figures"]["underspecified"]["fitted"]["recall"] == 1.0
+    assert set(model.meta["figures"]["underspecified"]) == {"fitted", "cross-validated", "test"}
     path = model.save()
     assert path == answerability_cache() / "tiny"
     assert AnswerabilityModel.active() == AnswerabilityModel.load(path)
@@ -157,6 +183,29 @@ def test_split_is_by_dialogue() -> None:
     }
     assert conversation_group(first) == conversation_group(branch)
     assert task_split(first) == task_split(branch)
+
+
+def test_thresholds_are_chosen_together_on_the_cascade() -> None:
+    """The three cuts are chosen on what the engine does with them in order, for the least-handled class,
+    and never ask back on or refuse so many answerable turns that fewer than the floor are answered."""
+    labels = ["ANSWERABLE"] * 4 + ["PARTIAL"] * 2 + ["UNANSWERABLE"] * 2 + ["UNDERSPECIFIED"] * 2
+    rows = [LabelledTurn(f"t{i}", label, "train", TurnFeatures()) for i, label in enumerate(labels)]
+    p = {
+        "underspecified": np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9]),
+        "unanswerable": np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1]),
+        "partial": np.array([0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2]),
+    }
+    chosen = joint_thresholds(rows, p)
+    assert chosen == {"underspecified": 0.5, "unanswerable": 0.5, "partial": 0.5}  # separable: the cuts nearest 0.5
+    assert _cascade(_classes(rows), p, chosen) == [GATE_ANSWERS, 1.0, 1.0, 1.0]
+    # One answerable turn looks vague (0.8): asking it back would leave 3 x 0.85 / 4 < the floor answered.
+    p["underspecified"][0] = 0.8
+    assert 3 * GATE_ANSWERS / 4 < ANSWERABLE_FLOOR
+    chosen = joint_thresholds(rows, p)
+    assert 0.8 < chosen["underspecified"] <= 0.9
+    # Without an unanswerable head (a data set with no such turn), that head never says yes: the gate decides.
+    del p["unanswerable"]
+    assert _cascade(_classes(rows), p, chosen)[2] == GATE_REFUSES
 
 
 def _fixed(p: float) -> Head:
