@@ -35,7 +35,9 @@ The answer decision (calibration v6, :mod:`grounded.checks.relevance`): where th
 whether to answer is one score over the gate's probability, the best one-sentence relevance among the
 quotable sentences closest to the question and their evidence similarity (:func:`gate_evidence`), decided
 before writing; a question it lets through is answered, by the evidence sentence that best answers it
-when no drafted sentence does (whatever that sentence's relevance: the decision weighed it already).
+when no drafted sentence does, quoted first. The decision asks the best candidate's relevance to reach a floor
+chosen with it on the dev questions (calibration v7), and so does the answer: without a sentence that reaches
+it (a drafted one, or the quote), it abstains.
 
 Every finding is returned (:class:`SentenceFinding`) for the trace and ``grounded ask --explain``.
 All model calls score one pair at a time in a fixed order: the same draft gives the same answer.
@@ -304,14 +306,18 @@ def verify_checked(
     if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
         # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
         # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.
-        floor = -np.inf if decided else None
+        floor = gate.decision_floor if decided else None
         fallback = best_answering_quote(question, pool, gate, exclude=quoted, seen=seen, threshold=floor)
         if fallback is not None:
+            # The sentence that answers leads; what the writer drafted beside the question follows it.
             i, r = fallback
-            kept = kept[: settings.max_sentences - 1]
-            kept.append((AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0), r))
+            quote = AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0)
+            kept = [(quote, r), *kept[: settings.max_sentences - 1]]
             findings.append(SentenceFinding(pool.sentence(i), (pool.owners[i],), FALLBACK, None, round(r, 4), 1.0))
-    if settings.relevance == "answer" and kept and max(r for _, r in kept) < addresses and not decided:
+    # Without an answer decision: some kept sentence must address the question (the relevance threshold); with
+    # one, some kept sentence must reach the decision's floor (the least relevance of an answer, calibration v7).
+    least = gate.decision_floor if decided else addresses
+    if settings.relevance == "answer" and kept and max(r for _, r in kept) < least:
         # Every kept sentence is true of its source, but none answers the question: no answer.
         findings = [
             replace_decision(f, "dropped: no kept sentence addresses the question")
