@@ -311,8 +311,8 @@ def verify_checked(
         if fallback is not None:
             # The sentence that answers leads; what the writer drafted beside the question follows it.
             i, r = fallback
-            quote = AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0)
-            kept = [(quote, r), *kept[: settings.max_sentences - 1]]
+            lead = AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0)
+            kept = [(lead, r), *kept[: settings.max_sentences - 1]]
             findings.append(SentenceFinding(pool.sentence(i), (pool.owners[i],), FALLBACK, None, round(r, 4), 1.0))
     # Without an answer decision: some kept sentence must address the question (the relevance threshold); with
     # one, some kept sentence must reach the decision's floor (the least relevance of an answer, calibration v7).
