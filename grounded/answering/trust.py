@@ -56,6 +56,7 @@ from grounded.answering.evidence import EvidencePool
 from grounded.answering.types import AnswerSentence
 from grounded.answering.verify import SupportCheck, best_quote, check_support, is_quotable
 from grounded.checks import AnswerabilityGate, EntailmentChecker, is_claim, looks_cut_off, looks_like_prose
+from grounded.checks.lexical import logit
 from grounded.checks.relevance import CANDIDATES, candidate_similarity
 from grounded.config import AnswerSettings
 from grounded.errors import ConfigError
@@ -74,6 +75,7 @@ __all__ = [
     "is_fragment",
     "load_checks",
     "missing_terms",
+    "quote_weight",
     "verify_checked",
 ]
 
@@ -368,15 +370,28 @@ def best_answering_quote(
     threshold: float | None = None,
 ) -> tuple[int, float] | None:
     """``(sentence index, relevance)`` of the evidence sentence that best answers ``question``: of the
-    ``candidates`` quotable sentences closest to the question (:func:`answer_candidates`), the one the gate's
-    model scores highest, if that reaches ``threshold`` (default: the gate's relevance threshold; ``-inf``
-    takes the best whatever its score, when the answer decision has already weighed it)."""
+    ``candidates`` quotable sentences closest to the question (:func:`answer_candidates`) whose relevance
+    reaches ``threshold`` (default: the gate's relevance threshold), the one the gate's model scores highest;
+    with an answer decision, the one it weighs highest: its weights of the relevance logit and of the evidence
+    similarity (the sentence's similarity to the question) over each candidate, so that of two sentences the
+    model finds about as relevant, the one about the question's subject is quoted (:func:`quote_weight`)."""
     floor = gate.relevance_threshold if threshold is None else threshold
-    best: tuple[int, float] | None = None
+    best: tuple[int, float, float] | None = None
     for i, r in answer_candidates(question, pool, gate, exclude=exclude, seen=seen, candidates=candidates):
-        if r >= floor and (best is None or r > best[1]):
-            best = (i, r)
-    return best
+        w = quote_weight(gate, r, float(pool.question_similarity[i]))
+        if r >= floor and (best is None or w > best[2]):
+            best = (i, r, w)
+    return None if best is None else (best[0], best[1])
+
+
+def quote_weight(gate: AnswerabilityGate, relevance: float, similarity: float) -> float:
+    """How strongly a candidate sentence answers the question: with an answer decision, its weights of the
+    relevance logit and the evidence similarity applied to the sentence's own (the decision's gate term is
+    the same for every sentence of a question); without one, the relevance alone."""
+    if gate.decision is None:
+        return relevance
+    weights = gate.decision.weights
+    return weights[1] * logit(relevance) + weights[2] * similarity
 
 
 def missing_terms(question: str, pool: EvidencePool) -> tuple[str, ...]:

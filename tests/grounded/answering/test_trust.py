@@ -16,7 +16,7 @@ import pytest
 import grounded
 from grounded.answering.engine import CONVERSATIONAL_REPLY, GroundingEngine
 from grounded.answering.evidence import build_pool
-from grounded.answering.trust import Checks, SentenceFinding, is_fragment, verify_checked
+from grounded.answering.trust import Checks, SentenceFinding, answer_candidates, is_fragment, verify_checked
 from grounded.answering.types import AnswerSentence, Citation
 from grounded.checks import AnswerabilityGate, CrossEncoder, EntailmentChecker, Recipe
 from grounded.experts.base import Generation, Message
@@ -212,9 +212,15 @@ def test_the_sentence_that_answers_leads_and_a_floor_no_sentence_reaches_is_no_a
     draft = [(EXIT_SENTENCE, (cited,))]
     # No drafted sentence addresses the question (relevance threshold 1.01): the best answering quote comes
     # first, what the writer drafted beside the question after it.
-    kept, findings = verify_checked(WITH_QUESTION, draft, pool, kb.embedder, settings, decided(checks, 0.0))
+    lenient = decided(checks, 0.0)
+    kept, findings = verify_checked(WITH_QUESTION, draft, pool, kb.embedder, settings, lenient)
     assert findings[-1].decision == FALLBACK
     assert kept[0].quoted
+    # The quote is the candidate the decision weighs highest: here (weight 0 on relevance, 10 on similarity)
+    # the one closest to the question, whatever the model's relevance of the others.
+    assert lenient.gate is not None
+    first, _ = answer_candidates(WITH_QUESTION, pool, lenient.gate)[0]
+    assert kept[0].text == pool.sentence(first)
     assert not kept[-1].quoted
     assert kept[-1].text == EXIT_SENTENCE
     # A floor no sentence reaches: neither the drafted sentence nor a quote is an answer.
