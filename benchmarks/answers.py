@@ -189,15 +189,17 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
         # The answer's fallback quote (no drafted sentence answered) is run under relevance = answer only.
         with_fallback: list[Any] = []
         decided = c.gate.decision is not None
+        served_unaddressed: list[Any] = []  # the engine's answer when no kept sentence addresses the question
         if not addressed:
             answer_settings = kb.settings.answer.model_copy(update={"relevance": "answer"})
             with_fallback, fallback_findings = verify_checked(
                 row.question, parsed, pool, kb.embedder, answer_settings, c, truncated=bool(row.draft.get("truncated"))
             ) if parsed or decided else ([], [])  # fmt: skip
+            served_unaddressed = with_fallback
             with_fallback = with_fallback if any(f.decision == FALLBACK for f in fallback_findings) else []
         # Extractive: the gate decides, and the answer is the evidence sentence that best answers the
         # question (quoted verbatim), whatever the draft says: what the checks alone can answer.
-        floor = float("-inf") if decided else None
+        floor = c.gate.decision_floor if decided else None
         extract = best_answering_quote(row.question, pool, c.gate, threshold=floor) if gate.answerable else None
         cpu_s = time.process_time() - started
         # And without the gate (the checker alone decides), to see what the gate adds.
@@ -206,8 +208,13 @@ def apply_checks(kb: KnowledgeBase, row: Row, checks: dict[str, Any], keys: dict
         for variant, gated, relevant, fallback in variants:
             chosen = with_fallback if fallback and with_fallback else sentences
             # With an answer decision the gate has weighed the best sentence's relevance: what it lets
-            # through is answered (engine: verify_checked keeps the sentences, with the best quote added).
-            ok = addressed or bool(fallback and with_fallback) or (decided and fallback and bool(chosen))
+            # through is answered (engine: verify_checked keeps the sentences, with the best quote first) when
+            # some sentence reaches the decision's floor.
+            ok = (
+                addressed
+                or bool(fallback and with_fallback)
+                or (decided and fallback and bool(chosen) and bool(served_unaddressed))
+            )
             abstained = (gated and not gate.answerable) or not chosen or (relevant and not ok)
             out[f"{label}{variant}"] = {
                 "abstained": abstained,
@@ -611,6 +618,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/clapnq"))
     parser.add_argument("--work", type=Path, default=Path(".bench/answers"), help="KB and results (git-ignored).")
     parser.add_argument("--limit", type=int, default=None, help="Questions per set (default: all 150).")
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        choices=("train", "dev", "test"),
+        default=None,
+        help="Only the questions whose id hashes into these splits of the checks recipe (default: all); "
+        "`--splits dev test`: the questions the checks never trained on.",
+    )
     parser.add_argument("--backend", default=None, help="Answer backend (default: config).")
     parser.add_argument(
         "--model",
@@ -675,6 +690,10 @@ def main() -> None:
         gold.get(q["passages"][0]["text"]) in {keys[h.doc_id] for h in kb.search(q["input"], k=5)} for q, _ in every
     )
     questions = load_questions(args.data, args.limit)
+    if args.splits:
+        from grounded.checks.data import split_of
+
+        questions = [(q, a) for q, a in questions if split_of(f"clapnq:{q['id']}") in args.splits]
     configs = {"base": overrides}
     if args.tuned:
         configs["tuned"] = {**overrides, "answer": {**overrides["answer"], "tuned": True}}

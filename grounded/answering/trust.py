@@ -35,7 +35,9 @@ The answer decision (calibration v6, :mod:`grounded.checks.relevance`): where th
 whether to answer is one score over the gate's probability, the best one-sentence relevance among the
 quotable sentences closest to the question and their evidence similarity (:func:`gate_evidence`), decided
 before writing; a question it lets through is answered, by the evidence sentence that best answers it
-when no drafted sentence does (whatever that sentence's relevance: the decision weighed it already).
+when no drafted sentence does, quoted first. The decision asks the best candidate's relevance to reach a floor
+chosen with it on the dev questions (calibration v7), and so does the answer: without a sentence that reaches
+it (a drafted one, or the quote), it abstains.
 
 Every finding is returned (:class:`SentenceFinding`) for the trace and ``grounded ask --explain``.
 All model calls score one pair at a time in a fixed order: the same draft gives the same answer.
@@ -54,6 +56,7 @@ from grounded.answering.evidence import EvidencePool
 from grounded.answering.types import AnswerSentence
 from grounded.answering.verify import SupportCheck, best_quote, check_support, is_quotable
 from grounded.checks import AnswerabilityGate, EntailmentChecker, is_claim, looks_cut_off, looks_like_prose
+from grounded.checks.lexical import logit
 from grounded.checks.relevance import CANDIDATES, candidate_similarity
 from grounded.config import AnswerSettings
 from grounded.errors import ConfigError
@@ -72,6 +75,7 @@ __all__ = [
     "is_fragment",
     "load_checks",
     "missing_terms",
+    "quote_weight",
     "verify_checked",
 ]
 
@@ -304,14 +308,18 @@ def verify_checked(
     if not any(r >= addresses for _, r in kept) and settings.relevance != "off":
         # No drafted sentence answers the question (all dropped, or none addresses it), though the gate let
         # the question through: the evidence sentence that best answers it, quoted verbatim, if one does.
-        floor = -np.inf if decided else None
+        floor = gate.decision_floor if decided else None
         fallback = best_answering_quote(question, pool, gate, exclude=quoted, seen=seen, threshold=floor)
         if fallback is not None:
+            # The sentence that answers leads; what the writer drafted beside the question follows it.
             i, r = fallback
-            kept = kept[: settings.max_sentences - 1]
-            kept.append((AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0), r))
+            lead = AnswerSentence(pool.sentence(i), (pool.owners[i],), quoted=True, support=1.0)
+            kept = [(lead, r), *kept[: settings.max_sentences - 1]]
             findings.append(SentenceFinding(pool.sentence(i), (pool.owners[i],), FALLBACK, None, round(r, 4), 1.0))
-    if settings.relevance == "answer" and kept and max(r for _, r in kept) < addresses and not decided:
+    # Without an answer decision: some kept sentence must address the question (the relevance threshold); with
+    # one, some kept sentence must reach the decision's floor (the least relevance of an answer, calibration v7).
+    least = gate.decision_floor if decided else addresses
+    if settings.relevance == "answer" and kept and max(r for _, r in kept) < least:
         # Every kept sentence is true of its source, but none answers the question: no answer.
         findings = [
             replace_decision(f, "dropped: no kept sentence addresses the question")
@@ -362,15 +370,28 @@ def best_answering_quote(
     threshold: float | None = None,
 ) -> tuple[int, float] | None:
     """``(sentence index, relevance)`` of the evidence sentence that best answers ``question``: of the
-    ``candidates`` quotable sentences closest to the question (:func:`answer_candidates`), the one the gate's
-    model scores highest, if that reaches ``threshold`` (default: the gate's relevance threshold; ``-inf``
-    takes the best whatever its score, when the answer decision has already weighed it)."""
+    ``candidates`` quotable sentences closest to the question (:func:`answer_candidates`) whose relevance
+    reaches ``threshold`` (default: the gate's relevance threshold), the one the gate's model scores highest;
+    with an answer decision, the one it weighs highest: its weights of the relevance logit and of the evidence
+    similarity (the sentence's similarity to the question) over each candidate, so that of two sentences the
+    model finds about as relevant, the one about the question's subject is quoted (:func:`quote_weight`)."""
     floor = gate.relevance_threshold if threshold is None else threshold
-    best: tuple[int, float] | None = None
+    best: tuple[int, float, float] | None = None
     for i, r in answer_candidates(question, pool, gate, exclude=exclude, seen=seen, candidates=candidates):
-        if r >= floor and (best is None or r > best[1]):
-            best = (i, r)
-    return best
+        w = quote_weight(gate, r, float(pool.question_similarity[i]))
+        if r >= floor and (best is None or w > best[2]):
+            best = (i, r, w)
+    return None if best is None else (best[0], best[1])
+
+
+def quote_weight(gate: AnswerabilityGate, relevance: float, similarity: float) -> float:
+    """How strongly a candidate sentence answers the question: with an answer decision, its weights of the
+    relevance logit and the evidence similarity applied to the sentence's own (the decision's gate term is
+    the same for every sentence of a question); without one, the relevance alone."""
+    if gate.decision is None:
+        return relevance
+    weights = gate.decision.weights
+    return weights[1] * logit(relevance) + weights[2] * similarity
 
 
 def missing_terms(question: str, pool: EvidencePool) -> tuple[str, ...]:

@@ -407,6 +407,9 @@ class AnswerabilityGate:
         relevance and the evidence similarity in one score, where the calibration has one; it then decides
         whether to answer instead of :attr:`threshold` and :attr:`relevance_threshold` in a row."""
         self.decision_threshold = float(decision["threshold"]) if decision else float("nan")
+        self.decision_floor = float(decision.get("floor", 0.0)) if decision else float("nan")
+        """The least relevance the best candidate sentence must reach for the decision to answer (calibration
+        v7, :func:`~grounded.checks.relevance.choose_answer_floor`; 0 in a v6 calibration)."""
 
     def answers(self, gate: float, relevance: float, similarity: float) -> tuple[float, bool]:
         """``(probability, answer?)`` of the answer decision on a question whose gate probability (with its
@@ -415,7 +418,7 @@ class AnswerabilityGate:
         if self.decision is None:
             return gate, gate >= self.threshold and relevance >= self.relevance_threshold
         p = self.decision.probability(gate, (logit(relevance), similarity))
-        return p, p >= self.decision_threshold
+        return p, p >= self.decision_threshold and relevance >= self.decision_floor
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> AnswerabilityGate:

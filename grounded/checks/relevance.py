@@ -32,6 +32,7 @@ __all__ = [
     "DECISION_FEATURES",
     "best_relevance",
     "candidate_similarity",
+    "choose_answer_floor",
     "choose_relevance_threshold",
     "decision_features",
     "decision_scores",
@@ -117,6 +118,30 @@ def decision_scores(
     return [
         combination.probability(g, (logit(r), float(s))) for g, r, s in zip(gate, relevance, similarity, strict=True)
     ]
+
+
+def choose_answer_floor(
+    labels: Sequence[int], passed: Sequence[int], relevance: Sequence[float]
+) -> tuple[float, float]:
+    """``(floor, balanced accuracy)``: the least one-sentence relevance the best candidate must reach for a
+    question the answer decision passed (``passed``) to be answered, the one that decides ``labels`` best
+    together with the decision. The decision weighs relevance with the evidence similarity, so a question
+    on which retrieval found close sentences passes even when none of them answers it (the demo's "What is
+    the precedence of not compared to and?" was answered by "Any ordered comparison of a number to a
+    not-a-number value is false."); the floor says the quoted sentence must answer, whatever the evidence.
+    Candidates are 0 and the midpoints between 0 and the passed questions' distinct scores; where several decide
+    equally well, the middle of their range (as :func:`choose_relevance_threshold`): neither a rule switched
+    off nor one at the edge of what the dev questions allow."""
+    from grounded.checks.metrics import balanced_accuracy
+
+    ok = np.asarray(passed, dtype=np.int64) == 1
+    r = np.asarray(relevance, dtype=np.float64)
+    values = np.unique(np.concatenate([[0.0], r[ok]]))
+    candidates = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2])
+    scores = [balanced_accuracy(labels, (ok & (r >= t)).astype(np.int64)) for t in candidates]
+    top = max(scores)
+    tied = [float(t) for t, ba in zip(candidates, scores, strict=True) if ba >= top - 1e-12]
+    return (min(tied) + max(tied)) / 2, top
 
 
 def _decide(gate: Sequence[float], relevance: Sequence[float], gate_threshold: float, threshold: float) -> np.ndarray:

@@ -32,7 +32,7 @@ from grounded.checks.store import activate, model_dir
 __all__ = ["TrainResult", "calibrate", "calibrate_gate", "evaluate", "fingerprint", "train"]
 
 SYNTHETIC_CASE_KINDS = frozenset({"pseudo_question", "neighbour_passage", "off_topic"})
-CALIBRATION_VERSION = 6
+CALIBRATION_VERSION = 7
 """Bumped when :func:`calibrate` chooses differently; a model calibrated by an older one is calibrated again."""
 HUMAN_KIND = "human:"
 """The kind of a dev or test response that people judged (:func:`~grounded.checks.sources.human_responses`)."""
@@ -295,15 +295,22 @@ def _calibrate_decision(
     similarity: dict[str, list[float]],
 ) -> dict[str, Any]:
     """The answer decision (:func:`~grounded.checks.relevance.fit_decision`): weights and threshold on the
-    real dev questions, figures (answered / abstained / balanced accuracy / AUC) on dev and test."""
+    real dev questions, then the floor on the best candidate's relevance (calibration v7,
+    :func:`~grounded.checks.relevance.choose_answer_floor`) with it; figures (answered / abstained / balanced
+    accuracy / AUC) on dev and test, without the floor (``without_floor``) and with it."""
     from grounded.checks.metrics import auc, balanced_accuracy, recall
-    from grounded.checks.relevance import DECISION_FEATURES, decision_scores, fit_decision
+    from grounded.checks.relevance import DECISION_FEATURES, choose_answer_floor, decision_scores, fit_decision
 
     combination, threshold, _ = fit_decision(labels["dev"], gate["dev"], relevance["dev"], similarity["dev"])
+    dev_passed = [
+        int(x >= threshold) for x in decision_scores(combination, gate["dev"], relevance["dev"], similarity["dev"])
+    ]
+    floor, _ = choose_answer_floor(labels["dev"], dev_passed, relevance["dev"])
     figures: dict[str, Any] = {}
     for split in labels:
         scores = decision_scores(combination, gate[split], relevance[split], similarity[split])
-        predicted = [int(x >= threshold) for x in scores]
+        passed = [int(x >= threshold) for x in scores]
+        predicted = [int(p and r >= floor) for p, r in zip(passed, relevance[split], strict=True)]
         figures[split] = {
             "questions": len(scores),
             "auc": round(auc(labels[split], scores), 4),
@@ -311,8 +318,18 @@ def _calibrate_decision(
             "answered": round(recall(labels[split], predicted, 1), 4),
             "abstained": round(recall(labels[split], predicted, 0), 4),
             "balanced_accuracy": round(balanced_accuracy(labels[split], predicted), 4),
+            "without_floor": {
+                "answered": round(recall(labels[split], passed, 1), 4),
+                "abstained": round(recall(labels[split], passed, 0), 4),
+                "balanced_accuracy": round(balanced_accuracy(labels[split], passed), 4),
+            },
         }
-    return {**combination.to_json(DECISION_FEATURES), "threshold": round(threshold, 4), "figures": figures}
+    return {
+        **combination.to_json(DECISION_FEATURES),
+        "threshold": round(threshold, 4),
+        "floor": round(floor, 4),
+        "figures": figures,
+    }
 
 
 def evaluate(model: CrossEncoder, pairs: PairSet) -> dict[str, Any]:

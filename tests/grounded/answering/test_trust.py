@@ -16,7 +16,7 @@ import pytest
 import grounded
 from grounded.answering.engine import CONVERSATIONAL_REPLY, GroundingEngine
 from grounded.answering.evidence import build_pool
-from grounded.answering.trust import Checks, SentenceFinding, is_fragment, verify_checked
+from grounded.answering.trust import Checks, SentenceFinding, answer_candidates, is_fragment, verify_checked
 from grounded.answering.types import AnswerSentence, Citation
 from grounded.checks import AnswerabilityGate, CrossEncoder, EntailmentChecker, Recipe
 from grounded.experts.base import Generation, Message
@@ -185,16 +185,54 @@ def test_when_no_drafted_sentence_answers_the_best_evidence_sentence_is_quoted(
     assert quote.text in " ".join(answer.citations[quote.citations[0] - 1].text.split())
 
 
-def decided(checks: Checks, threshold: float) -> Checks:
+def decided(checks: Checks, threshold: float, floor: float = 0.0) -> Checks:
     """``checks`` with an answer decision of known weights (the evidence similarity decides) at ``threshold``,
-    and a relevance threshold no one sentence reaches: what a full-recipe calibration (v6) gives the gate."""
+    the least relevance of an answer at ``floor``, and a relevance threshold no one sentence reaches: what a
+    full-recipe calibration (v7; v6 had no floor) gives the gate."""
     from grounded.checks.lexical import Combination
 
     assert checks.checker is not None
     gate = AnswerabilityGate(checks.checker.model, relevance_threshold=1.01)
     gate.decision = Combination((0.0, 0.0, 10.0), -5.0)
     gate.decision_threshold = threshold
+    gate.decision_floor = floor
     return Checks(checks.checker, gate)
+
+
+def test_the_sentence_that_answers_leads_and_a_floor_no_sentence_reaches_is_no_answer(
+    kb: KnowledgeBase, checks: Checks
+) -> None:
+    from grounded.answering.trust import FALLBACK
+
+    hits = kb.store.view().search(WITH_QUESTION, 3)
+    citations = [Citation.from_hit(i, hit, None) for i, hit in enumerate(hits, 1)]
+    cited = next(c.id for c in citations if "__exit__" in c.text)
+    pool = build_pool(WITH_QUESTION, citations, kb.embedder)
+    settings = kb.settings.answer.model_copy(update={"relevance": "answer"})
+    draft = [(EXIT_SENTENCE, (cited,))]
+    # No drafted sentence addresses the question (relevance threshold 1.01): the best answering quote comes
+    # first, what the writer drafted beside the question after it.
+    lenient = decided(checks, 0.0)
+    kept, findings = verify_checked(WITH_QUESTION, draft, pool, kb.embedder, settings, lenient)
+    assert findings[-1].decision == FALLBACK
+    assert kept[0].quoted
+    # The quote is the candidate the decision weighs highest: here (weight 0 on relevance, 10 on similarity)
+    # the one closest to the question, whatever the model's relevance of the others.
+    assert lenient.gate is not None
+    first, _ = answer_candidates(WITH_QUESTION, pool, lenient.gate)[0]
+    assert kept[0].text == pool.sentence(first)
+    assert not kept[-1].quoted
+    assert kept[-1].text == EXIT_SENTENCE
+    # A floor no sentence reaches: neither the drafted sentence nor a quote is an answer.
+    kept, findings = verify_checked(WITH_QUESTION, draft, pool, kb.embedder, settings, decided(checks, 0.0, 1.01))
+    assert kept == []
+    assert findings[0].decision == "dropped: no kept sentence addresses the question"
+    # And the decision itself refuses before writing.
+    eng = engine(kb, decided(checks, 0.0, 1.01), "The context manager's __exit__() method is invoked. [1]")
+    answer = eng.answer(WITH_QUESTION)
+    assert answer.abstained
+    assert answer.trace["checks"]["gate"]["answerable"] is False
+    assert eng.expert.prompts == []  # type: ignore[attr-defined]
 
 
 def test_a_question_the_answer_decision_lets_through_is_answered_by_its_best_sentence(

@@ -9,7 +9,13 @@ import pytest
 
 from grounded.checks import AnswerabilityGate, CrossEncoder, Recipe
 from grounded.checks.data import GateCase
-from grounded.checks.relevance import choose_relevance_threshold, decision_scores, fit_decision, joint_figures
+from grounded.checks.relevance import (
+    choose_answer_floor,
+    choose_relevance_threshold,
+    decision_scores,
+    fit_decision,
+    joint_figures,
+)
 
 
 def test_the_threshold_is_the_one_that_makes_gate_and_relevance_decide_best() -> None:
@@ -46,6 +52,24 @@ def test_the_answer_decision_weighs_the_evidence_similarity_the_two_thresholds_c
     assert [int(x >= cut) for x in scores] == labels
     # The same inputs give the same decision, bit for bit.
     assert fit_decision(labels, gate, relevance, similarity)[0] == combination
+
+
+def test_the_answer_floor_refuses_what_the_decision_passed_on_close_evidence_alone() -> None:
+    # The decision passed five questions; two unanswerable ones got through on close evidence, their best
+    # sentence answering nothing (relevance 0.05 and 0.1). The floor falls between them and the answerable ones.
+    labels = [1, 1, 1, 0, 0, 0]
+    passed = [1, 1, 1, 1, 1, 0]
+    relevance = [0.6, 0.3, 0.45, 0.05, 0.1, 0.9]
+    floor, ba = choose_answer_floor(labels, passed, relevance)
+    assert 0.1 < floor < 0.3
+    assert ba == 1.0
+    # Where the floor changes nothing on dev, every floor up to the lowest answerable relevance is as good:
+    # the middle of that range, never one at its edge.
+    floor, ba = choose_answer_floor([1, 1, 0], [1, 1, 0], [0.4, 0.6, 0.05])
+    assert ba == 1.0
+    assert 0.0 < floor < 0.4
+    # A question the decision refused stays refused whatever its relevance.
+    assert choose_answer_floor([1, 0], [0, 0], [0.9, 0.1])[1] == 0.5
 
 
 HISTORY = (
@@ -86,5 +110,9 @@ def test_real_dev_questions_set_the_gates_sentence_threshold(tmp_path: Path) -> 
     gate = AnswerabilityGate(CrossEncoder(copy))
     assert gate.decision is not None
     assert gate.decision_threshold == pytest.approx(decision["threshold"])
+    assert gate.decision_floor == pytest.approx(decision["floor"])
+    assert "without_floor" in decision["figures"]["dev"]
+    _, yes = gate.answers(0.999, decision["floor"] / 2, 0.99)  # under the floor: no answer, however close
+    assert not yes or decision["floor"] == 0.0
     p, _ = gate.answers(0.9, 0.8, 0.7)
     assert 0.0 <= p <= 1.0
