@@ -62,7 +62,10 @@ def main() -> None:
     )
     parser.add_argument("--show-prompt", action="store_true", help="print each question's prompt (reading by hand)")
     parser.add_argument(
-        "--split", choices=("train", "dev", "test"), default="dev", help="GeoQuery question split (train: 549, to read errors)"
+        "--split",
+        choices=("train", "dev", "test"),
+        default="dev",
+        help="GeoQuery question split (train: 549, to read errors)",
     )
     parser.add_argument(
         "--tuned",

@@ -300,7 +300,9 @@ def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex, *, held: 
             for holder in holders:
                 new_head = head[: found.start()] + qual + _ident(holder) + found.group("rest")
                 value = index.spelling(literal, (table.qualified, holder)) or literal
-                out.append(Rewrite(new_head + _literal(value) + sql[m.end() :], f"{table.name}.{holder} holds {value!r}"))
+                out.append(
+                    Rewrite(new_head + _literal(value) + sql[m.end() :], f"{table.name}.{holder} holds {value!r}")
+                )
     return out
 
 
