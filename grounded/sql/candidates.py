@@ -41,6 +41,7 @@ __all__ = [
     "Candidate",
     "Rewrite",
     "choose",
+    "counts_a_keyed_row",
     "credit",
     "echoes",
     "measure_for_count",
@@ -510,3 +511,28 @@ def unechoed(sql: str) -> str | None:
     if not kept or len(kept) == len(items):
         return None
     return f"{m.group('head')}{', '.join(kept)}{m.group('tail')}{sql[m.end() :]}"
+
+
+_COUNT_ROWS = re.compile(r"^\s*SELECT\s+COUNT\(\s*\*\s*\)\s+FROM\s", re.I)
+
+
+def counts_a_keyed_row(candidate: Candidate, tables: Sequence[TableInfo]) -> bool:
+    """Whether ``candidate`` is ``SELECT COUNT(*)`` of the one row its ``WHERE`` names by the whole
+    primary key (``... FROM geo.state WHERE state.state_name = 'california'`` for "how many people
+    live in california"): at most one row can match, so its count (1) says nothing the question
+    did not; it asked for an amount the row holds."""
+    if candidate.result is None or [list(r) for r in candidate.result.rows] != [[1]]:
+        return False
+    if not _COUNT_ROWS.match(candidate.sql) or re.search(
+        r"\b(?:JOIN|GROUP|OR)\b|,", _LITERAL.sub("''", candidate.sql), re.I
+    ):
+        return False  # one table, no grouping, no alternatives
+    aliases = _aliases(candidate.sql, tables)
+    fixed: set[tuple[str, str]] = set()
+    for eq in _EQUALS_LITERAL.finditer(candidate.sql):
+        for table in _resolve(eq.group("q"), eq.group("c"), aliases):
+            fixed.add((table.qualified, _unquote(eq.group("c"))))
+    read = {t.qualified: t for t in aliases.values()}
+    return len(read) == 1 and all(
+        t.primary_key and all((t.qualified, k) in fixed for k in t.primary_key) for t in read.values()
+    )

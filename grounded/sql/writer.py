@@ -49,6 +49,7 @@ from grounded.experts.tuned import TunedExperts
 from grounded.sql.candidates import (
     Candidate,
     choose,
+    counts_a_keyed_row,
     credit,
     echoes,
     measure_for_count,
@@ -239,11 +240,17 @@ class SqlWriter:
             tried = self._candidates(sql, f"draft {attempts}", shown)
             candidates.extend(tried)
             best = choose(candidates)
-            if best is not None and (credit(best) == 2 or not self.values):
+            if best is not None and (not self.values or (credit(best) == 2 and not counts_a_keyed_row(best, shown))):
                 break
             if tried[0].error is not None:
                 error = tried[0].error
                 feedback = f"That query fails: {error}\nWrite a corrected query. SQL:"
+            elif best is not None and credit(best) == 2 and counts_a_keyed_row(best, shown):
+                error = "every query written counted the one row the question names"
+                feedback = (
+                    "That query counts the one row the question names (1). Select the column that holds the "
+                    "amount the question asks for.\nWrite a corrected query. SQL:"
+                )
             elif best is not None and echoes(best):
                 error = "every query written returned only the value the question names"
                 feedback = (
@@ -259,6 +266,10 @@ class SqlWriter:
                 )
             messages = [*messages, Message("assistant", sql), Message("user", feedback)]
         best = choose(candidates)
+        if best is not None and self.values and counts_a_keyed_row(best, shown):
+            # The repair's answer, when it has one, over a count of the one row named.
+            other = choose([c for c in candidates if not counts_a_keyed_row(c, shown)])
+            best = other if other is not None and credit(other) == 2 else best
         if best is None:
             return SqlDraft(None, names, attempts, error, grammar is not None, tuple(candidates), tuple(matches))
         return SqlDraft(best.sql, names, attempts, None, grammar is not None, tuple(candidates), tuple(matches))

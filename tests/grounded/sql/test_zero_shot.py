@@ -382,6 +382,19 @@ def test_a_selected_column_the_filter_fixes_to_the_questions_value_is_dropped(li
     assert unechoed("SELECT state.state_name FROM geo.state WHERE state.state_name = 'texas'") is None
 
 
+def test_a_count_of_the_one_row_a_key_names_asks_for_the_amount(linker: SchemaLinker) -> None:
+    """'how big is texas' counted as the one state row named 'texas' (1) is no answer: asked again."""
+    count = "SELECT COUNT(*) FROM geo.state WHERE state.state_name = 'texas'"
+    answer = "SELECT state.area FROM geo.state WHERE state.state_name = 'texas'"
+    expert = Scripted(count, answer)
+    draft = SqlWriter(expert, linker, db=linker.db).write("how big is texas?")
+    assert draft.sql == answer
+    assert "counts the one row the question names" in expert.chats[1][-1].content
+    # A count over a column that is no whole key may rightly be 1 ("how many cities are named austin").
+    one = SqlWriter(Scripted("SELECT COUNT(*) FROM geo.city WHERE city.city_name = 'austin'"), linker, db=linker.db)
+    assert one.write("how many cities are named austin?").attempts == 1
+
+
 def test_a_row_returned_more_than_once_is_returned_once(linker: SchemaLinker) -> None:
     """Both rivers of texas are in the usa: the answer is 'usa', once."""
     repeated = "SELECT river.country_name FROM geo.river WHERE river.traverse = 'texas'"
