@@ -61,7 +61,12 @@ def main() -> None:
         help="ask the questions in an order drawn with --seed (a run stopped early has scored a random sample)",
     )
     parser.add_argument("--show-prompt", action="store_true", help="print each question's prompt (reading by hand)")
-    parser.add_argument("--split", choices=("dev", "test"), default="dev", help="GeoQuery question split")
+    parser.add_argument(
+        "--split",
+        choices=("train", "dev", "test"),
+        default="dev",
+        help="GeoQuery question split (train: 549, to read errors)",
+    )
     parser.add_argument(
         "--tuned",
         type=Path,

@@ -41,6 +41,7 @@ __all__ = [
     "Candidate",
     "Rewrite",
     "choose",
+    "counts_a_keyed_row",
     "credit",
     "echoes",
     "measure_for_count",
@@ -48,6 +49,8 @@ __all__ = [
     "outside_literals",
     "rewrites",
     "substance",
+    "swapped",
+    "unechoed",
 ]
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -268,8 +271,10 @@ def _without_table_word(literal: str, table: TableInfo, column: tuple[str, str],
     return None
 
 
-def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[Rewrite]:
-    """Variants comparing a literal with the one column of the same table that holds it."""
+def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex, *, held: bool = False) -> list[Rewrite]:
+    """Variants comparing a literal with the one column of the same table that holds it; with
+    ``held``, with each *other* column of the same table that holds it, although the column the query
+    compares holds it too (see :func:`swapped`)."""
     out: list[Rewrite] = []
     for m in _LITERAL.finditer(sql):
         target = _column_before(sql[: m.start()])
@@ -279,10 +284,11 @@ def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[R
         literal = m.group(0)[1:-1].replace("''", "'")
         where = index.lookup(literal)
         for table in _resolve(qualifier, column, aliases):
-            if any(w[0] == table.qualified and w[1] == _unquote(column) for w in where):
-                continue  # the column holds it: nothing to move
-            holders = sorted({w[1] for w in where if w[0] == table.qualified})
-            if len(holders) != 1:
+            holds = any(w[0] == table.qualified and w[1] == _unquote(column) for w in where)
+            if holds != held:
+                continue  # without ``held``, a column that holds it has nothing to move; with it, only such
+            holders = sorted({w[1] for w in where if w[0] == table.qualified and w[1] != _unquote(column)})
+            if not holders or (len(holders) > 1 and not held):
                 continue
             ref = re.compile(
                 rf"(?:(?P<q>{_IDENT})\.)?{re.escape(column)}(?P<rest>\s*(?:=|<>|!=|(?:NOT\s+)?IN)\s*\(?\s*)$"
@@ -292,12 +298,24 @@ def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex) -> list[R
             if found is None:
                 continue
             qual = f"{found.group('q')}." if found.group("q") else ""
-            new_head = head[: found.start()] + qual + _ident(holders[0]) + found.group("rest")
-            value = index.spelling(literal, (table.qualified, holders[0])) or literal
-            out.append(
-                Rewrite(new_head + _literal(value) + sql[m.end() :], f"{table.name}.{holders[0]} holds {value!r}")
-            )
+            for holder in holders:
+                new_head = head[: found.start()] + qual + _ident(holder) + found.group("rest")
+                value = index.spelling(literal, (table.qualified, holder)) or literal
+                out.append(
+                    Rewrite(new_head + _literal(value) + sql[m.end() :], f"{table.name}.{holder} holds {value!r}")
+                )
     return out
+
+
+def swapped(sql: str, tables: Sequence[TableInfo], index: ValueIndex | None) -> list[Rewrite]:
+    """For a query that only echoes its own value (:func:`echoes`): the literal compared with each
+    other column of the same table that holds it. "what is the capital of washington" written
+    ``SELECT state.capital ... WHERE state.capital = 'washington'`` returns 'washington' back; the
+    state named 'washington' is the other column that holds the value
+    (``WHERE state.state_name = 'washington'``)."""
+    if index is None:
+        return []
+    return _moved(sql, _aliases(sql, tables), index, held=True)
 
 
 def _ident(name: str) -> str:
@@ -462,3 +480,59 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
     votes = Counter(c.answer for c in ran if substance(c.result) > 0)
     ranked = sorted(enumerate(ran), key=lambda ic: (-credit(ic[1]), -votes.get(ic[1].answer, 0), ic[0]))
     return ranked[0][1]
+
+
+_SELECT_LIST = re.compile(r"^(?P<head>\s*SELECT\s+(?:DISTINCT\s+)?)(?P<items>[^()]*?)(?P<tail>\s+FROM\s)", re.I | re.S)
+_EQUALS_LITERAL = re.compile(rf"(?<![\w.\"]){_COLREF}\s*=\s*'(?:[^']|'')*'", re.I)
+
+
+def unechoed(sql: str) -> str | None:
+    """``sql`` without the selected columns that its ``WHERE`` fixes to a literal, when other columns
+    remain: ``SELECT state.state_name, state.population ... WHERE state.state_name = 'texas'`` ->
+    ``SELECT state.population ...``. The question's own value adds nothing to its answer (a column
+    that repeats it is no more an answer than :func:`echoes` is). ``None`` when nothing is dropped."""
+    m = _SELECT_LIST.match(sql)
+    if m is None or re.search(r"\bOR\b", _LITERAL.sub("''", sql), re.I):
+        return None  # ``x = 'a' OR x = 'b'`` ("which is larger, a or b") does not fix x
+    items = [i.strip() for i in m.group("items").split(",")]
+    if len(items) < 2:
+        return None
+    fixed: set[tuple[str | None, str]] = set()
+    for eq in _EQUALS_LITERAL.finditer(sql[m.end() :]):
+        fixed.add((_unquote(eq.group("q")).lower() if eq.group("q") else None, _unquote(eq.group("c")).lower()))
+    kept = []
+    for item in items:
+        ref = re.fullmatch(_COLREF, item)
+        if ref is not None:
+            q, c = (_unquote(ref.group("q")).lower() if ref.group("q") else None), _unquote(ref.group("c")).lower()
+            if (q, c) in fixed or (q is None and any(fc == c for _, fc in fixed)) or (None, c) in fixed:
+                continue
+        kept.append(item)
+    if not kept or len(kept) == len(items):
+        return None
+    return f"{m.group('head')}{', '.join(kept)}{m.group('tail')}{sql[m.end() :]}"
+
+
+_COUNT_ROWS = re.compile(r"^\s*SELECT\s+COUNT\(\s*\*\s*\)\s+FROM\s", re.I)
+
+
+def counts_a_keyed_row(candidate: Candidate, tables: Sequence[TableInfo]) -> bool:
+    """Whether ``candidate`` is ``SELECT COUNT(*)`` of the one row its ``WHERE`` names by the whole
+    primary key (``... FROM geo.state WHERE state.state_name = 'california'`` for "how many people
+    live in california"): at most one row can match, so its count (1) says nothing the question
+    did not; it asked for an amount the row holds."""
+    if candidate.result is None or [list(r) for r in candidate.result.rows] != [[1]]:
+        return False
+    if not _COUNT_ROWS.match(candidate.sql) or re.search(
+        r"\b(?:JOIN|GROUP|OR)\b|,", _LITERAL.sub("''", candidate.sql), re.I
+    ):
+        return False  # one table, no grouping, no alternatives
+    aliases = _aliases(candidate.sql, tables)
+    fixed: set[tuple[str, str]] = set()
+    for eq in _EQUALS_LITERAL.finditer(candidate.sql):
+        for table in _resolve(eq.group("q"), eq.group("c"), aliases):
+            fixed.add((table.qualified, _unquote(eq.group("c"))))
+    read = {t.qualified: t for t in aliases.values()}
+    return len(read) == 1 and all(
+        t.primary_key and all((t.qualified, k) in fixed for k in t.primary_key) for t in read.values()
+    )

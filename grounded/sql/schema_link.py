@@ -33,6 +33,8 @@ from grounded.text import STOPWORDS
 __all__ = ["Link", "SchemaLinker", "cover"]
 
 EXAMPLES_PER_COLUMN = 3
+ROW_NAMED = 0.15
+"""Added to a table's link score when a value of the question is in its first text column."""
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -40,8 +42,15 @@ def _words(text: str) -> set[str]:
     out = set()
     for w in _WORD.findall(text.lower().replace("_", " ")):
         if w not in STOPWORDS and len(w) > 1:
-            out.add(w[:-1] if w.endswith("s") and len(w) > 3 else w)
+            out.add(_singular(w))
     return out
+
+
+def _singular(word: str) -> str:
+    """``cities`` -> ``city``, ``states`` -> ``state`` (``citie`` would name no column ``city_name``)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +170,13 @@ class SchemaLinker:
         allowed = None if tables is None else {t.qualified for t in tables}
         words = _words(question)
         found: dict[str, set[str]] = {}
+        found_first: dict[str, set[str]] = {}
+        first = {p.table.qualified: _first_text(p.table) for p in self.profiles}
         for match in self.values.match(question):
-            for table, _, _ in match.where:
+            for table, column, _ in match.where:
                 found.setdefault(table, set()).add(match.span)
+                if column == first.get(table):
+                    found_first.setdefault(table, set()).add(match.span)
         qvec = self.embedder.embed_query(question)
         sims = self.vectors @ qvec
         links: list[Link] = []
@@ -172,7 +185,10 @@ class SchemaLinker:
                 continue
             names = tuple(sorted({profile.name_words[w] for w in words if w in profile.name_words}))
             values = tuple(sorted(found.get(profile.table.qualified, ())))[:10]
-            score = float(sim) + 0.25 * len(names) + 0.35 * min(len(values), 2)
+            # A value in the table's first text column (its name, as tables put first: city_name,
+            # state_name) names one of its rows; elsewhere (state.capital) it may only mention it.
+            rows = bool(found_first.get(profile.table.qualified))
+            score = float(sim) + 0.25 * len(names) + 0.35 * min(len(values), 2) + ROW_NAMED * rows
             links.append(Link(profile.table, round(score, 4), round(float(sim), 4), names, values))
         return sorted(links, key=lambda l: (-l.score, l.table.qualified))  # noqa: E741
 
@@ -197,6 +213,10 @@ def cover(question: str, links: Sequence[Link], max_tables: int) -> list[Link]:
             chosen.append(link)
             covered |= named
     return chosen
+
+
+def _first_text(table: TableInfo) -> str | None:
+    return next((c for c, t in table.columns if t.upper().startswith("VARCHAR")), None)
 
 
 def _example(value: Any) -> str:

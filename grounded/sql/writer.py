@@ -46,7 +46,18 @@ import duckdb
 from grounded.errors import ExpertError
 from grounded.experts.base import Generation, GrammarGenerator, Message, TextGenerator
 from grounded.experts.tuned import TunedExperts
-from grounded.sql.candidates import Candidate, choose, credit, echoes, measure_for_count, rekeyed, rewrites
+from grounded.sql.candidates import (
+    Candidate,
+    choose,
+    counts_a_keyed_row,
+    credit,
+    echoes,
+    measure_for_count,
+    rekeyed,
+    rewrites,
+    swapped,
+    unechoed,
+)
 from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
@@ -211,6 +222,7 @@ class SqlWriter:
         else:
             return SqlDraft(None, names, 0, f"no sql expert is configured or tuned for source {source!r}")
         candidates: list[Candidate] = []
+        drafts: list[str] = []
         error = "the model wrote no SQL"
         attempts = 0
         while attempts < self.max_attempts:
@@ -222,16 +234,23 @@ class SqlWriter:
                     raise
                 attempts -= 1  # a repair that failed (a timeout): keep what ran
                 break
-            if any(c.origin == f"draft {n}" and c.sql == sql for c in candidates for n in range(1, attempts)):
+            if sql in drafts:
                 break  # greedy decoding wrote the same query again: another turn would too
+            drafts.append(sql)
             tried = self._candidates(sql, f"draft {attempts}", shown)
             candidates.extend(tried)
             best = choose(candidates)
-            if best is not None and (credit(best) == 2 or not self.values):
+            if best is not None and (not self.values or (credit(best) == 2 and not counts_a_keyed_row(best, shown))):
                 break
             if tried[0].error is not None:
                 error = tried[0].error
                 feedback = f"That query fails: {error}\nWrite a corrected query. SQL:"
+            elif best is not None and credit(best) == 2 and counts_a_keyed_row(best, shown):
+                error = "every query written counted the one row the question names"
+                feedback = (
+                    "That query counts the one row the question names (1). Select the column that holds the "
+                    "amount the question asks for.\nWrite a corrected query. SQL:"
+                )
             elif best is not None and echoes(best):
                 error = "every query written returned only the value the question names"
                 feedback = (
@@ -247,6 +266,10 @@ class SqlWriter:
                 )
             messages = [*messages, Message("assistant", sql), Message("user", feedback)]
         best = choose(candidates)
+        if best is not None and self.values and counts_a_keyed_row(best, shown):
+            # The repair's answer, when it has one, over a count of the one row named.
+            other = choose([c for c in candidates if not counts_a_keyed_row(c, shown)])
+            best = other if other is not None and credit(other) == 2 else best
         if best is None:
             return SqlDraft(None, names, attempts, error, grammar is not None, tuple(candidates), tuple(matches))
         return SqlDraft(best.sql, names, attempts, None, grammar is not None, tuple(candidates), tuple(matches))
@@ -263,7 +286,10 @@ class SqlWriter:
         once per state it crosses), the same query with ``SELECT DISTINCT`` comes first: a
         repeated row adds nothing to an answer, and a count would have been written as one.
         """
-        found = self._variants(sql, origin, shown)
+        lean = unechoed(sql) if self.values else None
+        found = self._variants(lean or sql, f"{origin}, the question's value not selected" if lean else origin, shown)
+        if lean is not None and choose(found) is None:
+            found += self._variants(sql, origin, shown)
         best = choose(found)
         if not self.values or best is None or best.result is None:
             return found
@@ -296,6 +322,12 @@ class SqlWriter:
             for variant in rewrites(sql, shown, index):
                 if all(c.sql != variant.sql for c in out):
                     out.append(self._run(variant.sql, f"{origin}, {variant.why}"))
+            echo = next((c for c in out if echoes(c)), None)
+            if echo is not None:
+                # The question's own value back: the value may name the row in another column.
+                for variant in swapped(echo.sql, shown, index):
+                    if all(c.sql != variant.sql for c in out):
+                        out.append(self._run(variant.sql, f"{echo.origin}, {variant.why}"))
             # The draft's joins, or a variant's (a column moved to its own table may leave a join unread).
             pruned = next((p for c in out if (p := drop_unused_joins(c.sql, shown, self._covers)) is not None), None)
             if pruned is None:

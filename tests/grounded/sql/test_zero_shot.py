@@ -13,7 +13,16 @@ import pytest
 
 from grounded.experts.base import Generation, Message
 from grounded.grounding.router import Router
-from grounded.sql.candidates import Candidate, choose, echoes, measure_for_count, rekeyed, rewrites
+from grounded.sql.candidates import (
+    Candidate,
+    choose,
+    echoes,
+    measure_for_count,
+    rekeyed,
+    rewrites,
+    swapped,
+    unechoed,
+)
 from grounded.sql.database import QueryResult, ReadOnlyDatabase
 from grounded.sql.examples import qualify
 from grounded.sql.grammar import accepts, sql_grammar
@@ -347,6 +356,43 @@ def test_a_query_that_returns_only_the_questions_value_asks_again(linker: Schema
     both = Candidate("SELECT c.city_name FROM geo.city AS c WHERE c.city_name IN ('austin', 'houston')", "draft 1",
                      result=_result(("houston",)))  # fmt: skip
     assert not echoes(both)  # "which is larger, austin or houston": one of the two is the answer
+
+
+def test_an_echo_compares_the_value_with_the_other_column_that_holds_it(linker: SchemaLinker) -> None:
+    """'new york' is a city and a state: a filter on one column that returns the value back is also
+    tried on the other (the question may name the row there)."""
+    echo = "SELECT city.state_name FROM geo.city WHERE city.state_name = 'new york'"
+    assert [r.sql for r in swapped(echo, linker.db.tables(), linker.values)] == [
+        "SELECT city.state_name FROM geo.city WHERE city.city_name = 'new york'"
+    ]
+    # Only the column compared holds 'austin' in city: nothing to swap.
+    assert swapped("SELECT city.city_name FROM geo.city WHERE city.city_name = 'austin'", linker.db.tables(),
+                   linker.values) == []  # fmt: skip
+
+
+def test_a_selected_column_the_filter_fixes_to_the_questions_value_is_dropped(linker: SchemaLinker) -> None:
+    """'texas' is the question's own value: the answer is the capital alone."""
+    both = "SELECT state.state_name, state.capital FROM geo.state WHERE state.state_name = 'texas'"
+    draft = SqlWriter(Scripted(both), linker, db=linker.db).write("what is the capital of texas?")
+    assert draft.sql == "SELECT state.capital FROM geo.state WHERE state.state_name = 'texas'"
+    assert draft.candidates[0].origin == "draft 1, the question's value not selected"
+    # Two values compared (OR, IN) fix no column; one selected column is never dropped.
+    assert unechoed("SELECT s.state_name, s.area FROM geo.state AS s WHERE s.state_name = 'texas' OR "
+                    "s.state_name = 'new york'") is None  # fmt: skip
+    assert unechoed("SELECT state.state_name FROM geo.state WHERE state.state_name = 'texas'") is None
+
+
+def test_a_count_of_the_one_row_a_key_names_asks_for_the_amount(linker: SchemaLinker) -> None:
+    """'how big is texas' counted as the one state row named 'texas' (1) is no answer: asked again."""
+    count = "SELECT COUNT(*) FROM geo.state WHERE state.state_name = 'texas'"
+    answer = "SELECT state.area FROM geo.state WHERE state.state_name = 'texas'"
+    expert = Scripted(count, answer)
+    draft = SqlWriter(expert, linker, db=linker.db).write("how big is texas?")
+    assert draft.sql == answer
+    assert "counts the one row the question names" in expert.chats[1][-1].content
+    # A count over a column that is no whole key may rightly be 1 ("how many cities are named austin").
+    one = SqlWriter(Scripted("SELECT COUNT(*) FROM geo.city WHERE city.city_name = 'austin'"), linker, db=linker.db)
+    assert one.write("how many cities are named austin?").attempts == 1
 
 
 def test_a_row_returned_more_than_once_is_returned_once(linker: SchemaLinker) -> None:
