@@ -196,12 +196,9 @@ class KnowledgeBase(ExploreMixin):
             "index": snap.version.manifest.get("index", {}),
             "embed_model": snap.version.manifest.get("embed_model"),
             "created_at": snap.version.manifest.get("created_at"),
-            # Where this process runs the encoder and FAISS (chosen at run time, docs/scale.md#gpus);
-            # with search = "ray" the actors search their shards on the CPU.
-            "devices": {
-                "encoder": self.embedder.device,
-                "faiss": "cpu" if self.settings.scale.search == "ray" else self.store.faiss_device,
-            },
+            # Where the encoder runs and where the open version's vectors are searched (chosen at run
+            # time, docs/scale.md#gpus).
+            "devices": {"encoder": self.embedder.device, "faiss": snap.vectors.device},
             "shards": max((len(s) for s in snap.version.segment_shards.values()), default=1),
             # "ray": the vector parts are searched by Ray actors, not held by this process.
             "shard_search": self.settings.scale.search,

@@ -61,6 +61,11 @@ class FanOutIndex:
     def dim(self) -> int:
         return self.parts[0].dim if self.parts else 0
 
+    @property
+    def device(self) -> str:
+        """Where the parts are searched (all loaded alike: ``cuda`` or ``cpu``)."""
+        return self.parts[0].device if self.parts else "cpu"
+
     def search(self, queries: FloatArray, k: int, *, allowed: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         """Top-``k`` ``(scores, ids)`` per query over every part (see the module docstring)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)

@@ -90,6 +90,11 @@ class RayShardIndex:
         return self._dim
 
     @property
+    def device(self) -> str:
+        """The actors search their shards on the CPU."""
+        return "cpu"
+
+    @property
     def shards(self) -> int:
         return len(self.actors)
 
