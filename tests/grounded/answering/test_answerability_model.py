@@ -22,6 +22,7 @@ from grounded.tune.answerability import (
     LabelledTurn,
     _cascade,
     _classes,
+    _partial_share,
     conversation_group,
     fit_model,
     joint_thresholds,
@@ -206,6 +207,25 @@ def test_thresholds_are_chosen_together_on_the_cascade() -> None:
     # Without an unanswerable head (a data set with no such turn), that head never says yes: the gate decides.
     del p["unanswerable"]
     assert _cascade(_classes(rows), p, chosen)[2] == GATE_REFUSES
+
+
+def test_the_partial_cap_limits_answerable_turns_labelled_partial() -> None:
+    """With a cap, the cuts never label more than that share of answerable turns partial, even where that
+    would hand partial turns a larger share."""
+    labels = ["ANSWERABLE"] * 4 + ["PARTIAL"] * 2
+    rows = [LabelledTurn(f"t{i}", label, "train", TurnFeatures()) for i, label in enumerate(labels)]
+    p = {
+        "underspecified": np.full(6, 0.1),
+        "unanswerable": np.full(6, 0.1),
+        "partial": np.array([0.2, 0.6, 0.6, 0.6, 0.7, 0.55]),
+    }
+    y = _classes(rows)
+    free = joint_thresholds(rows, p, partial_cap=1.0)
+    assert _cascade(y, p, free)[1] == 1.0  # both partial turns found, at the cost of three answerable ones
+    assert _partial_share(y, p, free) == 0.75
+    capped = joint_thresholds(rows, p, partial_cap=0.25)
+    assert _partial_share(y, p, capped) <= 0.25
+    assert _cascade(y, p, capped)[1] == 0.5  # the one partial turn above every answerable one
 
 
 def _fixed(p: float) -> Head:
