@@ -70,7 +70,7 @@ from grounded.answering.trust import (
     missing_terms,
     verify_checked,
 )
-from grounded.answering.turn_features import TurnFeatures, turn_features, uncovered_terms
+from grounded.answering.turn_features import TurnFeatures, demonstrative_referent, turn_features, uncovered_terms
 from grounded.answering.types import Answer, AnswerSentence, Citation, cited_text
 from grounded.answering.verify import SupportCheck, best_quote, verify
 from grounded.answering.writer import (
@@ -102,7 +102,7 @@ CONVERSATIONAL_REPLY = (
 PARTIAL_NOTE = "The sources cover only part of this question."
 """Ends a partial answer when no word of the question is missing from the evidence to name."""
 
-ANSWERABILITY_FLOW = "before-writing-v2"
+ANSWERABILITY_FLOW = "before-writing-v3"
 """Bumped whenever what the engine does with the answerability model's verdicts changes (a model trained earlier
 then acts differently), so cached answers are not reused."""
 
@@ -439,6 +439,12 @@ class GroundingEngine:
         t = time.perf_counter()
         q.features = turn_features(q.asked, q.history, q.text, q.pool, self.store.embedder)
         q.verdicts["underspecified"] = verdict = model.decide("underspecified", q.features)
+        if verdict.yes and not self._open_reference(q):
+            # The head was fitted on conversations: on a question asked on its own, evidence that matches flatly
+            # (an off-corpus question) looks to it like many candidates. A first question is asked back only when
+            # it leans on a pronoun or a demonstrative nothing pins down ("this library", "that mission");
+            # otherwise it is taken as meant and goes on to the other heads and the gate.
+            q.verdicts["underspecified"] = verdict = replace(verdict, yes=False)
         if not verdict.yes or q.has_tools:
             # Decided now, before the gate and the writer: whether to write at all depends on them (_answerable).
             for head in _BEFORE_WRITING:
@@ -454,6 +460,12 @@ class GroundingEngine:
         # they would have written an answer first.
         rules = "underspecified" if q.unresolved is not None else None
         return Decision("underspecified", reason, scores=self._scores(q, model, rules)), text
+
+    @staticmethod
+    def _open_reference(q: _Question) -> bool:
+        """Whether the turn could be asked back about: it follows earlier turns, or it leans on a pronoun or a
+        demonstrative that nothing pins down."""
+        return bool(q.history) or q.unresolved is not None or demonstrative_referent(q.asked) is not None
 
     @staticmethod
     def _scores(q: _Question, model: AnswerabilityModel, rules: str | None) -> dict[str, Any]:

@@ -307,3 +307,19 @@ def test_a_first_recipe_model_loads_without_the_unanswerable_head(model_cache: P
     assert model.has("partial")
     with pytest.raises(ConfigError, match="no 'unanswerable' head"):
         model.decide("unanswerable", TurnFeatures())
+
+
+def test_a_question_asked_on_its_own_is_asked_back_only_about_a_pronoun_or_demonstrative(
+    built_kb_path: Path,
+    fake_backend: str,  # noqa: F811
+    model_cache: Path,
+) -> None:
+    AnswerabilityModel(_fixed(0.99), _fixed(0.01), "always vague", {}, _fixed(0.01)).save()
+    kb = _kb(built_kb_path, fake_backend, "auto")
+    clear = kb.ask(CLEAR)
+    assert clear.answerability != "underspecified"
+    assert clear.trace["answerability"]["model"]["underspecified"]["yes"] is False
+    assert kb.ask(VAGUE).answerability == "underspecified"  # "this keyword": nothing pins it down
+    follow_up = kb.ask(CLEAR, history=[{"role": "user", "content": "Tell me about statements"},
+                                       {"role": "assistant", "content": "There are simple and compound ones."}])  # fmt: skip
+    assert follow_up.answerability == "underspecified"  # in a conversation the head decides as trained
