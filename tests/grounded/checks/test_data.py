@@ -9,6 +9,7 @@ from grounded.checks.data import Passage, balance, neighbours, pseudo_question, 
 from grounded.checks.recipe import Recipe, build_pairs
 from grounded.checks.sources import (
     clapnq_pairs,
+    clapnq_sentence_pairs,
     faithfulness_test_document_ids,
     human_halves,
     human_responses,
@@ -178,6 +179,36 @@ def test_clapnq_builder_on_a_handmade_folder(tmp_path: Path) -> None:
     assert "25 August" not in removed.evidence
     answering = next(p for p in pairs if p.kind == "clapnq_answerable")
     assert "25 August 1830" in answering.evidence
+
+
+def test_clapnq_sentence_pairs_hold_the_selected_sentence_against_its_neighbours(tmp_path: Path) -> None:
+    _write_clapnq(tmp_path)
+    pairs = list(clapnq_sentence_pairs(tmp_path))
+    assert list(clapnq_sentence_pairs(tmp_path)) == pairs  # no random draw
+    assert {(p.task, p.source) for p in pairs} == {("answerable", "clapnq")}
+    by_kind = {(p.kind, p.label, p.group): p.evidence for p in pairs}
+    # The sentence the annotators selected answers the question alone; its neighbour, on topic, does not.
+    assert by_kind[("answering_sentence", 1, "clapnq:1")] == "The Belgian Revolution broke out on 25 August 1830."
+    assert by_kind[("beside_sentence", 0, "clapnq:1")] == "It began in Brussels after an opera."
+    # An unanswerable question's passage sentences are negatives, in the question's own group (its split).
+    unanswered = [p for p in pairs if p.kind == "unanswered_sentence"]
+    assert [p.label for p in unanswered] == [0, 0]
+    assert {p.group for p in unanswered} == {"clapnq:2"}
+    assert all(p.text == "who painted the opera house" for p in unanswered)
+
+
+def test_the_full_recipe_trains_relevance_on_single_sentences(tmp_path: Path) -> None:
+    _write_clapnq(tmp_path)
+    corpus = {"_id": "p1", "title": "Belgian Revolution", "text": "The Belgian Revolution broke out in 1830 ."}
+    (tmp_path / "clapnq" / "derived_dev_passages.jsonl").write_text(json.dumps(corpus) + "\n", encoding="utf-8")
+    pairs = build_pairs(Recipe(data=str(tmp_path), pydoc=False))
+    every = pairs.train + pairs.dev + pairs.test
+    kinds = {p.kind for p in every}
+    assert {"answering_sentence", "beside_sentence", "unanswered_sentence"} <= kinds
+    # Split by question: a question's sentence pairs share the split of its other pairs.
+    for group in {p.group for p in every}:
+        splits = {name for name in ("train", "dev", "test") if any(p.group == group for p in pairs.pairs(name))}
+        assert len(splits) == 1
 
 
 def test_mtrag_builder_leaves_test_passages_out(tmp_path: Path) -> None:
