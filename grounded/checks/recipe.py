@@ -25,7 +25,6 @@ from grounded.checks.sources import (
     clapnq_cases,
     clapnq_pairs,
     clapnq_passages,
-    clapnq_sentence_pairs,
     faithfulness_test_document_ids,
     human_responses,
     kb_passages,
@@ -160,7 +159,6 @@ def build_pairs(recipe: Recipe) -> PairSet:
         if (data / "clapnq").is_dir():
             passages.append(("clapnq_passages", clapnq_passages(data)))
             pairs += clapnq_pairs(data, seed=recipe.seed)
-            pairs += clapnq_sentence_pairs(data)
             for c in clapnq_cases(data):
                 out.cases(split_of(c.group, recipe.dev_share, recipe.test_share)).append(c)
         if (data / "mtrag" / "mtragun_reference_dev.jsonl").is_file():

@@ -169,7 +169,11 @@ def clapnq_sentence_pairs(data: Path) -> Iterator[Pair]:
     topic but not answering (0, ``beside_sentence``), and the sentence of the nearest other question's
     passage closest to it (0, ``other_passage_sentence``). Per unanswerable question: the
     :data:`SENTENCE_NEGATIVES` sentences of its related passage closest to it (0, ``unanswered_sentence``).
-    Deterministic: no random draw (sentences are ranked by the words they share with the question)."""
+    Deterministic: no random draw (sentences are ranked by the words they share with the question).
+
+    Not in the full recipe: trained with it (2026-12-01, ``0b08fec5``) the relevance head was no better on
+    held-out questions and the answer decision abstained less on test (benchmarks/RESULTS.md). Kept for
+    ``benchmarks/relevance_sentences.py``, which scores any model's relevance head on these pairs."""
     folder = data / "clapnq"
     answerable = list(_jsonl(folder / "dev_answerable.jsonl"))
     gold = [Passage(r["id"], r["passages"][0]["title"], detokenize(r["passages"][0]["text"])) for r in answerable]

@@ -197,20 +197,6 @@ def test_clapnq_sentence_pairs_hold_the_selected_sentence_against_its_neighbours
     assert all(p.text == "who painted the opera house" for p in unanswered)
 
 
-def test_the_full_recipe_trains_relevance_on_single_sentences(tmp_path: Path) -> None:
-    _write_clapnq(tmp_path)
-    corpus = {"_id": "p1", "title": "Belgian Revolution", "text": "The Belgian Revolution broke out in 1830 ."}
-    (tmp_path / "clapnq" / "derived_dev_passages.jsonl").write_text(json.dumps(corpus) + "\n", encoding="utf-8")
-    pairs = build_pairs(Recipe(data=str(tmp_path), pydoc=False))
-    every = pairs.train + pairs.dev + pairs.test
-    kinds = {p.kind for p in every}
-    assert {"answering_sentence", "beside_sentence", "unanswered_sentence"} <= kinds
-    # Split by question: a question's sentence pairs share the split of its other pairs.
-    for group in {p.group for p in every}:
-        splits = {name for name in ("train", "dev", "test") if any(p.group == group for p in pairs.pairs(name))}
-        assert len(splits) == 1
-
-
 def test_mtrag_builder_leaves_test_passages_out(tmp_path: Path) -> None:
     _write_mtrag(tmp_path)
     excluded = faithfulness_test_document_ids(tmp_path)
