@@ -22,7 +22,7 @@ import os
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from grounded.checks.data import Pair
@@ -32,11 +32,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def figures(model: CrossEncoder, pairs: list[Pair]) -> dict[str, float | int]:
-    """AUCs and the share of questions whose top sentence of their own passage answers."""
+def similarities(pairs: list[Pair]) -> list[float]:
+    """The default embedder's cosine of each pair's question (as a query) to its sentence: the reference ranker."""
+    from grounded.experts.embedding import SentenceEmbedder
+
+    embedder = SentenceEmbedder.shared()
+    vectors = embedder.embed([p.evidence for p in pairs])
+    return [float(v @ embedder.embed_query(p.text)) for v, p in zip(vectors, pairs, strict=True)]
+
+
+def figures(model: CrossEncoder | None, pairs: list[Pair]) -> dict[str, float | int]:
+    """AUCs and the share of questions whose top sentence of their own passage answers (``model`` None:
+    ranked by :func:`similarities`)."""
     from grounded.checks.metrics import auc
 
-    scores = model.score([p.text for p in pairs], [p.evidence for p in pairs], "answerable")
+    if model is None:
+        scores: Any = similarities(pairs)
+    else:
+        scores = model.score([p.text for p in pairs], [p.evidence for p in pairs], "answerable")
     labels = [p.label for p in pairs]
     own = [i for i, p in enumerate(pairs) if p.kind in {"answering_sentence", "beside_sentence"}]
     by_question: dict[str, list[int]] = defaultdict(list)
@@ -71,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             split: figures(model, [p for p in pairs if split_of(p.group) == split]) for split in ("dev", "test")
         }
         print(directory.name, json.dumps(report[directory.name]), flush=True)
+    report["embedding similarity"] = {
+        split: figures(None, [p for p in pairs if split_of(p.group) == split]) for split in ("dev", "test")
+    }
+    print("embedding similarity", json.dumps(report["embedding similarity"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0
