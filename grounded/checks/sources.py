@@ -31,6 +31,7 @@ __all__ = [
     "clapnq_cases",
     "clapnq_pairs",
     "clapnq_passages",
+    "clapnq_sentence_pairs",
     "faithfulness_test_document_ids",
     "human_halves",
     "human_responses",
@@ -135,6 +136,68 @@ def clapnq_pairs(data: Path, *, seed: int = 0) -> Iterator[Pair]:
         group = f"clapnq:{row['id']}"
         rng = rng_for(seed, "clapnq", row["id"])
         yield from gate_pairs(row["input"], texts, 0, group=group, source="clapnq", kind="clapnq_unanswerable", rng=rng)
+
+
+SENTENCE_NEGATIVES = 3
+"""Sentences beside the question kept per ClapNQ question (the ones sharing most words with it)."""
+
+
+def _sentences(passage: dict[str, Any]) -> list[str]:
+    """A ClapNQ passage's sentences (its own ``sentences`` list, else split), detokenized, of 5+ words:
+    what the answer path could quote (:func:`~grounded.answering.verify.is_quotable` asks as many)."""
+    raw = passage.get("sentences") or split_sentences(passage["text"])
+    return [s for s in (detokenize(x) for x in raw) if len(s.split()) >= 5]
+
+
+def _closest(question: str, sentences: Sequence[str], count: int) -> list[str]:
+    """The ``count`` sentences sharing most content words with ``question`` (ties: passage order)."""
+    wanted = content_words(question)
+    ranked = sorted(range(len(sentences)), key=lambda k: (-len(content_words(sentences[k]) & wanted), k))
+    return [sentences[k] for k in ranked[:count]]
+
+
+def clapnq_sentence_pairs(data: Path) -> Iterator[Pair]:
+    """One-sentence relevance pairs: a question against *one* sentence, scored by the ``answerable`` head as
+    the answer path scores a candidate quote (:meth:`~grounded.checks.AnswerabilityGate.relevance`).
+
+    The gate pairs read windows of several sentences, so they never taught the model that a sentence on
+    the question's topic may still not answer it; the demo's "What is the precedence of not compared to
+    and?" got 0.556 for "Any ordered comparison of a number to a not-a-number value is false.", more than
+    the right sentence of another question. Here, per answerable question (group: question id, so the
+    split stays by question): each sentence the annotators selected as holding the answer (1,
+    ``answering_sentence``); up to :data:`SENTENCE_NEGATIVES` of its passage's *other* sentences, on
+    topic but not answering (0, ``beside_sentence``), and the sentence of the nearest other question's
+    passage closest to it (0, ``other_passage_sentence``). Per unanswerable question: the
+    :data:`SENTENCE_NEGATIVES` sentences of its related passage closest to it (0, ``unanswered_sentence``).
+    Deterministic: no random draw (sentences are ranked by the words they share with the question).
+
+    Not in the full recipe: trained with it (2026-12-01, ``0b08fec5``) the relevance head was no better on
+    held-out questions and the answer decision abstained less on test (benchmarks/RESULTS.md). Kept for
+    ``benchmarks/relevance_sentences.py``, which scores any model's relevance head on these pairs."""
+    folder = data / "clapnq"
+    answerable = list(_jsonl(folder / "dev_answerable.jsonl"))
+    gold = [Passage(r["id"], r["passages"][0]["title"], detokenize(r["passages"][0]["text"])) for r in answerable]
+    near = neighbours(gold)
+    for i, row in enumerate(answerable):
+        question, group = row["input"], f"clapnq:{row['id']}"
+        out = row["output"][0] if row.get("output") else {}
+        selected = {detokenize(s) for s in out.get("selected_sentences", [])}
+        own = [s for p in row["passages"] for s in _sentences(p)]
+        answering = [s for s in own if s in selected]
+        if not answering:
+            continue  # no sentence alone is marked as the answer: nothing to learn one sentence from
+        for s in answering:
+            yield Pair("answerable", question, s, 1, "answering_sentence", group, "clapnq")
+        for s in _closest(question, [s for s in own if s not in selected], SENTENCE_NEGATIVES):
+            yield Pair("answerable", question, s, 0, "beside_sentence", group, "clapnq")
+        other = answerable[near[i] if near[i] >= 0 else (i + 1) % len(answerable)]
+        foreign = [s for p in other["passages"] for s in _sentences(p) if s not in own]
+        for s in _closest(question, foreign, 1):
+            yield Pair("answerable", question, s, 0, "other_passage_sentence", group, "clapnq")
+    for row in _jsonl(folder / "dev_unanswerable.jsonl"):
+        sentences = [s for p in row["passages"] for s in _sentences(p)]
+        for s in _closest(row["input"], sentences, SENTENCE_NEGATIVES):
+            yield Pair("answerable", row["input"], s, 0, "unanswered_sentence", f"clapnq:{row['id']}", "clapnq")
 
 
 def clapnq_cases(data: Path) -> Iterator[GateCase]:

@@ -9,6 +9,7 @@ from grounded.checks.data import Passage, balance, neighbours, pseudo_question, 
 from grounded.checks.recipe import Recipe, build_pairs
 from grounded.checks.sources import (
     clapnq_pairs,
+    clapnq_sentence_pairs,
     faithfulness_test_document_ids,
     human_halves,
     human_responses,
@@ -178,6 +179,22 @@ def test_clapnq_builder_on_a_handmade_folder(tmp_path: Path) -> None:
     assert "25 August" not in removed.evidence
     answering = next(p for p in pairs if p.kind == "clapnq_answerable")
     assert "25 August 1830" in answering.evidence
+
+
+def test_clapnq_sentence_pairs_hold_the_selected_sentence_against_its_neighbours(tmp_path: Path) -> None:
+    _write_clapnq(tmp_path)
+    pairs = list(clapnq_sentence_pairs(tmp_path))
+    assert list(clapnq_sentence_pairs(tmp_path)) == pairs  # no random draw
+    assert {(p.task, p.source) for p in pairs} == {("answerable", "clapnq")}
+    by_kind = {(p.kind, p.label, p.group): p.evidence for p in pairs}
+    # The sentence the annotators selected answers the question alone; its neighbour, on topic, does not.
+    assert by_kind[("answering_sentence", 1, "clapnq:1")] == "The Belgian Revolution broke out on 25 August 1830."
+    assert by_kind[("beside_sentence", 0, "clapnq:1")] == "It began in Brussels after an opera."
+    # An unanswerable question's passage sentences are negatives, in the question's own group (its split).
+    unanswered = [p for p in pairs if p.kind == "unanswered_sentence"]
+    assert [p.label for p in unanswered] == [0, 0]
+    assert {p.group for p in unanswered} == {"clapnq:2"}
+    assert all(p.text == "who painted the opera house" for p in unanswered)
 
 
 def test_mtrag_builder_leaves_test_passages_out(tmp_path: Path) -> None:
