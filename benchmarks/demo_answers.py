@@ -61,6 +61,7 @@ def ask_all(engine: Any) -> list[dict[str, Any]]:
                     "question": q,
                     "answerable": answerable,
                     "abstained": answer.abstained,
+                    "answerability": answer.answerability,
                     "text": answer.text,
                     "gate": checks.get("gate"),
                     "best_similarity": checks.get("best_similarity"),
@@ -68,7 +69,8 @@ def ask_all(engine: Any) -> list[dict[str, Any]]:
                     "seconds": round(time.perf_counter() - started, 2),
                 }
             )
-            print(f"[{'A' if answerable else 'X'}] {q}\n    -> {answer.text}  ({rows[-1]['gate']})", flush=True)
+            label = f"{rows[-1]['gate']}, {answer.answerability}"
+            print(f"[{'A' if answerable else 'X'}] {q}\n    -> {answer.text}  ({label})", flush=True)
     return rows
 
 
@@ -98,16 +100,26 @@ def main() -> int:
         rows = ask_all(GroundingEngine(kb.store, expert=writer, checks=checks))
         ans = [r for r in rows if r["answerable"]]
         off = [r for r in rows if not r["answerable"]]
-        answered, refused = sum(not r["abstained"] for r in ans), sum(r["abstained"] for r in off)
+        # A clarifying question back is neither an answer nor a refusal: counted apart.
+        asked = [r for r in rows if r["answerability"] == "underspecified"]
+        answered = sum(not r["abstained"] and r not in asked for r in ans)
+        refused = sum(r["abstained"] for r in off)
         report[label] = {
             "answered": f"{answered}/{len(ans)}",
             "refused_off_corpus": f"{refused}/{len(off)}",
+            "asked_back": f"{sum(r in asked for r in ans)}/{len(ans)} answerable, {sum(r in asked for r in off)}/{len(off)} off-corpus",
             "load": os.getloadavg(),
             "rows": rows,
         }
-        print(f"{label}: answerable answered {answered}/{len(ans)}, off-corpus refused {refused}/{len(off)}\n")
+        print(
+            f"{label}: answerable answered {answered}/{len(ans)}, off-corpus refused {refused}/{len(off)}, "
+            f"asked back {report[label]['asked_back']}\n"
+        )
     for label, r in report.items():
-        print(f"{label}: answered {r['answered']}, off-corpus refused {r['refused_off_corpus']}", file=sys.stderr)
+        print(
+            f"{label}: answered {r['answered']}, off-corpus refused {r['refused_off_corpus']}, asked back {r['asked_back']}",
+            file=sys.stderr,
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0
