@@ -102,6 +102,14 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=35.0, help="training time budget")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--limit-test", type=int, default=0, help="first N test questions only (0: all 279)")
+    parser.add_argument(
+        "--sample-test",
+        type=int,
+        default=0,
+        help="N test questions drawn with --seed instead (the split is sorted by query template: its first N "
+        "are a handful of templates)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the seed of --sample-test")
     parser.add_argument("--skip-before", action="store_true", help="do not score the base model on test")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
@@ -138,6 +146,10 @@ def main() -> None:
         read_examples(write_split(args.data, split, args.work / f"{split}.jsonl", judge))
         for split in ("train", "dev", "test")
     )
+    if args.sample_test:
+        import random
+
+        test = [test[i] for i in sorted(random.Random(args.seed).sample(range(len(test)), args.sample_test))]
     if args.limit_test:
         test = test[: args.limit_test]
     if args.serve_check:

@@ -64,6 +64,7 @@ from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.sql.joins import Column, drop_unused_joins, match_query
 from grounded.sql.prompts import source_tables, tuned_sql_messages
 from grounded.sql.schema_link import Link, SchemaLinker, cover
+from grounded.sql.ties import all_ties
 from grounded.sql.values import ValueMatch
 
 __all__ = ["SqlDraft", "SqlWriter", "extract_sql"]
@@ -280,6 +281,28 @@ class SqlWriter:
         return expert.generate(messages, max_tokens=self.max_tokens)
 
     def _candidates(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
+        """``sql`` and its variants; a superlative (``ORDER BY ... LIMIT 1``) also read as every row at
+        the extreme (:func:`~grounded.sql.ties.all_ties`).
+
+        When that reading returns more rows than the draft's, and all of the draft's among them (the
+        shortest river crosses four states; two states border the fewest), the draft's one row is a
+        truncated answer: it goes, so its repeats cannot outvote the whole one. Otherwise both stay,
+        the draft's first (they agree when nothing ties).
+        """
+        ties = all_ties(sql) if self.values else None
+        plain = self._candidates_of(sql, origin, shown)
+        if ties is None:
+            return plain
+        tied = self._candidates_of(ties, f"{origin}, every row at the extreme", shown)
+        whole, cut = choose(tied), choose(plain)
+        if whole is None or cut is None or whole.answer is None or cut.answer is None:
+            return plain + [c for c in tied if all(c.sql != p.sql for p in plain)]
+        if credit(whole) == 2 and len(whole.answer) > len(cut.answer) and cut.answer <= whole.answer:
+            kept = [c for c in plain if c.answer is None or not (c.answer and c.answer < whole.answer)]
+            return tied + [c for c in kept if all(c.sql != t.sql for t in tied)]
+        return plain + [c for c in tied if all(c.sql != p.sql for p in plain)]
+
+    def _candidates_of(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
         """``sql`` and its variants, each run (or refused) on the caller's database.
 
         When the likeliest of them returns a row more than once (``river.length`` of 'colorado',

@@ -516,3 +516,43 @@ def test_a_table_only_sync_loads_no_embedding_model(tmp_path: Path) -> None:
     again = kb.sync("geo", build_connector("sqlite", params, source="geo"))  # the key diff runs from now on
     assert (again.rows_upserted, again.rows_deleted) == (0, 0)
     assert kb.store.embedder._model is None
+
+
+def test_a_superlative_keeps_every_row_at_the_extreme(linker: SchemaLinker) -> None:
+    """California and Texas both have the most cities (two each): ``LIMIT 1`` would keep one of them."""
+    limited = "SELECT city.state_name FROM geo.city GROUP BY city.state_name ORDER BY COUNT(*) DESC LIMIT 1"
+    draft = SqlWriter(Scripted(limited), linker, db=linker.db).write("which state has the most cities?")
+    assert draft.sql is not None
+    assert "HAVING COUNT(*) = (SELECT MAX(ties.v)" in draft.sql
+    rows = linker.db.execute(draft.sql, timeout_s=5, row_limit=10).rows
+    assert sorted(rows) == [("california",), ("texas",)]
+    assert all("LIMIT 1" in c.sql for c in draft.candidates if "extreme" not in c.origin)
+
+
+def test_a_superlative_without_a_tie_keeps_the_draft(linker: SchemaLinker) -> None:
+    """One largest state: both readings return it and agree, and the draft as written is chosen."""
+    limited = "SELECT state.state_name FROM geo.state ORDER BY state.area DESC LIMIT 1"
+    draft = SqlWriter(Scripted(limited), linker, db=linker.db).write("which state has the largest area?")
+    assert draft.sql == limited
+    tied = next(c for c in draft.candidates if "extreme" in c.origin)
+    assert tied.sql == (
+        "SELECT state.state_name FROM geo.state WHERE state.area = (SELECT MAX(state.area) FROM geo.state)"
+    )
+    assert tied.answer == frozenset({("texas",)})
+
+
+def test_all_ties_reads_subqueries_and_leaves_what_it_cannot_read() -> None:
+    from grounded.sql.ties import all_ties
+
+    nested = (
+        "SELECT river.river_name FROM geo.river WHERE river.traverse = "
+        "(SELECT state.state_name FROM geo.state ORDER BY state.area DESC LIMIT 1)"
+    )
+    assert all_ties(nested) == (
+        "SELECT river.river_name FROM geo.river WHERE river.traverse IN "
+        "(SELECT state.state_name FROM geo.state WHERE state.area = (SELECT MAX(state.area) FROM geo.state))"
+    )
+    assert all_ties("SELECT a FROM t UNION SELECT b FROM u ORDER BY 1 LIMIT 1") is None
+    assert all_ties("SELECT a FROM t ORDER BY a, b LIMIT 1") is None
+    assert all_ties("SELECT COUNT(*) FROM t ORDER BY 1 LIMIT 1") is None
+    assert all_ties("SELECT a FROM t ORDER BY a DESC LIMIT 2") is None
