@@ -295,12 +295,14 @@ class SqlWriter:
             return plain
         tied = self._candidates_of(ties, f"{origin}, every row at the extreme", shown)
         whole, cut = choose(tied), choose(plain)
-        if whole is None or cut is None or whole.answer is None or cut.answer is None:
-            return plain + [c for c in tied if all(c.sql != p.sql for p in plain)]
-        if credit(whole) == 2 and len(whole.answer) > len(cut.answer) and cut.answer <= whole.answer:
-            kept = [c for c in plain if c.answer is None or not (c.answer and c.answer < whole.answer)]
-            return tied + [c for c in kept if all(c.sql != t.sql for t in tied)]
-        return plain + [c for c in tied if all(c.sql != p.sql for p in plain)]
+        if (
+            whole is not None and cut is not None and whole.answer is not None and cut.answer is not None
+            and credit(whole) == 2 and len(whole.answer) > len(cut.answer) and cut.answer <= whole.answer
+        ):  # fmt: skip
+            whole_rows = whole.answer
+            kept = [c for c in plain if not (c.answer and c.answer < whole_rows)]
+            return _unique(tied, kept)
+        return _unique(plain, tied)
 
     def _candidates_of(self, sql: str, origin: str, shown: Sequence[TableInfo]) -> list[Candidate]:
         """``sql`` and its variants, each run (or refused) on the caller's database.
@@ -451,3 +453,9 @@ def _clip(text: str) -> str:
     kept.extend(hint for key, hint in _HINTS.items() if key in text)
     message = "\n".join(kept)
     return message if len(message) <= MAX_ERROR_CHARS else message[:MAX_ERROR_CHARS] + "…"
+
+
+def _unique(first: Sequence[Candidate], then: Sequence[Candidate]) -> list[Candidate]:
+    """``first``, then the candidates of ``then`` whose SQL none of ``first`` already runs."""
+    seen = {c.sql for c in first}
+    return [*first, *(c for c in then if c.sql not in seen)]

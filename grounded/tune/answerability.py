@@ -319,8 +319,11 @@ def _in_order(u: np.ndarray, a: np.ndarray, part: np.ndarray) -> tuple[np.ndarra
 def _partial_share(y: np.ndarray, p: dict[str, np.ndarray], t: dict[str, float]) -> float:
     """The share of the answerable rows the partial head claims (each such answer ends "the sources do not
     mention ..."); 0 with no answerable row."""
-    answerable = y == 0
-    return float(_verdicts(p, t, len(y))[2][answerable].mean()) if answerable.any() else 0.0
+    return _share_partial(y == 0, _verdicts(p, t, len(y)))
+
+
+def _share_partial(answerable: np.ndarray, verdicts: tuple[np.ndarray, ...]) -> float:
+    return float(verdicts[2][answerable].mean()) if answerable.any() else 0.0
 
 
 def _cascade(y: np.ndarray, p: dict[str, np.ndarray], t: dict[str, float]) -> list[float | None]:
@@ -362,7 +365,7 @@ def joint_thresholds(
         handled = _handled(y, verdicts)
         shares = [s for s in handled if s is not None]
         answered = handled[0]
-        share = float(verdicts[2][answerable].mean()) if answerable.any() else 0.0
+        share = _share_partial(answerable, verdicts)
         keeps = (answered is None or answered >= ANSWERABLE_FLOOR) and share <= cap
         key = (
             keeps, round(min(shares), 6) if keeps else round(answered or 0.0, 6), round(sum(shares), 6),
