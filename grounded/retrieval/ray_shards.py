@@ -66,6 +66,12 @@ class RayShardIndex:
 
     def __init__(self, ray: Any, parts: Sequence[ShardPart]) -> None:
         self.ray = ray
+        # The nodes see the storage this process sees (see the module docstring), so a missing
+        # file is found here, before any actor starts: the store retries a failed open a few times,
+        # and each try would start (and lose) an actor per part.
+        missing = [str(p.path) for p in parts if not p.path.is_file()]
+        if missing:
+            raise CorruptKnowledgeBase(f"a vector part of this version is missing from storage: {', '.join(missing)}")
         # An actor needs no CPU of its own between queries; SPREAD puts the shards on different
         # nodes where the cluster has several, so no node holds them all.
         remote = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_ShardSearcher)

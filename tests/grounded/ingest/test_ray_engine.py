@@ -239,7 +239,19 @@ def test_shards_searched_by_ray_actors_give_the_local_fan_outs_results(tmp_path:
             want = [(h.chunk_id, round(h.score, 5)) for h in local.search(query, k=10, mode=mode)]
             assert [(h.chunk_id, round(h.score, 5)) for h in on_ray.search(query, k=10, mode=mode)] == want
 
-    # A shard file gone from storage: an actor cannot load it, and the reader says so.
+    # A shard file gone from storage: found before any actor starts, and the reader says so.
     next((tmp_path / "kb" / "versions").rglob("vectors.shard1.faiss")).unlink()
-    with pytest.raises(CorruptKnowledgeBase, match="Ray actor could not load"):
+    with pytest.raises(CorruptKnowledgeBase, match=r"missing from storage: .*vectors\.shard1\.faiss"):
         grounded.open(tmp_path / "kb", index={"shards": 3}, scale={"search": "ray"}).search("assert statement")
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_shard_file_an_actor_cannot_read_is_reported_as_a_damaged_knowledge_base(tmp_path: Path) -> None:
+    from grounded.retrieval.ray_shards import RayShardIndex, ShardPart
+    from indexes.faiss_index import IndexChoice
+
+    damaged = tmp_path / "vectors.shard0.faiss"
+    damaged.write_bytes(b"not a faiss index")
+    part = ShardPart("000001", damaged, IndexChoice(kind="Flat"), np.zeros(0, dtype=np.int64))
+    with pytest.raises(CorruptKnowledgeBase, match="Ray actor could not load"):
+        RayShardIndex(ray, [part])
