@@ -1,4 +1,5 @@
-"""A table-only sync loads only what it uses (issue 25, item 4): no model, no answering engine."""
+"""A table-only sync loads only what it uses (issue 25, item 4): no model, no answering engine,
+and not ``pyarrow.dataset`` (~36 MB resident, which DuckDB imports to scan a registered Arrow table)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from connectors.registry import build_connector
 kb = grounded.open({kb!r})
 stats = kb.sync("shop", build_connector("sqlite", {{"path": {db!r}, "tables": [{{"name": "products"}}]}}, source="shop"))
 heavy = ["torch", "transformers", "sentence_transformers", "onnxruntime", "grounded.answering.engine",
-         "grounded.optimize", "grounded.tools.catalog", "httpx"]
+         "grounded.optimize", "grounded.tools.catalog", "httpx", "pyarrow.dataset"]
 print(json.dumps({{"rows": stats.rows_upserted, "loaded": [m for m in heavy if m in sys.modules]}}))
 """
 
