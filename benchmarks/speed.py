@@ -319,7 +319,7 @@ def bench_search(data: Path, kb_dir: Path) -> None:
     import faiss
 
     import grounded
-    from indexes.faiss_index import _BUILD_THREADS
+    from indexes.faiss_index import build_threads
 
     if not kb_dir.exists():
         sys.exit(f"no SciFact KB at {kb_dir}; run benchmarks/retrieval.py first (or pass --kb)")
@@ -342,8 +342,8 @@ def bench_search(data: Path, kb_dir: Path) -> None:
 
     row("BM25: DuckDB match_bm25 (baseline)", _timed(lambda q: con.execute(sql, [q, depth]).fetchall(), queries))
     row("BM25: in-memory posting lists", _timed(lambda q: store.bm25(q, depth), queries))
-    faiss.omp_set_num_threads(_BUILD_THREADS)
-    row(f"hybrid kb.search, faiss on {_BUILD_THREADS} threads (baseline)", _timed(lambda q: kb.search(q, 10), queries))
+    faiss.omp_set_num_threads(build_threads())
+    row(f"hybrid kb.search, faiss on {build_threads()} threads (baseline)", _timed(lambda q: kb.search(q, 10), queries))
     faiss.omp_set_num_threads(1)
     row("hybrid kb.search, faiss on 1 thread", _timed(lambda q: kb.search(q, 10), queries))
     _table(("in-process, per query", "p50 ms", "p95 ms"), rows)
@@ -401,12 +401,12 @@ def bench_vectors(n: int, clusters: int, queries: int) -> None:
     _, found = index.search(held_out, 10)
     recall = recall_at_k(found, truth)
 
-    from indexes.faiss_index import _BUILD_THREADS
+    from indexes.faiss_index import build_threads
 
     choice = index.choice
     rows = []
     # The served setting (1 thread) against faiss's default (every core), in the same run.
-    for threads in (_BUILD_THREADS, 1):
+    for threads in (build_threads(), 1):
         faiss.omp_set_num_threads(threads)
         latencies: list[float] = []
         for q in held_out:

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from grounded.errors import ConfigError, CorruptKnowledgeBase
 from indexes import segments as seg
+from indexes.arrow_scan import arrow_view
 from indexes.base import Chunk, SearchFilters
 from indexes.bm25 import FTS_SCHEMA, Bm25Postings
 from indexes.versions import VersionInfo
@@ -461,11 +462,8 @@ class DuckDBStore:
 
     def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
         """Append an Arrow table whose columns are ``table_name``'s, in order (one bulk insert)."""
-        self._con.register(f"_new_{table_name}", rows)
-        try:
-            self._con.execute(f"INSERT INTO {table_name} SELECT * FROM _new_{table_name}")
-        finally:
-            self._con.unregister(f"_new_{table_name}")
+        with arrow_view(self._con, f"_new_{table_name}", rows) as view:
+            self._con.execute(f"INSERT INTO {table_name} SELECT * FROM {view}")
 
     def write_sentences(self, rows: Sequence[SentenceRow]) -> None:
         """Add evidence sentences (their chunks must have none yet). Call inside :meth:`transaction`."""

@@ -18,15 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss as _faiss
 import numpy as np
 import numpy.typing as npt
 
-# faiss's bundled SWIG stubs disagree with its Python API (SearchParameters keywords,
-# clustering params), so it is used untyped.
-faiss: Any = _faiss
-
-__all__ = ["IndexChoice", "VectorIndex", "faiss_device", "gpu_count", "recall_at_k"]
+__all__ = ["IndexChoice", "VectorIndex", "build_threads", "faiss_device", "gpu_count", "recall_at_k"]
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -34,12 +29,51 @@ IdArray = npt.NDArray[np.int64]
 EXACT_LIMIT = 100_000
 """Up to this many vectors, exact search is fast enough (a few ms a query) and is used."""
 
-# Queries run one at a time, each on its own server thread. An OpenMP team per query costs more
-# than it saves and its spinning threads starve the rest of the request: a hybrid search on the
-# demo KB took 36 ms with faiss on 2 threads and 5 ms on 1 (2-core machine). Builds (IVF
-# training, adding, the recall check) still use every core.
-_BUILD_THREADS = max(1, int(faiss.omp_get_max_threads()))
-faiss.omp_set_num_threads(1)
+_load_lock = threading.Lock()
+_build_threads = 1
+
+
+class _Faiss:
+    """The ``faiss`` module, imported on first use: a process that never touches a vector (a
+    sync of mirrored tables) does not pay its ~13 MB of resident memory and its import time.
+
+    faiss's bundled SWIG stubs disagree with its Python API (SearchParameters keywords,
+    clustering params), so it is used untyped.
+    """
+
+    _module: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module(), name)
+
+    def module(self) -> Any:
+        if _Faiss._module is None:
+            with _load_lock:
+                if _Faiss._module is None:
+                    _Faiss._module = _import_faiss()
+        return _Faiss._module
+
+
+def _import_faiss() -> Any:
+    global _build_threads
+    import faiss as module
+
+    # Queries run one at a time, each on its own server thread. An OpenMP team per query costs
+    # more than it saves and its spinning threads starve the rest of the request: a hybrid search
+    # on the demo KB took 36 ms with faiss on 2 threads and 5 ms on 1 (2-core machine). Builds
+    # (IVF training, adding, the recall check) still use every core.
+    _build_threads = max(1, int(module.omp_get_max_threads()))
+    module.omp_set_num_threads(1)
+    return module
+
+
+faiss: Any = _Faiss()
+
+
+def build_threads() -> int:
+    """The OpenMP threads FAISS builds with (every core it found); searches use one."""
+    faiss.module()
+    return _build_threads
 
 
 GPU_MAX_K = 2048
@@ -84,11 +118,12 @@ def _resources() -> Any:
 
 @contextmanager
 def _all_cores() -> Iterator[None]:
-    faiss.omp_set_num_threads(_BUILD_THREADS)
+    lib = faiss.module()  # imported first, so _build_threads is known
+    lib.omp_set_num_threads(_build_threads)
     try:
         yield
     finally:
-        faiss.omp_set_num_threads(1)
+        lib.omp_set_num_threads(1)
 
 
 @dataclass(frozen=True, slots=True)

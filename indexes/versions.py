@@ -5,7 +5,8 @@ Layout::
     kb/
       KB_FORMAT                 marks the directory as a knowledge base (format version)
       CURRENT                   name of the published version, replaced atomically
-      versions/000007/          store.duckdb, vectors.faiss, manifest.json, tables/ (never modified)
+      versions/000007/          store.duckdb, vectors.faiss (none when it wrote no document), manifest.json,
+                                tables/ (never modified)
       segments/000004/          a pruned version whose documents a kept version still reads
       staging/000008/           the next version while it is being built
       .write.lock               one writer at a time, across processes

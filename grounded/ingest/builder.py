@@ -482,19 +482,30 @@ class VersionBuilder:
             }
             for sid in store.segments
         ]
-        row = store.connection.execute(
-            "SELECT (SELECT count(*) FROM documents) + (SELECT count(*) FROM sentences)"
-        ).fetchone()
-        if row and row[0]:
+        if self._holds_documents():
             entry: dict[str, Any] = {"id": self.vid, "index": own.to_dict()}
             if shards is not None:
                 entry["shards"] = [c.to_dict() for c in shards]
             out.append(entry)
         return out
 
+    def _holds_documents(self) -> bool:
+        """Whether this version's own file holds any document or sentence (else no segment of its
+        own is listed, and it has no vectors)."""
+        row = self.store.connection.execute(
+            "SELECT (SELECT count(*) FROM documents) + (SELECT count(*) FROM sentences)"
+        ).fetchone()
+        return bool(row and row[0])
+
     def _own_vectors(self) -> tuple[IndexChoice, list[IndexChoice] | None]:
         """The FAISS index of this version's own chunks (the older segments keep theirs): one file,
-        or with ``index.shards`` > 1 one file per shard of document ids (and the shards' choices)."""
+        or with ``index.shards`` > 1 one file per shard of document ids (and the shards' choices).
+
+        A version that wrote no document (a sync of mirrored tables) writes no file: a reader of it
+        takes an empty index (:class:`~grounded.retrieval.snapshot.Snapshot`), and the sync never
+        imports FAISS (~13 MB of its peak memory, issue 25)."""
+        if not self._holds_documents():
+            return IndexChoice(kind="Flat"), None
         ids, vectors = self.store.vectors(own=True)
         shards = self.settings.index.shards
         if shards == 1:

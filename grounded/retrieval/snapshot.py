@@ -46,10 +46,18 @@ class Snapshot:
             parts = _segment_parts(version, store)
             vectors = remote(parts) if remote is not None else _load_parts(parts, version, device)
         else:
-            choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
-            vectors = VectorIndex.load(version.vectors_path, choice).to_device(device)
+            vectors = _own_index(version, device)
         store.postings()  # BM25 posting lists into memory now, not on the first query
         return cls(version, store, vectors)
+
+
+def _own_index(version: VersionInfo, device: str) -> VectorIndex:
+    """The vectors of a version that reads no older segment. One that holds no chunk may have no
+    file (a sync of mirrored tables writes none, see ``VersionBuilder._own_vectors``)."""
+    if not version.vectors_path.exists() and version.manifest.get("chunks") == 0:
+        return VectorIndex.empty(int(version.manifest.get("dim") or 384))
+    choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
+    return VectorIndex.load(version.vectors_path, choice).to_device(device)
 
 
 def _segment_parts(version: VersionInfo, store: DuckDBStore) -> list[ShardPart]:
