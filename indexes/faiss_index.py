@@ -30,41 +30,38 @@ EXACT_LIMIT = 100_000
 """Up to this many vectors, exact search is fast enough (a few ms a query) and is used."""
 
 _load_lock = threading.Lock()
-_build_threads = 1
+_loaded: tuple[Any, int] | None = None
+
+
+def _load() -> tuple[Any, int]:
+    """The ``faiss`` module and the OpenMP threads it builds with, imported on first use: a
+    process that never touches a vector (a sync of mirrored tables) does not pay its ~13 MB of
+    resident memory and its import time."""
+    global _loaded
+    if _loaded is None:
+        with _load_lock:
+            if _loaded is None:
+                import faiss as module
+
+                # Queries run one at a time, each on its own server thread. An OpenMP team per query
+                # costs more than it saves and its spinning threads starve the rest of the request: a
+                # hybrid search on the demo KB took 36 ms with faiss on 2 threads and 5 ms on 1 (2-core
+                # machine). Builds (IVF training, adding, the recall check) still use every core.
+                threads = max(1, int(module.omp_get_max_threads()))
+                module.omp_set_num_threads(1)
+                _loaded = (module, threads)
+    return _loaded
 
 
 class _Faiss:
-    """The ``faiss`` module, imported on first use: a process that never touches a vector (a
-    sync of mirrored tables) does not pay its ~13 MB of resident memory and its import time.
+    """Attribute access on the ``faiss`` module, which :func:`_load` imports on first use.
 
     faiss's bundled SWIG stubs disagree with its Python API (SearchParameters keywords,
     clustering params), so it is used untyped.
     """
 
-    _module: Any = None
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.module(), name)
-
-    def module(self) -> Any:
-        if _Faiss._module is None:
-            with _load_lock:
-                if _Faiss._module is None:
-                    _Faiss._module = _import_faiss()
-        return _Faiss._module
-
-
-def _import_faiss() -> Any:
-    global _build_threads
-    import faiss as module
-
-    # Queries run one at a time, each on its own server thread. An OpenMP team per query costs
-    # more than it saves and its spinning threads starve the rest of the request: a hybrid search
-    # on the demo KB took 36 ms with faiss on 2 threads and 5 ms on 1 (2-core machine). Builds
-    # (IVF training, adding, the recall check) still use every core.
-    _build_threads = max(1, int(module.omp_get_max_threads()))
-    module.omp_set_num_threads(1)
-    return module
+        return getattr(_load()[0], name)
 
 
 faiss: Any = _Faiss()
@@ -72,8 +69,7 @@ faiss: Any = _Faiss()
 
 def build_threads() -> int:
     """The OpenMP threads FAISS builds with (every core it found); searches use one."""
-    faiss.module()
-    return _build_threads
+    return _load()[1]
 
 
 GPU_MAX_K = 2048
@@ -118,12 +114,11 @@ def _resources() -> Any:
 
 @contextmanager
 def _all_cores() -> Iterator[None]:
-    lib = faiss.module()  # imported first, so _build_threads is known
-    lib.omp_set_num_threads(_build_threads)
+    faiss.omp_set_num_threads(build_threads())
     try:
         yield
     finally:
-        lib.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(1)
 
 
 @dataclass(frozen=True, slots=True)

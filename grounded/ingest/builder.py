@@ -342,13 +342,14 @@ class VersionBuilder:
         store = self.store
         self.sentences_embedded = self._store_sentences() if self.sentences else 0
         self._compact()
-        choice, shard_choices = self._own_vectors()
+        holds_documents = self._holds_documents()
+        choice, shard_choices = self._own_vectors(holds_documents)
         self._export_tables()
         # The BM25 index covers this version's own chunks; a version that wrote none (a sync of
         # mirrored tables) needs none and never reads the chunks of older segments (issue 25).
         if store.chunks_changed:
             store.rebuild_fts()
-        segments = self._segments(choice, shard_choices)
+        segments = self._segments(choice, shard_choices, holds_documents)
         store.set_meta("segment_id", self.vid)
         store.set_meta("segments", json.dumps([s["id"] for s in segments]))
         counts = store.counts()
@@ -468,7 +469,9 @@ class VersionBuilder:
         elif dead >= settings.compact_ratio * max(live, 1):
             store.absorb(store.segments)
 
-    def _segments(self, own: IndexChoice, shards: list[IndexChoice] | None) -> list[dict[str, Any]]:
+    def _segments(
+        self, own: IndexChoice, shards: list[IndexChoice] | None, holds_documents: bool
+    ) -> list[dict[str, Any]]:
         """The manifest's ``segments``: the older ones still read, then this version's own when
         it holds any document or sentence (with its shards' choices when it is sharded)."""
         store = self.store
@@ -482,7 +485,7 @@ class VersionBuilder:
             }
             for sid in store.segments
         ]
-        if self._holds_documents():
+        if holds_documents:
             entry: dict[str, Any] = {"id": self.vid, "index": own.to_dict()}
             if shards is not None:
                 entry["shards"] = [c.to_dict() for c in shards]
@@ -497,14 +500,14 @@ class VersionBuilder:
         ).fetchone()
         return bool(row and row[0])
 
-    def _own_vectors(self) -> tuple[IndexChoice, list[IndexChoice] | None]:
+    def _own_vectors(self, holds_documents: bool) -> tuple[IndexChoice, list[IndexChoice] | None]:
         """The FAISS index of this version's own chunks (the older segments keep theirs): one file,
         or with ``index.shards`` > 1 one file per shard of document ids (and the shards' choices).
 
         A version that wrote no document (a sync of mirrored tables) writes no file: a reader of it
         takes an empty index (:class:`~grounded.retrieval.snapshot.Snapshot`), and the sync never
         imports FAISS (~13 MB of its peak memory, issue 25)."""
-        if not self._holds_documents():
+        if not holds_documents:
             return IndexChoice(kind="Flat"), None
         ids, vectors = self.store.vectors(own=True)
         shards = self.settings.index.shards

@@ -55,7 +55,7 @@ def _own_index(version: VersionInfo, device: str) -> VectorIndex:
     """The vectors of a version that reads no older segment. One that holds no chunk may have no
     file (a sync of mirrored tables writes none, see ``VersionBuilder._own_vectors``)."""
     if not version.vectors_path.exists() and version.manifest.get("chunks") == 0:
-        return VectorIndex.empty(int(version.manifest.get("dim") or 384))
+        return VectorIndex.empty(int(version.manifest["dim"]))  # every manifest records it
     choice = IndexChoice(**version.manifest.get("index", {"kind": "Flat"}))
     return VectorIndex.load(version.vectors_path, choice).to_device(device)
 
