@@ -13,6 +13,12 @@ on DuckDB at all; they are left out of training and dev, and counted as wrong on
     .venv/bin/python benchmarks/tune.py --score expert.gguf    # no training: one model on test
     .venv/bin/python benchmarks/tune.py --synthesize 200 --limit-test 40   # self-tuning: no GeoQuery example
 
+After training, test is scored through the serving path (``--path serve``, the default): one
+question at a time through ``SqlWriter`` as ``/v1/query`` answers it (the question's value hints,
+the SQL grammar of the source's tables, candidates, repair), the base model zero-shot beside it
+on the same transformers backend. ``--path greedy`` scores the tuned prompt alone, batched, without
+grammar (what picks the epoch on dev).
+
 ``--synthesize N`` trains on N pairs made from the geo tables themselves (``grounded tune sql
 --synthesize``: template SQL over the real values, template or model-written questions) instead
 of GeoQuery's training questions; the epoch is picked on a synthesized dev split, so no GeoQuery
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -64,30 +71,48 @@ def _pct(scores: dict[str, Any] | None, key: str) -> str:
     return f"{scores[key]:.1%}" if scores else "not run"
 
 
-def serve_check(kb: Any, db: Any, judge: Any, test: list[Any]) -> dict[str, Any]:
-    """Score questions through the serving path, one at a time, with the active tuned expert."""
+def serve_score(kb: Any, db: Any, judge: Any, test: list[Any], *, base: str | None = None) -> dict[str, Any]:
+    """Score questions one at a time through the serving path (``SqlWriter``: value hints, the SQL
+    grammar, candidates, repair, the guard), with the active tuned expert or, given ``base``, that
+    model zero-shot on the same (transformers) backend."""
+    from grounded.config import ExpertSpec
+    from grounded.experts.registry import backend_factory
     from grounded.experts.tuned import TunedExperts
     from grounded.sql.schema_link import SchemaLinker
     from grounded.sql.writer import SqlWriter
 
-    experts = TunedExperts(kb.path)
-    active = experts.get("sql", "geo")
-    if active is None:
-        raise SystemExit("no tuned sql expert is active for source geo; run this benchmark without --serve-check")
-    writer = SqlWriter(None, SchemaLinker.for_version(db, kb.embedder), db=db, tuned=experts, max_tokens=192)
-    correct, started = 0, time.perf_counter()
+    linker = SchemaLinker.for_version(db, kb.embedder)
+    if base is None:
+        experts = TunedExperts(kb.path)
+        active = experts.get("sql", "geo")
+        if active is None:
+            raise SystemExit("no tuned sql expert is active for source geo; tune one first")
+        name = active.name
+        writer = SqlWriter(None, linker, db=db, tuned=experts, max_tokens=192)
+    else:
+        name = f"{Path(base).name} zero-shot"
+        expert = backend_factory("transformers")(ExpertSpec(backend="transformers", model=base))
+        writer = SqlWriter(expert, linker, db=db, max_tokens=192)
+    correct = valid = 0
+    seconds: list[float] = []
     for ex in test:
+        started = time.perf_counter()
         draft = writer.write(ex.question)
-        ok = draft.sql is not None and judge.judge(draft.sql, ex.sql).correct
+        seconds.append(time.perf_counter() - started)
+        verdict = judge.judge(draft.sql, ex.sql) if draft.sql is not None else None
+        ok = verdict is not None and verdict.correct
         correct += ok
+        valid += verdict is not None and verdict.valid
         print(f"{'OK ' if ok else 'no '} {ex.question!r} -> {draft.sql or draft.error}", flush=True)
     n = len(test)
-    print(f"\n| serving path (SqlWriter + transformers backend), {active.name} | |")
-    print("| --- | --- |")
-    print(f"| test execution accuracy, first {n} questions | {correct / n:.1%} ({correct}/{n}) |")
-    seconds = (time.perf_counter() - started) / n
-    print(f"| seconds per question | {seconds:.1f} |")
-    return {"expert": active.name, "questions": n, "execution_accuracy": correct / n, "seconds_per_question": seconds}
+    return {
+        "expert": name,
+        "questions": n,
+        "execution_accuracy": correct / n,
+        "valid_sql": valid / n,
+        "p50_seconds": round(statistics.median(seconds), 2),
+        "mean_seconds": round(statistics.fmean(seconds), 2),
+    }
 
 
 def main() -> None:
@@ -118,6 +143,14 @@ def main() -> None:
         default=0,
         help="no training: answer the first N test questions through SqlWriter with the active tuned expert "
         "(the serving path: schema linking, the transformers backend, the SQL guard) and score them",
+    )
+    parser.add_argument(
+        "--path",
+        choices=("serve", "greedy"),
+        default="serve",
+        help="how test is scored after training: serve = one question at a time through SqlWriter, as "
+        "/v1/query answers (value hints, the SQL grammar, candidates, repair), the base model zero-shot "
+        "beside it on the same backend; greedy = the tuned prompt alone, batched, no grammar (the dev metric)",
     )
     parser.add_argument(
         "--score",
@@ -153,7 +186,10 @@ def main() -> None:
     if args.limit_test:
         test = test[: args.limit_test]
     if args.serve_check:
-        write_json(args.json, serve_check(kb, db, judge, test[: args.serve_check]))
+        checked = serve_score(kb, db, judge, test[: args.serve_check])
+        print(f"\n| serving path, {checked['expert']}, first {checked['questions']} | "
+              f"{checked['execution_accuracy']:.1%}, p50 {checked['p50_seconds']} s |")  # fmt: skip
+        write_json(args.json, checked)
         return
     options = TuneOptions(
         epochs=args.epochs,
@@ -206,21 +242,26 @@ def main() -> None:
     result = tune_sql(kb.path, db, "geo", train, dev, base=args.base, options=options, resume=args.resume, data=data)
     report["tuned"] = {k: v for k, v in result.card.items() if k != "options"}
     save()
-    report["test_after"] = score(str(result.path))
+    report["test_after"] = score(str(result.path)) if args.path == "greedy" else serve_score(kb, db, judge, test)
     save()
     if not args.skip_before:
-        report["test_before"] = score(args.base)
+        report["test_before"] = (
+            score(args.base) if args.path == "greedy" else serve_score(kb, db, judge, test, base=args.base)
+        )
         save()
 
     card, after = result.card, report["test_after"]
     before = report.get("test_before")
-    print(f"\n| GeoQuery question split, `{args.base}` | before tuning | after tuning |")
+    print(f"\n| GeoQuery question split, `{args.base}`, {args.path} path | before tuning | after tuning |")
     print("| --- | --- | --- |")
     print(
         f"| test execution accuracy ({len(test)}) | "
         f"{_pct(before, 'execution_accuracy')} | {after['execution_accuracy']:.1%} |"
     )
     print(f"| test valid SQL | {_pct(before, 'valid_sql')} | {after['valid_sql']:.1%} |")
+    if "p50_seconds" in after:
+        print(f"| test p50 seconds per question | {before['p50_seconds'] if before else 'not run'} | "
+              f"{after['p50_seconds']} |")  # fmt: skip
     m = card["metrics"]
     print(f"| dev execution accuracy ({card['dev_examples']}) | {m['dev_execution_accuracy_before']:.1%} | "
           f"{m['dev_execution_accuracy']:.1%} (epoch {m['best_epoch']}) |")  # fmt: skip

@@ -35,6 +35,7 @@ __all__ = [
     "ANSWER_PROMPT_FORMAT",
     "ANSWER_SCOPE",
     "PROMPT_FORMATS",
+    "SERVED_FORMATS",
     "SQL_PROMPT_FORMAT",
     "TunedExpert",
     "TunedExperts",
@@ -47,12 +48,16 @@ __all__ = [
 
 EXPERTS = "experts"
 
-SQL_PROMPT_FORMAT = "sql-compact-v1"
-"""The prompt a tuned SQL expert is served with (:func:`grounded.sql.prompts.tuned_sql_messages`)."""
+SQL_PROMPT_FORMAT = "sql-compact-v2"
+"""The prompt a tuned SQL expert is trained with (:func:`grounded.sql.prompts.tuned_sql_messages`
+with the question's value hints); served under the SQL grammar of its source's tables."""
 ANSWER_PROMPT_FORMAT = "answer-short-v1"
 """The prompt a tuned answer expert is served with (:func:`grounded.answering.writer.tuned_answer_messages`)."""
 PROMPT_FORMATS = {"sql": SQL_PROMPT_FORMAT, "answer": ANSWER_PROMPT_FORMAT}
-"""The prompt format this grounded serves each tuned task with (a card naming another is refused)."""
+"""The prompt format this grounded trains each tuned task with."""
+SERVED_FORMATS = {"sql": (SQL_PROMPT_FORMAT, "sql-compact-v1"), "answer": (ANSWER_PROMPT_FORMAT,)}
+"""The prompt formats this grounded serves (a card naming another is refused): an expert tuned by
+an earlier version keeps the prompt it learnt (``sql-compact-v1``: no value hints, no grammar)."""
 ANSWER_SCOPE = "kb"
 """The ``source`` of a tuned answer expert: one serves the whole knowledge base."""
 
@@ -200,12 +205,13 @@ class TunedExperts:
         except (OSError, ValueError) as exc:
             raise CorruptKnowledgeBase(f"tuned expert {path} has no readable card.json ({exc})") from exc
         task = str(card.get("task", "sql"))
-        serves = PROMPT_FORMATS.get(task)
-        if card.get("prompt_format") != serves:
+        serves = SERVED_FORMATS.get(task, ())
+        if card.get("prompt_format") not in serves:
             # Serving it another prompt than it learnt would quietly lose what tuning bought.
             raise ConfigError(
                 f"tuned expert {name!r} was trained with prompt format {card.get('prompt_format')!r}; this grounded "
-                f"serves {serves!r} for {task}: retrain it, or roll it back (grounded tune rollback --task {task})"
+                f"serves {' or '.join(map(repr, serves))} for {task}: retrain it, or roll it back "
+                f"(grounded tune rollback --task {task})"
             )
         # Weights are a plain HF directory, so the standard transformers backend serves them.
         spec = ExpertSpec(backend="transformers", model=str(path))

@@ -25,8 +25,11 @@ the caller's own connection (:func:`grounded.sql.database.caller_database`), whi
 tables the caller may read: a draft's error (``SqlDraft.error``, in the answer's trace) names
 only tables the caller may see and quotes only cells the caller may read.
 
-A tuned expert (``grounded tune sql``) writes as it was trained (its own prompt, no grammar);
-its drafts go through the same candidates, repair and choice.
+A tuned expert (``grounded tune sql``) writes as it was trained: its own prompt (the source's
+whole compact schema and, for ``sql-compact-v2``, the question's values as the data spells them),
+decoded under the grammar of the source's tables when its backend can (``sql-compact-v1``
+experts: no hints, no grammar, as they were measured); its drafts go through the same candidates,
+repair and choice.
 
 Example::
 
@@ -58,11 +61,11 @@ from grounded.sql.candidates import (
     swapped,
     unechoed,
 )
-from grounded.sql.database import ReadOnlyDatabase, TableInfo, quote_identifier
+from grounded.sql.database import ReadOnlyDatabase, TableInfo
 from grounded.sql.grammar import sql_grammar
 from grounded.sql.guard import SqlRefused, check_sql, shared_parser
 from grounded.sql.joins import Column, drop_unused_joins, match_query
-from grounded.sql.prompts import source_tables, tuned_sql_messages
+from grounded.sql.prompts import source_tables, tuned_sql_messages, value_hints
 from grounded.sql.schema_link import Link, SchemaLinker, cover
 from grounded.sql.ties import all_ties
 from grounded.sql.values import ValueMatch
@@ -184,7 +187,7 @@ class SqlWriter:
             ]
         schema = "\n\n".join(self.linker.describe_columns(link.table) for link in links)
         shown = [link.table for link in links]
-        hints = _value_hints(matches, order=[t.qualified for t in shown], tables=shown)
+        hints = value_hints(matches, order=[t.qualified for t in shown], tables=shown)
         worked = self.linker.examples.pick(question, shown, self.examples, matches) if self.examples else []
         shots = "".join(f"Question: {ex.question}\nSQL: {ex.sql}\n\n" for ex in worked)
         if shots:
@@ -212,7 +215,15 @@ class SqlWriter:
             expert: TextGenerator = tuned.generator
             shown = source_tables(self.db.tables(), source)
             names = tuple(t.qualified for t in shown)
-            messages = tuned_sql_messages(question, shown)
+            hints = ""
+            if tuned.card.get("prompt_format") != "sql-compact-v1":
+                matches = self.linker.values.match(question, tables=set(names))
+                hints = value_hints(matches, order=names, tables=shown)
+                if self.grammar and isinstance(expert, GrammarGenerator):
+                    # Unqualified columns allowed: the expert writes the SQL it was tuned on
+                    # (template SQL names a lone table's columns bare); the binder checks the rest.
+                    grammar = sql_grammar(shown)
+            messages = tuned_sql_messages(question, shown, hints)
         elif self.expert is not None:
             expert = self.expert
             if self.values:
@@ -260,7 +271,7 @@ class SqlWriter:
                 )
             else:
                 error = "every query written returned no rows"
-                hints = _value_hints(matches, lead=" ", order=names, tables=shown)
+                hints = value_hints(matches, lead=" ", order=names, tables=shown)
                 feedback = (
                     "That query returns no rows (or only NULL or 0). Check the columns and the values "
                     f"as the data spells them.{hints}\nWrite a corrected query. SQL:"
@@ -399,35 +410,6 @@ def _repeats(draft: Candidate | None, lean: Candidate | None) -> bool:
         return False
     rows, fewer = draft.result.rows, lean.result.rows
     return len(rows) > len(fewer) and {tuple(map(str, r)) for r in rows} == {tuple(map(str, r)) for r in fewer}
-
-
-def _value_hints(
-    matches: Sequence[ValueMatch], *, lead: str = "", order: Sequence[str] = (), tables: Sequence[TableInfo] = ()
-) -> str:
-    """``Values in the question, as the data spells them:`` and one line per value found.
-
-    Columns are listed in ``order`` of their tables (the best-linked table first): a small model
-    tends to use the first column named, so it should be the likeliest one. Each is written
-    ``table.column`` as the query must write it (``"Order Lines"."select"``); ``tables`` gives the
-    table names (a source name may hold a dot).
-    """
-    if not matches:
-        return ""
-    rank = {name: i for i, name in enumerate(order)}
-    names = {t.qualified: t.name for t in tables}
-    lines = []
-    for m in matches:
-        by_value: dict[str, list[str]] = {}
-        for table, column, value in sorted(m.where, key=lambda w: (rank.get(w[0], len(rank)), w)):
-            name = names.get(table, table.split(".", 1)[-1])
-            by_value.setdefault(value, []).append(f"{quote_identifier(name)}.{quote_identifier(column)}")
-        for value, columns in by_value.items():
-            lines.append(f"- '{value.replace(chr(39), chr(39) * 2)}': {', '.join(columns[:6])}")
-    return (
-        f"{lead}\nValues in the question, as the data spells them (value: columns holding it):\n"
-        + "\n".join(lines[:12])
-        + "\n"
-    )
 
 
 _HINTS = {

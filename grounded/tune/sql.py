@@ -1,8 +1,8 @@
 """``grounded tune sql``: a source's text-to-SQL expert, tuned on question/SQL pairs.
 
 :class:`SqlTuner` is the SQL task for the generic :class:`~grounded.tune.trainer.Tuner`: the chat
-is the tuned prompt (the source's tables on one line each, then the question,
-:func:`grounded.sql.prompts.tuned_sql_messages`), the target is the gold SQL, and the dev metric
+is the tuned prompt (the source's tables on one line each, then the question's values as the
+data spells them and the question, :func:`grounded.sql.prompts.tuned_sql_messages`), the target is the gold SQL, and the dev metric
 is execution accuracy on the knowledge base's mirror (:class:`~grounded.tune.evaluate.ExecutionJudge`).
 
 Example::
@@ -21,7 +21,10 @@ from grounded.errors import InvalidRequest, NotFound
 from grounded.experts.base import Message
 from grounded.experts.tuned import SQL_PROMPT_FORMAT
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
-from grounded.sql.prompts import source_tables, tuned_sql_messages
+from grounded.sql.grammar import accepts, sql_grammar
+from grounded.sql.prompts import source_tables, tuned_sql_messages, value_hints
+from grounded.sql.values import ValueIndex
+from grounded.sql.writer import extract_sql
 from grounded.tune.data import SqlExample, data_digest
 from grounded.tune.evaluate import ExecutionJudge, Verdict
 from grounded.tune.trainer import TuneOptions, Tuner, TuneResult, run_tuning
@@ -56,9 +59,14 @@ class SqlTuner(Tuner):
             )
         super().__init__(kb_path, source, base, options, progress=progress, log=log)
         self.judge = ExecutionJudge(db)
+        self.values = ValueIndex.build(db, self.tables)
+        """The source's text values: each prompt shows the question's, as serving does."""
+        self._names = [t.qualified for t in self.tables]
 
     def messages(self, example: SqlExample) -> list[Message]:
-        return tuned_sql_messages(example.question, self.tables)
+        matches = self.values.match(example.question, tables=set(self._names))
+        hints = value_hints(matches, order=self._names, tables=self.tables)
+        return tuned_sql_messages(example.question, self.tables, hints)
 
     def target(self, example: SqlExample) -> str:
         return example.sql
@@ -74,7 +82,19 @@ class SqlTuner(Tuner):
             )
         if not good:
             raise InvalidRequest(f"none of the {what} examples' SQL runs on the mirrored tables of {self.source!r}")
-        return good
+        # The expert is served under the grammar of its source's tables: SQL outside it (a function
+        # it does not list, such as regexp_extract) could never be written, so it teaches nothing.
+        grammar = sql_grammar(self.tables)
+        writable = [ex for ex in good if accepts(grammar, extract_sql(ex.sql))]
+        if len(writable) < len(good):
+            bad = next(ex for ex in good if not accepts(grammar, extract_sql(ex.sql)))
+            self.log(
+                f"warning: {len(good) - len(writable)} {what} examples have SQL outside the SQL grammar the expert "
+                f"is served under (docs/tuning.md) and are skipped, e.g. {bad.sql!r}"
+            )
+        if not writable:
+            raise InvalidRequest(f"none of the {what} examples' SQL is within the SQL grammar of {self.source!r}")
+        return writable
 
     def score(self, examples: Sequence[SqlExample], replies: Sequence[str]) -> tuple[float, dict[str, float]]:
         verdicts = [self.judge.judge(r, ex.sql) for r, ex in zip(replies, examples, strict=True)]

