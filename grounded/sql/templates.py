@@ -226,10 +226,20 @@ def _joins(profiles: list[_Profile]) -> list[_Join]:
 class _Maker:
     """Draws one query of a template with ``rng``; ``None`` when the source has nothing it needs."""
 
-    def __init__(self, profiles: list[_Profile], joins: list[_Join], rng: random.Random) -> None:
+    def __init__(
+        self, profiles: list[_Profile], joins: list[_Join], rng: random.Random, *, varied: bool = False
+    ) -> None:
         self.profiles = profiles
         self.joins = joins
         self.rng = rng
+        self.varied = varied
+
+    def _say(self, sql: str, *phrasings: str) -> str:
+        """The first phrasing, or with ``varied`` one of them picked by the SQL itself: the same
+        query always reads the same, and the values drawn do not depend on the phrasing."""
+        if not self.varied:
+            return phrasings[0]
+        return random.Random(sql).choice(phrasings)
 
     def make(self, template: str) -> TemplateSql | None:
         build: Callable[[], TemplateSql | None] = getattr(self, f"_{template}")
@@ -257,7 +267,9 @@ class _Maker:
         target = self.rng.choice([*p.attributes, *p.measures])
         v = self._value(p.label)
         sql = f"SELECT {target.ref} FROM {p.table.sql_name} WHERE {p.label.ref} = {_literal(v)}"
-        return self._made("lookup", sql, f"What is the {_words(target.name)} of {v}?", p, [target], [v])
+        c = _words(target.name)
+        question = self._say(sql, f"What is the {c} of {v}?", f"What {c} does {v} have?", f"Give the {c} of {v}.")
+        return self._made("lookup", sql, question, p, [target], [v])
 
     def _filter(self) -> TemplateSql | None:
         p = self._pick(lambda p: p.label is not None and bool(p.attributes))
@@ -266,7 +278,10 @@ class _Maker:
         by = self.rng.choice(p.attributes)
         v = self._value(by)
         sql = f"SELECT {p.label.ref} FROM {p.table.sql_name} WHERE {by.ref} = {_literal(v)}"
-        question = f"Which {_plural(p.table.name)} have {_words(by.name)} {v}?"
+        t, b = _plural(p.table.name), _words(by.name)
+        question = self._say(
+            sql, f"Which {t} have {b} {v}?", f"List the {t} whose {b} is {v}.", f"Name all {t} with {b} {v}."
+        )
         return self._made("filter", sql, question, p, [by], [v])
 
     def _count(self) -> TemplateSql | None:
@@ -276,7 +291,13 @@ class _Maker:
         by = self.rng.choice(p.categories)
         v = self._value(by)
         sql = f"SELECT count(*) FROM {p.table.sql_name} WHERE {by.ref} = {_literal(v)}"
-        question = f"How many {_plural(p.table.name)} have {_words(by.name)} {v}?"
+        t, b = _plural(p.table.name), _words(by.name)
+        question = self._say(
+            sql,
+            f"How many {t} have {b} {v}?",
+            f"What is the number of {t} whose {b} is {v}?",
+            f"Count the {t} with {b} {v}.",
+        )
         return self._made("count", sql, question, p, [by], [v])
 
     def _group_count(self) -> TemplateSql | None:
@@ -285,7 +306,8 @@ class _Maker:
             return None
         by = self.rng.choice(p.categories)
         sql = f"SELECT {by.ref}, count(*) FROM {p.table.sql_name} GROUP BY {by.ref}"
-        question = f"How many {_plural(p.table.name)} are there for each {_words(by.name)}?"
+        t, b = _plural(p.table.name), _words(by.name)
+        question = self._say(sql, f"How many {t} are there for each {b}?", f"Give the number of {t} per {b}.")
         return self._made("group_count", sql, question, p, [by], [])
 
     def _aggregate(self) -> TemplateSql | None:
@@ -295,13 +317,17 @@ class _Maker:
         of = self.rng.choice(p.measures)
         fn = self.rng.choice(sorted(_AGGREGATES))
         sql = f"SELECT {fn}({of.ref}) FROM {p.table.sql_name}"
-        question = f"What is the {_AGGREGATES[fn]} {_words(of.name)} of all {_plural(p.table.name)}?"
+        a, o, t = _AGGREGATES[fn], _words(of.name), _plural(p.table.name)
         if p.categories and self.rng.random() < 0.5:
             by = self.rng.choice(p.categories)
             v = self._value(by)
             sql += f" WHERE {by.ref} = {_literal(v)}"
-            question = f"What is the {_AGGREGATES[fn]} {_words(of.name)} of {_plural(p.table.name)} with {_words(by.name)} {v}?"
+            b = _words(by.name)
+            question = self._say(
+                sql, f"What is the {a} {o} of {t} with {b} {v}?", f"Among {t} whose {b} is {v}, what is the {a} {o}?"
+            )
             return self._made("aggregate", sql, question, p, [of, by], [v])
+        question = self._say(sql, f"What is the {a} {o} of all {t}?", f"Give the {a} {o} among {t}.")
         return self._made("aggregate", sql, question, p, [of], [])
 
     def _superlative(self) -> TemplateSql | None:
@@ -321,7 +347,13 @@ class _Maker:
         sql = (
             f"SELECT {p.label.ref} FROM {p.table.sql_name}{where} ORDER BY {of.ref} {'DESC' if high else 'ASC'} LIMIT 1"
         )
-        question = f"Which {_singular(p.table.name)}{question_where} has the {'highest' if high else 'lowest'} {_words(of.name)}?"
+        one, o = _singular(p.table.name), _words(of.name)
+        question = self._say(
+            sql,
+            f"Which {one}{question_where} has the {'highest' if high else 'lowest'} {o}?",
+            f"What is the {one}{question_where} with the {'largest' if high else 'smallest'} {o}?",
+            f"Name the {one}{question_where} whose {o} is the {'greatest' if high else 'least'}.",
+        )
         return self._made("superlative", sql, question, p, columns, values)
 
     def _compare(self) -> TemplateSql | None:
@@ -335,9 +367,11 @@ class _Maker:
         above = self.rng.random() < 0.5
         sql = f"SELECT {p.label.ref} FROM {p.table.sql_name} WHERE {of.ref} {'>' if above else '<'} {_literal(x)}"
         article = "an" if _words(of.name)[:1] in set("aeiou") else "a"
-        question = (
-            f"Which {_plural(p.table.name)} have {article} {_words(of.name)} "
-            f"{'greater' if above else 'less'} than {_literal(x)}?"
+        t, o = _plural(p.table.name), _words(of.name)
+        question = self._say(
+            sql,
+            f"Which {t} have {article} {o} {'greater' if above else 'less'} than {_literal(x)}?",
+            f"List the {t} whose {o} is {'above' if above else 'below'} {_literal(x)}.",
         )
         return self._made("compare", sql, question, p, [of], [_literal(x)])
 
@@ -365,7 +399,10 @@ class _Maker:
             f"SELECT {ident(child.name)}.{label.ref} FROM {self._join_from(join)} "
             f"WHERE {ident(parent.name)}.{by.ref} = {_literal(v)}"
         )
-        question = f"Which {_plural(child.name)} are in the {_singular(parent.name)} whose {_words(by.name)} is {v}?"
+        ct, ps, b = _plural(child.name), _singular(parent.name), _words(by.name)
+        question = self._say(
+            sql, f"Which {ct} are in the {ps} whose {b} is {v}?", f"List the {ct} of the {ps} with {b} {v}."
+        )
         made = self._made("join", sql, question, join.child, [by], [v])
         return _with_tables(made, (child.qualified, parent.qualified))
 
@@ -376,7 +413,10 @@ class _Maker:
         join, by, v = parts
         child, parent = join.child.table, join.parent.table
         sql = f"SELECT count(*) FROM {self._join_from(join)} WHERE {ident(parent.name)}.{by.ref} = {_literal(v)}"
-        question = f"How many {_plural(child.name)} are in the {_singular(parent.name)} whose {_words(by.name)} is {v}?"
+        ct, ps, b = _plural(child.name), _singular(parent.name), _words(by.name)
+        question = self._say(
+            sql, f"How many {ct} are in the {ps} whose {b} is {v}?", f"Count the {ct} of the {ps} with {b} {v}."
+        )
         made = self._made("join_count", sql, question, join.child, [by], [v])
         return _with_tables(made, (child.qualified, parent.qualified))
 
@@ -402,12 +442,15 @@ def template_queries(
     templates: tuple[str, ...] = TEMPLATES,
     max_tries: int = 100_000,
     tables: Sequence[TableInfo] | None = None,
+    varied: bool = False,
 ) -> Iterator[TemplateSql]:
     """Queries over ``source``'s mirrored tables that run and return rows, templates taking turns.
 
     Endless until every template has failed many times in a row (the data has no new query to
     give) or after ``max_tries`` drawn; the caller takes as many as it wants. Each SQL is given
     once. ``tables`` narrows the source to some of its tables (those a prompt shows).
+    ``varied``: each question in one of its template's phrasings (two or three, picked by the
+    query), not always the first: training pairs that teach the query, not one sentence shape.
     """
     tables = tuple(source_tables(tables if tables is not None else db.tables(), source))
     if not tables:
@@ -421,7 +464,7 @@ def template_queries(
         raise ValueError(f"unknown SQL templates {unknown}; known: {', '.join(TEMPLATES)}")
     numeric_text = ValueIndex.build(db, tables).numeric_text
     profiles = [_profile(db, t, numeric_text) for t in tables]
-    maker = _Maker(profiles, _joins(profiles), random.Random(seed))
+    maker = _Maker(profiles, _joins(profiles), random.Random(seed), varied=varied)
     seen: set[str] = set()
     misses = dict.fromkeys(templates, 0)
     for tries in range(max_tries):

@@ -241,13 +241,15 @@ def synthesize_pairs(
     templates: Sequence[str] | None = None,
     progress: Callable[[SynthStats], None] | None = None,
     max_queries: int | None = None,
+    varied: bool = True,
 ) -> tuple[list[SynthPair], SynthStats]:
     """Up to ``n`` pairs for ``source`` and how they were made (see the module docstring).
 
     ``writer`` writes the questions (``None``: template questions only, no check). For
     ``check="execution"``, ``round_trip`` decides whether a written question's zero-shot SQL
     agrees (:class:`RoundTrip`). At most ``max_queries`` template queries are offered (default
-    ``4 n + 20``: a low keep rate without fallback must not run forever).
+    ``4 n + 20``: a low keep rate without fallback must not run forever). ``varied``: template
+    questions in their templates' several phrasings (:func:`~grounded.sql.templates.template_queries`).
     """
     if n < 1:
         raise InvalidRequest(f"--synthesize must be at least 1 (pairs to make); got {n}")
@@ -260,7 +262,9 @@ def synthesize_pairs(
     tables = {t.qualified: t for t in source_tables(db.tables(), source)}
     limit = max_queries if max_queries is not None else 4 * n + 20
     pairs: list[SynthPair] = []
-    made_sql = template_queries(db, source, seed=seed, templates=tuple(templates) if templates else TEMPLATES)
+    made_sql = template_queries(
+        db, source, seed=seed, templates=tuple(templates) if templates else TEMPLATES, varied=varied
+    )
     # Every template query and every round-trip candidate is guarded: one parser connection for
     # the run, not one per check (opening it was ~80% of a template-question run).
     with shared_parser():

@@ -110,6 +110,20 @@ def test_same_seed_same_pairs_and_another_seed_others(depot_kb: Path) -> None:
     assert sum(stats.templates.values()) == 12
 
 
+def test_varied_questions_phrase_the_same_queries_several_ways(depot_kb: Path) -> None:
+    db = _db(depot_kb)
+    plain = list(islice(template_queries(db, "depot", seed=3), 36))
+    varied = list(islice(template_queries(db, "depot", seed=3, varied=True), 36))
+    assert [m.sql for m in varied] == [m.sql for m in plain]  # the phrasing never changes what is drawn
+    assert varied == list(islice(template_queries(db, "depot", seed=3, varied=True), 36))
+    counts = [m for m in varied if m.template == "count"]
+    assert len({m.question.split()[0] for m in counts}) > 1  # "How many ...", "Count the ...", "What is ..."
+    assert sum(v.question != p.question for v, p in zip(varied, plain, strict=True)) >= 9
+    for m in varied:  # every phrasing still names the query's values
+        for value in m.values:
+            assert value.strip("'") in m.question, (m.sql, m.question)
+
+
 def test_errors_name_the_problem(depot_kb: Path) -> None:
     db = _db(depot_kb)
     with pytest.raises(NotFound, match=r"source 'nowhere' has no mirrored tables.*depot"):
@@ -172,7 +186,7 @@ def test_round_trip_keeps_a_written_question_when_the_zero_shot_sql_agrees(depot
     linker = SchemaLinker.for_version(db, grounded.open(depot_kb, create=False).embedder)
     round_trip = RoundTrip(SqlWriter(expert, linker, db=db, grammar=False), db)
 
-    pairs, stats = synthesize_pairs(db, "depot", 6, writer=expert, round_trip=round_trip, seed=1)
+    pairs, stats = synthesize_pairs(db, "depot", 6, writer=expert, round_trip=round_trip, seed=1, varied=False)
     assert [p.sql for p in pairs] == [m.sql for m in made]
     assert [p.origin for p in pairs] == ["model", "template"] * 3
     assert [p.question for p in pairs[::2]] == [asked[m.sql] for m in made[::2]]
@@ -181,7 +195,7 @@ def test_round_trip_keeps_a_written_question_when_the_zero_shot_sql_agrees(depot
     assert "3 passed the execution check (keep rate 50%)" in stats.summary()
 
     kept, stats = synthesize_pairs(
-        db, "depot", 3, writer=expert, round_trip=round_trip, seed=1, fallback=False, max_queries=6
+        db, "depot", 3, writer=expert, round_trip=round_trip, seed=1, fallback=False, max_queries=6, varied=False
     )
     assert [p.sql for p in kept] == [m.sql for m in made[::2]]
     assert (stats.passed, stats.dropped, stats.fallback) == (3, 2, 0)  # stopped at the third kept pair
