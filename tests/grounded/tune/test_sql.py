@@ -238,10 +238,10 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
     messages = tuned_sql_messages("how many products are there", shown)
     reply = found.generator.generate_grammar(messages, sql_grammar(shown), max_tokens=16)
     # Its first draft was run (or refused) whatever came after: a repair turn when it failed.
-    first = extract_sql(reply.text)
+    first_sql = extract_sql(reply.text)
     with contextlib.suppress(SqlRefused):
-        first = check_sql(first, linker.db.tables()).sql  # as the guard hands it to the database
-    assert first in [c.sql for c in draft.candidates]
+        first_sql = check_sql(first_sql, linker.db.tables()).sql  # as the guard hands it to the database
+    assert first_sql in [c.sql for c in draft.candidates]
     if draft.attempts == 1 and draft.sql is not None:
         assert draft.sql in [c.sql for c in draft.candidates if c.origin.startswith("draft 1")]
     assert draft.constrained
