@@ -140,6 +140,39 @@ def _resolve(qualifier: str | None, column: str, aliases: dict[str, TableInfo]) 
     return [t for t in seen.values() if any(c == column for c, _ in t.columns)]
 
 
+def _read(sql: str, aliases: dict[str, TableInfo]) -> list[TableInfo]:
+    """The tables the query's ``FROM`` and ``JOIN`` clauses name, in order."""
+    known = {t.qualified.lower(): t for t in aliases.values()} | {t.name.lower(): t for t in aliases.values()}
+    out: dict[str, TableInfo] = {}
+    for m in _SOURCE.finditer(_LITERAL.sub("''", sql)):
+        table = known.get(".".join(_unquote(p) for p in re.findall(_IDENT, m.group("t"))).lower())
+        if table is not None:
+            out.setdefault(table.qualified, table)
+    return list(out.values())
+
+
+def _compared(sql: str, qualifier: str | None, column: str, aliases: dict[str, TableInfo]) -> list[TableInfo]:
+    """The tables a column compared with a literal belongs to, for moving the comparison.
+
+    As :func:`_resolve`, but a bare name means the tables the query reads that have it (not every
+    table the prompt showed); and a column that the table it names, or every table the query
+    reads, lacks (``river.state_name``, or ``state_name`` in a query on ``geo.river`` alone) means
+    those tables: the query fails to bind, and the column of theirs that holds the literal
+    (``river.traverse`` holds 'texas') is what it meant.
+    """
+    found = _resolve(qualifier, column, aliases)
+    if qualifier is not None:
+        return found or _named(qualifier, aliases)
+    read = _read(sql, aliases)
+    mine = [t for t in found if any(t.qualified == r.qualified for r in read)]
+    if mine:
+        return mine
+    name = _unquote(column)
+    if read and not any(c == name for t in read for c, _ in t.columns):
+        return read
+    return found
+
+
 def _named(qualifier: str | None, aliases: dict[str, TableInfo]) -> list[TableInfo]:
     """The table a qualifier names, whatever the column after it."""
     table = aliases.get(_unquote(qualifier).lower()) if qualifier is not None else None
@@ -283,7 +316,7 @@ def _moved(sql: str, aliases: dict[str, TableInfo], index: ValueIndex, *, held: 
         qualifier, column, _ = target
         literal = m.group(0)[1:-1].replace("''", "'")
         where = index.lookup(literal)
-        for table in _resolve(qualifier, column, aliases):
+        for table in _compared(sql, qualifier, column, aliases):
             holds = any(w[0] == table.qualified and w[1] == _unquote(column) for w in where)
             if holds != held:
                 continue  # without ``held``, a column that holds it has nothing to move; with it, only such

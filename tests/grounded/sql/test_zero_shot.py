@@ -137,6 +137,21 @@ def test_rewrites_respell_move_to_the_column_that_holds_the_value_and_type_numbe
     assert rows == (("rio grande",), ("colorado",))  # as numbers: 3057 > 2330 (as text, '3,057' < '507')
 
 
+def test_a_column_its_table_lacks_moves_to_the_column_that_holds_the_value(linker: SchemaLinker) -> None:
+    """A tuned expert shown the whole schema wrote ``state_name`` for rivers (the river table has
+    ``traverse``): the query cannot bind, and the one river column holding 'texas' is what it meant."""
+    tables = linker.db.tables()  # every geo table shown: city, state... also have state_name
+    bare = rewrites("SELECT river_name FROM geo.river WHERE state_name = 'texas'", tables, linker.values)
+    assert "SELECT river_name FROM geo.river WHERE traverse = 'texas'" in [r.sql for r in bare]
+    named = rewrites("SELECT river.river_name FROM geo.river WHERE river.state_name = 'texas'", tables, linker.values)
+    assert "SELECT river.river_name FROM geo.river WHERE river.traverse = 'texas'" in [r.sql for r in named]
+    rows = linker.db.execute("SELECT river_name FROM geo.river WHERE traverse = 'texas'", timeout_s=5, row_limit=9).rows
+    assert rows
+    # A column the query's table has is left alone, though other shown tables hold the value elsewhere.
+    kept = rewrites("SELECT city_name FROM geo.city WHERE state_name = 'texas'", tables, linker.values)
+    assert not any("traverse" in r.sql for r in kept)
+
+
 def test_a_value_inside_a_span_that_names_its_table(linker: SchemaLinker) -> None:
     """'rio grande river': the river table's row 'rio grande', though the span is no value itself."""
     matches = linker.values.match("how long is the rio grande river?")
