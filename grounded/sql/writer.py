@@ -220,9 +220,9 @@ class SqlWriter:
                 matches = self.linker.values.match(question, tables=set(names))
                 hints = value_hints(matches, order=names, tables=shown)
                 if self.grammar and isinstance(expert, GrammarGenerator):
-                    # Unqualified columns allowed: the expert writes the SQL it was tuned on
-                    # (template SQL names a lone table's columns bare); the binder checks the rest.
-                    grammar = sql_grammar(shown)
+                    # Qualified, as it was tuned (tune.sql qualifies its targets): shown the whole
+                    # source, a model that may write bare names reads columns from the wrong table.
+                    grammar = sql_grammar(shown, qualified=True)
             messages = tuned_sql_messages(question, shown, hints)
         elif self.expert is not None:
             expert = self.expert

@@ -21,10 +21,11 @@ from grounded.errors import InvalidRequest, NotFound
 from grounded.experts.base import Message
 from grounded.experts.tuned import SQL_PROMPT_FORMAT
 from grounded.sql.database import ReadOnlyDatabase, TableInfo
+from grounded.sql.examples import qualify
 from grounded.sql.grammar import accepts, sql_grammar
+from grounded.sql.guard import SqlRefused, check_sql
 from grounded.sql.prompts import source_tables, tuned_sql_messages, value_hints
 from grounded.sql.values import ValueIndex
-from grounded.sql.writer import extract_sql
 from grounded.tune.data import SqlExample, data_digest
 from grounded.tune.evaluate import ExecutionJudge, Verdict
 from grounded.tune.trainer import TuneOptions, Tuner, TuneResult, run_tuning
@@ -62,6 +63,7 @@ class SqlTuner(Tuner):
         self.values = ValueIndex.build(db, self.tables)
         """The source's text values: each prompt shows the question's, as serving does."""
         self._names = [t.qualified for t in self.tables]
+        self._targets: dict[str, str] = {}
 
     def messages(self, example: SqlExample) -> list[Message]:
         matches = self.values.match(example.question, tables=set(self._names))
@@ -69,7 +71,18 @@ class SqlTuner(Tuner):
         return tuned_sql_messages(example.question, self.tables, hints)
 
     def target(self, example: SqlExample) -> str:
-        return example.sql
+        return self._qualified(example.sql)
+
+    def _qualified(self, sql: str) -> str:
+        """``sql`` as the served grammar has it written: a query over one table with its bare columns
+        qualified (``city.population``); other queries as they are (the grammar decides)."""
+        if sql not in self._targets:
+            try:
+                read = check_sql(sql, self.tables).tables
+            except SqlRefused:
+                read = ()
+            self._targets[sql] = qualify(sql, read[0]) if len(read) == 1 else sql
+        return self._targets[sql]
 
     def usable(self, examples: Sequence[SqlExample], what: str) -> list[SqlExample]:
         """The examples whose gold SQL runs on the mirror (the others cannot teach or score anything)."""
@@ -83,11 +96,12 @@ class SqlTuner(Tuner):
         if not good:
             raise InvalidRequest(f"none of the {what} examples' SQL runs on the mirrored tables of {self.source!r}")
         # The expert is served under the grammar of its source's tables: SQL outside it (a function
-        # it does not list, such as regexp_extract) could never be written, so it teaches nothing.
-        grammar = sql_grammar(self.tables)
-        writable = [ex for ex in good if accepts(grammar, extract_sql(ex.sql))]
+        # it does not list, such as regexp_extract; a bare column in a join) could never be
+        # written, so it teaches nothing.
+        grammar = sql_grammar(self.tables, qualified=True)
+        writable = [ex for ex in good if accepts(grammar, self.target(ex))]
         if len(writable) < len(good):
-            bad = next(ex for ex in good if not accepts(grammar, extract_sql(ex.sql)))
+            bad = next(ex for ex in good if not accepts(grammar, self.target(ex)))
             self.log(
                 f"warning: {len(good) - len(writable)} {what} examples have SQL outside the SQL grammar the expert "
                 f"is served under (docs/tuning.md) and are skipped, e.g. {bad.sql!r}"

@@ -236,7 +236,7 @@ def test_tuned_expert_is_published_selected_and_rolled_back(tune_kb: Path, tmp_p
 
     shown = source_tables(linker.db.tables(), "shop")
     messages = tuned_sql_messages("how many products are there", shown)
-    reply = found.generator.generate_grammar(messages, sql_grammar(shown), max_tokens=16)
+    reply = found.generator.generate_grammar(messages, sql_grammar(shown, qualified=True), max_tokens=16)
     # Its first draft was run (or refused) whatever came after: a repair turn when it failed.
     first_sql = extract_sql(reply.text)
     with contextlib.suppress(SqlRefused):
