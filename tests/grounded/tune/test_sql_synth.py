@@ -290,6 +290,11 @@ def test_self_tuning_from_the_command_line_publishes_an_active_expert(
     assert active is not None
     card = json.loads((kb / "experts" / active.name / "card.json").read_text())
     assert card["source"] == "depot"
-    assert card["train_examples"] + card["dev_examples"] == 10
+    # The depot's weights are text: their comparisons (TRY_CAST ...) are beyond the served grammar.
+    skipped = [
+        int(n) for n in re.findall(r"(\d+) (?:training|dev) examples have SQL outside the SQL grammar", result.output)
+    ]
+    assert skipped
+    assert card["train_examples"] + card["dev_examples"] == 10 - sum(skipped)
     assert card["data"]["synthesized"]["kept"] == 10
     assert card["data"]["synthesized"]["questions"] == "template"
