@@ -12,6 +12,8 @@ builds exactly these messages for a tuned expert:
   columns holding each (:func:`value_hints`, the zero-shot prompt's hints), before the question.
   Trained on them, a model copies the stored spelling into the right column instead of
   guessing one ("rhode island" in ``city_name``, "delaware river" for the river ``delaware``).
+  Its targets are qualified (``SELECT state.population FROM geo.state``) and it is served under
+  the qualified SQL grammar of its source's tables (:class:`~grounded.sql.writer.SqlWriter`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 :class:`SqlTuner` is the SQL task for the generic :class:`~grounded.tune.trainer.Tuner`: the chat
 is the tuned prompt (the source's tables on one line each, then the question's values as the
-data spells them and the question, :func:`grounded.sql.prompts.tuned_sql_messages`), the target is the gold SQL, and the dev metric
-is execution accuracy on the knowledge base's mirror (:class:`~grounded.tune.evaluate.ExecutionJudge`).
+data spells them and the question, :func:`grounded.sql.prompts.tuned_sql_messages`), the target
+is the gold SQL as the served grammar has it written (columns qualified by their table), and the
+dev metric is execution accuracy on the knowledge base's mirror
+(:class:`~grounded.tune.evaluate.ExecutionJudge`).
 
 Example::
 
